@@ -1,0 +1,123 @@
+"""Which tokens may be masked, which are, and what replaces them: pure tensor functions.
+
+SGT masks the ``k = floor(fraction * n)`` lowest-saliency tokens of each sequence, where ``n`` counts the
+real (non-special, non-padding) tokens only, and replaces their embeddings by a "mask distribution".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import torch
+
+MaskStrategy = Literal["random_token", "mask_token", "zero", "uniform"]
+MASK_STRATEGIES: tuple[str, ...] = ("random_token", "mask_token", "zero", "uniform")
+
+
+def special_ids_of(tokenizer=None, config=None) -> list[int]:
+    """Ids that must never be masked or counted: every special token the tokenizer knows, else the config's."""
+    ids: set[int] = set()
+    if tokenizer is not None:
+        ids.update(int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None)
+    if config is not None and not ids:
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                ids.add(value)
+    return sorted(ids)
+
+
+def maskable_positions(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    special_ids: Iterable[int] = (),
+    special_tokens_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Boolean ``[B, T]``: real tokens that SGT may mask (attended, not special, not padding)."""
+    candidates = torch.ones_like(input_ids, dtype=torch.bool)
+    if attention_mask is not None:
+        candidates &= attention_mask.bool()
+    special = list(special_ids)
+    if special:
+        candidates &= ~torch.isin(input_ids, torch.tensor(special, device=input_ids.device, dtype=input_ids.dtype))
+    if special_tokens_mask is not None:
+        candidates &= ~special_tokens_mask.bool()
+    return candidates
+
+
+def tokens_to_mask_per_sequence(candidates: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``k_i = floor(fraction * n_i)`` with ``n_i`` the maskable tokens of sequence ``i``."""
+    counts = candidates.sum(dim=-1)
+    # The small epsilon keeps floor(0.3 * 10) == 3 despite 0.3 * 10 == 2.9999999999999996 in floating point.
+    return torch.floor(counts.double() * fraction + 1e-9).long()
+
+
+def lowest_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[B, T]`` marking, per row, the ``k[i]`` candidates with the lowest score.
+
+    Non-candidates are never chosen. Ties are broken by position (the earlier token first), so the choice is
+    deterministic for a given score tensor.
+    """
+    if scores.shape != candidates.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and candidates {tuple(candidates.shape)} differ in shape")
+    keyed = scores.float().masked_fill(~candidates, float("inf"))
+    order = torch.sort(keyed, dim=-1, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    return (rank < k.view(-1, 1)) & candidates
+
+
+def replacement_embeddings(
+    strategy: str,
+    embeddings: torch.Tensor,
+    positions: torch.Tensor,
+    embedding_weight: torch.Tensor,
+    *,
+    mask_token_id: int | None = None,
+    special_ids: Iterable[int] = (),
+    candidates: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Embeddings ``[B, T, D]`` to write at masked positions, per strategy; detached (no gradient flows).
+
+    - ``random_token``: the embedding of a uniformly drawn non-special vocabulary token, per position.
+    - ``mask_token``: the tokenizer's mask token embedding.
+    - ``zero``: the zero vector.
+    - ``uniform``: per dimension, Uniform(min, max) over that sequence's real-token embeddings (the authors'
+      image-code ``randomMask`` ported to embedding space).
+    """
+    embedding_weight = embedding_weight.detach()
+    embeddings = embeddings.detach()
+    shape, device, dtype = embeddings.shape, embeddings.device, embeddings.dtype
+    if strategy == "random_token":
+        vocab = embedding_weight.shape[0]
+        allowed = torch.ones(vocab, dtype=torch.bool, device=device)
+        special = [i for i in special_ids if 0 <= i < vocab]
+        if special:
+            allowed[torch.tensor(special, device=device)] = False
+        allowed_ids = allowed.nonzero().squeeze(-1)
+        draws = torch.randint(len(allowed_ids), shape[:2], generator=generator, device=generator.device if generator else device)
+        return embedding_weight[allowed_ids[draws.to(device)]].to(dtype)
+    if strategy == "mask_token":
+        if mask_token_id is None:
+            raise ValueError("sgt_mask_strategy='mask_token' needs a tokenizer with a mask token")
+        return embedding_weight[mask_token_id].to(dtype).expand(shape).clone()
+    if strategy == "zero":
+        return torch.zeros(shape, device=device, dtype=dtype)
+    if strategy == "uniform":
+        real = candidates if candidates is not None else torch.ones(shape[:2], dtype=torch.bool, device=device)
+        big = torch.finfo(torch.float32).max
+        e = embeddings.float()
+        low = e.masked_fill(~real.unsqueeze(-1), big).amin(dim=1, keepdim=True)
+        high = e.masked_fill(~real.unsqueeze(-1), -big).amax(dim=1, keepdim=True)
+        empty = ~real.any(dim=1).view(-1, 1, 1)
+        low, high = low.masked_fill(empty, 0.0), high.masked_fill(empty, 0.0)
+        u = torch.rand(shape, generator=generator, device=generator.device if generator else device).to(device)
+        return (low + u * (high - low)).to(dtype)
+    raise ValueError(f"unknown mask strategy {strategy!r}; allowed: {', '.join(MASK_STRATEGIES)}")
+
+
+def apply_mask(embeddings: torch.Tensor, positions: torch.Tensor, replacements: torch.Tensor) -> torch.Tensor:
+    """``embeddings`` with ``replacements`` written where ``positions`` is True; the result is detached."""
+    return torch.where(positions.unsqueeze(-1), replacements.to(embeddings.dtype), embeddings.detach()).detach()

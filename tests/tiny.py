@@ -1,0 +1,143 @@
+"""Tiny tokenizers and models built from configs, shared by the tests (no model hub, no network)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+WORDS = (
+    "the a an is was and but not very good great bad awful movie film plot actor story boring fun "
+    "loved hated best worst wonderful terrible it this that i we they saw watched really quite so "
+    "ending music scene scenes character characters funny sad slow fast long short play played"
+).split()
+
+FAMILIES = ("bert", "roberta", "distilbert", "albert", "electra", "deberta-v2")
+
+
+@functools.lru_cache(maxsize=None)
+def wordpiece_tokenizer() -> BertTokenizerFast:
+    """A WordPiece tokenizer over WORDS plus a few suffix pieces, written to a temporary vocab file."""
+    folder = Path(tempfile.mkdtemp(prefix="sgt_vocab_"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ed", "##ing", "##ly"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return BertTokenizerFast(vocab=str(folder / "vocab.txt"))
+
+
+@functools.lru_cache(maxsize=None)
+def bpe_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (RoBERTa style) trained on a sentence of WORDS."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    corpus = [" ".join(WORDS)] * 4 + ["the movie was good", "the film was bad and boring"]
+    bpe.train_from_iterator(
+        corpus, vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
+    folder = Path(tempfile.mkdtemp(prefix="sgt_bpe_"))
+    bpe.save_model(str(folder))
+    tok = RobertaTokenizerFast(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), add_prefix_space=True
+    )
+    assert json.loads((folder / "vocab.json").read_text())["<pad>"] == tok.pad_token_id
+    return tok
+
+
+def tokenizer_for(family: str):
+    return bpe_tokenizer() if family == "roberta" else wordpiece_tokenizer()
+
+
+def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, dropout: float = 0.0, **overrides):
+    """A 2-layer, 32-wide randomly initialised classifier of the given family, matched to its tokenizer."""
+    tok = tokenizer_for(family)
+    torch.manual_seed(seed)
+    common = dict(vocab_size=len(tok), num_labels=num_labels, pad_token_id=tok.pad_token_id)
+    if family == "bert":
+        config = BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            **common,
+        )
+        cls = BertForSequenceClassification
+    elif family == "roberta":
+        config = RobertaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=130, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **common,
+        )
+        cls = RobertaForSequenceClassification
+    elif family == "distilbert":
+        config = DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, dropout=dropout,
+            attention_dropout=dropout, seq_classif_dropout=dropout, **common,
+        )
+        cls = DistilBertForSequenceClassification
+    elif family == "albert":
+        config = AlbertConfig(
+            embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            classifier_dropout_prob=dropout, **common,
+        )
+        cls = AlbertForSequenceClassification
+    elif family == "electra":
+        config = ElectraConfig(
+            embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            **common,
+        )
+        cls = ElectraForSequenceClassification
+    elif family == "deberta-v2":
+        config = DebertaV2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            pooler_dropout=dropout, relative_attention=True, position_buckets=16, max_relative_positions=32,
+            pos_att_type=["p2c", "c2p"], **common,
+        )
+        cls = DebertaV2ForSequenceClassification
+    else:
+        raise ValueError(family)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return cls(config).eval()
+
+
+SENTENCES = [
+    ("the movie was good and i loved it", 1),
+    ("the film was bad and boring", 0),
+    ("great story and wonderful music", 1),
+    ("worst plot i saw", 0),
+    ("it was fun and funny", 1),
+    ("terrible ending and slow scenes", 0),
+    ("the best actor played very well", 1),
+    ("i hated this awful film", 0),
+]
+
+
+def encode(family: str, sentences=SENTENCES, padding_side: str = "right", max_length: int = 24):
+    """A padded batch (with labels) of the given sentences for the family's tokenizer."""
+    tok = tokenizer_for(family)
+    tok.padding_side = padding_side
+    batch = tok([s for s, _ in sentences], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    tok.padding_side = "right"
+    batch["labels"] = torch.tensor([y for _, y in sentences])
+    return dict(batch)
