@@ -40,7 +40,9 @@ def maskable_positions(
         candidates &= attention_mask.bool()
     special = list(special_ids)
     if special:
-        candidates &= ~torch.isin(input_ids, torch.tensor(special, device=input_ids.device, dtype=input_ids.dtype))
+        candidates &= ~torch.isin(
+            input_ids, torch.tensor(special, device=input_ids.device, dtype=input_ids.dtype)
+        )
     if special_tokens_mask is not None:
         candidates &= ~special_tokens_mask.bool()
     return candidates
@@ -60,7 +62,9 @@ def lowest_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tenso
     deterministic for a given score tensor.
     """
     if scores.shape != candidates.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and candidates {tuple(candidates.shape)} differ in shape")
+        raise ValueError(
+            f"scores {tuple(scores.shape)} and candidates {tuple(candidates.shape)} differ in shape"
+        )
     keyed = scores.float().masked_fill(~candidates, float("inf"))
     order = torch.sort(keyed, dim=-1, stable=True).indices
     rank = torch.empty_like(order)
@@ -97,7 +101,9 @@ def replacement_embeddings(
         if special:
             allowed[torch.tensor(special, device=device)] = False
         allowed_ids = allowed.nonzero().squeeze(-1)
-        draws = torch.randint(len(allowed_ids), shape[:2], generator=generator, device=generator.device if generator else device)
+        draws = torch.randint(
+            len(allowed_ids), shape[:2], generator=generator, device=generator.device if generator else device
+        )
         return embedding_weight[allowed_ids[draws.to(device)]].to(dtype)
     if strategy == "mask_token":
         if mask_token_id is None:
@@ -106,18 +112,24 @@ def replacement_embeddings(
     if strategy == "zero":
         return torch.zeros(shape, device=device, dtype=dtype)
     if strategy == "uniform":
-        real = candidates if candidates is not None else torch.ones(shape[:2], dtype=torch.bool, device=device)
+        real = (
+            candidates if candidates is not None else torch.ones(shape[:2], dtype=torch.bool, device=device)
+        )
         big = torch.finfo(torch.float32).max
         e = embeddings.float()
         low = e.masked_fill(~real.unsqueeze(-1), big).amin(dim=1, keepdim=True)
         high = e.masked_fill(~real.unsqueeze(-1), -big).amax(dim=1, keepdim=True)
         empty = ~real.any(dim=1).view(-1, 1, 1)
         low, high = low.masked_fill(empty, 0.0), high.masked_fill(empty, 0.0)
-        u = torch.rand(shape, generator=generator, device=generator.device if generator else device).to(device)
+        u = torch.rand(shape, generator=generator, device=generator.device if generator else device).to(
+            device
+        )
         return (low + u * (high - low)).to(dtype)
     raise ValueError(f"unknown mask strategy {strategy!r}; allowed: {', '.join(MASK_STRATEGIES)}")
 
 
 def apply_mask(embeddings: torch.Tensor, positions: torch.Tensor, replacements: torch.Tensor) -> torch.Tensor:
     """``embeddings`` with ``replacements`` written where ``positions`` is True; the result is detached."""
-    return torch.where(positions.unsqueeze(-1), replacements.to(embeddings.dtype), embeddings.detach()).detach()
+    return torch.where(
+        positions.unsqueeze(-1), replacements.to(embeddings.dtype), embeddings.detach()
+    ).detach()

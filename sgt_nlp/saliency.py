@@ -44,7 +44,9 @@ def aggregate_token_saliency(
     raise ValueError(f"unknown aggregation {aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
 
 
-def select_target_scores(logits: torch.Tensor, target: torch.Tensor, target_output: str = "logit") -> torch.Tensor:
+def select_target_scores(
+    logits: torch.Tensor, target: torch.Tensor, target_output: str = "logit"
+) -> torch.Tensor:
     """Pick, per example, the scalar whose gradient is the saliency: the target's logit, log-prob or prob."""
     if target_output == "logit":
         values = logits

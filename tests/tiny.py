@@ -34,7 +34,7 @@ WORDS = (
 FAMILIES = ("bert", "roberta", "distilbert", "albert", "electra", "deberta-v2")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def wordpiece_tokenizer() -> BertTokenizerFast:
     """A WordPiece tokenizer over WORDS plus a few suffix pieces, written to a temporary vocab file."""
     folder = Path(tempfile.mkdtemp(prefix="sgt_vocab_"))
@@ -43,7 +43,7 @@ def wordpiece_tokenizer() -> BertTokenizerFast:
     return BertTokenizerFast(vocab=str(folder / "vocab.txt"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bpe_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (RoBERTa style) trained on a sentence of WORDS."""
     from tokenizers import ByteLevelBPETokenizer
@@ -74,44 +74,85 @@ def tiny_model(family: str = "bert", num_labels: int = 2, seed: int = 0, dropout
     common = dict(vocab_size=len(tok), num_labels=num_labels, pad_token_id=tok.pad_token_id)
     if family == "bert":
         config = BertConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
             **common,
         )
         cls = BertForSequenceClassification
     elif family == "roberta":
         config = RobertaConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=130, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **common,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            **common,
         )
         cls = RobertaForSequenceClassification
     elif family == "distilbert":
         config = DistilBertConfig(
-            dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128, dropout=dropout,
-            attention_dropout=dropout, seq_classif_dropout=dropout, **common,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+            dropout=dropout,
+            attention_dropout=dropout,
+            seq_classif_dropout=dropout,
+            **common,
         )
         cls = DistilBertForSequenceClassification
     elif family == "albert":
         config = AlbertConfig(
-            embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-            classifier_dropout_prob=dropout, **common,
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            classifier_dropout_prob=dropout,
+            **common,
         )
         cls = AlbertForSequenceClassification
     elif family == "electra":
         config = ElectraConfig(
-            embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+            embedding_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
             **common,
         )
         cls = ElectraForSequenceClassification
     elif family == "deberta-v2":
         config = DebertaV2Config(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-            pooler_dropout=dropout, relative_attention=True, position_buckets=16, max_relative_positions=32,
-            pos_att_type=["p2c", "c2p"], **common,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            pooler_dropout=dropout,
+            relative_attention=True,
+            position_buckets=16,
+            max_relative_positions=32,
+            pos_att_type=["p2c", "c2p"],
+            **common,
         )
         cls = DebertaV2ForSequenceClassification
     else:
@@ -137,7 +178,9 @@ def encode(family: str, sentences=SENTENCES, padding_side: str = "right", max_le
     """A padded batch (with labels) of the given sentences for the family's tokenizer."""
     tok = tokenizer_for(family)
     tok.padding_side = padding_side
-    batch = tok([s for s, _ in sentences], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = tok(
+        [s for s, _ in sentences], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     tok.padding_side = "right"
     batch["labels"] = torch.tensor([y for _, y in sentences])
     return dict(batch)

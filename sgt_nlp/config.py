@@ -1,0 +1,100 @@
+"""``SaliencyGuidedTrainingArguments``: the ``TrainingArguments`` of saliency-guided training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .masking import MASK_STRATEGIES
+from .saliency import AGGREGATIONS, TARGET_OUTPUTS
+
+SALIENCY_TARGETS = ("label", "prediction")
+SALIENCY_PASSES = ("reuse", "eval")
+
+
+@dataclass
+class SaliencyGuidedTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the ``sgt_*`` knobs of Saliency Guided Training (Ismail et al., 2021).
+
+    Each step the trainer ranks the real tokens of every sequence by the saliency of the target class, replaces
+    the embeddings of the lowest ``sgt_mask_fraction`` of them, and adds ``sgt_kl_weight * KL(p(x) || p(x~))``
+    to the task loss. ``sgt_mask_fraction=0`` is plain fine-tuning.
+    """
+
+    sgt_mask_fraction: float = field(
+        default=0.5,
+        metadata={
+            "help": "Share of each sequence's maskable tokens (not special, not padding) masked per step: "
+            "k = floor(fraction * n). 0 disables SGT and trains exactly like the plain Trainer."
+        },
+    )
+    sgt_kl_weight: float = field(
+        default=1.0, metadata={"help": "lambda: weight of KL(p(x) || p(masked x)) added to the task loss."}
+    )
+    sgt_mask_strategy: str = field(
+        default="random_token",
+        metadata={
+            "help": "What replaces a masked token's embedding: 'random_token' (embedding of a random non-special "
+            "vocabulary token), 'mask_token' (the tokenizer's mask token), 'zero', or 'uniform' (per-dimension "
+            "uniform draw within that sequence's embedding range, the authors' image-code analogue).",
+            "choices": list(MASK_STRATEGIES),
+        },
+    )
+    sgt_saliency_aggregation: str = field(
+        default="l2",
+        metadata={
+            "help": "How a token's embedding gradient becomes its score: 'l2' (norm), 'l1', 'signed_mean', "
+            "'grad_x_input', 'abs_grad_x_input'. The lowest scores are masked.",
+            "choices": list(AGGREGATIONS),
+        },
+    )
+    sgt_saliency_target: str = field(
+        default="label",
+        metadata={
+            "help": "Which class's output the saliency explains: 'label' (gold, as the authors' code) or "
+            "'prediction' (argmax).",
+            "choices": list(SALIENCY_TARGETS),
+        },
+    )
+    sgt_saliency_output: str = field(
+        default="logit",
+        metadata={
+            "help": "Which output of the target class is differentiated: 'logit' (default; the authors' CIFAR "
+            "and BIRD code), 'log_prob' (their MNIST code) or 'prob'.",
+            "choices": list(TARGET_OUTPUTS),
+        },
+    )
+    sgt_saliency_pass: str = field(
+        default="reuse",
+        metadata={
+            "help": "'reuse' (default) takes the saliency from the training forward pass (dropout on; one forward "
+            "fewer); 'eval' runs a separate forward in eval mode first (dropout off, as the authors' code).",
+            "choices": list(SALIENCY_PASSES),
+        },
+    )
+    sgt_detach_kl_target: bool = field(
+        default=False,
+        metadata={"help": "Stop the gradient through p(x) in the KL term (the authors' code does not)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.sgt_mask_fraction < 1.0:
+            raise ValueError(f"sgt_mask_fraction must be in [0, 1), got {self.sgt_mask_fraction!r}")
+        if self.sgt_kl_weight < 0:
+            raise ValueError(f"sgt_kl_weight must be >= 0, got {self.sgt_kl_weight!r}")
+        for name, allowed in (
+            ("sgt_mask_strategy", MASK_STRATEGIES),
+            ("sgt_saliency_aggregation", AGGREGATIONS),
+            ("sgt_saliency_target", SALIENCY_TARGETS),
+            ("sgt_saliency_output", TARGET_OUTPUTS),
+            ("sgt_saliency_pass", SALIENCY_PASSES),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+
+    def sgt_settings(self) -> dict[str, object]:
+        """The ``sgt_*`` fields as a plain dict, for model cards and logs."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name.startswith("sgt_")}
