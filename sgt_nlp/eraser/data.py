@@ -1,0 +1,488 @@
+"""Read ERASER dataset folders into plain dataclasses, validating everything the official scorer relies on.
+
+Layout (ERASER ``rationale_benchmark/utils.py`` conventions, see REFERENCE §2.1): ``<dir>/{split}.jsonl`` holds one
+annotation per line; documents live either in ``<dir>/docs/<docid>`` (one sentence per line, tokens separated by
+spaces; empty lines and empty tokens dropped) or in ``<dir>/docs.jsonl`` (``{"docid", "document"}``, split on
+``\\n`` then on ``" "`` with no filtering). Token offsets index the flattened document.
+
+Upstream quirks are handled, never silently: empty spans (``start_token == end_token``) are skipped and counted,
+annotations without evidence are kept and listed, sentence index ``-1`` is accepted and counted, ``docids: null``
+is filled from the evidences (or the annotation-id prefix before ``:``). Everything skipped lands in a
+:class:`LoadReport`. Real errors (missing document, offset past the end, duplicate id, unknown label, malformed
+record) raise :class:`ERASERDataError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+class ERASERDataError(ValueError):
+    """A dataset file violates the ERASER format; ``path``, ``line`` (1-based) and ``field`` say where."""
+
+    def __init__(self, path: str | Path, line: int | None, field_name: str | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field_name
+        where = self.path + (f", line {line}" if line is not None else "")
+        where += f", field '{field_name}'" if field_name else ""
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One human rationale span: tokens ``[start_token, end_token)`` of the flattened document ``docid``."""
+
+    docid: str
+    start_token: int
+    end_token: int
+    text: str = ""
+    start_sentence: int = -1
+    end_sentence: int = -1
+
+    def __len__(self) -> int:
+        return self.end_token - self.start_token
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document as sentences of tokens; ERASER offsets index :attr:`tokens`, the flattened view."""
+
+    docid: str
+    sentences: tuple[tuple[str, ...], ...]
+
+    @cached_property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(token for sentence in self.sentences for token in sentence)
+
+    @cached_property
+    def sentence_starts(self) -> tuple[int, ...]:
+        """Offset of each sentence's first token in :attr:`tokens` (to map token spans to sentences)."""
+        starts, offset = [], 0
+        for sentence in self.sentences:
+            starts.append(offset)
+            offset += len(sentence)
+        return tuple(starts)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One line of ``{split}.jsonl``.
+
+    ``evidences`` are evidence *groups* (each sufficient on its own, possibly spanning documents), with empty spans
+    already removed and groups left empty by that removal dropped. ``docids`` is never empty: it comes from the
+    record, else from the evidences (first-appearance order), else from the annotation-id prefix before ``:``.
+    """
+
+    annotation_id: str
+    query: str
+    evidences: tuple[tuple[Evidence, ...], ...]
+    classification: str
+    docids: tuple[str, ...]
+    query_type: str | None = None
+    line: int = 0
+
+    @property
+    def all_evidences(self) -> tuple[Evidence, ...]:
+        """Every span of every group (the scorer's truth set flattens the groups)."""
+        return tuple(ev for group in self.evidences for ev in group)
+
+    @property
+    def evidence_docids(self) -> tuple[str, ...]:
+        """Docids that carry at least one span, in first-appearance order (the docids results files may list)."""
+        return tuple(dict.fromkeys(ev.docid for ev in self.all_evidences))
+
+    def rationale_mask(self, document: Document) -> np.ndarray:
+        """Boolean per flattened token of ``document``: True where any span of any group covers it."""
+        mask = np.zeros(len(document), dtype=bool)
+        for ev in self.all_evidences:
+            if ev.docid == document.docid:
+                mask[ev.start_token : ev.end_token] = True
+        return mask
+
+
+@dataclass
+class LoadReport:
+    """What loading a split kept, skipped and repaired; nothing is dropped without being counted here."""
+
+    path: str
+    annotations: int = 0
+    documents: int = 0
+    evidence_spans: int = 0
+    empty_spans_skipped: int = 0
+    empty_span_annotation_ids: list[str] = field(default_factory=list)
+    empty_groups_dropped: int = 0
+    annotations_without_evidence: list[str] = field(default_factory=list)
+    sentence_index_minus_one: int = 0
+    docids_from_evidences: int = 0
+    docids_from_annotation_id: int = 0
+    evidence_text_mismatches: int = 0
+    blank_lines_skipped: int = 0
+
+    def summary(self) -> str:
+        """One human-readable line, for logs and the evaluation summary."""
+        return (
+            f"{self.path}: {self.annotations} annotations, {self.documents} documents, "
+            f"{self.evidence_spans} evidence spans; skipped {self.empty_spans_skipped} empty spans "
+            f"(in {len(set(self.empty_span_annotation_ids))} annotations) and {self.empty_groups_dropped} "
+            f"emptied groups; {len(self.annotations_without_evidence)} annotations without evidence; "
+            f"{self.sentence_index_minus_one} spans with sentence index -1; docids filled from evidences "
+            f"{self.docids_from_evidences}x, from annotation id {self.docids_from_annotation_id}x; "
+            f"{self.evidence_text_mismatches} span texts differ from the document; "
+            f"{self.blank_lines_skipped} blank lines skipped"
+        )
+
+
+@dataclass
+class ERASERSplit:
+    """A loaded split: annotations in file order, the documents they need, the label set and the report."""
+
+    name: str
+    annotations: list[Annotation]
+    documents: dict[str, Document]
+    labels: tuple[str, ...]
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    @property
+    def label_to_id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
+    def rationale_fractions(self) -> np.ndarray:
+        """Per annotation: human-rationale tokens / tokens, over the annotation's documents."""
+        fractions = []
+        for ann in self.annotations:
+            docs = [self.documents[d] for d in ann.docids]
+            covered = sum(int(ann.rationale_mask(doc).sum()) for doc in docs)
+            fractions.append(covered / max(1, sum(len(doc) for doc in docs)))
+        return np.asarray(fractions, dtype=float)
+
+    def mean_rationale_fraction(self) -> float:
+        """Mean of :meth:`rationale_fractions`: the default comprehensiveness/sufficiency threshold (§2.4)."""
+        return float(self.rationale_fractions().mean()) if self.annotations else 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# documents
+
+
+def _documents_source(data_dir: Path) -> Path:
+    docs_dir, docs_jsonl = data_dir / "docs", data_dir / "docs.jsonl"
+    if docs_dir.is_dir() and docs_jsonl.exists():
+        raise ERASERDataError(data_dir, None, None, "both docs/ and docs.jsonl exist; ERASER allows only one")
+    if docs_dir.is_dir():
+        return docs_dir
+    if docs_jsonl.exists():
+        return docs_jsonl
+    raise ERASERDataError(data_dir, None, None, "no docs/ directory and no docs.jsonl")
+
+
+def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) -> dict[str, Document]:
+    """Documents of ``data_dir`` (all, or only ``docids``, which avoids reading large corpora such as BoolQ).
+
+    A requested docid that does not exist raises :class:`ERASERDataError`.
+    """
+    data_dir = Path(data_dir)
+    source = _documents_source(data_dir)
+    wanted = None if docids is None else set(docids)
+    documents: dict[str, Document] = {}
+    if source.is_dir():
+        names = sorted(p.name for p in source.iterdir()) if wanted is None else sorted(wanted)
+        for docid in names:
+            path = source / docid
+            if not path.is_file():
+                raise ERASERDataError(path, None, "docid", f"document {docid!r} does not exist in {source}")
+            documents[docid] = _parse_doc_file(path)
+        return documents
+    with source.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = _parse_json(line, source, line_no)
+            for key in ("docid", "document"):
+                if not isinstance(record.get(key), str):
+                    raise ERASERDataError(source, line_no, key, "missing or not a string")
+            if wanted is None or record["docid"] in wanted:
+                sentences = tuple(tuple(s.split(" ")) for s in record["document"].split("\n"))
+                documents[record["docid"]] = Document(record["docid"], sentences)
+    for docid in sorted((wanted or set()) - documents.keys()):
+        raise ERASERDataError(source, None, "docid", f"document {docid!r} does not exist in {source}")
+    return documents
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# annotations
+
+
+def _parse_json(line: str, path: Path, line_no: int) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ERASERDataError(path, line_no, None, f"invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ERASERDataError(path, line_no, None, "a line must be a JSON object")
+    return record
+
+
+def _int_field(raw: dict, key: str, path: Path, line_no: int, where: str, default: int | None = None) -> int:
+    value = raw.get(key, default)
+    if value is None and default is not None:
+        value = default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ERASERDataError(path, line_no, f"{where}.{key}", f"must be an integer, got {value!r}")
+    return value
+
+
+def _parse_evidence(raw: object, path: Path, line_no: int, where: str) -> Evidence:
+    if not isinstance(raw, dict):
+        raise ERASERDataError(path, line_no, where, "an evidence must be a JSON object")
+    docid = raw.get("docid")
+    if not isinstance(docid, str) or not docid:
+        raise ERASERDataError(path, line_no, f"{where}.docid", f"must be a non-empty string, got {docid!r}")
+    start = _int_field(raw, "start_token", path, line_no, where)
+    end = _int_field(raw, "end_token", path, line_no, where)
+    if start < 0 or end < start:
+        raise ERASERDataError(
+            path, line_no, f"{where}.end_token", f"span [{start}, {end}) needs 0 <= start_token <= end_token"
+        )
+    text = raw.get("text") or ""
+    return Evidence(
+        docid=docid,
+        start_token=start,
+        end_token=end,
+        text=str(text),
+        start_sentence=_int_field(raw, "start_sentence", path, line_no, where, default=-1),
+        end_sentence=_int_field(raw, "end_sentence", path, line_no, where, default=-1),
+    )
+
+
+def read_annotations(
+    path: str | Path, labels: Sequence[str] | None = None, report: LoadReport | None = None
+) -> list[Annotation]:
+    """Parse and structurally validate ``{split}.jsonl`` (documents are checked by :func:`load_split`).
+
+    Checks: valid JSON objects, ``annotation_id`` present and unique, ``classification`` a string in ``labels``
+    (when given), evidences a list of lists of well-formed spans. Empty spans are skipped and counted in ``report``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ERASERDataError(path, None, None, "annotation file does not exist")
+    report = report if report is not None else LoadReport(str(path))
+    label_set = set(labels) if labels is not None else None
+    seen: dict[str, int] = {}
+    annotations: list[Annotation] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                report.blank_lines_skipped += 1
+                continue
+            raw = _parse_json(line, path, line_no)
+            ann_id = raw.get("annotation_id")
+            if not isinstance(ann_id, str) or not ann_id:
+                raise ERASERDataError(path, line_no, "annotation_id", f"must be a non-empty string, got {ann_id!r}")
+            if ann_id in seen:
+                raise ERASERDataError(
+                    path, line_no, "annotation_id", f"duplicate annotation_id {ann_id!r} (first on line {seen[ann_id]})"
+                )
+            seen[ann_id] = line_no
+            label = raw.get("classification")
+            if not isinstance(label, str):
+                raise ERASERDataError(path, line_no, "classification", f"must be a string, got {label!r}")
+            if label_set is not None and label not in label_set:
+                raise ERASERDataError(
+                    path, line_no, "classification", f"label {label!r} is not in the label set {sorted(label_set)}"
+                )
+            raw_groups = raw.get("evidences") or []
+            if not isinstance(raw_groups, list):
+                raise ERASERDataError(path, line_no, "evidences", "must be a list of evidence groups")
+            groups: list[tuple[Evidence, ...]] = []
+            for g, raw_group in enumerate(raw_groups):
+                if isinstance(raw_group, dict):  # tolerate a bare evidence in place of a one-element group
+                    raw_group = [raw_group]
+                if not isinstance(raw_group, list):
+                    raise ERASERDataError(path, line_no, f"evidences[{g}]", "an evidence group must be a list")
+                kept = []
+                for i, raw_ev in enumerate(raw_group):
+                    ev = _parse_evidence(raw_ev, path, line_no, f"evidences[{g}][{i}]")
+                    if ev.start_sentence == -1 or ev.end_sentence == -1:
+                        report.sentence_index_minus_one += 1
+                    if len(ev) == 0:
+                        report.empty_spans_skipped += 1
+                        report.empty_span_annotation_ids.append(ann_id)
+                        continue
+                    kept.append(ev)
+                if kept:
+                    groups.append(tuple(kept))
+                elif raw_group:
+                    report.empty_groups_dropped += 1
+            if not groups:
+                report.annotations_without_evidence.append(ann_id)
+            raw_docids = raw.get("docids")
+            if raw_docids is not None and (
+                not isinstance(raw_docids, list) or not all(isinstance(d, str) and d for d in raw_docids)
+            ):
+                raise ERASERDataError(path, line_no, "docids", f"must be null or a list of strings, got {raw_docids!r}")
+            if raw_docids:
+                docids = tuple(dict.fromkeys(raw_docids))
+            elif groups:
+                docids = tuple(dict.fromkeys(ev.docid for group in groups for ev in group))
+                report.docids_from_evidences += 1
+            else:
+                docids = (ann_id.split(":", 1)[0],)
+                report.docids_from_annotation_id += 1
+            query = raw.get("query")
+            annotations.append(
+                Annotation(
+                    annotation_id=ann_id,
+                    query=query if isinstance(query, str) else "",
+                    evidences=tuple(groups),
+                    classification=label,
+                    docids=docids,
+                    query_type=raw.get("query_type"),
+                    line=line_no,
+                )
+            )
+    report.annotations = len(annotations)
+    report.evidence_spans = sum(len(a.all_evidences) for a in annotations)
+    return annotations
+
+
+def _check_against_documents(
+    annotations: Sequence[Annotation], documents: dict[str, Document], path: Path, report: LoadReport
+) -> None:
+    for ann in annotations:
+        for j, docid in enumerate(ann.docids):
+            if docid not in documents:
+                raise ERASERDataError(path, ann.line, f"docids[{j}]", f"document {docid!r} does not exist")
+        for g, group in enumerate(ann.evidences):
+            for i, ev in enumerate(group):
+                where = f"evidences[{g}][{i}]"
+                doc = documents.get(ev.docid)
+                if doc is None:
+                    raise ERASERDataError(path, ann.line, f"{where}.docid", f"document {ev.docid!r} does not exist")
+                if ev.end_token > len(doc):
+                    raise ERASERDataError(
+                        path,
+                        ann.line,
+                        f"{where}.end_token",
+                        f"offset {ev.end_token} is past the end of document {ev.docid!r} ({len(doc)} tokens)",
+                    )
+                if ev.text and " ".join(doc.tokens[ev.start_token : ev.end_token]) != ev.text:
+                    report.evidence_text_mismatches += 1
+
+
+def load_split(data_dir: str | Path, split: str, labels: Sequence[str] | None = None) -> ERASERSplit:
+    """Load ``<data_dir>/<split>.jsonl`` and the documents it references, fully validated.
+
+    ``labels`` fixes the label set and its order (label id = position); without it the sorted set of labels
+    seen in the split is used, which is only safe when every label occurs in the split.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / f"{split}.jsonl"
+    report = LoadReport(str(path))
+    annotations = read_annotations(path, labels=labels, report=report)
+    needed = {d for ann in annotations for d in ann.docids} | {
+        ev.docid for ann in annotations for ev in ann.all_evidences
+    }
+    source = _documents_source(data_dir)
+    if source.is_dir():
+        documents = {d: doc for d in needed if (doc := _read_doc_if_exists(source, d)) is not None}
+    else:
+        documents = {d: doc for d, doc in load_documents(data_dir).items() if d in needed}
+    _check_against_documents(annotations, documents, path, report)
+    report.documents = len(documents)
+    label_order = tuple(labels) if labels is not None else tuple(sorted({a.classification for a in annotations}))
+    return ERASERSplit(name=split, annotations=annotations, documents=documents, labels=label_order, report=report)
+
+
+def _parse_doc_file(path: Path) -> Document:
+    lines = path.read_text(encoding="utf-8").split("\n")
+    sentences = tuple(tuple(t for t in line.strip().split(" ") if t) for line in lines if line.strip())
+    return Document(path.name, sentences)
+
+
+def _read_doc_if_exists(docs_dir: Path, docid: str) -> Document | None:
+    path = docs_dir / docid
+    return _parse_doc_file(path) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hugging Face dataset
+
+HF_COLUMNS: tuple[str, ...] = (
+    "annotation_id",
+    "docids",
+    "doc_lengths",
+    "words",
+    "query",
+    "query_words",
+    "label",
+    "rationale_mask",
+    "is_document_word",
+)
+
+
+def to_hf_dataset(split: ERASERSplit, query_mode: str = "pair", separator: str = "[SEP]"):
+    """A ``datasets.Dataset`` with one row per annotation, in file order, scored on whitespace words.
+
+    ``words`` starts with the words of the annotation's documents (``docids`` order, concatenated; ERASER
+    baselines put the documents first). ``query_mode="pair"`` (default) keeps the query out of ``words`` and in
+    ``query_words`` so a tokenizer encodes ``(words, query_words)`` as a text pair and truncation can cut the
+    document only (see :func:`sgt_nlp.eraser.align.align_words`). ``query_mode="append"`` gives the flat input
+    ``doc words + [separator] + query words`` (separator omitted when the query is empty). ``rationale_mask`` and
+    ``is_document_word`` have one 0/1 entry per word of ``words``; the first ``sum(doc_lengths)`` words are the
+    documents, and ``doc_lengths`` splits them back into per-document scores for the results file.
+    """
+    import datasets
+
+    if query_mode not in ("pair", "append"):
+        raise ValueError(f"query_mode must be 'pair' or 'append', got {query_mode!r}")
+    label_to_id = split.label_to_id
+    rows: dict[str, list] = {name: [] for name in HF_COLUMNS}
+    for ann in split.annotations:
+        docs = [split.documents[d] for d in ann.docids]
+        words = [token for doc in docs for token in doc.tokens]
+        mask = [int(v) for doc in docs for v in ann.rationale_mask(doc)]
+        is_doc = [1] * len(words)
+        query_words = ann.query.split()
+        if query_mode == "append" and query_words:
+            extra = [separator, *query_words]
+            words += extra
+            mask += [0] * len(extra)
+            is_doc += [0] * len(extra)
+        rows["annotation_id"].append(ann.annotation_id)
+        rows["docids"].append(list(ann.docids))
+        rows["doc_lengths"].append([len(doc) for doc in docs])
+        rows["words"].append(words)
+        rows["query"].append(ann.query)
+        rows["query_words"].append(query_words)
+        rows["label"].append(label_to_id[ann.classification])
+        rows["rationale_mask"].append(mask)
+        rows["is_document_word"].append(is_doc)
+    features = datasets.Features(
+        {
+            "annotation_id": datasets.Value("string"),
+            "docids": datasets.Sequence(datasets.Value("string")),
+            "doc_lengths": datasets.Sequence(datasets.Value("int32")),
+            "words": datasets.Sequence(datasets.Value("string")),
+            "query": datasets.Value("string"),
+            "query_words": datasets.Sequence(datasets.Value("string")),
+            "label": datasets.ClassLabel(names=list(split.labels)),
+            "rationale_mask": datasets.Sequence(datasets.Value("int8")),
+            "is_document_word": datasets.Sequence(datasets.Value("int8")),
+        }
+    )
+    return datasets.Dataset.from_dict(rows, features=features)
