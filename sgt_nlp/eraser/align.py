@@ -87,7 +87,9 @@ class WordAlignment:
         Differentiable in ``piece_scores``.
         """
         if piece_scores.shape != self.word_index.shape:
-            raise ValueError(f"piece_scores shape {tuple(piece_scores.shape)} != {tuple(self.word_index.shape)}")
+            raise ValueError(
+                f"piece_scores shape {tuple(piece_scores.shape)} != {tuple(self.word_index.shape)}"
+            )
         if how not in WORD_AGGREGATIONS:
             raise ValueError(f"unknown aggregation {how!r}; choose from {WORD_AGGREGATIONS}")
         batch, width = piece_scores.shape[0], self.max_words
@@ -161,7 +163,9 @@ def align_words(
     rows = []
     for b in range(len(word_lists)):
         word_ids, sequence_ids = encoding.word_ids(b), encoding.sequence_ids(b)
-        rows.append([w if (w is not None and s == 0) else -1 for w, s in zip(word_ids, sequence_ids, strict=True)])
+        rows.append(
+            [w if (w is not None and s == 0) else -1 for w, s in zip(word_ids, sequence_ids, strict=True)]
+        )
     word_index = torch.tensor(rows, dtype=torch.long).reshape(len(word_lists), -1)
     num_words = [len(w) for w in word_lists]
     words_kept, without_pieces, rationale_total, rationale_cut = [], 0, 0, 0

@@ -292,10 +292,15 @@ def read_annotations(
             raw = _parse_json(line, path, line_no)
             ann_id = raw.get("annotation_id")
             if not isinstance(ann_id, str) or not ann_id:
-                raise ERASERDataError(path, line_no, "annotation_id", f"must be a non-empty string, got {ann_id!r}")
+                raise ERASERDataError(
+                    path, line_no, "annotation_id", f"must be a non-empty string, got {ann_id!r}"
+                )
             if ann_id in seen:
                 raise ERASERDataError(
-                    path, line_no, "annotation_id", f"duplicate annotation_id {ann_id!r} (first on line {seen[ann_id]})"
+                    path,
+                    line_no,
+                    "annotation_id",
+                    f"duplicate annotation_id {ann_id!r} (first on line {seen[ann_id]})",
                 )
             seen[ann_id] = line_no
             label = raw.get("classification")
@@ -303,7 +308,10 @@ def read_annotations(
                 raise ERASERDataError(path, line_no, "classification", f"must be a string, got {label!r}")
             if label_set is not None and label not in label_set:
                 raise ERASERDataError(
-                    path, line_no, "classification", f"label {label!r} is not in the label set {sorted(label_set)}"
+                    path,
+                    line_no,
+                    "classification",
+                    f"label {label!r} is not in the label set {sorted(label_set)}",
                 )
             raw_groups = raw.get("evidences") or []
             if not isinstance(raw_groups, list):
@@ -313,7 +321,9 @@ def read_annotations(
                 if isinstance(raw_group, dict):  # tolerate a bare evidence in place of a one-element group
                     raw_group = [raw_group]
                 if not isinstance(raw_group, list):
-                    raise ERASERDataError(path, line_no, f"evidences[{g}]", "an evidence group must be a list")
+                    raise ERASERDataError(
+                        path, line_no, f"evidences[{g}]", "an evidence group must be a list"
+                    )
                 kept = []
                 for i, raw_ev in enumerate(raw_group):
                     ev = _parse_evidence(raw_ev, path, line_no, f"evidences[{g}][{i}]")
@@ -334,7 +344,9 @@ def read_annotations(
             if raw_docids is not None and (
                 not isinstance(raw_docids, list) or not all(isinstance(d, str) and d for d in raw_docids)
             ):
-                raise ERASERDataError(path, line_no, "docids", f"must be null or a list of strings, got {raw_docids!r}")
+                raise ERASERDataError(
+                    path, line_no, "docids", f"must be null or a list of strings, got {raw_docids!r}"
+                )
             if raw_docids:
                 docids = tuple(dict.fromkeys(raw_docids))
             elif groups:
@@ -372,7 +384,9 @@ def _check_against_documents(
                 where = f"evidences[{g}][{i}]"
                 doc = documents.get(ev.docid)
                 if doc is None:
-                    raise ERASERDataError(path, ann.line, f"{where}.docid", f"document {ev.docid!r} does not exist")
+                    raise ERASERDataError(
+                        path, ann.line, f"{where}.docid", f"document {ev.docid!r} does not exist"
+                    )
                 if ev.end_token > len(doc):
                     raise ERASERDataError(
                         path,
@@ -404,8 +418,12 @@ def load_split(data_dir: str | Path, split: str, labels: Sequence[str] | None = 
         documents = {d: doc for d, doc in load_documents(data_dir).items() if d in needed}
     _check_against_documents(annotations, documents, path, report)
     report.documents = len(documents)
-    label_order = tuple(labels) if labels is not None else tuple(sorted({a.classification for a in annotations}))
-    return ERASERSplit(name=split, annotations=annotations, documents=documents, labels=label_order, report=report)
+    label_order = (
+        tuple(labels) if labels is not None else tuple(sorted({a.classification for a in annotations}))
+    )
+    return ERASERSplit(
+        name=split, annotations=annotations, documents=documents, labels=label_order, report=report
+    )
 
 
 def _parse_doc_file(path: Path) -> Document:

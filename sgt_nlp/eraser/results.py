@@ -1,0 +1,357 @@
+"""The official ERASER results JSONL (REFERENCE §2.2): build records, write them, verify a file like the scorer.
+
+One line per annotation of the split. ``rationales`` lists only docids that carry human evidence for that
+annotation: the scorer computes soft metrics per listed (annotation, docid) pair, and a document without gold
+tokens gives a degenerate AUPRC (REFERENCE §2.3, version pitfall).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sgt_nlp.eraser.data import Annotation, Document
+
+SCORE_FIELDS: tuple[str, ...] = (
+    "classification_scores",
+    "comprehensiveness_classification_scores",
+    "sufficiency_classification_scores",
+)
+
+
+class ResultsError(ValueError):
+    """A results file the official scorer would reject (or mis-score); names file, line and field."""
+
+    def __init__(self, path: str | Path, line: int | None, field_name: str | None, message: str) -> None:
+        self.path, self.line, self.field = str(path), line, field_name
+        where = self.path + (f", line {line}" if line is not None else "")
+        where += f", field '{field_name}'" if field_name else ""
+        super().__init__(f"{where}: {message}")
+
+
+def _distribution(
+    labels: Sequence[str], probabilities: Sequence[float] | np.ndarray, name: str
+) -> dict[str, float]:
+    values = np.asarray(probabilities, dtype=float).reshape(-1)
+    if values.shape[0] != len(labels):
+        raise ValueError(f"{name}: {values.shape[0]} probabilities for {len(labels)} labels")
+    return {label: float(v) for label, v in zip(labels, values, strict=True)}
+
+
+def result_record(
+    annotation: Annotation,
+    labels: Sequence[str],
+    probabilities: Sequence[float] | np.ndarray,
+    *,
+    soft_scores: Mapping[str, Sequence[float] | np.ndarray] | None = None,
+    hard_spans: Mapping[str, Iterable[tuple[int, int]]] | None = None,
+    comprehensiveness_probabilities: Sequence[float] | np.ndarray | None = None,
+    sufficiency_probabilities: Sequence[float] | np.ndarray | None = None,
+    thresholded_probabilities: Mapping[float, tuple[Sequence[float], Sequence[float]]] | None = None,
+    tokens_to_flip: int | None = None,
+) -> dict:
+    """One results line for ``annotation``.
+
+    ``probabilities`` is the model's distribution over ``labels`` (``classification`` = its argmax label);
+    ``soft_scores[docid]`` has one score per flattened token of that document; ``hard_spans[docid]`` holds
+    ``(start, end)`` token spans (end exclusive); ``thresholded_probabilities[t] = (comp_probs, suff_probs)`` for
+    each AOPC bin ``t``. Docids that carry no human evidence for ``annotation`` are left out, as are the fields
+    whose argument is None.
+    """
+    record: dict = {"annotation_id": annotation.annotation_id}
+    rationales = []
+    for docid in annotation.evidence_docids:
+        entry: dict = {"docid": docid}
+        if hard_spans is not None:
+            entry["hard_rationale_predictions"] = [
+                {"start_token": int(s), "end_token": int(e)} for s, e in sorted(hard_spans.get(docid, ()))
+            ]
+        if soft_scores is not None:
+            if docid not in soft_scores:
+                raise KeyError(f"{annotation.annotation_id}: no soft scores for document {docid!r}")
+            entry["soft_rationale_predictions"] = [
+                float(v) for v in np.asarray(soft_scores[docid]).reshape(-1)
+            ]
+        rationales.append(entry)
+    record["rationales"] = rationales
+    distribution = _distribution(labels, probabilities, "probabilities")
+    record["classification"] = max(distribution, key=distribution.__getitem__)
+    record["classification_scores"] = distribution
+    if comprehensiveness_probabilities is not None:
+        record["comprehensiveness_classification_scores"] = _distribution(
+            labels, comprehensiveness_probabilities, "comprehensiveness_probabilities"
+        )
+    if sufficiency_probabilities is not None:
+        record["sufficiency_classification_scores"] = _distribution(
+            labels, sufficiency_probabilities, "sufficiency_probabilities"
+        )
+    if tokens_to_flip is not None:
+        record["tokens_to_flip"] = int(tokens_to_flip)
+    if thresholded_probabilities is not None:
+        record["thresholded_scores"] = [
+            {
+                "threshold": float(threshold),
+                "comprehensiveness_classification_scores": _distribution(
+                    labels, comp, f"comprehensiveness@{threshold}"
+                ),
+                "sufficiency_classification_scores": _distribution(labels, suff, f"sufficiency@{threshold}"),
+            }
+            for threshold, (comp, suff) in sorted(thresholded_probabilities.items())
+        ]
+    return record
+
+
+def write_results(path: str | Path, records: Iterable[dict]) -> Path:
+    """Write one JSON object per line (thresholds keep their shortest repr, e.g. ``0.1``, as the scorer needs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, allow_nan=False) + "\n")
+    return path
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The records of a results JSONL, in file order (no validation: see :func:`verify_results`)."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if line.strip():
+                records.append(_parse_line(line, path, line_no))
+    return records
+
+
+def _parse_line(line: str, path: Path, line_no: int) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(path, line_no, None, f"invalid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ResultsError(path, line_no, None, "a line must be a JSON object")
+    return record
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_distribution(value: object, labels: set[str], path: Path, line_no: int, name: str) -> None:
+    if not isinstance(value, dict):
+        raise ResultsError(path, line_no, name, "must be an object {label: probability}")
+    if set(value) != labels:
+        raise ResultsError(
+            path, line_no, name, f"labels {sorted(value)} differ from the label set {sorted(labels)}"
+        )
+    for label, prob in value.items():
+        if not _is_number(prob):
+            raise ResultsError(path, line_no, f"{name}.{label}", f"must be a finite number, got {prob!r}")
+
+
+def _check_rationales(
+    record: dict, annotation: Annotation, documents: Mapping[str, Document], path: Path, line_no: int
+) -> None:
+    rationales = record.get("rationales", [])
+    if not isinstance(rationales, list):
+        raise ResultsError(path, line_no, "rationales", "must be a list")
+    allowed = set(annotation.docids) | set(annotation.evidence_docids)
+    seen: set[str] = set()
+    for i, entry in enumerate(rationales):
+        where = f"rationales[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("docid"), str):
+            raise ResultsError(path, line_no, f"{where}.docid", "each rationale needs a string docid")
+        docid = entry["docid"]
+        if docid in seen:
+            raise ResultsError(path, line_no, f"{where}.docid", f"document {docid!r} listed twice")
+        seen.add(docid)
+        if docid not in allowed:
+            raise ResultsError(
+                path,
+                line_no,
+                f"{where}.docid",
+                f"document {docid!r} is not a document of annotation {annotation.annotation_id!r}",
+            )
+        if docid not in documents:
+            raise ResultsError(path, line_no, f"{where}.docid", f"document {docid!r} does not exist")
+        doc_len = len(documents[docid])
+        soft = entry.get("soft_rationale_predictions")
+        if soft is not None:
+            if not isinstance(soft, list) or len(soft) != doc_len:
+                length = len(soft) if isinstance(soft, list) else type(soft).__name__
+                raise ResultsError(
+                    path,
+                    line_no,
+                    f"{where}.soft_rationale_predictions",
+                    f"has {length} scores, document {docid!r} has {doc_len} tokens",
+                )
+            if not all(_is_number(v) for v in soft):
+                raise ResultsError(
+                    path, line_no, f"{where}.soft_rationale_predictions", "scores must be finite numbers"
+                )
+        hard = entry.get("hard_rationale_predictions")
+        if hard is not None:
+            if not isinstance(hard, list):
+                raise ResultsError(
+                    path, line_no, f"{where}.hard_rationale_predictions", "must be a list of spans"
+                )
+            spans = []
+            for j, span in enumerate(hard):
+                span_where = f"{where}.hard_rationale_predictions[{j}]"
+                if not isinstance(span, dict) or not all(
+                    isinstance(span.get(k), int) and not isinstance(span.get(k), bool)
+                    for k in ("start_token", "end_token")
+                ):
+                    raise ResultsError(path, line_no, span_where, "needs integer start_token and end_token")
+                start, end = span["start_token"], span["end_token"]
+                if not 0 <= start < end <= doc_len:
+                    raise ResultsError(
+                        path,
+                        line_no,
+                        span_where,
+                        f"span [{start}, {end}) is not within document {docid!r} ({doc_len} tokens)",
+                    )
+                spans.append((start, end))
+            spans.sort()
+            for (s1, e1), (s2, e2) in zip(spans, spans[1:], strict=False):
+                if s2 < e1:
+                    raise ResultsError(
+                        path,
+                        line_no,
+                        f"{where}.hard_rationale_predictions",
+                        f"spans [{s1}, {e1}) and [{s2}, {e2}) overlap",
+                    )
+
+
+def _optional_fields(record: dict) -> frozenset[str]:
+    present = {name for name in (*SCORE_FIELDS[1:], "tokens_to_flip", "thresholded_scores") if name in record}
+    for entry in record.get("rationales") or []:
+        if isinstance(entry, dict):
+            present |= {k for k in ("hard_rationale_predictions", "soft_rationale_predictions") if k in entry}
+    return frozenset(present)
+
+
+def verify_results(
+    path: str | Path,
+    annotations: Sequence[Annotation],
+    documents: Mapping[str, Document],
+    labels: Sequence[str] | None = None,
+    thresholds: Sequence[float] | None = None,
+) -> list[dict]:
+    """Check a results file the way the official scorer would, and return its records (file order).
+
+    Every annotation needs exactly one line and no line may name an unknown annotation; ``classification`` must
+    be a label (``labels``, default: the labels of ``annotations``); score fields are {label: number} over the
+    whole label set; soft scores have one number per document token; hard spans lie within the document and do
+    not overlap; optional fields appear on all lines or none; every line carries the same thresholds (equal to
+    ``thresholds`` when given), which need the classification and comp/suff scores.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(path, None, None, "results file does not exist")
+    by_id = {ann.annotation_id: ann for ann in annotations}
+    label_set = set(labels) if labels is not None else {ann.classification for ann in annotations}
+    records, seen = [], {}
+    fields_first: tuple[int, frozenset[str]] | None = None
+    thresholds_first: tuple[int, list[float]] | None = None
+    with path.open(encoding="utf-8") as handle:
+        numbered = [(n, line) for n, line in enumerate(handle, start=1) if line.strip()]
+    for line_no, line in numbered:
+        record = _parse_line(line, path, line_no)
+        ann_id = record.get("annotation_id")
+        if not isinstance(ann_id, str):
+            raise ResultsError(path, line_no, "annotation_id", f"must be a string, got {ann_id!r}")
+        if ann_id in seen:
+            raise ResultsError(
+                path, line_no, "annotation_id", f"duplicate {ann_id!r} (first on line {seen[ann_id]})"
+            )
+        seen[ann_id] = line_no
+        if ann_id not in by_id:
+            raise ResultsError(
+                path, line_no, "annotation_id", f"{ann_id!r} is not an annotation of the split"
+            )
+        classification = record.get("classification")
+        if classification is not None or thresholds is not None or "thresholded_scores" in record:
+            if not isinstance(classification, str):
+                raise ResultsError(
+                    path, line_no, "classification", f"must be a string, got {classification!r}"
+                )
+            if classification not in label_set:
+                raise ResultsError(
+                    path,
+                    line_no,
+                    "classification",
+                    f"{classification!r} is not in the label set {sorted(label_set)}",
+                )
+        for name in SCORE_FIELDS:
+            if name in record:
+                _check_distribution(record[name], label_set, path, line_no, name)
+        _check_rationales(record, by_id[ann_id], documents, path, line_no)
+        if "tokens_to_flip" in record and not (
+            isinstance(record["tokens_to_flip"], int) and not isinstance(record["tokens_to_flip"], bool)
+        ):
+            raise ResultsError(path, line_no, "tokens_to_flip", "must be an integer")
+        present = _optional_fields(record)
+        if fields_first is None:
+            fields_first = (line_no, present)
+        elif present != fields_first[1]:
+            differ = sorted(present ^ fields_first[1])
+            raise ResultsError(
+                path,
+                line_no,
+                differ[0],
+                f"optional fields {differ} differ from line {fields_first[0]}; "
+                "every optional field must be on all lines or on none",
+            )
+        if "thresholded_scores" in record:
+            found = _check_thresholded(record, label_set, path, line_no)
+            if thresholds_first is None:
+                thresholds_first = (line_no, found)
+            elif found != thresholds_first[1]:
+                raise ResultsError(
+                    path,
+                    line_no,
+                    "thresholded_scores",
+                    f"thresholds {found} differ from {thresholds_first[1]} on line {thresholds_first[0]}",
+                )
+            if thresholds is not None and found != sorted(float(t) for t in thresholds):
+                raise ResultsError(
+                    path,
+                    line_no,
+                    "thresholded_scores",
+                    f"thresholds {found} differ from the requested {sorted(thresholds)} (float equality)",
+                )
+        elif thresholds is not None:
+            raise ResultsError(path, line_no, "thresholded_scores", "missing, but thresholds were requested")
+        records.append(record)
+    missing = [ann.annotation_id for ann in annotations if ann.annotation_id not in seen]
+    if missing:
+        raise ResultsError(
+            path, None, "annotation_id", f"{len(missing)} annotations have no line, e.g. {missing[:3]}"
+        )
+    return records
+
+
+def _check_thresholded(record: dict, labels: set[str], path: Path, line_no: int) -> list[float]:
+    for name in SCORE_FIELDS:
+        if name not in record:
+            raise ResultsError(path, line_no, name, "thresholded_scores requires this field")
+    entries = record["thresholded_scores"]
+    if not isinstance(entries, list):
+        raise ResultsError(path, line_no, "thresholded_scores", "must be a list")
+    found = []
+    for i, entry in enumerate(entries):
+        where = f"thresholded_scores[{i}]"
+        if not isinstance(entry, dict) or not _is_number(entry.get("threshold")):
+            raise ResultsError(path, line_no, f"{where}.threshold", "each entry needs a numeric threshold")
+        for name in SCORE_FIELDS[1:]:
+            if name not in entry:
+                raise ResultsError(path, line_no, f"{where}.{name}", "missing")
+            _check_distribution(entry[name], labels, path, line_no, f"{where}.{name}")
+        found.append(float(entry["threshold"]))
+    if len(set(found)) != len(found):
+        raise ResultsError(path, line_no, "thresholded_scores", f"repeated thresholds {found}")
+    return sorted(found)
