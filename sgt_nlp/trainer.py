@@ -194,14 +194,18 @@ class SaliencyGuidedTrainer(Trainer):
             input_ids, inputs.get("attention_mask"), self._special_ids, special_tokens_mask
         )
 
-        word_embeddings = embedding(input_ids)
-        if mode == "eval" or args.sgt_saliency_pass == "eval":
+        if mode == "eval":
+            word_embeddings = embedding(input_ids).detach()
             grads, logits = self._saliency_in_eval_mode(unwrapped, word_embeddings, forward_kwargs, labels)
-            if mode == "train":
-                logits = model(inputs_embeds=word_embeddings, **forward_kwargs).logits
         else:
-            with torch.enable_grad():
-                logits = model(inputs_embeds=word_embeddings, **forward_kwargs).logits
+            if args.sgt_saliency_pass == "eval":
+                with torch.no_grad():
+                    leaf_source = embedding(input_ids)
+                grads, _ = self._saliency_in_eval_mode(unwrapped, leaf_source, forward_kwargs, labels)
+            # The clean forward goes through the wrapped model from input_ids, exactly as the plain Trainer's, so
+            # DDP sees every parameter used inside its forward; the word embeddings are captured on the way.
+            logits, word_embeddings = _forward_capturing_embeddings(model, embedding, model_inputs)
+            if args.sgt_saliency_pass == "reuse":
                 target = labels if args.sgt_saliency_target == "label" else logits.detach().argmax(-1)
                 score = select_target_scores(logits, target, args.sgt_saliency_output).sum()
                 (grads,) = torch.autograd.grad(score, word_embeddings, retain_graph=True)
@@ -222,8 +226,11 @@ class SaliencyGuidedTrainer(Trainer):
             generator=generator,
         )
         masked_embeddings = apply_mask(word_embeddings, positions, replacements)
+        # The masked forward must not open a second DDP forward (DDP would then see the word embedding table as
+        # unused and mark it ready twice); FSDP, whose parameters only exist inside the wrapper, needs the wrapper.
+        masked_model = model if self.is_fsdp_enabled else unwrapped
         with torch.set_grad_enabled(mode == "train"):
-            masked_logits = model(inputs_embeds=masked_embeddings, **forward_kwargs).logits
+            masked_logits = masked_model(inputs_embeds=masked_embeddings, **forward_kwargs).logits
 
         task_loss = F.cross_entropy(logits.float(), labels.view(-1))
         log_p = F.log_softmax(logits.float(), dim=-1)
@@ -302,6 +309,21 @@ class SaliencyGuidedTrainer(Trainer):
             logs.update({f"{prefix or ''}{name}": value for name, value in metrics.items()})
             collected.clear()
         super().log(logs, start_time)
+
+
+def _forward_capturing_embeddings(
+    model: nn.Module, embedding: nn.Embedding, inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(**inputs).logits`` and the word-embedding output of that same forward (still in the graph)."""
+    captured: list[torch.Tensor] = []
+    handle = embedding.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        logits = model(**inputs).logits
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RuntimeError(f"expected the word embedding layer to run once per forward, it ran {len(captured)} times")
+    return logits, captured[0]
 
 
 def _replace_degenerate_scores(

@@ -1,0 +1,40 @@
+"""Trains a tiny model with SaliencyGuidedTrainer and saves its parameters; run alone or under torchrun.
+
+Used by test_trainer_distributed.py: 2 processes x batch 2 must equal 1 process x batch 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests import tiny  # noqa: E402
+from tests.test_trainer import make_dataset, make_trainer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--per_device", type=int, required=True)
+    parser.add_argument("--strategy", default="zero")
+    args = parser.parse_args()
+    out = Path(args.out)
+    rank = int(os.environ.get("RANK", 0))
+    trainer = make_trainer(
+        out, model=tiny.tiny_model("bert", seed=1), dataset=make_dataset(repeat=2),
+        per_device_train_batch_size=args.per_device, sgt_mask_strategy=args.strategy, num_train_epochs=2,
+        ddp_backend="gloo" if "RANK" in os.environ else None,
+    )
+    trainer.train()
+    state = {n: p.detach().cpu() for n, p in trainer.model.named_parameters()}
+    torch.save({"params": state, "log_history": trainer.state.log_history}, out / f"rank{rank}.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Two CPU processes (torchrun + gloo) must train exactly like one process with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).with_name("dist_train.py")
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_two_processes_equal_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, str(SCRIPT), "--out", str(one), "--per_device", "4"], tmp_path)
+    _run(
+        ["torchrun", "--nproc_per_node", "2", "--master_port", "29533", str(SCRIPT), "--out", str(two), "--per_device", "2"],
+        tmp_path,
+    )
+    single = torch.load(one / "rank0.pt")
+    rank0, rank1 = torch.load(two / "rank0.pt"), torch.load(two / "rank1.pt")
+    for name, value in single["params"].items():
+        assert torch.equal(rank0["params"][name], rank1["params"][name]), f"ranks differ on {name}"
+        torch.testing.assert_close(rank0["params"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # The logged SGT metrics are gathered over both processes: the token share covers the whole global batch.
+    logs1 = [h for h in single["log_history"] if "kl_loss" in h]
+    logs2 = [h for h in rank0["log_history"] if "kl_loss" in h]
+    assert len(logs1) == len(logs2) == 8
+    for a, b in zip(logs1, logs2, strict=True):
+        assert a["sgt_masked_token_share"] == pytest.approx(b["sgt_masked_token_share"])
+        assert a["task_loss"] == pytest.approx(b["task_loss"], rel=1e-4)
+        assert a["kl_loss"] == pytest.approx(b["kl_loss"], rel=1e-3, abs=1e-7)
