@@ -47,6 +47,8 @@ class Evidence:
     text: str = ""
     start_sentence: int = -1
     end_sentence: int = -1
+    #: (group, position) in the source line, so errors name the field as written even after empty spans are dropped
+    source_index: tuple[int, int] = field(default=(-1, -1), compare=False, repr=False)
 
     def __len__(self) -> int:
         return self.end_token - self.start_token
@@ -246,7 +248,8 @@ def _int_field(raw: dict, key: str, path: Path, line_no: int, where: str, defaul
     return value
 
 
-def _parse_evidence(raw: object, path: Path, line_no: int, where: str) -> Evidence:
+def _parse_evidence(raw: object, path: Path, line_no: int, group: int, position: int) -> Evidence:
+    where = f"evidences[{group}][{position}]"
     if not isinstance(raw, dict):
         raise ERASERDataError(path, line_no, where, "an evidence must be a JSON object")
     docid = raw.get("docid")
@@ -266,6 +269,7 @@ def _parse_evidence(raw: object, path: Path, line_no: int, where: str) -> Eviden
         text=str(text),
         start_sentence=_int_field(raw, "start_sentence", path, line_no, where, default=-1),
         end_sentence=_int_field(raw, "end_sentence", path, line_no, where, default=-1),
+        source_index=(group, position),
     )
 
 
@@ -326,7 +330,7 @@ def read_annotations(
                     )
                 kept = []
                 for i, raw_ev in enumerate(raw_group):
-                    ev = _parse_evidence(raw_ev, path, line_no, f"evidences[{g}][{i}]")
+                    ev = _parse_evidence(raw_ev, path, line_no, g, i)
                     if ev.start_sentence == -1 or ev.end_sentence == -1:
                         report.sentence_index_minus_one += 1
                     if len(ev) == 0:
@@ -379,23 +383,22 @@ def _check_against_documents(
         for j, docid in enumerate(ann.docids):
             if docid not in documents:
                 raise ERASERDataError(path, ann.line, f"docids[{j}]", f"document {docid!r} does not exist")
-        for g, group in enumerate(ann.evidences):
-            for i, ev in enumerate(group):
-                where = f"evidences[{g}][{i}]"
-                doc = documents.get(ev.docid)
-                if doc is None:
-                    raise ERASERDataError(
-                        path, ann.line, f"{where}.docid", f"document {ev.docid!r} does not exist"
-                    )
-                if ev.end_token > len(doc):
-                    raise ERASERDataError(
-                        path,
-                        ann.line,
-                        f"{where}.end_token",
-                        f"offset {ev.end_token} is past the end of document {ev.docid!r} ({len(doc)} tokens)",
-                    )
-                if ev.text and " ".join(doc.tokens[ev.start_token : ev.end_token]) != ev.text:
-                    report.evidence_text_mismatches += 1
+        for ev in ann.all_evidences:
+            where = "evidences[{}][{}]".format(*ev.source_index)
+            doc = documents.get(ev.docid)
+            if doc is None:
+                raise ERASERDataError(
+                    path, ann.line, f"{where}.docid", f"document {ev.docid!r} does not exist"
+                )
+            if ev.end_token > len(doc):
+                raise ERASERDataError(
+                    path,
+                    ann.line,
+                    f"{where}.end_token",
+                    f"offset {ev.end_token} is past the end of document {ev.docid!r} ({len(doc)} tokens)",
+                )
+            if ev.text and " ".join(doc.tokens[ev.start_token : ev.end_token]) != ev.text:
+                report.evidence_text_mismatches += 1
 
 
 def load_split(data_dir: str | Path, split: str, labels: Sequence[str] | None = None) -> ERASERSplit:
