@@ -226,12 +226,31 @@ def _check_rationales(
                     )
 
 
-def _optional_fields(record: dict) -> frozenset[str]:
+def _optional_fields(record: dict) -> tuple[frozenset[str], frozenset[str] | None]:
+    """Optional record fields, and optional rationale fields (None when the record lists no rationale)."""
     present = {name for name in (*SCORE_FIELDS[1:], "tokens_to_flip", "thresholded_scores") if name in record}
-    for entry in record.get("rationales") or []:
-        if isinstance(entry, dict):
-            present |= {k for k in ("hard_rationale_predictions", "soft_rationale_predictions") if k in entry}
-    return frozenset(present)
+    entries = [e for e in record.get("rationales") or [] if isinstance(e, dict)]
+    if not entries:
+        return frozenset(present), None
+    names = ("hard_rationale_predictions", "soft_rationale_predictions", "soft_sentence_predictions")
+    return frozenset(present), frozenset(k for e in entries for k in names if k in e)
+
+
+def _check_same_fields(
+    first: tuple[int, frozenset[str]] | None, present: frozenset[str], path: Path, line_no: int, what: str
+) -> tuple[int, frozenset[str]]:
+    if first is None:
+        return (line_no, present)
+    if present != first[1]:
+        differ = sorted(present ^ first[1])
+        raise ResultsError(
+            path,
+            line_no,
+            differ[0],
+            f"optional {what} {differ} differ from line {first[0]}; every optional field must be on all lines "
+            "or on none",
+        )
+    return first
 
 
 def verify_results(
@@ -256,6 +275,7 @@ def verify_results(
     label_set = set(labels) if labels is not None else {ann.classification for ann in annotations}
     records, seen = [], {}
     fields_first: tuple[int, frozenset[str]] | None = None
+    rationale_first: tuple[int, frozenset[str]] | None = None
     thresholds_first: tuple[int, list[float]] | None = None
     with path.open(encoding="utf-8") as handle:
         numbered = [(n, line) for n, line in enumerate(handle, start=1) if line.strip()]
@@ -294,17 +314,11 @@ def verify_results(
             isinstance(record["tokens_to_flip"], int) and not isinstance(record["tokens_to_flip"], bool)
         ):
             raise ResultsError(path, line_no, "tokens_to_flip", "must be an integer")
-        present = _optional_fields(record)
-        if fields_first is None:
-            fields_first = (line_no, present)
-        elif present != fields_first[1]:
-            differ = sorted(present ^ fields_first[1])
-            raise ResultsError(
-                path,
-                line_no,
-                differ[0],
-                f"optional fields {differ} differ from line {fields_first[0]}; "
-                "every optional field must be on all lines or on none",
+        record_fields, rationale_fields = _optional_fields(record)
+        fields_first = _check_same_fields(fields_first, record_fields, path, line_no, "fields")
+        if rationale_fields is not None:
+            rationale_first = _check_same_fields(
+                rationale_first, rationale_fields, path, line_no, "rationale fields"
             )
         if "thresholded_scores" in record:
             found = _check_thresholded(record, label_set, path, line_no)
