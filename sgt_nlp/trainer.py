@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,10 +131,16 @@ class SaliencyGuidedTrainer(Trainer):
                 f"{name} has no label column (looked for {', '.join(LABEL_COLUMNS)}; found {', '.join(columns)}). "
                 "SGT needs gold labels: its saliency target and task loss are the label's."
             )
-        if hasattr(dataset, "column_names"):
-            labels = torch.as_tensor(dataset[label_column])
-        else:
-            labels = torch.as_tensor([dataset[i][label_column] for i in range(len(dataset))])
+        values = dataset[label_column] if hasattr(dataset, "column_names") else [row[label_column] for row in dataset]
+        values = list(values)
+        not_ids = [i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
+        if not_ids:
+            row = not_ids[0]
+            raise ValueError(
+                f"{name} row {row}: {label_column}={values[row]!r} is not a class id; map label names to integers "
+                f"0..num_labels-1 first ({len(not_ids)} such rows)"
+            )
+        labels = torch.as_tensor(values)
         num_labels = self.model.config.num_labels
         bad = ((labels < 0) | (labels >= num_labels)).nonzero().flatten()
         if len(bad):
