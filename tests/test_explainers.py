@@ -243,6 +243,8 @@ def test_registry_and_setting_errors():
     ]:
         with pytest.raises(ValueError, match=pattern):
             make()
+    with pytest.raises(ValueError, match="non-empty"):
+        Random(model).attribute({"input_ids": torch.zeros(0, 4, dtype=torch.long)})
     with pytest.raises(ValueError, match="target"):
         Gradient(model, tokenizer=tokenizer_for("bert")).attribute(batch("bert"), target=torch.tensor([0, 1]))
 

@@ -150,6 +150,9 @@ class Explainer(ABC):
         """The model inputs (and a ``special_tokens_mask`` if any) on the model's device."""
         if "input_ids" not in inputs:
             raise KeyError("inputs need 'input_ids' (a padded [B, T] batch)")
+        shape = tuple(torch.as_tensor(inputs["input_ids"]).shape)
+        if len(shape) != 2 or 0 in shape:
+            raise ValueError(f"input_ids must be a non-empty padded [B, T] batch, got shape {shape}")
         device = _device_of(self.model)
         keys = (*MODEL_INPUT_KEYS, "special_tokens_mask")
         return {k: torch.as_tensor(inputs[k]).to(device) for k in keys if inputs.get(k) is not None}
@@ -196,8 +199,9 @@ class Explainer(ABC):
         order = torch.argsort(lengths, descending=True, stable=True).cpu()
         examples = order.repeat_interleave(n_samples)
         samples = torch.arange(n_samples).repeat(batch)
-        step = len(examples) if rows_per_pass is None else max(1, int(rows_per_pass))
-        total: torch.Tensor | None = None
+        step = max(1, len(examples) if rows_per_pass is None else int(rows_per_pass))
+        dim = word_embedding_layer(self.model).embedding_dim
+        total = torch.zeros(batch, length, dim, device=ids.device)
         for start in range(0, len(examples), step):
             ex, sa = examples[start : start + step].to(ids.device), samples[start : start + step]
             width = int(lengths[ex].max())
@@ -206,10 +210,7 @@ class Explainer(ABC):
             values = select_target_scores(logits, target[ex], self.target_output)
             (grads,) = torch.autograd.grad(values.sum(), rows)
             weighted = grads.float() * weights.to(grads.device)[sa].view(-1, 1, 1)
-            if total is None:
-                total = torch.zeros(batch, length, grads.shape[-1], device=grads.device)
             total[:, :width].index_add_(0, ex, weighted)
-        assert total is not None
         return total
 
 

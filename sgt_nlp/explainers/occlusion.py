@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgt_nlp.explainers.base import Explainer, row_lengths
+from sgt_nlp.explainers.base import Attribution, Explainer, row_lengths
 from sgt_nlp.saliency import embedding_forward_kwargs
 
 REMOVALS: tuple[str, ...] = ("delete", "mask_token", "pad_token", "zero")
@@ -64,7 +64,7 @@ class Occlusion(Explainer):
 
     def attribute(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None = None, word_ids: torch.Tensor | None = None
-    ):
+    ) -> Attribution:
         """As ``Explainer.attribute``; with ``word_ids`` each word is occluded as a whole."""
         self._word_ids = None if word_ids is None else torch.as_tensor(word_ids).long()
         try:
@@ -103,9 +103,9 @@ class Occlusion(Explainer):
         examples = order.repeat_interleave(counts[order])
         members = torch.cat([torch.arange(int(counts[i])) for i in order.tolist()]) if len(examples) else examples
         drops = torch.zeros(len(examples), device=full.device)
-        step = len(examples) if self.internal_batch_size is None else self.internal_batch_size
+        step = max(1, len(examples) if self.internal_batch_size is None else self.internal_batch_size)
         with torch.no_grad():
-            for start in range(0, len(examples), max(step, 1)):
+            for start in range(0, len(examples), step):
                 ex = examples[start : start + step].to(mask.device)
                 occluded = groups[ex] == members[start : start + step].to(mask.device).view(-1, 1)
                 values = self._target_values(self._occluded_logits(inputs, ex, occluded), target[ex])
