@@ -53,7 +53,7 @@ def captum_forward(model, keys: tuple[str, ...], target_output: str = "logit"):
 def captum_args(model, inputs):
     kwargs = embedding_forward_kwargs(model, inputs)
     keys = tuple(kwargs)
-    embeddings = word_embedding_layer(model)(inputs["input_ids"]).detach()
+    embeddings = word_embedding_layer(model)(inputs["input_ids"]).detach().requires_grad_(True)
     return embeddings, keys, tuple(kwargs[k] for k in keys)
 
 
