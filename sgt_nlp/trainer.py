@@ -111,6 +111,12 @@ class SaliencyGuidedTrainer(Trainer):
                     "sgt_mask_strategy='mask_token' needs a tokenizer with a mask token: pass "
                     "processing_class=<tokenizer with mask_token> or choose another sgt_mask_strategy"
                 )
+        if self.args.sgt_saliency_aggregation == "signed_mean":
+            logger.warning(
+                "sgt_saliency_aggregation='signed_mean' is ~0 for every token of BERT-family models: the word "
+                "embedding enters a LayerNorm, whose input gradient has zero mean over dimensions, so the ranking "
+                "is rounding noise (near-random masking). Prefer 'l2' (magnitude) or 'grad_x_input'."
+            )
         if self.processing_class is None:
             logger.warning(
                 "No processing_class (tokenizer) given: special tokens are taken from the model config "

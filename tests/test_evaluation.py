@@ -1,0 +1,267 @@
+"""The evaluation pipeline: files, hand-checked faithfulness, removal modes, processes, bad input, real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sgt_nlp.eraser import load_split, verify_results
+from sgt_nlp.evaluation import (
+    EvaluationConfig,
+    evaluate_rationales,
+    kept_positions,
+    length_batches,
+    main,
+    perturbation_keys,
+    perturbed_words,
+    whole_word_vocabulary,
+)
+from sgt_nlp.metrics import removal_count, top_k_indices
+from tests import tiny
+from tests.test_training import write_eraser
+
+MOVIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "eraser_movies"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    model = tiny.tiny_model("bert", seed=3)
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    model.save_pretrained(folder)
+    tiny.wordpiece_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_eraser(tmp_path_factory.mktemp("eraser"))
+
+
+def run(model_dir, data_dir, out, **overrides):
+    settings = {"split": "val", "batch_size": 3, "ig_steps": 8, "smoothgrad_samples": 4, **overrides}
+    config = EvaluationConfig(model=str(model_dir), data_dir=str(data_dir), output_dir=str(out), **settings)
+    return evaluate_rationales(config), config
+
+
+# ---- pure helpers -------------------------------------------------------------------------------------------
+
+
+def test_perturbation_keys_dedupe_and_skip_the_unperturbed_input():
+    # n = 10: ceil(10 * f) for f = 0.01, 0.05, 0.1 -> 1, 1, 1 ; 0.2 -> 2 ; 0.5 -> 5 ; 1.0 -> 10
+    keys = perturbation_keys(10, [0.01, 0.05, 0.1, 0.2, 0.5, 1.0], [0.01, 0.05, 0.1, 0.2, 0.5, 1.0])
+    assert keys == {("comp", 1), ("comp", 2), ("comp", 5), ("comp", 10), ("suff", 1), ("suff", 2), ("suff", 5)}
+
+
+def test_kept_positions_and_perturbed_words():
+    words = ["a", "b", "c", "d"]
+    order = top_k_indices([0.1, 0.9, 0.5, 0.2], 4)  # b, c, d, a
+    comp = kept_positions(order, 4, ("comp", 2))
+    suff = kept_positions(order, 4, ("suff", 2))
+    assert comp.tolist() == [True, False, False, True] and suff.tolist() == [False, True, True, False]
+    assert perturbed_words(words, comp, "delete") == ["a", "d"]
+    assert perturbed_words(words, suff, "delete") == ["b", "c"]
+    assert perturbed_words(words, comp, "mask_token", "[MASK]") == ["a", "[MASK]", "[MASK]", "d"]
+    assert perturbed_words(words, comp, "random_token", ["w", "x", "y", "z"]) == ["a", "x", "y", "d"]
+    with pytest.raises(ValueError, match="needs a replacement"):
+        perturbed_words(words, comp, "mask_token")
+
+
+def test_length_batches_are_the_same_for_any_process_count():
+    lengths = [5, 30, 12, 30, 7, 1]
+    assert length_batches(lengths, 2) == [[1, 3], [2, 4], [0, 5]]
+
+
+def test_whole_word_vocabulary():
+    wp = whole_word_vocabulary(tiny.wordpiece_tokenizer())
+    assert "movie" in wp and "[MASK]" not in wp and not any(w.startswith("##") for w in wp)
+    bpe = whole_word_vocabulary(tiny.bpe_tokenizer())
+    assert bpe and all(w.isalpha() and not w.startswith("Ġ") for w in bpe)
+
+
+# ---- end to end ---------------------------------------------------------------------------------------------
+
+
+def test_outputs_are_complete_and_verified(tmp_path, model_dir, data_dir):
+    out = tmp_path / "out"
+    rows, config = run(model_dir, data_dir, out, methods=("gradient", "integrated_gradients", "smoothgrad", "occlusion", "random"))
+    split = load_split(data_dir, "val")
+    assert [r["method"] for r in rows] == list(config.methods)
+    for method in config.methods:
+        records = verify_results(out / method / "results.jsonl", split.annotations, split.documents, ["NEG", "POS"])
+        assert len(records) == len(split.annotations) == 8
+        scores = json.loads((out / method / "scores.json").read_text())
+        for key in ("iou_scores", "token_prf", "token_soft_metrics", "classification_scores", "evaluation_settings"):
+            assert key in scores
+        assert scores["evaluation_settings"]["removal"] == "delete"
+        assert scores["evaluation_settings"]["method"] == method
+        curves = json.loads((out / method / "curves.json").read_text())
+        assert curves["masked_accuracy"]["fractions"][0] == 0.0 and len(curves["masked_accuracy"]["accuracy"]) == 10
+        assert curves["aopc"]["comprehensiveness"] == scores["classification_scores"]["comprehensiveness_aopc_points"]
+    run_info = json.loads((out / "run.json").read_text())
+    # the threshold defaults to the mean human-rationale fraction: 2 rationale words out of each sentence
+    expected = np.mean([2 / len(s.split()) for s, _ in tiny.SENTENCES])
+    assert run_info["threshold"] == pytest.approx(expected, abs=1e-4)
+    assert "| model | method |" in (out / "summary.md").read_text()
+    shown = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert len(shown) == 6 and set(shown[0]["scores"]) == set(config.methods)
+    assert len(shown[0]["scores"]["gradient"]) == len(shown[0]["words"]) == len(shown[0]["rationale"])
+
+
+@pytest.mark.parametrize("removal", ["delete", "mask_token", "random_token"])
+def test_comprehensiveness_and_sufficiency_by_hand(tmp_path, model_dir, data_dir, removal):
+    """Recompute one example's perturbed probabilities from its word scores and compare with the results file."""
+    out = tmp_path / removal
+    run(model_dir, data_dir, out, methods=("gradient",), removal=removal)
+    threshold = json.loads((out / "run.json").read_text())["threshold"]
+    example = json.loads((out / "examples.jsonl").read_text().splitlines()[2])
+    record = next(
+        json.loads(line) for line in (out / "gradient" / "results.jsonl").read_text().splitlines()
+        if json.loads(line)["annotation_id"] == example["annotation_id"]
+    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    words, n = example["words"], len(example["words"])
+    order = np.argsort(-np.asarray(example["scores"]["gradient"]), kind="stable")
+    k = removal_count(n, threshold)
+    top = set(order[:k].tolist())
+    query = "what is the sentiment ?".split()
+    if removal == "delete":
+        comp_words = [w for i, w in enumerate(words) if i not in top]
+        suff_words = [w for i, w in enumerate(words) if i in top]
+    elif removal == "mask_token":
+        comp_words = [("[MASK]" if i in top else w) for i, w in enumerate(words)]
+        suff_words = [(w if i in top else "[MASK]") for i, w in enumerate(words)]
+    else:  # random_token: same length, removed words replaced by vocabulary words (not the originals' positions)
+        comp_words = suff_words = None
+    with torch.no_grad():
+        def probs(ws):
+            enc = tok(ws, query, is_split_into_words=True, return_tensors="pt")
+            return torch.softmax(model(**enc).logits, -1)[0].tolist()
+
+        full = probs(words)
+        assert [record["classification_scores"][c] for c in ("NEG", "POS")] == pytest.approx(full, abs=1e-5)
+        if comp_words is not None:
+            comp = [record["comprehensiveness_classification_scores"][c] for c in ("NEG", "POS")]
+            suff = [record["sufficiency_classification_scores"][c] for c in ("NEG", "POS")]
+            assert comp == pytest.approx(probs(comp_words), abs=1e-5)
+            assert suff == pytest.approx(probs(suff_words), abs=1e-5)
+    scores = json.loads((out / "gradient" / "scores.json").read_text())
+    assert scores["evaluation_settings"]["removal"] == removal
+
+
+def test_identical_perturbations_run_once(tmp_path, model_dir, data_dir):
+    """Forward passes = distinct perturbations per example (the unperturbed prediction is not re-run)."""
+    from sgt_nlp.evaluation import MASKED_ACCURACY_FRACTIONS
+
+    rows, config = run(model_dir, data_dir, tmp_path / "o", methods=("random",))
+    run_info = json.loads((tmp_path / "o" / "run.json").read_text())
+    t = run_info["threshold"]
+    expected = 0
+    for sentence, _ in tiny.SENTENCES:
+        n = len(sentence.split())
+        expected += len(perturbation_keys(n, sorted({*config.aopc_thresholds, t, *MASKED_ACCURACY_FRACTIONS[1:]}),
+                                          sorted({*config.aopc_thresholds, t})))
+    assert run_info["forward_passes"] == expected
+    assert expected < len(tiny.SENTENCES) * (2 + 2 * 5 + 9)  # sharing really saved passes
+
+
+def test_roberta_model_evaluates(tmp_path, data_dir):
+    folder = tmp_path / "roberta"
+    model = tiny.tiny_model("roberta", seed=2)
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    model.save_pretrained(folder)
+    tiny.bpe_tokenizer().save_pretrained(folder)
+    rows, _ = run(folder, data_dir, tmp_path / "o", methods=("gradient", "occlusion"), removal="mask_token")
+    assert all(0 <= r["auprc"] <= 1 for r in rows)
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------
+
+
+def test_bad_configuration_is_refused(tmp_path, model_dir, data_dir):
+    with pytest.raises(ValueError, match="unknown method"):
+        EvaluationConfig(model="m", data_dir="d", output_dir="o", methods=("gradient", "lime"))
+    with pytest.raises(ValueError, match="removal='blank' is not one of"):
+        EvaluationConfig(model="m", data_dir="d", output_dir="o", removal="blank")
+    with pytest.raises(ValueError, match="never downloads"):
+        run("not/a/folder", data_dir, tmp_path / "o")
+
+
+def test_model_labels_must_match_the_split(tmp_path, data_dir):
+    folder = tmp_path / "m"
+    model = tiny.tiny_model("bert", num_labels=3)
+    model.config.id2label = {0: "a", 1: "b", 2: "c"}
+    model.save_pretrained(folder)
+    tiny.wordpiece_tokenizer().save_pretrained(folder)
+    with pytest.raises(ValueError, match=r"do not match the split's labels \['NEG', 'POS'\]"):
+        run(folder, data_dir, tmp_path / "o", methods=("random",))
+
+
+def test_cli_prints_the_summary(tmp_path, model_dir, data_dir, capsys):
+    main(["--model", str(model_dir), "--data_dir", str(data_dir), "--split", "val", "--output_dir", str(tmp_path / "o"),
+          "--methods", "gradient,random", "--max_examples", "3", "--removal", "mask_token", "--model_name", "tiny"])
+    printed = capsys.readouterr().out
+    assert "| tiny | gradient |" in printed and "| tiny | random |" in printed
+    assert len((tmp_path / "o" / "gradient" / "results.jsonl").read_text().splitlines()) == 3
+
+
+# ---- processes and real data ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_two_processes_give_identical_scores(tmp_path, model_dir, data_dir):
+    args = ["--model", str(model_dir), "--data_dir", str(data_dir), "--split", "val", "--methods",
+            "gradient,smoothgrad,random", "--batch_size", "2", "--smoothgrad_samples", "3", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code = "import sys; from sgt_nlp.evaluation import main; main(sys.argv[1:])"
+    script = tmp_path / "run_eval.py"
+    script.write_text(code + "\n")
+    one = subprocess.run([sys.executable, str(script), *args, "--output_dir", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", "29541", str(script), *args,
+                          "--output_dir", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
+    for method in ("gradient", "smoothgrad", "random"):
+        for name in ("results.jsonl", "curves.json"):  # byte for byte: every batch is computed the same way
+            assert (tmp_path / "one" / method / name).read_text() == (tmp_path / "two" / method / name).read_text()
+        # scores.json: the metrics sum over sets whose order follows Python's per-process string hashing
+        one_scores = json.loads((tmp_path / "one" / method / "scores.json").read_text())
+        two_scores = json.loads((tmp_path / "two" / method / "scores.json").read_text())
+        assert _flatten(one_scores) == pytest.approx(_flatten(two_scores), rel=1e-12, abs=1e-15)
+
+
+def _flatten(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}/{key}").items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree) for k, v in _flatten(sub, f"{prefix}/{i}").items()}
+    return {prefix: tree}
+
+
+@pytest.mark.skipif(not MOVIES.is_dir(), reason="../shared/data/eraser_movies not present")
+def test_real_movies_test_split_end_to_end(tmp_path, model_dir):
+    """Real data quirks (empty spans, sentence -1, long documents) flow through to verified results."""
+    rows, _ = run(model_dir, MOVIES, tmp_path / "o", split="test", methods=("random",), max_examples=4, max_length=64)
+    split = load_split(MOVIES, "test")
+    run_info = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run_info["examples"] == 4 and run_info["truncation"]["examples_truncated"] == 4
+    # the default threshold is the mean human fraction of the evaluated annotations
+    assert run_info["threshold"] == pytest.approx(split.rationale_fractions()[:4].mean(), abs=1e-4)
+    records = [json.loads(line) for line in (tmp_path / "o" / "random" / "results.jsonl").read_text().splitlines()]
+    assert [r["annotation_id"] for r in records] == [a.annotation_id for a in split.annotations[:4]]
+    for record, ann in zip(records, split.annotations[:4], strict=True):
+        doc = split.documents[ann.docids[0]]
+        assert len(record["rationales"][0]["soft_rationale_predictions"]) == len(doc)
