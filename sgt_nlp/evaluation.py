@@ -235,6 +235,7 @@ class _Evaluator:
         self.fractions_kept = sorted({*config.aopc_thresholds, threshold})
         self.forward_passes = 0
         self.forward_lengths: list[int] = []
+        self.example_lengths: list[int] = []
 
     # -- model passes ------------------------------------------------------------------------------------------
 
@@ -275,6 +276,7 @@ class _Evaluator:
             max_length=self.config.max_length, rationale_masks=[ex.rationale for ex in batch],
         )
         encoding = {k: v.to(self.device) for k, v in alignment.encoding.items()}
+        self.example_lengths.extend(int(n) for n in encoding["attention_mask"].sum(dim=1).tolist())
         outputs: list[dict[str, Any]] = [
             {"index": ex.index, "annotation_id": ex.annotation_id, "words_kept": alignment.words_kept[b], "methods": {}}
             for b, ex in enumerate(batch)
@@ -387,8 +389,12 @@ def _sgt_settings(folder: str) -> dict[str, Any] | None:
     return None
 
 
-def evaluate_rationales(config: EvaluationConfig) -> list[dict[str, Any]]:
-    """Run the whole evaluation and write the output folder; returns the summary rows (one per method)."""
+def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run the whole evaluation and write the output folder; returns the summary rows (one per method).
+
+    ``stats``, when given, receives the piece lengths of the examples and of every perturbed input this
+    process ran (``scripts/bench_eval.py`` times the bare model passes on them).
+    """
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -414,8 +420,13 @@ def evaluate_rationales(config: EvaluationConfig) -> list[dict[str, Any]]:
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
     mine = batches[rank::world]
     outputs: list[dict[str, Any]] = []
+    loop_started = time.perf_counter()
     for batch in tqdm(mine, desc=f"explaining ({', '.join(config.methods)})", disable=not is_main, unit="batch"):
         outputs.extend(evaluator.run_batch([examples[i] for i in batch]))
+    if stats is not None:
+        stats["perturbed_lengths"] = list(evaluator.forward_lengths)
+        stats["example_lengths"] = list(evaluator.example_lengths)
+        stats["explain_seconds"] = time.perf_counter() - loop_started
     if world > 1:
         outputs = gather_object(outputs)
     if not is_main:

