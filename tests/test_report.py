@@ -145,6 +145,7 @@ def test_report_writes_html_and_pngs(report):
     # standalone: no external resources of any kind
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<script" not in page
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', page))
     assert page.count("data:image/png;base64,") == 3
 
 
@@ -270,21 +271,29 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
-def test_report_renders_in_headless_chromium(report, tmp_path):
-    browser = _chromium()
-    url = report["html_path"].resolve().as_uri()
-    common = [
-        browser,
+def _chromium_command(profile: Path) -> list[str]:
+    return [
+        _chromium(),
         "--headless",
         "--disable-gpu",
         "--no-sandbox",
         "--no-first-run",
         "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={profile}",
         "--enable-logging=stderr",
         "--v=0",
     ]
+
+
+def _console_errors(log: str) -> list[str]:
+    """Page console messages (JS errors print as ``INFO:CONSOLE ... "Uncaught ..."``) in Chromium's log."""
+    return [line for line in log.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    common = _chromium_command(tmp_path / "profile")
+    url = report["html_path"].resolve().as_uri()
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'id="metrics-table"' in dom.stdout
@@ -299,7 +308,16 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     )
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert _png_size(screenshot) == (1400, 2400)
-    for log in (dom.stderr, shot.stderr):
-        console = [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-        assert not console, console
-        assert "Failed to load resource" not in log
+    assert screenshot.stat().st_size > 100_000  # a blank page compresses to a few kB
+    assert not _console_errors(dom.stderr) and not _console_errors(shot.stderr)
+
+    # negative control: the same check must catch a broken page, or the assertion above proves nothing
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>")
+    bad = subprocess.run(
+        [*_chromium_command(tmp_path / "profile2"), "--dump-dom", broken.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert any("undefinedFunction" in line for line in _console_errors(bad.stderr))
