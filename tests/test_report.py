@@ -19,6 +19,7 @@ from sgt_nlp.report import (
     build_report,
     load_eval_dir,
     normalise,
+    render_heatmap_page,
     render_html_heatmap,
     render_terminal_heatmap,
 )
@@ -262,6 +263,16 @@ def test_terminal_heatmap():
     assert "\x1b[4malpha" in out  # rationale underlined
     assert "\x1b[48;2;255;255;255m" in out  # score 0 is white
     assert "\x1b[48;5;" in render_terminal_heatmap(["x"], [1.0], truecolor=False)
+
+
+def test_heatmap_page_is_standalone_and_escaped():
+    page = render_heatmap_page(
+        "explain <model>", [("text 1 → POS", ["a", "<b>"], [0.5, -0.2], None), ("text 2", ["c"], [1.0], [1])]
+    )
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert "explain &lt;model&gt;" in page and "&lt;b&gt;" in page and "<b>" not in page
+    assert page.count('<div class="heatmap"') == 2
+    assert 'data-scale="signed"' in page and 'data-scale="positive"' in page
 
 
 # ------------------------------------------------------------------------------------------------ browser

@@ -6,6 +6,7 @@ from .heatmap import (
     HEATMAP_CSS,
     normalise,
     render_heatmap_legend,
+    render_heatmap_page,
     render_html_heatmap,
     render_terminal_heatmap,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "load_eval_dir",
     "normalise",
     "render_heatmap_legend",
+    "render_heatmap_page",
     "render_html_heatmap",
     "render_terminal_heatmap",
 ]

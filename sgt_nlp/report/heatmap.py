@@ -19,6 +19,7 @@ __all__ = [
     "is_signed",
     "normalise",
     "render_heatmap_legend",
+    "render_heatmap_page",
     "render_html_heatmap",
     "render_terminal_heatmap",
 ]
@@ -173,3 +174,32 @@ def render_terminal_heatmap(
     scale = "blue = against, red = for the prediction" if signed else "white = 0, red = most salient"
     legend = textwrap.shorten(f"[{scale}; underlined = human rationale]", width=max(width, 20))
     return "\n".join([*lines, legend])
+
+
+def render_heatmap_page(
+    title: str,
+    items: Sequence[tuple[str, Sequence[str], Sequence[float], Sequence[int | bool] | None]],
+    intro: str = "",
+) -> str:
+    """A standalone HTML page of heatmaps, one ``(heading, words, scores, rationale)`` item each (for
+    ``sgt-nlp explain --html``): same colours as the report, no scripts, no network."""
+    sections = []
+    for heading, words, scores, rationale in items:
+        signed = is_signed(scores)
+        sections.append(
+            f'<section class="item"><h2>{html.escape(heading)} {render_heatmap_legend(signed)}</h2>'
+            f"{render_html_heatmap(words, scores, rationale, signed=signed)}</section>"
+        )
+    style = (
+        "body{font-family:-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2330;background:#f6f7f9;"
+        "margin:0;padding:1.5rem}main{max-width:1100px;margin:0 auto}h1{font-size:1.5rem}"
+        "h2{font-size:1rem;display:flex;gap:1rem;align-items:center;flex-wrap:wrap}"
+        ".item{background:#fff;border:1px solid #e3e6ec;border-radius:8px;padding:0.5rem 1rem 1rem;"
+        "margin-bottom:1rem}.intro{color:#5b6474}"
+    )
+    intro_html = f'<p class="intro">{html.escape(intro)}</p>' if intro else ""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{style}{HEATMAP_CSS}</style></head><body><main><h1>{html.escape(title)}</h1>{intro_html}"
+        f"{''.join(sections)}</main></body></html>\n"
+    )
