@@ -449,8 +449,11 @@ class SanityConfig:
     independent: bool = True
     seed: int = 0
     precision_examples: int = 16
+    max_stages: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_stages is not None and self.max_stages < 1:
+            raise ValueError(f"max_stages must be positive or None, got {self.max_stages}")
         if self.target_output not in TARGET_OUTPUTS:
             raise ValueError(f"unknown target_output {self.target_output!r}; allowed: {', '.join(TARGET_OUTPUTS)}")
 
@@ -503,7 +506,7 @@ def run_sanity_checks(
         for result in results:
             result[mode] = []
         cumulative = copy.deepcopy(model) if mode == "cascading" else None
-        for index, stage in enumerate(tqdm(stages, desc=f"{mode} randomisation", disable=not progress, unit="stage")):
+        for index, stage in enumerate(tqdm(stages[: config.max_stages], desc=f"{mode} randomisation", disable=not progress, unit="stage")):
             if cumulative is not None:
                 changed = reinitialize(cumulative, stage, config.seed)
                 randomized = cumulative.eval()
@@ -531,7 +534,7 @@ def run_sanity_checks(
         mean = result["class_sensitivity"][measure]["mean"]
         result["class_verdict"] = class_verdict(mean, degenerate)
         result["class_verdict_measure"] = measure
-        if "cascading" in result:
+        if len(result.get("cascading", [])) > top:
             after_top = result["cascading"][top]["spearman_abs"]["mean"]
             result["randomization_similarity"] = after_top
             result["randomization_stage"] = stages[top].name
@@ -542,7 +545,7 @@ def run_sanity_checks(
         "num_labels": num_labels,
         "examples": int(predictions.shape[0]),
         "settings": {
-            "target_output": config.target_output, "seed": config.seed, "precision_examples": _count_examples(batches[:n_precision]),
+            "target_output": config.target_output, "seed": config.seed, "max_stages": config.max_stages, "precision_examples": _count_examples(batches[:n_precision]),
             "insensitive_threshold": INSENSITIVE_THRESHOLD, "sensitive_threshold": SENSITIVE_THRESHOLD,
             "precision_threshold": PRECISION_THRESHOLD, "top_fraction": TOP_FRACTION,
             "class_verdict_measure": "spearman", "randomization_verdict_measure": "spearman_abs",
@@ -685,7 +688,7 @@ def summary_table(result: Mapping[str, Any]) -> str:
     for r in result["methods"]:
         cls = r["class_sensitivity"]
         casc = r.get("cascading") or []
-        last = casc[-1]["spearman_abs"]["mean"] if casc else None
+        last = casc[-1]["spearman_abs"]["mean"] if casc and len(casc) == len(result["stages"]) else None
         lines.append(
             f"{r['label']:<32} {'yes' if r['signed'] else 'no':<6} {_fmt(r['precision']['spearman']):>7} "
             f"{_fmt(cls['spearman']['mean']):>7} {_fmt(cls['spearman_abs']['mean']):>10} "
@@ -754,6 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_cascading", action="store_true", help="skip the cascading randomisation")
     parser.add_argument("--no_independent", action="store_true", help="skip the independent randomisation")
     parser.add_argument("--precision_examples", type=int, default=16, help="examples for the float64 check")
+    parser.add_argument("--max_stages", type=int, default=None,
+                        help="randomise only the first N stages from the top (the verdict needs head, pooler and "
+                        "the top layer: 3 for BERT); default: all")
     return parser
 
 
@@ -777,7 +783,7 @@ def sanity_main(argv: list[str]) -> None:
     words, queries, labels = load_eraser_inputs(args.data_dir, args.split, label_names, args.max_examples)
     batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size)
     config = SanityConfig(specs, args.target_output, not args.no_cascading, not args.no_independent, args.seed,
-                          args.precision_examples)
+                          args.precision_examples, args.max_stages)
     result = run_sanity_checks(model, tokenizer, batches, config, labels)
     result.update({"model": args.model, "data_dir": args.data_dir, "split": args.split,
                    "max_length": args.max_length, "labels": label_names})

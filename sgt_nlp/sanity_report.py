@@ -144,7 +144,7 @@ def verdict_table_html(result: Mapping[str, Any]) -> str:
     for m in result["methods"]:
         cls = m["class_sensitivity"]
         cascading = m.get("cascading") or []
-        last = cascading[-1]["spearman_abs"]["mean"] if cascading else None
+        last = cascading[-1]["spearman_abs"]["mean"] if cascading and len(cascading) == len(result["stages"]) else None
         rows.append(
             f"<tr><td class='name'>{html.escape(m['label'])}</td><td>{'yes' if m['signed'] else 'no'}</td>"
             f"<td>{_cell(m['precision']['spearman'])}</td><td>{_cell(cls['spearman']['mean'])}</td>"

@@ -328,14 +328,16 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
     sanity.sanity_main([
         "--model", str(tmp_path / "model"), "--data_dir", str(data), "--output_dir", str(out),
         "--methods", "gradient:l2+grad_x_input,random", "--max_examples", "5", "--batch_size", "3",
-        "--max_length", "16", "--precision_examples", "2",
+        "--max_length", "16", "--precision_examples", "2", "--max_stages", "3",
     ])
     printed = capsys.readouterr().out
-    for text in ("gradient/l2", "gradient/grad_x_input", "random", "+ layer 0", "agreement"):
+    for text in ("gradient/l2", "gradient/grad_x_input", "random", "+ layer 1", "agreement"):
         assert text in printed
     result = json.loads((out / "sanity.json").read_text())
     assert result["examples"] == 5 and result["labels"] == ["NEG", "POS"]
     assert set(result["randomization"]) == {"cascading", "independent"}
+    assert [r["stage"] for r in result["randomization"]["independent"]] == ["classifier", "pooler", "layer 1"]
+    assert len(result["stages"]) == 5 and result["settings"]["max_stages"] == 3
     assert [m["label"] for m in result["methods"]] == ["gradient/l2", "gradient/grad_x_input", "random"]
     random_row = result["methods"][2]
     assert random_row["class_verdict"] == "insensitive" and random_row["randomization_verdict"] == "insensitive"
