@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import math
 import shutil
-import textwrap
 from collections.abc import Sequence
 
 __all__ = [
@@ -172,7 +171,7 @@ def render_terminal_heatmap(
     if line:
         lines.append(" ".join(line))
     scale = "blue = against, red = for the prediction" if signed else "white = 0, red = most salient"
-    legend = textwrap.shorten(f"[{scale}; underlined = human rationale]", width=max(width, 20))
+    legend = f"[{scale}" + ("; underlined = human rationale]" if rationale is not None else "]")
     return "\n".join([*lines, legend])
 
 
