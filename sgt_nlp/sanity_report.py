@@ -65,7 +65,7 @@ def class_sensitivity_png(result: Mapping[str, Any]) -> str:
     """Bar chart (base64 PNG): per method the mean signed and magnitude Spearman, predicted vs other classes."""
     plt = _pyplot()
     methods = result["methods"]
-    labels = [m["label"] for m in methods]
+    labels = [m["label"] + (" (rounding noise)" if m["precision"]["verdict"] == "noise" else "") for m in methods]
     signed = [_value(m["class_sensitivity"]["spearman"]["mean"]) for m in methods]
     magnitude = [_value(m["class_sensitivity"]["spearman_abs"]["mean"]) for m in methods]
     settings = result.get("settings", {})
@@ -80,7 +80,7 @@ def class_sensitivity_png(result: Mapping[str, Any]) -> str:
     ax.invert_yaxis()
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel("mean similarity, predicted-class map vs other-class maps")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 
@@ -95,12 +95,14 @@ def stage_similarity_png(result: Mapping[str, Any], mode: str) -> str | None:
     columns = 3
     rows = math.ceil(len(methods) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.1 * rows), squeeze=False, sharey=True)
-    stages = [r["stage"] for r in records]
-    agreement = [_value(r["agreement"]) for r in records]
+    # the original model is the first point: every map equals itself there
+    stages = ["original", *(r["stage"] for r in records)]
+    agreement = [1.0, *(_value(r["agreement"]) for r in records)]
     x = list(range(len(stages)))
     for ax, method in zip(axes.flat, methods, strict=False):
         for measure, label in MEASURE_LABELS.items():
-            ax.plot(x, [_value(s[measure]["mean"]) for s in method[mode]], marker="o", ms=3, label=label)
+            values = [1.0, *(_value(s[measure]["mean"]) for s in method[mode])]
+            ax.plot(x, values, marker="o", ms=3, label=label)
         ax.plot(x, agreement, color="#999", ls="--", lw=1, label="prediction agreement")
         ax.axhline(0, color="#444", lw=0.5)
         ax.set_title(method["label"], fontsize=9)
@@ -109,10 +111,10 @@ def stage_similarity_png(result: Mapping[str, Any], mode: str) -> str | None:
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=5, fontsize=8, frameon=False)
     title = "cumulative, top (head) to bottom (embeddings)" if mode == "cascading" else "one stage at a time"
-    fig.suptitle(f"{mode} randomisation: similarity to the original maps ({title})", y=1.03, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{mode} randomisation: similarity to the original maps ({title})", fontsize=10)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return _png(fig)
 
 
