@@ -634,9 +634,14 @@ def encode_batches(
 
 
 def load_eraser_inputs(
-    data_dir: str, split: str, label_names: Sequence[str], max_examples: int | None = None
+    data_dir: str, split: str, label_names: Sequence[str], max_examples: int | None = None,
+    shuffle_seed: int | None = None,
 ) -> tuple[list[list[str]], list[list[str]], torch.Tensor]:
-    """Document words, query words and gold labels (in the model's class order) of an ERASER split."""
+    """Document words, query words and gold labels (in the model's class order) of an ERASER split.
+
+    ``shuffle_seed`` draws a seeded random subset instead of the first ``max_examples`` (ERASER files are
+    often sorted by class: Movies' val split starts with 100 NEG reviews).
+    """
     from .eraser import load_split, to_hf_dataset
 
     loaded = load_split(data_dir, split)
@@ -648,6 +653,8 @@ def load_eraser_inputs(
     else:
         raise ValueError(f"the model's labels {list(label_names)} do not match the split's {sorted(loaded.labels)}")
     rows = to_hf_dataset(loaded)
+    if shuffle_seed is not None:
+        rows = rows.shuffle(seed=shuffle_seed)
     if max_examples:
         rows = rows.select(range(min(max_examples, len(rows))))
     return [list(w) for w in rows["words"]], [list(q) for q in rows["query_words"]], torch.tensor(rows["label"])
@@ -748,6 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target_output", default="log_prob", choices=TARGET_OUTPUTS,
                         help="explained scalar (default: log_prob, where the binary antiparallel property is exact)")
     parser.add_argument("--max_examples", type=int, default=64, help="first N annotations of the split (default: 64)")
+    parser.add_argument("--shuffle", action="store_true",
+                        help="a random subset (seeded by --seed) instead of the first N: splits sorted by class")
     parser.add_argument("--max_length", type=int, default=256, help="word pieces per input (documents are cut)")
     parser.add_argument("--batch_size", type=int, default=16, help="examples per explainer call")
     parser.add_argument("--seed", type=int, default=0, help="re-initialisation, smoothgrad and random seed")
@@ -780,13 +789,15 @@ def sanity_main(argv: list[str]) -> None:
     model, tokenizer = load_model(args.model, device)
     id2label = {int(k): v for k, v in (model.config.id2label or {}).items()}
     label_names = [id2label.get(i, f"LABEL_{i}") for i in range(model.config.num_labels)]
-    words, queries, labels = load_eraser_inputs(args.data_dir, args.split, label_names, args.max_examples)
+    words, queries, labels = load_eraser_inputs(
+        args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
+    )
     batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size)
     config = SanityConfig(specs, args.target_output, not args.no_cascading, not args.no_independent, args.seed,
                           args.precision_examples, args.max_stages)
     result = run_sanity_checks(model, tokenizer, batches, config, labels)
-    result.update({"model": args.model, "data_dir": args.data_dir, "split": args.split,
-                   "max_length": args.max_length, "labels": label_names})
+    result.update({"model": args.model, "data_dir": args.data_dir, "split": args.split, "shuffle": args.shuffle,
+                   "max_length": args.max_length, "labels": label_names, "argv": list(argv)})
     out = write_outputs(result, args.output_dir)
     print(summary_table(result))
     print()

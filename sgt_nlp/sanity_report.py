@@ -238,3 +238,23 @@ def _none_to_nan(value: Any, key: str = "") -> Any:
     if value is None and key in ("mean", "std", "spearman", "randomization_similarity"):
         return math.nan
     return value
+
+
+def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """One Markdown row per (model, method): class ρ and verdict, ρ |·| after head + top layer and verdict.
+
+    ``results`` maps a model name to its sanity result; this is the findings table of ``docs/sanity.md``.
+    """
+    lines = [
+        "| model | method | signed | class ρ | class verdict | ρ \\|·\\| after head + top layer | randomisation verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        for m in result["methods"]:
+            noise = " (fp64 ρ " + _cell(m["precision"]["spearman"]) + ")" if m["precision"]["verdict"] == "noise" else ""
+            lines.append(
+                f"| {name} | `{m['label']}` | {'yes' if m['signed'] else 'no'} | "
+                f"{_cell(m['class_sensitivity']['spearman']['mean'])} | {m['class_verdict']}{noise} | "
+                f"{_cell(m.get('randomization_similarity'))} | {m.get('randomization_verdict', '–')} |"
+            )
+    return "\n".join(lines)

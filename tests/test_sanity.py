@@ -351,9 +351,28 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
     assert result["settings"]["precision_examples"] == 3  # whole batches: the first batch holds 3
     page = (out / "sanity.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "gradient/grad_x_input" in page
+    from sgt_nlp.sanity_report import markdown_table
+
+    assert "| tiny | `gradient/grad_x_input` | yes | -1.000 | sensitive |" in markdown_table({"tiny": result})
     from sgt_nlp.sanity_report import load_sanity
 
     loaded = load_sanity(out)
     assert loaded["methods"][0]["class_sensitivity"]["spearman"]["mean"] == pytest.approx(
         result["methods"][0]["class_sensitivity"]["spearman"]["mean"])
     assert not any(math.isnan(x["agreement"]) for x in loaded["randomization"]["cascading"])
+
+
+def test_eraser_inputs_follow_the_model_label_order_and_can_be_a_seeded_subset(tmp_path):
+    data = _eraser_folder(tmp_path / "data", n=8)
+    words, queries, labels = sanity.load_eraser_inputs(str(data), "val", ["NEG", "POS"], max_examples=5)
+    assert [" ".join(w) for w in words] == [s for s, _ in SENTENCES[:5]]
+    assert labels.tolist() == [y for _, y in SENTENCES[:5]] and queries == [[]] * 5
+    _, _, flipped = sanity.load_eraser_inputs(str(data), "val", ["POS", "NEG"], max_examples=5)
+    assert flipped.tolist() == [1 - y for _, y in SENTENCES[:5]]
+    subset, _, subset_labels = sanity.load_eraser_inputs(str(data), "val", ["NEG", "POS"], 5, shuffle_seed=0)
+    again, _, _ = sanity.load_eraser_inputs(str(data), "val", ["NEG", "POS"], 5, shuffle_seed=0)
+    assert subset == again and subset != words
+    by_text = {s: y for s, y in SENTENCES}
+    assert subset_labels.tolist() == [by_text[" ".join(w)] for w in subset]
+    with pytest.raises(ValueError, match="do not match"):
+        sanity.load_eraser_inputs(str(data), "val", ["A", "B", "C"])
