@@ -22,10 +22,47 @@ def _evaluate(argv: list[str]) -> None:
     main(argv)
 
 
+def _demo(argv: list[str]) -> None:
+    from .demo import main
+
+    main(argv)
+
+
+def _explain(argv: list[str]) -> None:
+    from .explain import main
+
+    main(argv)
+
+
+def _report(argv: list[str]) -> None:
+    from .report import build_report
+
+    parser = argparse.ArgumentParser(
+        prog="sgt-nlp report",
+        description="Turn one or more 'sgt-nlp evaluate' output folders into one standalone HTML page (metrics "
+        "table, AOPC and masked-accuracy curves, per-word heatmaps beside the human rationale) plus PNG plots.",
+    )
+    parser.add_argument("eval_dirs", nargs="+", help="output folders of sgt-nlp evaluate (one per model)")
+    parser.add_argument("--output", default="report.html", help="the HTML file to write (PNGs go beside it)")
+    parser.add_argument("--max_examples", type=int, default=6, help="examples shown as heatmaps")
+    args = parser.parse_args(argv)
+    print(build_report(args.eval_dirs, args.output, max_examples=args.max_examples))
+
+
+def _sanity(argv: list[str]) -> None:
+    from .sanity import sanity_main
+
+    sanity_main(argv)
+
+
 def _command_table() -> dict[str, tuple[str, Command]]:
     return {
+        "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report", _demo),
         "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)", _train),
         "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, agreement)", _evaluate),
+        "explain": ("per-word saliency heatmap of a prediction, in the terminal and as HTML", _explain),
+        "report": ("one HTML report (tables, curves, heatmaps) from evaluation folders", _report),
+        "sanity": ("class-sensitivity and model-randomisation checks of the explainers", _sanity),
     }
 
 
