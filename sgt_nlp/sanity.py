@@ -506,7 +506,8 @@ def run_sanity_checks(
         for result in results:
             result[mode] = []
         cumulative = copy.deepcopy(model) if mode == "cascading" else None
-        for index, stage in enumerate(tqdm(stages[: config.max_stages], desc=f"{mode} randomisation", disable=not progress, unit="stage")):
+        run = tqdm(stages[: config.max_stages], desc=f"{mode} randomisation", disable=not progress, unit="stage")
+        for index, stage in enumerate(run):
             if cumulative is not None:
                 changed = reinitialize(cumulative, stage, config.seed)
                 randomized = cumulative.eval()
@@ -520,7 +521,8 @@ def run_sanity_checks(
             }
             stage_logits = None
             for spec, result in zip(config.methods, results, strict=True):
-                maps, stage_logits = explain(spec.build(randomized, tokenizer, config.target_output), batches, target_batches)
+                explainer = spec.build(randomized, tokenizer, config.target_output)
+                maps, stage_logits = explain(explainer, batches, target_batches)
                 rows = [similarities(a, b) for a, b in zip(originals[spec.label], maps, strict=True)]
                 result[mode].append({"stage": stage.name, **summarize(rows)})
             assert stage_logits is not None
@@ -545,7 +547,8 @@ def run_sanity_checks(
         "num_labels": num_labels,
         "examples": int(predictions.shape[0]),
         "settings": {
-            "target_output": config.target_output, "seed": config.seed, "max_stages": config.max_stages, "precision_examples": _count_examples(batches[:n_precision]),
+            "target_output": config.target_output, "seed": config.seed, "max_stages": config.max_stages,
+            "precision_examples": _count_examples(batches[:n_precision]),
             "insensitive_threshold": INSENSITIVE_THRESHOLD, "sensitive_threshold": SENSITIVE_THRESHOLD,
             "precision_threshold": PRECISION_THRESHOLD, "top_fraction": TOP_FRACTION,
             "class_verdict_measure": "spearman", "randomization_verdict_measure": "spearman_abs",
