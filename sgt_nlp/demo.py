@@ -43,8 +43,10 @@ class DemoSettings:
     n_train: int = 1600
     n_val: int = 200
     n_test: int = 200
+    min_words: int = 40
+    max_words: int = 100
     templates: str = "lexical"
-    max_length: int = 160
+    max_length: int = 128
     epochs: float = 4.0
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -64,7 +66,7 @@ def _synthetic_data(settings: DemoSettings, seed: int, root: Path) -> Path:
 
     return make_synthetic_eraser(
         root / "data", seed=seed, n_train=settings.n_train, n_val=settings.n_val, n_test=settings.n_test,
-        templates=settings.templates,
+        min_words=settings.min_words, max_words=settings.max_words, templates=settings.templates,
     )
 
 
@@ -345,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if settings.data_dir is None:
         config = SyntheticConfig(n_train=settings.n_train, n_val=settings.n_val, n_test=settings.n_test,
+                                 min_words=settings.min_words, max_words=settings.max_words,
                                  templates=settings.templates)
         print("\n" + describe(config))
     print("\n" + result["table"])
