@@ -30,8 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_model(data_dir: Path, split: str, folder: Path) -> str:
-    """A MiniLM-shaped classifier folder with labels matching the split; returns its path."""
+def build_model(data_dir: Path, split: str, folder: Path) -> tuple[str, str]:
+    """A MiniLM-shaped classifier folder with labels matching the split; returns its path and a description."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -50,6 +50,7 @@ def build_model(data_dir: Path, split: str, folder: Path) -> str:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels), id2label=id2label,
                                                                    label2id={v: k for k, v in id2label.items()})
+        description = "pretrained all-MiniLM-L6-v2"
     except ImportError:
         from tokenizers import BertWordPieceTokenizer
         from transformers import BertTokenizerFast
@@ -65,9 +66,10 @@ def build_model(data_dir: Path, split: str, folder: Path) -> str:
                             intermediate_size=1536, num_labels=len(labels), id2label=id2label,
                             label2id={v: k for k, v in id2label.items()})
         model = BertForSequenceClassification(config)
+        description = "random-init BERT of MiniLM's shape (6 x 384), 8k WordPiece vocabulary"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return str(folder)
+    return str(folder), description
 
 
 def floor_seconds(model_dir: str, stats: dict, methods: list[str], device: str, batch_size: int) -> float | None:
@@ -137,7 +139,7 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_dir = build_model(data_dir, args.split, tmp / "model")
+        model_dir, description = build_model(data_dir, args.split, tmp / "model")
 
         def timed(batch_size: int) -> tuple[float, dict]:
             runs = []
@@ -157,6 +159,7 @@ def main() -> None:
         floor = floor_seconds(model_dir, stats, methods, args.device, args.batch_size)
     n = args.max_examples
     passes = len(stats["perturbed_lengths"]) + len(stats["example_lengths"]) * len(methods)
+    print(f"model: {description}")
     print(f"device={args.device}; {n} examples of {args.data_dir} ({args.split}), max_length={args.max_length}, "
           f"methods={','.join(methods)}; {passes} model passes "
           f"(mean example length {statistics.mean(stats['example_lengths']):.0f} pieces)")

@@ -62,6 +62,8 @@ def test_every_readme_command_runs(tmp_path):
     assert (tmp_path / "runs" / "report.html").is_file()
     assert (tmp_path / "runs" / "eval_sgt" / "gradient" / "results.jsonl").is_file()
     assert (tmp_path / "runs" / "sgt" / "README.md").is_file()
+    with_sanity = (tmp_path / "runs" / "report_with_sanity.html").read_text()
+    assert 'id="sanity"' in with_sanity and 'id="metrics-table"' in with_sanity
 
 
 @pytest.mark.parametrize("subcommand", ["demo", "train", "evaluate", "explain", "report", "sanity"])
