@@ -64,6 +64,7 @@ class EvaluationConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     batch_size: int = 16
     removal: str = "delete"
+    extra_removals: tuple[str, ...] = ()
     aggregation: str = "grad_x_input"
     word_aggregation: str = "first"
     max_length: int = 256
@@ -79,14 +80,21 @@ class EvaluationConfig:
     seed: int = 0
     model_name: str | None = None
     shown_examples: int = 6
+    sample: str = "first"
+    masked_accuracy_curve: bool = True
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in EXPLAINERS]
         if unknown:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(EXPLAINERS)}")
-        if self.removal not in REMOVALS:
-            raise ValueError(f"removal={self.removal!r} is not one of: {', '.join(REMOVALS)}")
+        for removal in (self.removal, *self.extra_removals):
+            if removal not in REMOVALS:
+                raise ValueError(f"removal={removal!r} is not one of: {', '.join(REMOVALS)}")
+        if self.removal in self.extra_removals:
+            raise ValueError(f"extra_removals repeats the main removal {self.removal!r}")
+        if self.sample not in ("first", "random"):
+            raise ValueError(f"sample={self.sample!r} is not one of: first, random")
         if self.word_aggregation not in WORD_AGGREGATIONS:
             raise ValueError(f"word_aggregation={self.word_aggregation!r} is not one of: {', '.join(WORD_AGGREGATIONS)}")
         if self.target not in ("prediction", "gold"):
@@ -95,6 +103,15 @@ class EvaluationConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+
+    @property
+    def removals(self) -> tuple[str, ...]:
+        return (self.removal, *self.extra_removals)
+
+    def output_dir_for(self, removal: str) -> Path:
+        """The main removal writes to ``output_dir``; each extra one to ``output_dir/removal_<mode>``."""
+        base = Path(self.output_dir)
+        return base if removal == self.removal else base / f"removal_{removal}"
 
     def explainer_kwargs(self, method: str) -> dict[str, Any]:
         """Per-method settings: shared defaults, then anything given in ``explainer_settings[method]``."""
@@ -227,11 +244,12 @@ class _Evaluator:
         self.explainers = {
             m: get_explainer(m, model, tokenizer=tokenizer, **config.explainer_kwargs(m)) for m in config.methods
         }
-        self.mask_word = tokenizer.mask_token if config.removal == "mask_token" else None
-        if config.removal == "mask_token" and self.mask_word is None:
+        self.mask_word = tokenizer.mask_token if "mask_token" in config.removals else None
+        if "mask_token" in config.removals and self.mask_word is None:
             raise ValueError("removal='mask_token' needs a tokenizer with a mask token")
-        self.vocabulary = whole_word_vocabulary(tokenizer) if config.removal == "random_token" else None
-        self.fractions_removed = sorted({*config.aopc_thresholds, threshold, *MASKED_ACCURACY_FRACTIONS[1:]})
+        self.vocabulary = whole_word_vocabulary(tokenizer) if "random_token" in config.removals else None
+        self.curve = MASKED_ACCURACY_FRACTIONS if config.masked_accuracy_curve else ()
+        self.fractions_removed = sorted({*config.aopc_thresholds, threshold, *self.curve[1:]})
         self.fractions_kept = sorted({*config.aopc_thresholds, threshold})
         self.forward_passes = 0
         self.forward_lengths: list[int] = []
@@ -291,16 +309,20 @@ class _Evaluator:
                 attribution = explainer.attribute(encoding, target)
             word_scores = alignment.aggregate_to_lists(attribution.scores, self.config.word_aggregation)
             full_probs = torch.softmax(attribution.logits.float(), dim=-1).cpu().numpy()
-            per_example = self._faithfulness(batch, alignment.words_kept, word_scores, full_probs)
-            seconds = time.perf_counter() - start
-            for b, result in enumerate(per_example):
-                result["seconds"] = seconds / len(batch)
-                if method == "integrated_gradients" and "delta" in attribution.extras:
-                    result["ig_delta"] = float(attribution.extras["delta"][b])
-                outputs[b]["methods"][method] = result
+            explained = time.perf_counter()
+            for removal in self.config.removals:
+                started = time.perf_counter()
+                per_example = self._faithfulness(batch, alignment.words_kept, word_scores, full_probs, removal)
+                # Explaining is shared by the removal modes; each is charged for it plus its own passes.
+                seconds = (explained - start) + (time.perf_counter() - started)
+                for b, result in enumerate(per_example):
+                    result["seconds"] = seconds / len(batch)
+                    if method == "integrated_gradients" and "delta" in attribution.extras:
+                        result["ig_delta"] = float(attribution.extras["delta"][b])
+                    outputs[b]["methods"].setdefault(removal, {})[method] = result
         return outputs
 
-    def _faithfulness(self, batch, words_kept, word_scores, full_probs) -> list[dict[str, Any]]:
+    def _faithfulness(self, batch, words_kept, word_scores, full_probs, removal: str) -> list[dict[str, Any]]:
         """All perturbed inputs of the batch for one method, run together, then the per-example results."""
         plans, inputs, queries = [], [], []
         for b, ex in enumerate(batch):
@@ -308,11 +330,11 @@ class _Evaluator:
             scores = np.asarray(word_scores[b][:n], dtype=float)
             order = top_k_indices(scores, n)
             keys = sorted(perturbation_keys(n, self.fractions_removed, self.fractions_kept))
-            replacement = self._replacements(ex, n)
+            replacement = self._replacements(ex, n, removal)
             slots = {}
             for key in keys:
                 slots[key] = len(inputs)
-                inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, key), self.config.removal, replacement))
+                inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, key), removal, replacement))
                 queries.append(ex.query_words)
             plans.append((n, scores, slots))
         probs = self.probabilities(inputs, queries)
@@ -326,7 +348,7 @@ class _Evaluator:
                 return full if key in (("comp", 0), ("suff", n)) else probs[slots[key]]
 
             predicted = int(full.argmax())
-            curve = [at("comp", f) for f in MASKED_ACCURACY_FRACTIONS]
+            curve = [at("comp", f) for f in self.curve]
             flips = sorted(
                 {removal_count(n, f) for f in self.fractions_removed if int(at("comp", f).argmax()) != predicted}
             )
@@ -343,10 +365,10 @@ class _Evaluator:
             )
         return results
 
-    def _replacements(self, ex: _Example, n: int) -> str | list[str] | None:
-        if self.config.removal == "mask_token":
+    def _replacements(self, ex: _Example, n: int, removal: str) -> str | list[str] | None:
+        if removal == "mask_token":
             return self.mask_word
-        if self.config.removal == "random_token":
+        if removal == "random_token":
             rng = np.random.default_rng(example_seed(self.config.seed, ex.annotation_id))
             return [self.vocabulary[i] for i in rng.integers(0, len(self.vocabulary), size=n)]
         return None
@@ -410,10 +432,11 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
         split = load_split(config.data_dir, config.split, labels=labels)
     if is_main:
         logger.info("%s/%s: %s", config.data_dir, config.split, split.report.summary())
-    annotations = split.annotations[: config.max_examples] if config.max_examples else split.annotations
-    threshold = config.threshold if config.threshold is not None else _mean_fraction(split, len(annotations))
+    chosen = _choose(len(split.annotations), config.max_examples, config.sample, config.seed)
+    annotations = [split.annotations[i] for i in chosen]
+    threshold = config.threshold if config.threshold is not None else _mean_fraction(split, chosen)
     threshold = float(round(threshold, 4))
-    examples = _examples(split, len(annotations))
+    examples = _examples(split, chosen)
     evaluator = _Evaluator(config, model, tokenizer, labels, threshold, device)
 
     batches = length_batches([len(ex.words) for ex in examples], config.batch_size)
@@ -434,7 +457,10 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
     outputs.sort(key=lambda o: o["index"])
     truncation = _truncation(examples, outputs)
     params = {m: e.params() for m, e in evaluator.explainers.items()}
-    rows = _write_outputs(config, split, annotations, examples, outputs, labels, threshold, params)
+    rows = []
+    for removal in config.removals:
+        view = [{**o, "methods": o["methods"][removal]} for o in outputs]
+        rows += _write_outputs(config, removal, split, annotations, examples, view, labels, threshold, params)
     run = {
         "model": config.model, "model_name": config.model_name or Path(folder).name, "data_dir": config.data_dir,
         "split": config.split, "examples": len(examples), "labels": labels, "methods": list(config.methods),
@@ -445,12 +471,26 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
         "config": {k: v for k, v in asdict(config).items() if k not in ("model", "data_dir", "output_dir")},
         "load_report": split.report.summary(),
     }
-    Path(config.output_dir, "run.json").write_text(json.dumps(run, indent=2))
+    for removal in config.removals:
+        info = {**run, "removal": removal, "removals": list(config.removals)}
+        (config.output_dir_for(removal) / "run.json").write_text(json.dumps(info, indent=2))
     return rows
 
 
-def _mean_fraction(split, count: int) -> float:
-    fractions = split.rationale_fractions()[:count]
+def _choose(total: int, limit: int | None, sample: str, seed: int) -> list[int]:
+    """Which annotations to evaluate, in file order: the first ``limit``, or a seeded random ``limit``.
+
+    ERASER files are often sorted by class (movies test: 100 NEG, then 99 POS), so a prefix can be one class.
+    """
+    if not limit or limit >= total:
+        return list(range(total))
+    if sample == "first":
+        return list(range(limit))
+    return sorted(np.random.default_rng(seed).choice(total, size=limit, replace=False).tolist())
+
+
+def _mean_fraction(split, chosen: list[int]) -> float:
+    fractions = split.rationale_fractions()[chosen]
     value = float(fractions.mean()) if len(fractions) else 0.0
     if not 0 < value < 1:
         raise ValueError(
@@ -459,10 +499,10 @@ def _mean_fraction(split, count: int) -> float:
     return value
 
 
-def _examples(split, count: int) -> list[_Example]:
+def _examples(split, chosen: list[int]) -> list[_Example]:
     from .eraser import to_hf_dataset
 
-    rows = to_hf_dataset(split).select(range(count))
+    rows = to_hf_dataset(split).select(chosen)
     return [
         _Example(i, r["annotation_id"], list(r["words"]), list(r["query_words"]), list(r["rationale_mask"]),
                  list(r["docids"]), list(r["doc_lengths"]), int(r["label"]))
@@ -492,10 +532,12 @@ def _full_scores(ex: _Example, kept_scores: np.ndarray) -> np.ndarray:
 
 
 def _write_outputs(
-    config, split, annotations, examples, outputs, labels, threshold, evaluator_params
+    config, removal, split, annotations, examples, outputs, labels, threshold, evaluator_params
 ) -> list[dict]:
-    out_dir = Path(config.output_dir)
+    """Results, scores, curves, examples and summary of one removal mode (``outputs[i]["methods"]`` are its)."""
+    out_dir = config.output_dir_for(removal)
     out_dir.mkdir(parents=True, exist_ok=True)
+    fractions = list(MASKED_ACCURACY_FRACTIONS) if config.masked_accuracy_curve else []
     rows = []
     shown = []
     for method in config.methods:
@@ -522,7 +564,7 @@ def _write_outputs(
         verify_results(results_path, annotations, split.documents, labels, config.aopc_thresholds)
         scores = score_records(
             records, annotations, split.documents, labels, aopc_thresholds=config.aopc_thresholds,
-            removal=config.removal, threshold=threshold,
+            removal=removal, threshold=threshold,
         )
         scores["evaluation_settings"].update(
             {"method": method, "explainer": evaluator_params[method], "word_aggregation": config.word_aggregation,
@@ -538,8 +580,8 @@ def _write_outputs(
                 "sufficiency": list(cls.get("sufficiency_aopc_points", [])),
             },
             "masked_accuracy": {
-                "fractions": list(MASKED_ACCURACY_FRACTIONS),
-                "accuracy": masked.mean(axis=0).tolist() if len(masked) else [],
+                "fractions": fractions,
+                "accuracy": masked.mean(axis=0).tolist() if fractions and len(masked) else [],
             },
         }
         (method_dir / "curves.json").write_text(json.dumps(curves, indent=2))
@@ -579,6 +621,7 @@ def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
     return {
         "model_name": config.model_name or Path(config.model).name,
         "method": method,
+        "removal": scores["evaluation_settings"]["removal"],
         "accuracy": cls.get("accuracy"),
         "macro_f1": macro,
         "comprehensiveness": cls.get("comprehensiveness"),
@@ -598,10 +641,10 @@ def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table with a row per model and method."""
-    header = ["model", "method", *(title for _, title in SUMMARY_COLUMNS)]
+    header = ["model", "method", "removal", *(title for _, title in SUMMARY_COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:
-        cells = [str(row["model_name"]), str(row["method"])]
+        cells = [str(row["model_name"]), str(row["method"]), str(row.get("removal", "-"))]
         for key, _ in SUMMARY_COLUMNS:
             value = row.get(key)
             cells.append("-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}")
@@ -626,9 +669,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated explainers among {', '.join(EXPLAINERS)} (default: %(default)s)")
-    parser.add_argument("--max_examples", type=int, default=None, help="evaluate only the first N annotations")
+    parser.add_argument("--max_examples", type=int, default=None, help="evaluate only N annotations")
+    parser.add_argument("--sample", default="first", choices=("first", "random"),
+                        help="which N annotations: the first (default) or a seeded random sample (ERASER files are "
+                        "often sorted by class)")
+    parser.add_argument("--no_masked_accuracy_curve", action="store_true",
+                        help="skip the masked-accuracy curve (7 perturbed inputs fewer per example and method)")
     parser.add_argument("--batch_size", type=int, default=16, help="examples (and perturbed inputs) per model pass")
-    parser.add_argument("--removal", default="delete", choices=REMOVALS, help="how words are removed for comp/suff/AOPC")
+    parser.add_argument("--removal", default="delete",
+                        help="how words are removed for comp/suff/AOPC: delete, mask_token or random_token; a "
+                        "comma-separated list evaluates each (explanations computed once), the first in "
+                        "output_dir, the others in output_dir/removal_<mode>")
     parser.add_argument("--aggregation", default="grad_x_input",
                         choices=("l2", "l1", "signed_mean", "grad_x_input", "abs_grad_x_input"),
                         help="token score from the embedding gradient, for gradient and smoothgrad (default: "
@@ -651,13 +702,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
     args = build_parser().parse_args(argv)
+    removals = [r.strip() for r in args.removal.split(",") if r.strip()]
     return EvaluationConfig(
         model=args.model, data_dir=args.data_dir, output_dir=args.output_dir, split=args.split,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), batch_size=args.batch_size,
-        removal=args.removal, aggregation=args.aggregation, word_aggregation=args.word_aggregation,
+        removal=removals[0], extra_removals=tuple(removals[1:]), aggregation=args.aggregation, word_aggregation=args.word_aggregation,
         max_length=args.max_length, max_examples=args.max_examples, device=args.device, threshold=args.threshold,
         aopc_thresholds=tuple(float(t) for t in args.aopc_thresholds.split(",")), target=args.target,
         ig_steps=args.ig_steps, smoothgrad_samples=args.smoothgrad_samples, seed=args.seed, model_name=args.model_name,
+        sample=args.sample, masked_accuracy_curve=not args.no_masked_accuracy_curve,
     )
 
 

@@ -176,6 +176,32 @@ def test_identical_perturbations_run_once(tmp_path, model_dir, data_dir):
     assert expected < len(tiny.SENTENCES) * (2 + 2 * 5 + 9)  # sharing really saved passes
 
 
+def test_extra_removals_share_one_explanation_pass(tmp_path, model_dir, data_dir):
+    out = tmp_path / "o"
+    rows, config = run(model_dir, data_dir, out, methods=("gradient", "random"), extra_removals=("mask_token",),
+                       masked_accuracy_curve=False)
+    assert [(r["method"], r["removal"]) for r in rows] == [
+        ("gradient", "delete"), ("random", "delete"), ("gradient", "mask_token"), ("random", "mask_token")]
+    main_dir, extra_dir = out, out / "removal_mask_token"
+    assert json.loads((extra_dir / "gradient" / "scores.json").read_text())["evaluation_settings"]["removal"] == "mask_token"
+    assert json.loads((extra_dir / "run.json").read_text())["removal"] == "mask_token"
+    # the same explanations (soft scores), different perturbations (comprehensiveness probabilities)
+    a = [json.loads(x) for x in (main_dir / "gradient" / "results.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (extra_dir / "gradient" / "results.jsonl").read_text().splitlines()]
+    assert [r["rationales"] for r in a] == [r["rationales"] for r in b]
+    assert [r["comprehensiveness_classification_scores"] for r in a] != [r["comprehensiveness_classification_scores"] for r in b]
+    assert json.loads((out / "gradient" / "curves.json").read_text())["masked_accuracy"]["fractions"] == []
+
+
+def test_random_sample_is_seeded_and_in_file_order(tmp_path, model_dir, data_dir):
+    run(model_dir, data_dir, tmp_path / "a", methods=("random",), max_examples=4, sample="random", seed=5)
+    run(model_dir, data_dir, tmp_path / "b", methods=("random",), max_examples=4, sample="random", seed=5)
+    ids = [json.loads(x)["annotation_id"] for x in (tmp_path / "a" / "random" / "results.jsonl").read_text().splitlines()]
+    again = [json.loads(x)["annotation_id"] for x in (tmp_path / "b" / "random" / "results.jsonl").read_text().splitlines()]
+    assert ids == again and len(ids) == 4 and ids == sorted(ids, key=lambda x: int(x.split("_")[1]))
+    assert ids != [f"val_{i}" for i in range(4)]
+
+
 def test_roberta_model_evaluates(tmp_path, data_dir):
     folder = tmp_path / "roberta"
     model = tiny.tiny_model("roberta", seed=2)
