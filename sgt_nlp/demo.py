@@ -119,7 +119,6 @@ def _train(settings: DemoSettings, mode: str, init: str, data_dir: Path, seed: i
     """Train one model (``plain`` or ``sgt``) from the saved initial weights; returns timing and metrics."""
     from transformers import (
         AutoModelForSequenceClassification,
-        AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
     )
@@ -130,11 +129,12 @@ def _train(settings: DemoSettings, mode: str, init: str, data_dir: Path, seed: i
         DataArguments,
         classification_metrics,
         load_raw_splits,
+        load_tokenizer,
         tokenize_splits,
         write_model_card,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(init)
+    tokenizer = load_tokenizer(init)
     data_args = DataArguments(data_dir=str(data_dir))
     train_raw, val_raw, labels = load_raw_splits(data_args)
     train, validation = tokenize_splits(train_raw, val_raw, labels, tokenizer, data_args, settings.max_length)
@@ -196,11 +196,9 @@ def run_seed(settings: DemoSettings, seed: int, root: Path) -> dict[str, Any]:
     data_dir = Path(settings.data_dir) if settings.data_dir else _synthetic_data(settings, seed, root)
     labels = list(load_split(data_dir, "train").labels)
     if settings.model:
-        from transformers import AutoTokenizer
+        from .training import load_tokenizer, resolve_model_path
 
-        from .training import resolve_model_path
-
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(settings.model))
+        tokenizer = load_tokenizer(resolve_model_path(settings.model))
     else:
         tokenizer = _wordpiece_tokenizer(data_dir, root / "tokenizer")
     init = _initial_model(settings, tokenizer, labels, seed, root / "initial_model")

@@ -384,18 +384,9 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def _load_model(path: str, device: torch.device):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from .training import load_classifier
 
-    from .training import resolve_model_path
-
-    folder = resolve_model_path(path)
-    config_path = Path(folder) / "config.json"
-    byte_level = config_path.is_file() and json.loads(config_path.read_text()).get("model_type") in ("roberta", "xlm-roberta")
-    tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True) if byte_level else AutoTokenizer.from_pretrained(folder)
-    # BERT-family heads read position 0 ([CLS]); with left padding that is a pad token, so always pad right.
-    tokenizer.padding_side = "right"
-    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
-    return model, tokenizer, folder
+    return load_classifier(path, device)
 
 
 def _sgt_settings(folder: str) -> dict[str, Any] | None:

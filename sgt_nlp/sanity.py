@@ -665,17 +665,9 @@ def load_eraser_inputs(
 
 def load_model(path: str, device: str = "cpu"):
     """Model and tokenizer from a folder (or 'minilm'), in eval mode, with right padding."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from .training import load_classifier
 
-    from .training import resolve_model_path
-
-    folder = resolve_model_path(path)
-    config_path = Path(folder) / "config.json"
-    model_type = json.loads(config_path.read_text()).get("model_type") if config_path.is_file() else None
-    kwargs = {"add_prefix_space": True} if model_type in ("roberta", "xlm-roberta") else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    tokenizer.padding_side = "right"
-    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+    model, tokenizer, _ = load_classifier(path, device)
     return model, tokenizer
 
 

@@ -82,6 +82,31 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+BYTE_LEVEL_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
+
+
+def load_tokenizer(folder: str):
+    """The folder's tokenizer, ready for word lists: byte-level BPE gets ``add_prefix_space`` (which
+    ``is_split_into_words`` needs), and padding goes right (BERT-family heads read position 0)."""
+    from transformers import AutoTokenizer
+
+    config = Path(folder) / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_classifier(name_or_path: str, device: str = "cpu"):
+    """``(model in eval mode on device, tokenizer, folder)`` for a trained classifier folder or 'minilm'."""
+    from transformers import AutoModelForSequenceClassification
+
+    folder = resolve_model_path(name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+    return model, load_tokenizer(folder), folder
+
+
 # ---- data -------------------------------------------------------------------------------------------------
 
 
@@ -261,7 +286,6 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import (
         AutoModelForSequenceClassification,
-        AutoTokenizer,
         DataCollatorWithPadding,
         set_seed,
     )
@@ -271,7 +295,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     set_seed(training_args.seed)
     path = resolve_model_path(model_args.model_name_or_path)
     train_raw, validation_raw, labels = load_raw_splits(data_args)
-    tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True) if _is_byte_level(path) else AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     train, validation = tokenize_splits(train_raw, validation_raw, labels, tokenizer, data_args, model_args.max_length)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)},
@@ -304,11 +328,6 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             eval_metrics=eval_metrics,
         )
     return trainer
-
-
-def _is_byte_level(path: str) -> bool:
-    config = Path(path) / "config.json"
-    return config.is_file() and json.loads(config.read_text()).get("model_type") in ("roberta", "xlm-roberta", "camembert")
 
 
 def main(argv: list[str] | None = None) -> None:
