@@ -191,6 +191,8 @@ def _evaluate(settings: DemoSettings, model_dir: Path, data_dir: Path, name: str
 def run_seed(settings: DemoSettings, seed: int, root: Path) -> dict[str, Any]:
     """Data, tokenizer, initial model, two trainings and two evaluations for one seed."""
     from .eraser import load_split
+    from .evaluation import summary_table
+    from .training import add_evaluation_to_model_card
 
     root.mkdir(parents=True, exist_ok=True)
     data_dir = Path(settings.data_dir) if settings.data_dir else _synthetic_data(settings, seed, root)
@@ -208,6 +210,10 @@ def run_seed(settings: DemoSettings, seed: int, root: Path) -> dict[str, Any]:
         runs[mode] = {"training": _train(settings, mode, init, data_dir, seed, root / f"model_{mode}")}
         logger.info("seed %d: evaluating the %s model", seed, mode)
         runs[mode]["rows"] = _evaluate(settings, root / f"model_{mode}", data_dir, mode, root / f"eval_{mode}", seed)
+        add_evaluation_to_model_card(
+            root / f"model_{mode}", summary_table(runs[mode]["rows"]),
+            f"`sgt-nlp demo` evaluation on `{data_dir}` ({settings.eval_split}), removal `{settings.removal}`.",
+        )
     return runs
 
 

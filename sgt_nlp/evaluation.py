@@ -688,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoothgrad_samples", type=int, default=10, help="SmoothGrad samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of random, smoothgrad and random_token removal")
     parser.add_argument("--model_name", default=None, help="name of the model in tables and reports")
+    parser.add_argument("--no_model_card", action="store_true",
+                        help="do not add the summary table to the model folder's sgt_nlp model card (README.md)")
     return parser
 
 
@@ -711,5 +713,20 @@ def main(argv: list[str] | None = None) -> None:
     rows = evaluate_rationales(config)
     if rows:
         table = summary_table(rows)
+        run = json.loads((Path(config.output_dir) / "run.json").read_text())
+        cut = run["truncation"]
         print(table)
+        print(
+            f"\n{run['examples']} examples of {config.data_dir} ({config.split}); threshold {run['threshold']}; "
+            f"truncated at {config.max_length} pieces: {cut['examples_truncated']} examples, {cut['words_truncated']}"
+            f"/{cut['words']} words and {cut['rationale_words_truncated']}/{cut['rationale_words']} human-rationale "
+            "words beyond the cut"
+        )
+        if not build_parser().parse_args(argv).no_model_card and Path(config.model).is_dir():
+            from .training import add_evaluation_to_model_card
+
+            description = (f"`sgt-nlp evaluate` on `{config.data_dir}` ({config.split}, {run['examples']} examples), "
+                           f"removal `{config.removal}`, max_length {config.max_length}.")
+            if add_evaluation_to_model_card(config.model, table, description):
+                print(f"added the table to {Path(config.model) / 'README.md'}")
         print(f"\nwritten to {config.output_dir}")

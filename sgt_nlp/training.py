@@ -254,7 +254,7 @@ def write_model_card(
             lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
             lines.append("")
     if evaluation_table:
-        lines += ["## Rationale evaluation", "", evaluation_table.strip(), ""]
+        lines += [EVALUATION_HEADING, "", evaluation_table.strip(), ""]
     lines += [
         "## How it was trained",
         "",
@@ -266,6 +266,29 @@ def write_model_card(
     path = Path(output_dir) / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+EVALUATION_HEADING = "## Rationale evaluation"
+
+
+def add_evaluation_to_model_card(model_dir: str | Path, table: str, description: str) -> bool:
+    """Put (or replace) the rationale-evaluation section of an sgt_nlp model card; False if there is none."""
+    path = Path(model_dir) / "README.md"
+    if not path.is_file():
+        return False
+    text = path.read_text()
+    if "- sgt_nlp" not in text.split("---")[1 if text.startswith("---") else 0]:
+        return False  # not a card this package wrote: leave it alone
+    section = f"{EVALUATION_HEADING}\n\n{description}\n\n{table.strip()}\n"
+    if EVALUATION_HEADING in text:
+        before, after = text.split(EVALUATION_HEADING, 1)
+        rest = after.split("\n## ", 1)
+        text = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
+    else:
+        marker = "## How it was trained"
+        text = text.replace(marker, section + "\n" + marker) if marker in text else text + "\n" + section
+    path.write_text(text)
+    return True
 
 
 # ---- entry point ------------------------------------------------------------------------------------------

@@ -82,6 +82,16 @@ def test_eraser_folder_training(tmp_path, model_dir):
     evals = [h for h in state["log_history"] if "eval_accuracy" in h]
     assert evals and 0 <= evals[-1]["eval_macro_f1"] <= 1 and "eval_masked_accuracy" in evals[-1]
     assert AutoModelForSequenceClassification.from_pretrained(out).config.label2id == {"NEG": 0, "POS": 1}
+    # evaluating the model adds the summary table to its model card, replacing it on a second run
+    from sgt_nlp.evaluation import main as evaluate_main
+
+    for removal in ("delete", "mask_token"):
+        evaluate_main(["--model", str(out), "--data_dir", str(data), "--split", "val", "--output_dir",
+                       str(tmp_path / "eval"), "--methods", "gradient,random", "--removal", removal])
+    card = (out / "README.md").read_text()
+    assert card.count("## Rationale evaluation") == 1 and "removal `mask_token`" in card
+    assert "| out | gradient | mask_token |" in card and card.index("## Rationale evaluation") < card.index(
+        "## How it was trained")
 
 
 def test_saved_dataset_folder_training(tmp_path, model_dir):
