@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--per_device", type=int, required=True)
     parser.add_argument("--strategy", default="zero")
+    parser.add_argument("--fsdp", action="store_true", help="shard with FSDP2 instead of DDP")
     args = parser.parse_args()
     out = Path(args.out)
     rank = int(os.environ.get("RANK", 0))
@@ -30,9 +31,15 @@ def main() -> None:
         out, model=tiny.tiny_model("bert", seed=1), dataset=make_dataset(repeat=2),
         per_device_train_batch_size=args.per_device, sgt_mask_strategy=args.strategy, num_train_epochs=2,
         ddp_backend="gloo" if "RANK" in os.environ else None,
+        **({"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]}}
+           if args.fsdp else {}),
     )
     trainer.train()
-    state = {n: p.detach().cpu() for n, p in trainer.model.named_parameters()}
+    # FSDP2 parameters are sharded DTensors: gather each to its full value
+    state = {
+        n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().cpu()
+        for n, p in trainer.model.named_parameters()
+    }
     torch.save({"params": state, "log_history": trainer.state.log_history}, out / f"rank{rank}.pt")
 
 

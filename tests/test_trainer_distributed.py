@@ -1,4 +1,4 @@
-"""Two CPU processes (torchrun + gloo) must train exactly like one process with the same global batch."""
+"""Two CPU processes (torchrun + gloo, DDP or FSDP2) must train like one process with the same global batch."""
 
 from __future__ import annotations
 
@@ -20,12 +20,22 @@ def _run(cmd: list[str], cwd: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+    one = tmp_path_factory.mktemp("one")
+    _run([sys.executable, str(SCRIPT), "--out", str(one), "--per_device", "4"], one)
+    return one
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
-def test_two_processes_equal_one_process(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, str(SCRIPT), "--out", str(one), "--per_device", "4"], tmp_path)
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_two_processes_equal_one_process(tmp_path, single_process_run, sharding):
+    one, two = single_process_run, tmp_path / "two"
+    port = "29533" if sharding == "ddp" else "29534"
+    extra = ["--fsdp"] if sharding == "fsdp" else []
     _run(
-        ["torchrun", "--nproc_per_node", "2", "--master_port", "29533", str(SCRIPT), "--out", str(two), "--per_device", "2"],
+        ["torchrun", "--nproc_per_node", "2", "--master_port", port, str(SCRIPT), "--out", str(two), "--per_device", "2",
+         *extra],
         tmp_path,
     )
     single = torch.load(one / "rank0.pt")
