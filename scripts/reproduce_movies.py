@@ -36,7 +36,8 @@ METHODS = ("gradient", "integrated_gradients", "smoothgrad", "random")
 METRICS = (
     ("accuracy", "acc"), ("macro_f1", "F1"), ("comprehensiveness", "comp"), ("sufficiency", "suff"),
     ("comprehensiveness_aopc", "comp AOPC"), ("sufficiency_aopc", "suff AOPC"), ("auprc", "AUPRC"),
-    ("token_f1", "token F1"), ("iou_f1", "IOU F1"),
+    ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("auprc_visible", "AUPRC seen"),
+    ("token_f1_visible", "token F1 seen"),
 )
 PAPER_MOVIES = {  # REFERENCE.md §1.3 (the poster's Table 1): (comprehensiveness AOPC, sufficiency AOPC)
     ("gradient", "plain"): (0.200, 0.042), ("gradient", "sgt"): (0.240, 0.013),

@@ -12,6 +12,9 @@ Conventions (written into every ``scores.json`` under ``evaluation_settings`` an
 - The query (second sequence of the text pair) is never removed, as in the ERASER baselines.
 - ``removal``: ``delete`` drops words (the sequence shrinks; ERASER's baselines), ``mask_token`` replaces each
   removed word by the tokenizer's mask token, ``random_token`` by a random whole-word vocabulary entry.
+- Hard rationales are the top ``round(threshold * n)`` of the ``n`` words the model saw. ``scores.json`` adds
+  ``visible_only`` (AUPRC, token and IOU F1 over the seen words): with long documents cut at ``max_length``,
+  the whole-document numbers are dominated by human rationale no method could see.
 - ``tokens_to_flip`` is resolved on the grid of evaluated removal fractions (AOPC bins, threshold and the
   masked-accuracy curve): the fewest top words among those whose removal changes the prediction.
 """
@@ -41,8 +44,12 @@ from .explainers import EXPLAINERS, get_explainer
 from .metrics import (
     DEFAULT_AOPC_THRESHOLDS,
     hard_rationale_from_scores,
+    iou_f1,
+    mask_to_spans,
     removal_count,
     score_records,
+    soft_token_metrics,
+    token_prf,
     top_k_indices,
 )
 
@@ -535,14 +542,23 @@ def _write_outputs(
         method_dir = out_dir / method
         method_dir.mkdir(exist_ok=True)
         records = []
+        visible_truth, visible_soft, visible_hard, visible_gold = {}, {}, {}, {}
         for ann, ex, output in zip(annotations, examples, outputs, strict=True):
             result = output["methods"][method]
             scores = _full_scores(ex, result["word_scores"])
             soft, hard, offset = {}, {}, 0
             for docid, length in zip(ex.docids, ex.doc_lengths, strict=True):
                 doc_scores = scores[offset : offset + length]
+                seen = max(0, min(length, output["words_kept"] - offset))
                 soft[docid] = doc_scores
-                hard[docid] = hard_rationale_from_scores(doc_scores, threshold)
+                # hard rationales come from the words the model saw: top round(threshold * seen) of them
+                hard[docid] = hard_rationale_from_scores(doc_scores[:seen], threshold)
+                if seen and docid in ann.evidence_docids:
+                    key = (ann.annotation_id, docid)
+                    truth = np.asarray(ex.rationale[offset : offset + seen], dtype=bool)
+                    visible_truth[key], visible_soft[key] = truth, doc_scores[:seen]
+                    visible_hard[key] = set(hard[docid])
+                    visible_gold[key] = set(mask_to_spans(truth))
                 offset += length
             records.append(
                 result_record(
@@ -557,6 +573,13 @@ def _write_outputs(
             records, annotations, split.documents, labels, aopc_thresholds=config.aopc_thresholds,
             removal=removal, threshold=threshold,
         )
+        # ERASER scores whole documents, so human rationale beyond max_length counts as missed by every method;
+        # the same metrics over the words the model saw tell the methods apart when documents are cut.
+        scores["visible_only"] = {
+            "token_soft_metrics": soft_token_metrics(visible_truth, visible_soft),
+            "token_prf": token_prf(visible_gold, visible_hard),
+            "iou_scores": iou_f1(visible_gold, visible_hard),
+        }
         scores["evaluation_settings"].update(
             {"method": method, "explainer": evaluator_params[method], "word_aggregation": config.word_aggregation,
              "max_length": config.max_length, "target": config.target}
@@ -600,7 +623,8 @@ def _write_outputs(
 SUMMARY_COLUMNS = (
     ("accuracy", "acc"), ("macro_f1", "F1"), ("comprehensiveness", "comp"), ("sufficiency", "suff"),
     ("comprehensiveness_aopc", "comp AOPC"), ("sufficiency_aopc", "suff AOPC"), ("auprc", "AUPRC"),
-    ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("tokens_to_flip", "to flip"), ("masked_accuracy_auc", "masked acc"),
+    ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("auprc_visible", "AUPRC seen"),
+    ("token_f1_visible", "token F1 seen"), ("tokens_to_flip", "to flip"), ("masked_accuracy_auc", "masked acc"),
 )
 
 
@@ -625,6 +649,8 @@ def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
         "token_f1": scores.get("token_prf", {}).get("instance_macro", {}).get("f1"),
         "iou_f1": iou.get("macro", {}).get("f1"),
         "tokens_to_flip": cls.get("tokens_to_flip"),
+        "auprc_visible": scores.get("visible_only", {}).get("token_soft_metrics", {}).get("auprc"),
+        "token_f1_visible": scores.get("visible_only", {}).get("token_prf", {}).get("instance_macro", {}).get("f1"),
         "masked_accuracy_auc": float(np.mean(masked)) if masked else None,
         "seconds": float(sum(o["methods"][method]["seconds"] for o in outputs)),
     }

@@ -116,6 +116,14 @@ def test_outputs_are_complete_and_verified(tmp_path, model_dir, data_dir):
     assert len(shown[0]["scores"]["gradient"]) == len(shown[0]["words"]) == len(shown[0]["rationale"])
 
 
+def test_visible_only_metrics_equal_the_whole_document_ones_without_truncation(tmp_path, model_dir, data_dir):
+    run(model_dir, data_dir, tmp_path / "o", methods=("gradient",))
+    scores = json.loads((tmp_path / "o" / "gradient" / "scores.json").read_text())
+    assert scores["visible_only"]["token_soft_metrics"] == pytest.approx(scores["token_soft_metrics"])
+    for level in ("instance_micro", "instance_macro"):
+        assert scores["visible_only"]["token_prf"][level] == pytest.approx(scores["token_prf"][level])
+
+
 @pytest.mark.parametrize("removal", ["delete", "mask_token", "random_token"])
 def test_comprehensiveness_and_sufficiency_by_hand(tmp_path, model_dir, data_dir, removal):
     """Recompute one example's perturbed probabilities from its word scores and compare with the results file."""
@@ -288,6 +296,16 @@ def test_real_movies_test_split_end_to_end(tmp_path, model_dir):
     assert run_info["threshold"] == pytest.approx(split.rationale_fractions()[:4].mean(), abs=1e-4)
     records = [json.loads(line) for line in (tmp_path / "o" / "random" / "results.jsonl").read_text().splitlines()]
     assert [r["annotation_id"] for r in records] == [a.annotation_id for a in split.annotations[:4]]
-    for record, ann in zip(records, split.annotations[:4], strict=True):
+    shown = [json.loads(line) for line in (tmp_path / "o" / "examples.jsonl").read_text().splitlines()]
+    threshold = run_info["threshold"]
+    for record, ann, example in zip(records, split.annotations[:4], shown, strict=True):
         doc = split.documents[ann.docids[0]]
         assert len(record["rationales"][0]["soft_rationale_predictions"]) == len(doc)
+        # hard rationales are drawn from the words the model saw: round(threshold * seen) of them
+        seen = len(example["words"])
+        spans = record["rationales"][0]["hard_rationale_predictions"]
+        assert all(span["end_token"] <= seen for span in spans)
+        assert sum(span["end_token"] - span["start_token"] for span in spans) == int(threshold * seen + 0.5)
+    scores = json.loads((tmp_path / "o" / "random" / "scores.json").read_text())
+    # most human rationale lies beyond 64 pieces: the whole-document recall is far below the seen-words one
+    assert scores["token_prf"]["instance_macro"]["r"] < scores["visible_only"]["token_prf"]["instance_macro"]["r"]
