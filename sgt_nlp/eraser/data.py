@@ -213,7 +213,7 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            record = _parse_json(line, source, line_no)
+            record = parse_json_line(line, source, line_no)
             for key in ("docid", "document"):
                 if not isinstance(record.get(key), str):
                     raise ERASERDataError(source, line_no, key, "missing or not a string")
@@ -229,13 +229,14 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
 # annotations
 
 
-def _parse_json(line: str, path: Path, line_no: int) -> dict:
+def parse_json_line(line: str, path: Path, line_no: int, error: type[ValueError] = ERASERDataError) -> dict:
+    """One JSONL line as a dict; ``error(path, line, field, message)`` names the file and line otherwise."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ERASERDataError(path, line_no, None, f"invalid JSON ({exc.msg})") from None
+        raise error(path, line_no, None, f"invalid JSON ({exc.msg})") from None
     if not isinstance(record, dict):
-        raise ERASERDataError(path, line_no, None, "a line must be a JSON object")
+        raise error(path, line_no, None, "a line must be a JSON object")
     return record
 
 
@@ -293,7 +294,7 @@ def read_annotations(
             if not line.strip():
                 report.blank_lines_skipped += 1
                 continue
-            raw = _parse_json(line, path, line_no)
+            raw = parse_json_line(line, path, line_no)
             ann_id = raw.get("annotation_id")
             if not isinstance(ann_id, str) or not ann_id:
                 raise ERASERDataError(

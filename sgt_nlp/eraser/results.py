@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgt_nlp.eraser.data import Annotation, Document
+from sgt_nlp.eraser.data import Annotation, Document, parse_json_line
 
 SCORE_FIELDS: tuple[str, ...] = (
     "classification_scores",
@@ -122,18 +122,8 @@ def read_results(path: str | Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if line.strip():
-                records.append(_parse_line(line, path, line_no))
+                records.append(parse_json_line(line, path, line_no, ResultsError))
     return records
-
-
-def _parse_line(line: str, path: Path, line_no: int) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(path, line_no, None, f"invalid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise ResultsError(path, line_no, None, "a line must be a JSON object")
-    return record
 
 
 def _is_number(value: object) -> bool:
@@ -280,7 +270,7 @@ def verify_results(
     with path.open(encoding="utf-8") as handle:
         numbered = [(n, line) for n, line in enumerate(handle, start=1) if line.strip()]
     for line_no, line in numbered:
-        record = _parse_line(line, path, line_no)
+        record = parse_json_line(line, path, line_no, ResultsError)
         ann_id = record.get("annotation_id")
         if not isinstance(ann_id, str):
             raise ResultsError(path, line_no, "annotation_id", f"must be a string, got {ann_id!r}")
