@@ -34,7 +34,7 @@ COMPARED = (
 
 @dataclass
 class DemoSettings:
-    """What the demo trains and evaluates; the defaults finish in about three minutes on two CPU cores."""
+    """What the demo trains and evaluates; the defaults take about 70 s per seed on two idle CPU cores."""
 
     output_dir: str = "sgt_demo"
     data_dir: str | None = None
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sgt-nlp demo",
         description="Train the same small BERT twice (plain Trainer, SaliencyGuidedTrainer) on a synthetic task "
         "with planted rationales, explain both (Gradient, Integrated Gradients, Random), and write a comparison "
-        "table and an HTML report. Offline; about three minutes on two CPU cores.",
+        "table and an HTML report. Offline; about 70 seconds per seed on two CPU cores.",
     )
     d = DemoSettings()
     parser.add_argument("--output_dir", default=d.output_dir, help="where to write data, models and the report")
