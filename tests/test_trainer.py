@@ -145,6 +145,12 @@ def test_training_changes_parameters_and_logs_metrics(tmp_path):
         assert key in eval_logs[0]
 
 
+def test_repeated_evaluations_mask_alike(tmp_path):
+    trainer = make_trainer(tmp_path, sgt_mask_strategy="random_token", sgt_mask_fraction=0.5, per_device_eval_batch_size=4)
+    first, second = trainer.evaluate(), trainer.evaluate()
+    assert first["eval_kl_loss"] == second["eval_kl_loss"] and first["eval_masked_accuracy"] == second["eval_masked_accuracy"]
+
+
 def test_eval_masked_accuracy_matches_a_hand_count(tmp_path):
     trainer = make_trainer(tmp_path, sgt_mask_fraction=0.9, per_device_eval_batch_size=16)
     metrics = trainer.evaluate()
