@@ -240,17 +240,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
-    """Comprehensiveness/sufficiency AOPC and AUPRC against the SGT mask fraction (Gradient, delete removal)."""
+    """Comprehensiveness/sufficiency AOPC and AUPRC on the seen words against the SGT mask fraction (delete)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, metric, title in zip(axes, ("comprehensiveness_aopc", "sufficiency_aopc", "auprc"),
-                                 ("comprehensiveness AOPC ↑", "sufficiency AOPC ↓", "AUPRC ↑"), strict=True):
+    for ax, metric, title in zip(axes, ("comprehensiveness_aopc", "sufficiency_aopc", "auprc_visible"),
+                                 ("comprehensiveness AOPC ↑", "sufficiency AOPC ↓", "AUPRC, seen words ↑"), strict=True):
         for dataset in sorted({r["dataset"] for r in rows}):
-            for method in ("gradient", "integrated_gradients"):
+            for method in ("gradient", "integrated_gradients", "smoothgrad", "random"):
                 sgt = sorted((r for r in rows if r["dataset"] == dataset and r["method"] == method and
                               r["mode"] == "sgt" and r["removal"] == "delete" and r[metric]), key=lambda r: r["fraction"])
                 plain = [r for r in rows if r["dataset"] == dataset and r["method"] == method and r["mode"] == "plain"
