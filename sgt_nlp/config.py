@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -94,6 +95,17 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+
+    @classmethod
+    def from_training_arguments(cls, args: TrainingArguments, **sgt: object) -> SaliencyGuidedTrainingArguments:
+        """The same settings as ``args`` (a plain ``TrainingArguments``), with the given or default ``sgt_*``."""
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+        return cls(**values, **sgt)
+
+    def to_training_arguments(self) -> TrainingArguments:
+        """These settings without the ``sgt_*`` fields, for a plain ``Trainer`` run beside an SGT one."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+        return TrainingArguments(**values)
 
     def sgt_settings(self) -> dict[str, object]:
         """The ``sgt_*`` fields as a plain dict, for model cards and logs."""

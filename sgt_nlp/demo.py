@@ -150,11 +150,7 @@ def _train(settings: DemoSettings, mode: str, init: str, data_dir: Path, seed: i
     common = dict(model=model, train_dataset=train, eval_dataset=validation, processing_class=tokenizer,
                   data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=classification_metrics)
     if mode == "plain":
-        plain_args = {k: getattr(args, k) for k in args.__dataclass_fields__ if not k.startswith("sgt_") and
-                      args.__dataclass_fields__[k].init}
-        from transformers import TrainingArguments
-
-        trainer = Trainer(args=TrainingArguments(**plain_args), **common)
+        trainer = Trainer(args=args.to_training_arguments(), **common)
     else:
         trainer = SaliencyGuidedTrainer(args=args, **common)
     started = time.perf_counter()

@@ -390,12 +390,6 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _load_model(path: str, device: torch.device):
-    from .training import load_classifier
-
-    return load_classifier(path, device)
-
-
 def _sgt_settings(folder: str) -> dict[str, Any] | None:
     """The SGT settings a trained model folder records (``training_args.bin`` or the model card), if any."""
     args_path = Path(folder) / "training_args.bin"
@@ -423,7 +417,9 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
     state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available()) if distributed else None
     device = _resolve_device(config.device, state)
     is_main = state is None or state.is_main_process
-    model, tokenizer, folder = _load_model(config.model, device)
+    from .training import load_classifier
+
+    model, tokenizer, folder = load_classifier(config.model, device)
     split = load_split(config.data_dir, config.split)
     labels = _label_order(model.config, split.labels, config.model)
     if list(split.labels) != labels:

@@ -24,9 +24,9 @@ def explain_texts(
     device: str = "cpu",
 ) -> list[dict]:
     """Per text: words, predicted label and its probability, and one score per word for the prediction."""
-    from .evaluation import _load_model
+    from .training import load_classifier
 
-    model, tokenizer, _ = _load_model(model_path, torch.device(device))
+    model, tokenizer, _ = load_classifier(model_path, torch.device(device))
     kwargs = {"aggregation": aggregation} if method in ("gradient", "smoothgrad") else {}
     explainer = get_explainer(method, model, tokenizer=tokenizer, **kwargs)
     words = [text.split() for text in texts]

@@ -680,6 +680,12 @@ def _fmt(value: float | None, signed: bool = True) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
+def all_randomised_similarity(method: Mapping[str, Any], stages: Sequence[Any]) -> float | None:
+    """Mean ρ on magnitudes after every stage is re-drawn, or None when the cascade stopped early."""
+    cascading = method.get("cascading") or []
+    return cascading[-1]["spearman_abs"]["mean"] if cascading and len(cascading) == len(stages) else None
+
+
 def summary_table(result: Mapping[str, Any]) -> str:
     """The verdict table printed in the terminal (and embedded in ``sanity.md``-style docs)."""
     header = (
@@ -689,8 +695,7 @@ def summary_table(result: Mapping[str, Any]) -> str:
     lines = [header, "-" * len(header)]
     for r in result["methods"]:
         cls = r["class_sensitivity"]
-        casc = r.get("cascading") or []
-        last = casc[-1]["spearman_abs"]["mean"] if casc and len(casc) == len(result["stages"]) else None
+        last = all_randomised_similarity(r, result["stages"])
         lines.append(
             f"{r['label']:<32} {'yes' if r['signed'] else 'no':<6} {_fmt(r['precision']['spearman']):>7} "
             f"{_fmt(cls['spearman']['mean']):>7} {_fmt(cls['spearman_abs']['mean']):>10} "

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .sanity import all_randomised_similarity
+
 MEASURE_LABELS: dict[str, str] = {
     "spearman": "Spearman ρ (signed)",
     "spearman_abs": "Spearman ρ (|scores|)",
@@ -145,8 +147,7 @@ def verdict_table_html(result: Mapping[str, Any]) -> str:
     rows = []
     for m in result["methods"]:
         cls = m["class_sensitivity"]
-        cascading = m.get("cascading") or []
-        last = cascading[-1]["spearman_abs"]["mean"] if cascading and len(cascading) == len(result["stages"]) else None
+        last = all_randomised_similarity(m, result["stages"])
         rows.append(
             f"<tr><td class='name'>{html.escape(m['label'])}</td><td>{'yes' if m['signed'] else 'no'}</td>"
             f"<td>{_cell(m['precision']['spearman'])}</td><td>{_cell(cls['spearman']['mean'])}</td>"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from typing import Any
@@ -64,8 +63,7 @@ class SaliencyGuidedTrainer(Trainer):
             logger.warning(
                 "SaliencyGuidedTrainer got plain TrainingArguments; using the default sgt_* settings"
             )
-            values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
-            args = SaliencyGuidedTrainingArguments(**values)
+            args = SaliencyGuidedTrainingArguments.from_training_arguments(args)
         self._check_gradient_checkpointing(args)
         super().__init__(model, args, *pargs, **kwargs)
         self._metrics: dict[str, dict[str, list[float]]] = {

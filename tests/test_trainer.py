@@ -46,7 +46,7 @@ def make_trainer(tmp_path, family="bert", model=None, num_labels=2, trainer_cls=
     model = model if model is not None else tiny.tiny_model(family, num_labels=num_labels, seed=1)
     args = make_args(tmp_path, **overrides)
     if trainer_cls is Trainer:
-        args = TrainingArguments(**{k: v for k, v in args.to_dict().items() if not k.startswith("sgt_") and k in TrainingArguments.__dataclass_fields__})
+        args = args.to_training_arguments()
     ds = dataset if dataset is not None else make_dataset(family, num_labels=num_labels)
     return trainer_cls(
         model=model, args=args, train_dataset=ds, eval_dataset=ds, processing_class=tok,
