@@ -55,8 +55,18 @@ class DataArguments:
     label_column: str = field(default="label", metadata={"help": "Label column of CSV/JSON/disk data."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
     validation_split: str = field(default="val", metadata={"help": "Split used for evaluation and model selection."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "Train on N rows drawn at random (seeded by --subset_seed), kept in file order. ERASER files "
+                  "are sorted by class, so the first N rows would be one class."},
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on N validation rows drawn the same way."}
+    )
+    subset_seed: int = field(
+        default=0, metadata={"help": "Seed of the --max_train_samples/--max_eval_samples draw; fixed apart from "
+                             "--seed so that runs with different training seeds see the same rows."}
+    )
 
     def __post_init__(self) -> None:
         given = [n for n in ("data_dir", "train_file", "dataset_path") if getattr(self, n)]
@@ -157,6 +167,16 @@ def load_raw_splits(data: DataArguments):
     return train, validation, labels
 
 
+def random_subset(split, size: int, seed: int):
+    """``size`` rows of ``split`` drawn without replacement, in their original order (all rows if fewer)."""
+    if size < 0:
+        raise ValueError(f"--max_train_samples/--max_eval_samples must be >= 0, got {size}")
+    if size >= len(split):
+        return split
+    chosen = np.random.default_rng(seed).choice(len(split), size=size, replace=False)
+    return split.select(sorted(int(i) for i in chosen))
+
+
 def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, max_length: int):
     """Tokenized train/validation datasets with integer ``labels`` columns, checked against ``labels``."""
     label_to_id = {name: i for i, name in enumerate(labels)}
@@ -188,7 +208,7 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
             continue
         limit = data.max_train_samples if split_name == "train" else data.max_eval_samples
         if limit is not None:
-            split = split.select(range(min(limit, len(split))))
+            split = random_subset(split, limit, data.subset_seed)
         columns = split.column_names
         tokenized = split.map(
             encode, batched=True, with_indices=True, fn_kwargs={"split": split_name}, remove_columns=columns,

@@ -57,3 +57,28 @@ def test_reproduction_runs_aggregates_and_skips_finished_runs(tmp_path):
     script.main(argv)
     assert {p: p.stat().st_mtime for p in out.rglob("summary.json")} == before
     assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
+
+
+def test_transfer_dataset_trains_on_a_random_subset_of_val(tmp_path):
+    """MultiRC/FEVER have no train split: the preset's transfer epochs and val subset are what is trained on."""
+    script = load_script()
+    data_root = tmp_path / "data"
+    folder = write_eraser(data_root / "eraser_fever")
+    (folder / "test.jsonl").write_text((folder / "val.jsonl").read_text())
+    (folder / "train.jsonl").unlink()
+    model_dir = tmp_path / "model"
+    model = tiny.tiny_model("bert", seed=0)
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    model.save_pretrained(model_dir)
+    tiny.wordpiece_tokenizer().save_pretrained(model_dir)
+    out = tmp_path / "out"
+    script.main(["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir",
+                 str(out), "--datasets", "fever", "--seeds", "0"])
+    preset = script.PRESETS["smoke"]
+    for tag in ("plain", "sgt0.5"):
+        done = json.loads((out / "fever" / "seed0" / tag / "done.json").read_text())
+        assert done["epochs"] == preset.transfer_epochs != preset.epochs
+        assert done["train_examples"] == preset.transfer_train_examples < len(tiny.SENTENCES)
+        assert done["val_accuracy"] is None  # no model selection without a train split
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["dataset"] for r in rows} == {"fever"} and all(r["seeds"] == 1 for r in rows)

@@ -150,3 +150,22 @@ def test_accelerate_configs_parse(name):
     expected = {"single_process": "NO", "ddp": "MULTI_GPU", "fsdp": "FSDP"}[name]
     assert str(config.distributed_type).split(".")[-1] == expected
     assert yaml.safe_load(path.read_text())["num_machines"] == 1
+
+
+def test_max_train_samples_draws_both_classes_in_file_order():
+    """ERASER files are sorted by class: taking the first N rows would train on one class only."""
+    from datasets import Dataset
+
+    from sgt_nlp.training import random_subset
+
+    rows = Dataset.from_dict({"row": list(range(40)), "label": ["NEG"] * 20 + ["POS"] * 20})
+    subset = random_subset(rows, 10, seed=0)
+    kept = subset["row"]
+    assert len(kept) == 10 and len(set(kept)) == 10
+    assert kept == sorted(kept)  # file order is kept
+    assert set(subset["label"]) == {"NEG", "POS"}
+    assert random_subset(rows, 10, seed=0)["row"] == kept  # the draw depends on the seed alone
+    assert random_subset(rows, 10, seed=1)["row"] != kept
+    assert random_subset(rows, 99, seed=0)["row"] == list(range(40))
+    with pytest.raises(ValueError, match="max_train_samples"):
+        random_subset(rows, -1, seed=0)
