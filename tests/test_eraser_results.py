@@ -200,3 +200,66 @@ def test_error_rationale_field_on_some_lines(split: ERASERSplit, tmp_path: Path)
     del records[1]["rationales"][0]["soft_rationale_predictions"]  # d3:0 lists no rationale: not compared
     error = _verify_error(split, tmp_path, records)
     assert (error.line, error.field) == (2, "soft_rationale_predictions")
+
+
+def test_error_classification_without_its_scores(split: ERASERSplit, tmp_path: Path) -> None:
+    records = records_for(split)
+    del records[1]["classification_scores"]
+    error = _verify_error(split, tmp_path, records)
+    assert (error.line, error.field) == (2, "classification_scores") and "go together" in str(error)
+
+
+def test_error_comprehensiveness_without_classification(split: ERASERSplit, tmp_path: Path) -> None:
+    records = records_for(split)
+    for record in records:
+        for name in ("classification", "classification_scores", "thresholded_scores"):
+            del record[name]
+    error = _verify_error(split, tmp_path, records)
+    assert (error.line, error.field) == (1, "comprehensiveness_classification_scores")
+
+
+def test_error_classification_on_some_lines_only(split: ERASERSplit, tmp_path: Path) -> None:
+    records = [result_record(ann, LABELS, [0.4, 0.6]) for ann in split.annotations]
+    del records[2]["classification"], records[2]["classification_scores"]
+    error = _verify_error(split, tmp_path, records)
+    assert error.line == 3 and error.field in {"classification", "classification_scores"}
+    assert "all lines or on none" in str(error)
+
+
+def test_error_soft_scores_on_some_documents_of_a_line(split: ERASERSplit, tmp_path: Path) -> None:
+    records = records_for(split)
+    del records[0]["rationales"][1]["soft_rationale_predictions"]  # a1 lists d1 and d2
+    error = _verify_error(split, tmp_path, records)
+    assert (error.line, error.field) == (1, "rationales[1].soft_rationale_predictions")
+
+
+def test_error_sentence_scores_length(split: ERASERSplit, tmp_path: Path) -> None:
+    records = records_for(split)
+    for record in records:
+        for entry in record["rationales"]:
+            entry["soft_sentence_predictions"] = [0.5] * len(split.documents[entry["docid"]].sentences)
+    path = write_results(tmp_path / "ok.jsonl", records)
+    verify_results(path, split.annotations, split.documents, labels=LABELS)
+    records[1]["rationales"][0]["soft_sentence_predictions"].append(0.1)  # d2 has 2 sentences
+    error = _verify_error(split, tmp_path, records)
+    assert (error.line, error.field) == (2, "rationales[0].soft_sentence_predictions")
+    assert "3 scores" in str(error) and "2 sentences" in str(error)
+
+
+def test_first_line_must_show_hard_spans_and_writer_puts_such_a_line_first(split: ERASERSplit, tmp_path: Path):
+    """The scorer reads line 1's first rationale to decide whether the file has hard predictions at all."""
+    records = records_for(split)
+    records[0]["rationales"][0]["hard_rationale_predictions"] = []  # a1's first document got no span
+    error = _verify_error(split, tmp_path, records)
+    assert (error.line, error.field) == (1, "rationales[0].hard_rationale_predictions")
+    assert "skip" in str(error)
+    path = write_results(tmp_path / "out.jsonl", records)
+    written = verify_results(path, split.annotations, split.documents, labels=LABELS)
+    assert [r["annotation_id"] for r in written] == ["a1", "a2", "d3:0"]  # a1's d2 entry now leads
+    assert [e["docid"] for e in written[0]["rationales"]] == ["d2", "d1"]
+    # a line listing no document first (d3:0 has no evidence) is moved behind one that shows the fields
+    reordered = write_results(tmp_path / "out2.jsonl", [records_for(split)[2], *records_for(split)[:2]])
+    assert [r["annotation_id"] for r in read_results(reordered)] == ["a1", "d3:0", "a2"]
+    assert {r["annotation_id"]: r for r in read_results(reordered)} == {
+        r["annotation_id"]: r for r in records_for(split)
+    }

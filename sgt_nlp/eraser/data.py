@@ -94,6 +94,9 @@ class Annotation:
     docids: tuple[str, ...]
     query_type: str | None = None
     line: int = 0
+    #: the empty spans (``start_token == end_token``) left out of ``evidences``; the official scorer still counts
+    #: them as gold spans that no prediction can match, so span-level recall keeps them (see ``gold_spans``)
+    empty_evidences: tuple[Evidence, ...] = ()
 
     @property
     def all_evidences(self) -> tuple[Evidence, ...]:
@@ -322,6 +325,7 @@ def read_annotations(
             if not isinstance(raw_groups, list):
                 raise ERASERDataError(path, line_no, "evidences", "must be a list of evidence groups")
             groups: list[tuple[Evidence, ...]] = []
+            empty: list[Evidence] = []
             for g, raw_group in enumerate(raw_groups):
                 if isinstance(raw_group, dict):  # tolerate a bare evidence in place of a one-element group
                     raw_group = [raw_group]
@@ -329,7 +333,7 @@ def read_annotations(
                     raise ERASERDataError(
                         path, line_no, f"evidences[{g}]", "an evidence group must be a list"
                     )
-                kept = []
+                kept: list[Evidence] = []
                 for i, raw_ev in enumerate(raw_group):
                     ev = _parse_evidence(raw_ev, path, line_no, g, i)
                     if ev.start_sentence == -1 or ev.end_sentence == -1:
@@ -337,6 +341,7 @@ def read_annotations(
                     if len(ev) == 0:
                         report.empty_spans_skipped += 1
                         report.empty_span_annotation_ids.append(ann_id)
+                        empty.append(ev)
                         continue
                     kept.append(ev)
                 if kept:
@@ -370,6 +375,7 @@ def read_annotations(
                     docids=docids,
                     query_type=raw.get("query_type"),
                     line=line_no,
+                    empty_evidences=tuple(empty),
                 )
             )
     report.annotations = len(annotations)

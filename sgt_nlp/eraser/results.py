@@ -105,12 +105,62 @@ def result_record(
     return record
 
 
+RATIONALE_FIELDS: tuple[str, ...] = (
+    "hard_rationale_predictions",
+    "soft_rationale_predictions",
+    "soft_sentence_predictions",
+)
+
+
+def _carries(entry: object, name: str) -> bool:
+    """Whether a rationale entry holds ``name`` the way the scorer tests it on line 1 (hard spans: non-empty)."""
+    if not isinstance(entry, dict) or entry.get(name) is None:
+        return False
+    return name != "hard_rationale_predictions" or len(entry[name]) > 0
+
+
+def _first_line_detects(record: dict, names: Iterable[str]) -> bool:
+    rationales = record.get("rationales")
+    return isinstance(rationales, list) and bool(rationales) and all(_carries(rationales[0], n) for n in names)
+
+
+def scorer_safe_order(records: Sequence[dict]) -> list[dict]:
+    """The records with a line first from which the official scorer can see every rationale field the file has.
+
+    The scorer decides from ``results[0]['rationales'][0]`` alone whether the file has hard (non-empty), soft and
+    sentence predictions, and skips those metrics for the whole file otherwise; an annotation whose first listed
+    document got no hard span (or that lists no document) would hide them. Line order carries no meaning for the
+    scorer (it keys lines by ``annotation_id``), so one suitable line is moved to the front, and within it a
+    suitable rationale entry; every other line keeps its place.
+    """
+    records = list(records)
+    present = {
+        name
+        for record in records
+        for entry in record.get("rationales") or []
+        for name in RATIONALE_FIELDS
+        if _carries(entry, name)
+    }
+    if not records or not present or _first_line_detects(records[0], present):
+        return records
+    for index, record in enumerate(records):
+        entries = record.get("rationales") or []
+        for position, entry in enumerate(entries):
+            if all(_carries(entry, name) for name in present):
+                moved = {**record, "rationales": [entry, *entries[:position], *entries[position + 1 :]]}
+                return [moved, *records[:index], *records[index + 1 :]]
+    return records  # no line shows every field; verify_results names the problem
+
+
 def write_results(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write one JSON object per line (thresholds keep their shortest repr, e.g. ``0.1``, as the scorer needs)."""
+    """Write one JSON object per line (thresholds keep their shortest repr, e.g. ``0.1``, as the scorer needs).
+
+    Lines are put in :func:`scorer_safe_order`, so that the scorer's first-line detection sees every field.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
-        for record in records:
+        for record in scorer_safe_order(list(records)):
             handle.write(json.dumps(record, allow_nan=False) + "\n")
     return path
 
@@ -148,6 +198,19 @@ def _check_rationales(
     rationales = record.get("rationales", [])
     if not isinstance(rationales, list):
         raise ResultsError(path, line_no, "rationales", "must be a list")
+    first_fields: frozenset[str] | None = None
+    for i, entry in enumerate(rationales):
+        fields = frozenset(n for n in RATIONALE_FIELDS if isinstance(entry, dict) and entry.get(n) is not None)
+        if first_fields is not None and fields != first_fields:
+            differ = sorted(fields ^ first_fields)
+            raise ResultsError(
+                path,
+                line_no,
+                f"rationales[{i}].{differ[0]}",
+                f"{differ} on some documents of the annotation but not on rationales[0]; the scorer needs the same "
+                "fields on every listed document",
+            )
+        first_fields = fields
     allowed = set(annotation.docids) | set(annotation.evidence_docids)
     seen: set[str] = set()
     for i, entry in enumerate(rationales):
@@ -181,6 +244,21 @@ def _check_rationales(
             if not all(_is_number(v) for v in soft):
                 raise ResultsError(
                     path, line_no, f"{where}.soft_rationale_predictions", "scores must be finite numbers"
+                )
+        sentences = entry.get("soft_sentence_predictions")
+        if sentences is not None:
+            n_sentences = len(documents[docid].sentences)
+            if not isinstance(sentences, list) or len(sentences) != n_sentences:
+                length = len(sentences) if isinstance(sentences, list) else type(sentences).__name__
+                raise ResultsError(
+                    path,
+                    line_no,
+                    f"{where}.soft_sentence_predictions",
+                    f"has {length} scores, document {docid!r} has {n_sentences} sentences",
+                )
+            if not all(_is_number(v) for v in sentences):
+                raise ResultsError(
+                    path, line_no, f"{where}.soft_sentence_predictions", "scores must be finite numbers"
                 )
         hard = entry.get("hard_rationale_predictions")
         if hard is not None:
@@ -217,13 +295,14 @@ def _check_rationales(
 
 
 def _optional_fields(record: dict) -> tuple[frozenset[str], frozenset[str] | None]:
-    """Optional record fields, and optional rationale fields (None when the record lists no rationale)."""
-    present = {name for name in (*SCORE_FIELDS[1:], "tokens_to_flip", "thresholded_scores") if name in record}
+    """Record fields that must be on all lines or none (classification included, as in the scorer), and the
+    rationale fields (None when the record lists no rationale)."""
+    present = {name for name in ("classification", *SCORE_FIELDS, "tokens_to_flip", "thresholded_scores")
+               if record.get(name) is not None}
     entries = [e for e in record.get("rationales") or [] if isinstance(e, dict)]
     if not entries:
         return frozenset(present), None
-    names = ("hard_rationale_predictions", "soft_rationale_predictions", "soft_sentence_predictions")
-    return frozenset(present), frozenset(k for e in entries for k in names if k in e)
+    return frozenset(present), frozenset(k for e in entries for k in RATIONALE_FIELDS if e.get(k) is not None)
 
 
 def _check_same_fields(
@@ -254,9 +333,11 @@ def verify_results(
 
     Every annotation needs exactly one line and no line may name an unknown annotation; ``classification`` must
     be a label (``labels``, default: the labels of ``annotations``); score fields are {label: number} over the
-    whole label set; soft scores have one number per document token; hard spans lie within the document and do
-    not overlap; optional fields appear on all lines or none; every line carries the same thresholds (equal to
-    ``thresholds`` when given), which need the classification and comp/suff scores.
+    whole label set; soft scores have one number per document token (sentence scores one per sentence); hard spans
+    lie within the document and do not overlap; optional fields appear on all lines or none, and rationale fields
+    on every document of a line; the first line shows every rationale field the file has (the scorer looks only
+    there); classification comes with classification_scores, and comp/suff scores need both; every line carries
+    the same thresholds (equal to ``thresholds`` when given), which need the classification and comp/suff scores.
     """
     path = Path(path)
     if not path.is_file():
@@ -296,6 +377,17 @@ def verify_results(
                     "classification",
                     f"{classification!r} is not in the label set {sorted(label_set)}",
                 )
+        has_classification = record.get("classification") is not None
+        if has_classification != (record.get("classification_scores") is not None):
+            raise ResultsError(
+                path,
+                line_no,
+                "classification_scores" if has_classification else "classification",
+                "classification and classification_scores go together: the scorer rejects one without the other",
+            )
+        for name in SCORE_FIELDS[1:]:
+            if record.get(name) is not None and not has_classification:
+                raise ResultsError(path, line_no, name, "needs classification and classification_scores")
         for name in SCORE_FIELDS:
             if name in record:
                 _check_distribution(record[name], label_set, path, line_no, name)
@@ -331,12 +423,35 @@ def verify_results(
         elif thresholds is not None:
             raise ResultsError(path, line_no, "thresholded_scores", "missing, but thresholds were requested")
         records.append(record)
+    _check_first_line(records, path, numbered[0][0] if numbered else None)
     missing = [ann.annotation_id for ann in annotations if ann.annotation_id not in seen]
     if missing:
         raise ResultsError(
             path, None, "annotation_id", f"{len(missing)} annotations have no line, e.g. {missing[:3]}"
         )
     return records
+
+
+def _check_first_line(records: Sequence[dict], path: Path, line_no: int | None) -> None:
+    """The scorer looks for rationale fields on line 1's first rationale only; a field it cannot see there is
+    silently left unscored for the whole file."""
+    present = {
+        name
+        for record in records
+        for entry in record.get("rationales") or []
+        for name in RATIONALE_FIELDS
+        if _carries(entry, name)
+    }
+    hidden = sorted(name for name in present if not _first_line_detects(records[0], [name]))
+    if hidden:
+        raise ResultsError(
+            path,
+            line_no,
+            f"rationales[0].{hidden[0]}",
+            f"the official scorer decides from this line's first rationale alone whether the file has {hidden} "
+            "(hard spans must be non-empty) and would skip those metrics for every line; put a line that has them "
+            "first (write_results does)",
+        )
 
 
 def _check_thresholded(record: dict, labels: set[str], path: Path, line_no: int) -> list[float]:

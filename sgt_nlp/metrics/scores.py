@@ -30,19 +30,33 @@ SETTINGS_KEY = "evaluation_settings"
 
 
 def gold_spans(annotations: Sequence[Annotation]) -> dict[tuple[str, str], set[tuple[int, int]]]:
-    """Human spans per ``(annotation_id, docid)``, all evidence groups pooled (the scorer's truth set)."""
+    """Human spans per ``(annotation_id, docid)``, all evidence groups pooled (the scorer's truth set).
+
+    Empty spans (``start == end``) are included as the official scorer includes them: they count in span-level
+    recall (IOU and exact-match) and no prediction can match them; token-level metrics are unaffected.
+    """
     spans: dict[tuple[str, str], set[tuple[int, int]]] = {}
     for ann in annotations:
-        for ev in ann.all_evidences:
+        for ev in (*ann.all_evidences, *ann.empty_evidences):
             spans.setdefault((ann.annotation_id, ev.docid), set()).add((ev.start_token, ev.end_token))
     return spans
 
 
 def _sentence_truth(annotation: Annotation, document: Document) -> np.ndarray:
-    """A sentence is gold when any human token span overlaps it (robust to sentence index -1)."""
-    token_mask = annotation.rationale_mask(document)
-    starts = [*document.sentence_starts, len(document)]
-    return np.array([token_mask[s:e].any() for s, e in zip(starts, starts[1:], strict=False)], dtype=bool)
+    """Gold sentences ``[start_sentence, end_sentence)`` of each human span, as the scorer marks them; a span
+    whose sentence indices are missing (-1) or out of range marks the sentences its tokens overlap instead."""
+    n_sentences = len(document.sentences)
+    truth = np.zeros(n_sentences, dtype=bool)
+    starts = np.asarray([*document.sentence_starts, len(document)])
+    for ev in annotation.all_evidences:
+        if ev.docid != document.docid:
+            continue
+        if 0 <= ev.start_sentence < ev.end_sentence <= n_sentences:
+            truth[ev.start_sentence : ev.end_sentence] = True
+        else:
+            overlapping = (starts[:-1] < ev.end_token) & (starts[1:] > ev.start_token)
+            truth |= overlapping
+    return truth
 
 
 def score_records(
@@ -124,9 +138,11 @@ def _classification_scores(
     label_index = {label: i for i, label in enumerate(labels)}
     gold = [by_id[r["annotation_id"]].classification for r in records]
     predicted_labels = [r["classification"] for r in records]
+    gold_labels = set(gold)
     result: dict = {
         "accuracy": accuracy(gold, predicted_labels),
-        "prf": classification_prf(gold, predicted_labels, labels),
+        # the scorer's report has a row per class of the gold annotations, not per class of the model
+        "prf": classification_prf(gold, predicted_labels, [label for label in labels if label in gold_labels]),
     }
     if not all("classification_scores" in r for r in records):
         return result
