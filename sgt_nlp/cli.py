@@ -55,6 +55,12 @@ def _report(argv: list[str]) -> None:
     print(build_report(evaluations, args.output, max_examples=args.max_examples, sanity_dirs=sanity))
 
 
+def _rescore(argv: list[str]) -> None:
+    from .evaluation import rescore_main
+
+    rescore_main(argv)
+
+
 def _sanity(argv: list[str]) -> None:
     from .sanity import sanity_main
 
@@ -68,6 +74,7 @@ def _command_table() -> dict[str, tuple[str, Command]]:
         "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, agreement)", _evaluate),
         "explain": ("per-word saliency heatmap of a prediction, in the terminal and as HTML", _explain),
         "report": ("one HTML report (tables, curves, heatmaps) from evaluation folders", _report),
+        "rescore": ("score evaluation folders again from their results files (after a scorer fix)", _rescore),
         "sanity": ("class-sensitivity and model-randomisation checks of the explainers", _sanity),
     }
 

@@ -624,17 +624,15 @@ SUMMARY_COLUMNS = (
 )
 
 
-def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
+def _score_columns(scores: dict, curves: dict) -> dict[str, Any]:
+    """The summary columns that come from a method's scores and curves (everything but names and timing)."""
     cls = scores.get("classification_scores", {})
-    macro = cls.get("prf", {}).get("macro avg", {}).get("f1-score")
     iou = scores.get("iou_scores", [{}])[0]
     masked = curves["masked_accuracy"]["accuracy"]
+    visible = scores.get("visible_only", {})
     return {
-        "model_name": config.model_name or Path(config.model).name,
-        "method": method,
-        "removal": scores["evaluation_settings"]["removal"],
         "accuracy": cls.get("accuracy"),
-        "macro_f1": macro,
+        "macro_f1": cls.get("prf", {}).get("macro avg", {}).get("f1-score"),
         "comprehensiveness": cls.get("comprehensiveness"),
         "sufficiency": cls.get("sufficiency"),
         "comprehensiveness_aopc": cls.get("comprehensiveness_aopc"),
@@ -645,11 +643,96 @@ def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
         "token_f1": scores.get("token_prf", {}).get("instance_macro", {}).get("f1"),
         "iou_f1": iou.get("macro", {}).get("f1"),
         "tokens_to_flip": cls.get("tokens_to_flip"),
-        "auprc_visible": scores.get("visible_only", {}).get("token_soft_metrics", {}).get("auprc"),
-        "token_f1_visible": scores.get("visible_only", {}).get("token_prf", {}).get("instance_macro", {}).get("f1"),
+        "auprc_visible": visible.get("token_soft_metrics", {}).get("auprc"),
+        "token_f1_visible": visible.get("token_prf", {}).get("instance_macro", {}).get("f1"),
         "masked_accuracy_auc": float(np.mean(masked)) if masked else None,
+    }
+
+
+def _summary_row(config, method, scores, curves, outputs) -> dict[str, Any]:
+    return {
+        "model_name": config.model_name or Path(config.model).name,
+        "method": method,
+        "removal": scores["evaluation_settings"]["removal"],
+        **_score_columns(scores, curves),
         "seconds": float(sum(o["methods"][method]["seconds"] for o in outputs)),
     }
+
+
+#: the scores.json sections computed from results.jsonl alone, which rescoring recomputes
+RESCORED_SECTIONS = (
+    "iou_scores", "rationale_prf", "token_prf", "token_soft_metrics", "sentence_soft_metrics", "classification_scores",
+)
+
+
+def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[dict[str, Any]]:
+    """Score an evaluation folder again from its saved ``results.jsonl`` files, without the model.
+
+    For when the scorer changed (a fix, a new key): every method's results file is re-verified (and rewritten in
+    :func:`~sgt_nlp.eraser.results.scorer_safe_order`), the sections of ``scores.json`` that depend on it alone
+    are recomputed with the current code, and the AOPC points of ``curves.json`` and the rows of ``summary.json``
+    and ``summary.md`` follow. What needs the model (``visible_only``, the masked-accuracy curve, timings) is
+    kept as it was. ``data_dir`` overrides the ERASER folder recorded in ``run.json`` (if it moved). Returns the
+    new summary rows.
+    """
+    from .eraser.results import read_results
+
+    out = Path(output_dir)
+    run_path = out / "run.json"
+    if not run_path.is_file():
+        raise FileNotFoundError(f"{run_path} does not exist: not an sgt-nlp evaluate output folder")
+    run = json.loads(run_path.read_text())
+    split = load_split(data_dir or run["data_dir"], run["split"], labels=run["labels"])
+    by_id = {ann.annotation_id: ann for ann in split.annotations}
+    old_rows = {row["method"]: row for row in json.loads((out / "summary.json").read_text())}
+    rows = []
+    for method in run["methods"]:
+        method_dir = out / method
+        results_path = method_dir / "results.jsonl"
+        records = read_results(results_path)
+        unknown = [r.get("annotation_id") for r in records if r.get("annotation_id") not in by_id]
+        if unknown:
+            raise ValueError(f"{results_path}: annotations not in {run['split']} of the data, e.g. {unknown[:3]}")
+        wanted = {r["annotation_id"] for r in records}
+        annotations = [ann for ann in split.annotations if ann.annotation_id in wanted]
+        write_results(results_path, records)
+        verify_results(results_path, annotations, split.documents, run["labels"], run["aopc_thresholds"])
+        old = json.loads((method_dir / "scores.json").read_text())
+        settings = old.get("evaluation_settings", {})
+        new = score_records(
+            records, annotations, split.documents, run["labels"],
+            iou_thresholds=settings.get("iou_thresholds", (0.5,)), aopc_thresholds=run["aopc_thresholds"],
+            removal=settings.get("removal", run["removal"]), threshold=run["threshold"],
+        )
+        scores = {k: v for k, v in old.items() if k not in RESCORED_SECTIONS}
+        scores.update({k: v for k, v in new.items() if k in RESCORED_SECTIONS})
+        (method_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+        curves = json.loads((method_dir / "curves.json").read_text())
+        cls = scores.get("classification_scores", {})
+        curves["aopc"].update(
+            comprehensiveness=list(cls.get("comprehensiveness_aopc_points", [])),
+            sufficiency=list(cls.get("sufficiency_aopc_points", [])),
+        )
+        (method_dir / "curves.json").write_text(json.dumps(curves, indent=2))
+        rows.append({**old_rows[method], **_score_columns(scores, curves)})
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    (out / "summary.md").write_text(summary_table(rows) + "\n")
+    return rows
+
+
+def rescore_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="sgt-nlp rescore",
+        description="Score 'sgt-nlp evaluate' output folders again from their results.jsonl files with the current "
+        "scorer, without running the model; use it after a scorer fix. Model-dependent parts (seen-word metrics, "
+        "masked-accuracy curve, timings) are kept.",
+    )
+    parser.add_argument("folders", nargs="+", help="evaluation output folders (each with run.json)")
+    parser.add_argument("--data_dir", default=None, help="the ERASER folder, if it moved since the evaluation")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        rows = rescore_output(folder, args.data_dir)
+        print(f"{folder}:\n{summary_table(rows)}\n")
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:

@@ -309,3 +309,30 @@ def test_real_movies_test_split_end_to_end(tmp_path, model_dir):
     scores = json.loads((tmp_path / "o" / "random" / "scores.json").read_text())
     # most human rationale lies beyond 64 pieces: the whole-document recall is far below the seen-words one
     assert scores["token_prf"]["instance_macro"]["r"] < scores["visible_only"]["token_prf"]["instance_macro"]["r"]
+
+
+def test_rescore_reproduces_the_scores_from_the_results_files(tmp_path, model_dir, data_dir):
+    """Rescoring with an unchanged scorer gives back every number; stale sections are replaced, the rest kept."""
+    from sgt_nlp.cli import main as cli_main
+    from sgt_nlp.evaluation import rescore_output
+
+    out = tmp_path / "out"
+    rows, config = run(model_dir, data_dir, out, methods=("gradient", "random"), max_examples=6, sample="random")
+    before = {m: json.loads((out / m / "scores.json").read_text()) for m in config.methods}
+    curves_before = {m: json.loads((out / m / "curves.json").read_text()) for m in config.methods}
+    for method in config.methods:  # what an older scorer might have left behind
+        stale = dict(before[method], token_prf={"instance_macro": {"f1": -1.0}})
+        stale["classification_scores"] = dict(stale["classification_scores"], comprehensiveness_aopc=-1.0)
+        (out / method / "scores.json").write_text(json.dumps(stale))
+    stale_rows = [dict(r, token_f1=-1.0, comprehensiveness_aopc=-1.0) for r in rows]
+    (out / "summary.json").write_text(json.dumps(stale_rows))
+    new_rows = rescore_output(out)
+    assert new_rows == json.loads(json.dumps(rows))
+    for method in config.methods:
+        assert json.loads((out / method / "scores.json").read_text()) == before[method]
+        assert json.loads((out / method / "curves.json").read_text()) == curves_before[method]
+    assert json.loads((out / "summary.json").read_text()) == new_rows
+    cli_main(["rescore", str(out)])  # the command line does the same and leaves the files as they are
+    assert json.loads((out / "gradient" / "scores.json").read_text()) == before["gradient"]
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        rescore_output(tmp_path)
