@@ -250,30 +250,37 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
-    """Comprehensiveness/sufficiency AOPC and AUPRC on the seen words against the SGT mask fraction (delete)."""
+    """Test accuracy, comprehensiveness/sufficiency AOPC and AUPRC on the seen words against the SGT mask fraction
+    (delete removal); error bars are the std over seeds when there are several."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, metric, title in zip(axes, ("comprehensiveness_aopc", "sufficiency_aopc", "auprc_visible"),
-                                 ("comprehensiveness AOPC ↑", "sufficiency AOPC ↓", "AUPRC, seen words ↑"), strict=True):
+    panels = (("accuracy", "test accuracy ↑"), ("comprehensiveness_aopc", "comprehensiveness AOPC ↑"),
+              ("sufficiency_aopc", "sufficiency AOPC ↓"), ("auprc_visible", "AUPRC, seen words ↑"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(17, 3.8))
+    for ax, (metric, title) in zip(axes, panels, strict=True):
         for dataset in sorted({r["dataset"] for r in rows}):
-            for method in ("gradient", "integrated_gradients", "smoothgrad", "random"):
-                sgt = sorted((r for r in rows if r["dataset"] == dataset and r["method"] == method and
-                              r["mode"] == "sgt" and r["removal"] == "delete" and r[metric]), key=lambda r: r["fraction"])
-                plain = [r for r in rows if r["dataset"] == dataset and r["method"] == method and r["mode"] == "plain"
-                         and r["removal"] == "delete" and r[metric]]
+            methods = ("random",) if metric == "accuracy" else ("gradient", "integrated_gradients", "smoothgrad", "random")
+            for method in methods:
+                chosen = [r for r in rows if r["dataset"] == dataset and r["method"] == method
+                          and r["removal"] == "delete" and r[metric]]
+                sgt = sorted((r for r in chosen if r["mode"] == "sgt"), key=lambda r: r["fraction"])
+                plain = [r for r in chosen if r["mode"] == "plain"]
                 if not sgt:
                     continue
-                xs = [0.0, *(r["fraction"] for r in sgt)] if plain else [r["fraction"] for r in sgt]
-                ys = ([plain[0][metric][0]] if plain else []) + [r[metric][0] for r in sgt]
-                ax.plot(xs, ys, marker="o", label=f"{dataset} · {method}")
+                points = plain[:1] + sgt
+                xs = [0.0 if r["mode"] == "plain" else r["fraction"] for r in points]
+                label = dataset if metric == "accuracy" else f"{dataset} · {method}"
+                ax.errorbar(xs, [r[metric][0] for r in points], yerr=[r[metric][1] for r in points], marker="o",
+                            capsize=3, label=label)
+        seeds = max((r["seeds"] for r in rows), default=1)
         ax.set_xlabel("sgt_mask_fraction (0 = plain)")
-        ax.set_title(title)
+        ax.set_title(title + (f" (mean ± std, {seeds} seeds)" if seeds > 1 and metric == "accuracy" else ""),
+                     fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
