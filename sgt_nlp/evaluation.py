@@ -15,8 +15,9 @@ Conventions (written into every ``scores.json`` under ``evaluation_settings`` an
 - Hard rationales are the top ``round(threshold * n)`` of the ``n`` words the model saw. ``scores.json`` adds
   ``visible_only`` (AUPRC, token and IOU F1 over the seen words): with long documents cut at ``max_length``,
   the whole-document numbers are dominated by human rationale no method could see.
-- ``tokens_to_flip`` is resolved on the grid of evaluated removal fractions (AOPC bins, threshold and the
-  masked-accuracy curve): the fewest top words among those whose removal changes the prediction.
+- ``tokens_to_flip`` is the fewest top words whose removal changes the prediction (n when none does). By default
+  it is resolved on the grid of evaluated removal fractions (AOPC bins, threshold and the masked-accuracy curve);
+  ``tokens_to_flip="exact"`` also tries every count the grid skipped below its first flip.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class EvaluationConfig:
     shown_examples: int = 6
     sample: str = "first"
     masked_accuracy_curve: bool = True
+    tokens_to_flip: str = "grid"
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,6 +106,8 @@ class EvaluationConfig:
             raise ValueError(f"sample={self.sample!r} is not one of: first, random")
         if self.word_aggregation not in WORD_AGGREGATIONS:
             raise ValueError(f"word_aggregation={self.word_aggregation!r} is not one of: {', '.join(WORD_AGGREGATIONS)}")
+        if self.tokens_to_flip not in ("grid", "exact"):
+            raise ValueError(f"tokens_to_flip={self.tokens_to_flip!r} is not one of: grid, exact")
         if self.target not in ("prediction", "gold"):
             raise ValueError(f"target={self.target!r} is not one of: prediction, gold")
         if self.threshold is not None and not 0 < self.threshold < 1:
@@ -343,34 +347,62 @@ class _Evaluator:
                 slots[key] = len(inputs)
                 inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, key), removal, replacement))
                 queries.append(ex.query_words)
-            plans.append((n, scores, slots))
+            plans.append((n, scores, order, replacement, slots))
         probs = self.probabilities(inputs, queries)
+
+        def at(b: int, kind: str, fraction: float) -> np.ndarray:
+            n, slots = plans[b][0], plans[b][4]
+            key = (kind, removal_count(n, fraction))
+            return full_probs[b] if key in (("comp", 0), ("suff", n)) else probs[slots[key]]
+
+        flips = [self._grid_flips(b, at, plans[b][0], full_probs[b]) for b in range(len(batch))]
+        if self.config.tokens_to_flip == "exact":
+            flips = self._exact_flips(batch, plans, full_probs, flips, removal)
         results = []
-        for b, (ex, (n, scores, slots)) in enumerate(zip(batch, plans, strict=True)):
-            full = full_probs[b]
-
-            def at(kind: str, fraction: float, b=b, n=n, slots=slots, full=full) -> np.ndarray:
-                k = removal_count(n, fraction)
-                key = (kind, k)
-                return full if key in (("comp", 0), ("suff", n)) else probs[slots[key]]
-
-            predicted = int(full.argmax())
-            curve = [at("comp", f) for f in self.curve]
-            flips = sorted(
-                {removal_count(n, f) for f in self.fractions_removed if int(at("comp", f).argmax()) != predicted}
-            )
+        for b, ex in enumerate(batch):
+            n, scores = plans[b][0], plans[b][1]
+            curve = [at(b, "comp", f) for f in self.curve]
             results.append(
                 {
                     "word_scores": scores,
-                    "probs": full,
-                    "comp": at("comp", self.threshold),
-                    "suff": at("suff", self.threshold),
-                    "thresholded": {t: (at("comp", t), at("suff", t)) for t in self.config.aopc_thresholds},
+                    "probs": full_probs[b],
+                    "comp": at(b, "comp", self.threshold),
+                    "suff": at(b, "suff", self.threshold),
+                    "thresholded": {t: (at(b, "comp", t), at(b, "suff", t)) for t in self.config.aopc_thresholds},
                     "masked_correct": [int(int(p.argmax()) == ex.label) for p in curve],
-                    "tokens_to_flip": flips[0] if flips else n,
+                    "tokens_to_flip": min(flips[b][0], default=n),
                 }
             )
         return results
+
+    def _grid_flips(self, b: int, at, n: int, full: np.ndarray) -> tuple[set[int], set[int]]:
+        """Removal counts on the grid that change the prediction, and all removal counts evaluated."""
+        predicted = int(full.argmax())
+        evaluated = {removal_count(n, f) for f in self.fractions_removed}
+        flipped = {removal_count(n, f) for f in self.fractions_removed if int(at(b, "comp", f).argmax()) != predicted}
+        return flipped, evaluated
+
+    def _exact_flips(self, batch, plans, full_probs, flips, removal) -> list[tuple[set[int], set[int]]]:
+        """Every removal count below the first flip on the grid (all of 1..n when none flips) that the grid skipped,
+        run in one batch, so that ``tokens_to_flip`` is the fewest top words whose removal changes the prediction."""
+        inputs, queries, owners = [], [], []
+        for b, ex in enumerate(batch):
+            n, _, order, replacement, _ = plans[b]
+            flipped, evaluated = flips[b]
+            limit = min(flipped, default=n + 1)
+            for k in range(1, limit):
+                if k in evaluated:
+                    continue
+                inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, ("comp", k)), removal, replacement))
+                queries.append(ex.query_words)
+                owners.append((b, k))
+        probs = self.probabilities(inputs, queries)
+        exact = [(set(flipped), set(evaluated)) for flipped, evaluated in flips]
+        for (b, k), p in zip(owners, probs, strict=True):
+            exact[b][1].add(k)
+            if int(p.argmax()) != int(full_probs[b].argmax()):
+                exact[b][0].add(k)
+        return exact
 
     def _replacements(self, ex: _Example, n: int, removal: str) -> str | list[str] | None:
         if removal == "mask_token":
@@ -771,6 +803,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "often sorted by class)")
     parser.add_argument("--no_masked_accuracy_curve", action="store_true",
                         help="skip the masked-accuracy curve (7 perturbed inputs fewer per example and method)")
+    parser.add_argument("--tokens_to_flip", default="grid", choices=("grid", "exact"),
+                        help="grid (default): the fewest top words, among the removal counts already evaluated, "
+                        "whose removal changes the prediction; exact: every count up to the first flip is tried "
+                        "(up to n extra model passes per example and method)")
     parser.add_argument("--batch_size", type=int, default=16, help="examples (and perturbed inputs) per model pass")
     parser.add_argument("--removal", default="delete",
                         help="how words are removed for comp/suff/AOPC: delete, mask_token or random_token; a "
@@ -809,6 +845,7 @@ def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
         aopc_thresholds=tuple(float(t) for t in args.aopc_thresholds.split(",")), target=args.target,
         ig_steps=args.ig_steps, smoothgrad_samples=args.smoothgrad_samples, seed=args.seed, model_name=args.model_name,
         sample=args.sample, masked_accuracy_curve=not args.no_masked_accuracy_curve,
+        tokens_to_flip=args.tokens_to_flip,
     )
 
 

@@ -336,3 +336,56 @@ def test_rescore_reproduces_the_scores_from_the_results_files(tmp_path, model_di
     assert json.loads((out / "gradient" / "scores.json").read_text()) == before["gradient"]
     with pytest.raises(FileNotFoundError, match="run.json"):
         rescore_output(tmp_path)
+
+
+def test_exact_tokens_to_flip_equals_a_brute_force_scan(tmp_path, data_dir):
+    """'exact' is the fewest top words whose deletion changes the prediction, found by trying every count."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = tmp_path / "model"  # fitted to the 8 sentences, so that deleting sentiment words flips it
+    model, tokenizer = tiny.tiny_model("bert", seed=0), tiny.wordpiece_tokenizer()
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    batch = tokenizer([s.split() for s, _ in tiny.SENTENCES], [["what", "is", "the", "sentiment", "?"]] * 8,
+                      is_split_into_words=True, padding=True, return_tensors="pt")
+    labels = torch.tensor([y for _, y in tiny.SENTENCES])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(40):
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    exact_out, grid_out = tmp_path / "exact", tmp_path / "grid"
+    coarse = {"methods": ("gradient",), "masked_accuracy_curve": False, "aopc_thresholds": (0.5,), "threshold": 0.5}
+    run(model_dir, data_dir, exact_out, tokens_to_flip="exact", **coarse)
+    run(model_dir, data_dir, grid_out, **coarse)  # the grid is only "half the words"
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    split = load_split(data_dir, "val")
+    exact = {r["annotation_id"]: r for r in verify_results(exact_out / "gradient" / "results.jsonl",
+                                                           split.annotations, split.documents, ["NEG", "POS"])}
+    grid = {r["annotation_id"]: r for r in verify_results(grid_out / "gradient" / "results.jsonl",
+                                                          split.annotations, split.documents, ["NEG", "POS"])}
+
+    def predict(words, query):
+        enc = tokenizer(words, query, is_split_into_words=True, truncation="only_first", max_length=256,
+                        return_tensors="pt")
+        with torch.no_grad():
+            return int(model(**enc).logits.argmax())
+
+    strictly_finer = 0
+    for ann in split.annotations:
+        words = list(split.documents[ann.docids[0]].tokens)
+        query = ann.query.split()
+        record = exact[ann.annotation_id]
+        order = top_k_indices(record["rationales"][0]["soft_rationale_predictions"], len(words))
+        predicted = predict(words, query)
+        expected = next((k for k in range(1, len(words) + 1)
+                         if predict([w for i, w in enumerate(words) if i not in set(order[:k])], query) != predicted),
+                        len(words))
+        assert record["tokens_to_flip"] == expected, ann.annotation_id
+        assert grid[ann.annotation_id]["tokens_to_flip"] >= expected
+        strictly_finer += grid[ann.annotation_id]["tokens_to_flip"] > expected
+    assert strictly_finer > 0  # the grid misses some flips on this data, so the test tells the two apart
