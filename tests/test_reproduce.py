@@ -21,17 +21,22 @@ def load_script():
     return module
 
 
+def save_tiny_classifier(folder: Path) -> Path:
+    """A tiny BERT with the NEG/POS labels of write_eraser, saved with its tokenizer."""
+    model = tiny.tiny_model("bert", seed=0)
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    model.save_pretrained(folder)
+    tiny.wordpiece_tokenizer().save_pretrained(folder)
+    return folder
+
+
 def test_reproduction_runs_aggregates_and_skips_finished_runs(tmp_path):
     script = load_script()
     data_root = tmp_path / "data"
     write_eraser(data_root / "eraser_movies")
     # write_eraser makes train and val; the experiment evaluates on test: reuse val as test
     (data_root / "eraser_movies" / "test.jsonl").write_text((data_root / "eraser_movies" / "val.jsonl").read_text())
-    model_dir = tmp_path / "model"
-    model = tiny.tiny_model("bert", seed=0)
-    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
-    model.save_pretrained(model_dir)
-    tiny.wordpiece_tokenizer().save_pretrained(model_dir)
+    model_dir = save_tiny_classifier(tmp_path / "model")
     out = tmp_path / "out"
     argv = ["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir", str(out)]
     script.main(argv)
@@ -66,11 +71,7 @@ def test_transfer_dataset_trains_on_a_random_subset_of_val(tmp_path):
     folder = write_eraser(data_root / "eraser_fever")
     (folder / "test.jsonl").write_text((folder / "val.jsonl").read_text())
     (folder / "train.jsonl").unlink()
-    model_dir = tmp_path / "model"
-    model = tiny.tiny_model("bert", seed=0)
-    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
-    model.save_pretrained(model_dir)
-    tiny.wordpiece_tokenizer().save_pretrained(model_dir)
+    model_dir = save_tiny_classifier(tmp_path / "model")
     out = tmp_path / "out"
     script.main(["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir",
                  str(out), "--datasets", "fever", "--seeds", "0"])

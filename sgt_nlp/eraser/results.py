@@ -192,6 +192,19 @@ def _check_distribution(value: object, labels: set[str], path: Path, line_no: in
             raise ResultsError(path, line_no, f"{name}.{label}", f"must be a finite number, got {prob!r}")
 
 
+def _check_score_list(
+    values: object, expected: int, what: str, path: Path, line_no: int, field_name: str
+) -> None:
+    """A per-token or per-sentence score list: absent, or ``expected`` finite numbers."""
+    if values is None:
+        return
+    if not isinstance(values, list) or len(values) != expected:
+        length = len(values) if isinstance(values, list) else type(values).__name__
+        raise ResultsError(path, line_no, field_name, f"has {length} scores, {what}")
+    if not all(_is_number(v) for v in values):
+        raise ResultsError(path, line_no, field_name, "scores must be finite numbers")
+
+
 def _check_rationales(
     record: dict, annotation: Annotation, documents: Mapping[str, Document], path: Path, line_no: int
 ) -> None:
@@ -231,35 +244,14 @@ def _check_rationales(
         if docid not in documents:
             raise ResultsError(path, line_no, f"{where}.docid", f"document {docid!r} does not exist")
         doc_len = len(documents[docid])
-        soft = entry.get("soft_rationale_predictions")
-        if soft is not None:
-            if not isinstance(soft, list) or len(soft) != doc_len:
-                length = len(soft) if isinstance(soft, list) else type(soft).__name__
-                raise ResultsError(
-                    path,
-                    line_no,
-                    f"{where}.soft_rationale_predictions",
-                    f"has {length} scores, document {docid!r} has {doc_len} tokens",
-                )
-            if not all(_is_number(v) for v in soft):
-                raise ResultsError(
-                    path, line_no, f"{where}.soft_rationale_predictions", "scores must be finite numbers"
-                )
-        sentences = entry.get("soft_sentence_predictions")
-        if sentences is not None:
-            n_sentences = len(documents[docid].sentences)
-            if not isinstance(sentences, list) or len(sentences) != n_sentences:
-                length = len(sentences) if isinstance(sentences, list) else type(sentences).__name__
-                raise ResultsError(
-                    path,
-                    line_no,
-                    f"{where}.soft_sentence_predictions",
-                    f"has {length} scores, document {docid!r} has {n_sentences} sentences",
-                )
-            if not all(_is_number(v) for v in sentences):
-                raise ResultsError(
-                    path, line_no, f"{where}.soft_sentence_predictions", "scores must be finite numbers"
-                )
+        document = documents[docid]
+        for name, expected, unit in (
+            ("soft_rationale_predictions", len(document), "tokens"),
+            ("soft_sentence_predictions", len(document.sentences), "sentences"),
+        ):
+            _check_score_list(entry.get(name), expected, f"document {docid!r} has {expected} {unit}", path, line_no,
+                              f"{where}.{name}")
+        doc_len = len(document)
         hard = entry.get("hard_rationale_predictions")
         if hard is not None:
             if not isinstance(hard, list):
