@@ -131,6 +131,16 @@ def train_one(preset: Preset, data_dir: Path, dataset: str, seed: int, mode: str
     return info
 
 
+def summary_paths(eval_dir: Path, preset: Preset) -> list[Path]:
+    """The summary of each removal mode: the first in ``eval_dir``, the others in ``eval_dir/removal_<mode>``."""
+    return [eval_dir / "summary.json", *(eval_dir / f"removal_{r}" / "summary.json" for r in preset.removals[1:])]
+
+
+def is_finished(folder: Path, preset: Preset) -> bool:
+    """Whether a run has been trained and evaluated under every removal mode."""
+    return (folder / "done.json").is_file() and all(p.is_file() for p in summary_paths(folder / "eval", preset))
+
+
 def evaluate_one(preset: Preset, data_dir: Path, model_dir: Path, name: str, out: Path) -> list[dict]:
     """Evaluate on test under every removal mode; skips an evaluation already written.
 
@@ -139,7 +149,7 @@ def evaluate_one(preset: Preset, data_dir: Path, model_dir: Path, name: str, out
     """
     from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
 
-    summaries = [out / "summary.json", *(out / f"removal_{r}" / "summary.json" for r in preset.removals[1:])]
+    summaries = summary_paths(out, preset)
     if all(p.is_file() for p in summaries):
         return [row for p in summaries for row in json.loads(p.read_text())]
     config = EvaluationConfig(
@@ -211,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default=None, help="override the preset's seeds, e.g. 0,1,2")
     parser.add_argument("--sweep", default=None, help="SGT mask fractions to compare, e.g. 0.1,0.3,0.5,0.7")
     parser.add_argument("--model", default=None, help="override the model (a folder or 'minilm')")
+    parser.add_argument("--only_finished", action="store_true",
+                        help="train and evaluate nothing: aggregate the runs of --datasets/--seeds/--sweep that "
+                        "have finished and list the ones that have not")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -232,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
             runs = [("plain", 0.0)] + [("sgt", f) for f in fractions]
             for mode, fraction in runs:
                 folder = run_dir(out, dataset, fraction, seed, mode)
+                if args.only_finished and not is_finished(folder, preset):
+                    logging.getLogger(__name__).warning("not finished, left out: %s", folder)
+                    continue
                 timing = train_one(preset, data_dir, dataset, seed, mode, fraction, folder)
                 name = "plain" if mode == "plain" else f"sgt{fraction:g}"
                 for row in evaluate_one(preset, data_dir, folder, name, folder / "eval"):
@@ -239,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                                     "seconds_per_epoch": timing.get("seconds_per_epoch"),
                                     "val_accuracy": timing.get("val_accuracy")})
                 (out / "records.json").write_text(json.dumps(records, indent=2))
+    if not records:
+        sys.exit(f"no finished run under {out}")
     rows = aggregate(records)
     (out / "results.json").write_text(json.dumps({"preset": args.config, "settings": preset.__dict__, "rows": rows},
                                                  indent=2, default=list))

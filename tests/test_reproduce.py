@@ -62,6 +62,10 @@ def test_reproduction_runs_aggregates_and_skips_finished_runs(tmp_path):
     script.main(argv)
     assert {p: p.stat().st_mtime for p in out.rglob("summary.json")} == before
     assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
+    # --only_finished aggregates what exists and neither trains nor evaluates a missing seed
+    script.main([*argv, "--seeds", "0,1,2", "--only_finished"])
+    assert not (out / "movies" / "seed2").exists()
+    assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
 
 
 def test_transfer_dataset_trains_on_a_random_subset_of_val(tmp_path):
