@@ -223,6 +223,17 @@ class _Example:
     label: int
 
 
+@dataclass
+class _Plan:
+    """One example's perturbations for one method: its seen words, their ranking and where each input sits."""
+
+    n: int
+    scores: np.ndarray
+    order: np.ndarray
+    replacement: str | list[str] | None
+    slots: dict[tuple[str, int], int]
+
+
 def _resolve_device(device: str, state) -> torch.device:
     if state is not None and state.num_processes > 1:
         return state.device
@@ -347,62 +358,52 @@ class _Evaluator:
                 slots[key] = len(inputs)
                 inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, key), removal, replacement))
                 queries.append(ex.query_words)
-            plans.append((n, scores, order, replacement, slots))
+            plans.append(_Plan(n, scores, order, replacement, slots))
         probs = self.probabilities(inputs, queries)
 
         def at(b: int, kind: str, fraction: float) -> np.ndarray:
-            n, slots = plans[b][0], plans[b][4]
-            key = (kind, removal_count(n, fraction))
-            return full_probs[b] if key in (("comp", 0), ("suff", n)) else probs[slots[key]]
+            key = (kind, removal_count(plans[b].n, fraction))
+            return full_probs[b] if key in (("comp", 0), ("suff", plans[b].n)) else probs[plans[b].slots[key]]
 
-        flips = [self._grid_flips(b, at, plans[b][0], full_probs[b]) for b in range(len(batch))]
+        flipped = [
+            {removal_count(plans[b].n, f) for f in self.fractions_removed
+             if int(at(b, "comp", f).argmax()) != int(full_probs[b].argmax())}
+            for b in range(len(batch))
+        ]
         if self.config.tokens_to_flip == "exact":
-            flips = self._exact_flips(batch, plans, full_probs, flips, removal)
+            self._add_exact_flips(batch, plans, full_probs, flipped, removal)
         results = []
         for b, ex in enumerate(batch):
-            n, scores = plans[b][0], plans[b][1]
             curve = [at(b, "comp", f) for f in self.curve]
             results.append(
                 {
-                    "word_scores": scores,
+                    "word_scores": plans[b].scores,
                     "probs": full_probs[b],
                     "comp": at(b, "comp", self.threshold),
                     "suff": at(b, "suff", self.threshold),
                     "thresholded": {t: (at(b, "comp", t), at(b, "suff", t)) for t in self.config.aopc_thresholds},
                     "masked_correct": [int(int(p.argmax()) == ex.label) for p in curve],
-                    "tokens_to_flip": min(flips[b][0], default=n),
+                    "tokens_to_flip": min(flipped[b], default=plans[b].n),
                 }
             )
         return results
 
-    def _grid_flips(self, b: int, at, n: int, full: np.ndarray) -> tuple[set[int], set[int]]:
-        """Removal counts on the grid that change the prediction, and all removal counts evaluated."""
-        predicted = int(full.argmax())
-        evaluated = {removal_count(n, f) for f in self.fractions_removed}
-        flipped = {removal_count(n, f) for f in self.fractions_removed if int(at(b, "comp", f).argmax()) != predicted}
-        return flipped, evaluated
-
-    def _exact_flips(self, batch, plans, full_probs, flips, removal) -> list[tuple[set[int], set[int]]]:
-        """Every removal count below the first flip on the grid (all of 1..n when none flips) that the grid skipped,
-        run in one batch, so that ``tokens_to_flip`` is the fewest top words whose removal changes the prediction."""
+    def _add_exact_flips(self, batch, plans: list[_Plan], full_probs, flipped: list[set[int]], removal) -> None:
+        """Adds to ``flipped`` every removal count below the first flip on the grid (all of 1..n when none flips)
+        that the grid skipped and that changes the prediction, all run in one batch, so that ``tokens_to_flip`` is
+        the fewest top words whose removal changes it."""
         inputs, queries, owners = [], [], []
-        for b, ex in enumerate(batch):
-            n, _, order, replacement, _ = plans[b]
-            flipped, evaluated = flips[b]
-            limit = min(flipped, default=n + 1)
-            for k in range(1, limit):
-                if k in evaluated:
-                    continue
-                inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, ("comp", k)), removal, replacement))
-                queries.append(ex.query_words)
-                owners.append((b, k))
-        probs = self.probabilities(inputs, queries)
-        exact = [(set(flipped), set(evaluated)) for flipped, evaluated in flips]
-        for (b, k), p in zip(owners, probs, strict=True):
-            exact[b][1].add(k)
+        for b, (ex, plan) in enumerate(zip(batch, plans, strict=True)):
+            evaluated = {removal_count(plan.n, f) for f in self.fractions_removed}
+            for k in range(1, min(flipped[b], default=plan.n + 1)):
+                if k not in evaluated:
+                    kept = kept_positions(plan.order, plan.n, ("comp", k))
+                    inputs.append(perturbed_words(ex.words[: plan.n], kept, removal, plan.replacement))
+                    queries.append(ex.query_words)
+                    owners.append((b, k))
+        for (b, k), p in zip(owners, self.probabilities(inputs, queries), strict=True):
             if int(p.argmax()) != int(full_probs[b].argmax()):
-                exact[b][0].add(k)
-        return exact
+                flipped[b].add(k)
 
     def _replacements(self, ex: _Example, n: int, removal: str) -> str | list[str] | None:
         if removal == "mask_token":
@@ -616,11 +617,7 @@ def _write_outputs(
         masked = np.array([o["methods"][method]["masked_correct"] for o in outputs], dtype=float)
         cls = scores.get("classification_scores", {})
         curves = {
-            "aopc": {
-                "thresholds": list(config.aopc_thresholds),
-                "comprehensiveness": list(cls.get("comprehensiveness_aopc_points", [])),
-                "sufficiency": list(cls.get("sufficiency_aopc_points", [])),
-            },
+            "aopc": _aopc_curve(config.aopc_thresholds, cls),
             "masked_accuracy": {
                 "fractions": fractions,
                 "accuracy": masked.mean(axis=0).tolist() if fractions and len(masked) else [],
@@ -654,6 +651,15 @@ SUMMARY_COLUMNS = (
     ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("auprc_visible", "AUPRC seen"),
     ("token_f1_visible", "token F1 seen"), ("tokens_to_flip", "to flip"), ("masked_accuracy_auc", "masked acc"),
 )
+
+
+def _aopc_curve(thresholds: Sequence[float], classification_scores: dict) -> dict[str, list[float]]:
+    """The AOPC points of ``curves.json`` from a scores file's ``classification_scores``."""
+    return {
+        "thresholds": list(thresholds),
+        "comprehensiveness": list(classification_scores.get("comprehensiveness_aopc_points", [])),
+        "sufficiency": list(classification_scores.get("sufficiency_aopc_points", [])),
+    }
 
 
 def _score_columns(scores: dict, curves: dict) -> dict[str, Any]:
@@ -741,10 +747,7 @@ def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[
         (method_dir / "scores.json").write_text(json.dumps(scores, indent=2))
         curves = json.loads((method_dir / "curves.json").read_text())
         cls = scores.get("classification_scores", {})
-        curves["aopc"].update(
-            comprehensiveness=list(cls.get("comprehensiveness_aopc_points", [])),
-            sufficiency=list(cls.get("sufficiency_aopc_points", [])),
-        )
+        curves["aopc"] = _aopc_curve(run["aopc_thresholds"], cls)
         (method_dir / "curves.json").write_text(json.dumps(curves, indent=2))
         rows.append({**old_rows[method], **_score_columns(scores, curves)})
     (out / "summary.json").write_text(json.dumps(rows, indent=2))

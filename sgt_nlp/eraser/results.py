@@ -119,12 +119,23 @@ def _carries(entry: object, name: str) -> bool:
     return name != "hard_rationale_predictions" or len(entry[name]) > 0
 
 
+def _rationale_fields_in(records: Iterable[dict]) -> set[str]:
+    """The rationale fields any line of a file carries, as the scorer would see them on line 1."""
+    return {
+        name
+        for record in records
+        for entry in record.get("rationales") or []
+        for name in RATIONALE_FIELDS
+        if _carries(entry, name)
+    }
+
+
 def _first_line_detects(record: dict, names: Iterable[str]) -> bool:
     rationales = record.get("rationales")
     return isinstance(rationales, list) and bool(rationales) and all(_carries(rationales[0], n) for n in names)
 
 
-def scorer_safe_order(records: Sequence[dict]) -> list[dict]:
+def scorer_safe_order(records: Iterable[dict]) -> list[dict]:
     """The records with a line first from which the official scorer can see every rationale field the file has.
 
     The scorer decides from ``results[0]['rationales'][0]`` alone whether the file has hard (non-empty), soft and
@@ -134,13 +145,7 @@ def scorer_safe_order(records: Sequence[dict]) -> list[dict]:
     suitable rationale entry; every other line keeps its place.
     """
     records = list(records)
-    present = {
-        name
-        for record in records
-        for entry in record.get("rationales") or []
-        for name in RATIONALE_FIELDS
-        if _carries(entry, name)
-    }
+    present = _rationale_fields_in(records)
     if not records or not present or _first_line_detects(records[0], present):
         return records
     for index, record in enumerate(records):
@@ -160,7 +165,7 @@ def write_results(path: str | Path, records: Iterable[dict]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
-        for record in scorer_safe_order(list(records)):
+        for record in scorer_safe_order(records):
             handle.write(json.dumps(record, allow_nan=False) + "\n")
     return path
 
@@ -427,13 +432,7 @@ def verify_results(
 def _check_first_line(records: Sequence[dict], path: Path, line_no: int | None) -> None:
     """The scorer looks for rationale fields on line 1's first rationale only; a field it cannot see there is
     silently left unscored for the whole file."""
-    present = {
-        name
-        for record in records
-        for entry in record.get("rationales") or []
-        for name in RATIONALE_FIELDS
-        if _carries(entry, name)
-    }
+    present = _rationale_fields_in(records)
     hidden = sorted(name for name in present if not _first_line_detects(records[0], [name]))
     if hidden:
         raise ResultsError(
