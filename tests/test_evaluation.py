@@ -264,7 +264,7 @@ def test_two_processes_give_identical_scores(tmp_path, model_dir, data_dir):
     one = subprocess.run([sys.executable, str(script), *args, "--output_dir", str(tmp_path / "one")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", "29541", str(script), *args,
+    two = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", str(script), *args,
                           "--output_dir", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2

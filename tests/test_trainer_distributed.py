@@ -31,10 +31,9 @@ def single_process_run(tmp_path_factory):
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
 def test_two_processes_equal_one_process(tmp_path, single_process_run, sharding):
     one, two = single_process_run, tmp_path / "two"
-    port = "29533" if sharding == "ddp" else "29534"
     extra = ["--fsdp"] if sharding == "fsdp" else []
     _run(
-        ["torchrun", "--nproc_per_node", "2", "--master_port", port, str(SCRIPT), "--out", str(two), "--per_device", "2",
+        ["torchrun", "--standalone", "--nproc_per_node", "2", str(SCRIPT), "--out", str(two), "--per_device", "2",
          *extra],
         tmp_path,
     )
