@@ -1,4 +1,5 @@
-"""Time and peak memory of one training step: plain Trainer vs SaliencyGuidedTrainer, side by side.
+"""Time and peak memory of one training step: plain Trainer vs SaliencyGuidedTrainer (saliency selection with
+either saliency pass, and the random-selection control), side by side.
 
     python scripts/bench_train_step.py [--steps 5] [--sizes tiny,minilm] [--device cpu|cuda]
 
@@ -25,7 +26,14 @@ SIZES = {
     "tiny": (2, 128, 2, 512, 8, 128),
     "minilm": (6, 384, 12, 1536, 8, 256),
 }
-VARIANTS = ("plain", "sgt_reuse", "sgt_eval")
+# sgt_reuse / sgt_eval: saliency selection with either saliency pass; sgt_random: sgt_mask_selection="random",
+# the masked-consistency control (no saliency pass at all: clean and masked forwards only).
+VARIANTS = ("plain", "sgt_reuse", "sgt_eval", "sgt_random")
+SGT_VARIANT_ARGS = {
+    "sgt_reuse": {"sgt_saliency_pass": "reuse"},
+    "sgt_eval": {"sgt_saliency_pass": "eval"},
+    "sgt_random": {"sgt_mask_selection": "random"},
+}
 
 
 def _rss_bytes() -> int:
@@ -50,7 +58,7 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
     if variant == "plain":
         trainer = Trainer(model=model, args=TrainingArguments(**common))
     else:
-        args = SaliencyGuidedTrainingArguments(**common, sgt_saliency_pass=variant.removeprefix("sgt_"))
+        args = SaliencyGuidedTrainingArguments(**common, **SGT_VARIANT_ARGS[variant])
         trainer = SaliencyGuidedTrainer(model=model, args=args)
     trainer.create_optimizer_and_scheduler(num_training_steps=steps + 2)
     trainer.current_gradient_accumulation_steps = 1  # set by train(); the loop below calls training_step directly

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .masking import MASK_STRATEGIES
+from .masking import MASK_SELECTIONS, MASK_STRATEGIES
 from .saliency import AGGREGATIONS, TARGET_OUTPUTS
 
 SALIENCY_TARGETS = ("label", "prediction")
@@ -20,7 +20,8 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
 
     Each step the trainer ranks the real tokens of every sequence by the saliency of the target class, replaces
     the embeddings of the lowest ``sgt_mask_fraction`` of them, and adds ``sgt_kl_weight * KL(p(x) || p(x~))``
-    to the task loss. ``sgt_mask_fraction=0`` is plain fine-tuning.
+    to the task loss. ``sgt_mask_fraction=0`` is plain fine-tuning. ``sgt_mask_selection`` swaps the ranking
+    for the controls: ``random`` (no saliency at all) and ``highest`` (the most salient tokens).
     """
 
     sgt_mask_fraction: float = field(
@@ -40,6 +41,15 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
             "vocabulary token), 'mask_token' (the tokenizer's mask token), 'zero', or 'uniform' (per-dimension "
             "uniform draw within that sequence's embedding range, the authors' image-code analogue).",
             "choices": list(MASK_STRATEGIES),
+        },
+    )
+    sgt_mask_selection: str = field(
+        default="saliency",
+        metadata={
+            "help": "Which k tokens are masked: 'saliency' (SGT: the k lowest-saliency), 'random' (k drawn "
+            "uniformly per sequence, no saliency pass: masked-consistency training, a control) or 'highest' "
+            "(the k most salient: the reversed control).",
+            "choices": list(MASK_SELECTIONS),
         },
     )
     sgt_saliency_aggregation: str = field(
@@ -87,6 +97,7 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
             raise ValueError(f"sgt_kl_weight must be >= 0, got {self.sgt_kl_weight!r}")
         for name, allowed in (
             ("sgt_mask_strategy", MASK_STRATEGIES),
+            ("sgt_mask_selection", MASK_SELECTIONS),
             ("sgt_saliency_aggregation", AGGREGATIONS),
             ("sgt_saliency_target", SALIENCY_TARGETS),
             ("sgt_saliency_output", TARGET_OUTPUTS),

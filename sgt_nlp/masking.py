@@ -13,6 +13,9 @@ import torch
 
 MaskStrategy = Literal["random_token", "mask_token", "zero", "uniform"]
 MASK_STRATEGIES: tuple[str, ...] = ("random_token", "mask_token", "zero", "uniform")
+# Which k tokens are masked: SGT's lowest-saliency ones, or the two controls that isolate what the saliency adds
+# (a uniformly random k: "masked-consistency training"; the k most salient: the reversed ranking).
+MASK_SELECTIONS: tuple[str, ...] = ("saliency", "random", "highest")
 
 
 def special_ids_of(tokenizer=None, config=None) -> list[int]:
@@ -70,6 +73,41 @@ def lowest_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tenso
     rank = torch.empty_like(order)
     rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
     return (rank < k.view(-1, 1)) & candidates
+
+
+def highest_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Boolean ``[B, T]`` marking, per row, the ``k[i]`` candidates with the highest score (ties: earlier first)."""
+    return lowest_k_mask(-scores.float(), candidates, k)
+
+
+def random_k_mask(
+    candidates: torch.Tensor, k: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Boolean ``[B, T]`` marking, per row, ``k[i]`` candidates drawn uniformly without replacement.
+
+    Ranking i.i.d. uniform keys makes every ``k``-subset of a row's candidates equally likely; the keys come
+    from ``generator`` (on its own device), so a fixed generator reproduces the draw.
+    """
+    device = generator.device if generator is not None else candidates.device
+    keys = torch.rand(candidates.shape, generator=generator, device=device).to(candidates.device)
+    return lowest_k_mask(keys, candidates, k)
+
+
+def select_mask_positions(
+    selection: str,
+    scores: torch.Tensor | None,
+    candidates: torch.Tensor,
+    k: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The positions to mask for ``selection`` in ``MASK_SELECTIONS``; ``random`` needs no ``scores``."""
+    if selection == "random":
+        return random_k_mask(candidates, k, generator)
+    if selection not in ("saliency", "highest"):
+        raise ValueError(f"unknown mask selection {selection!r}; allowed: {', '.join(MASK_SELECTIONS)}")
+    if scores is None:
+        raise ValueError(f"mask selection {selection!r} ranks tokens by saliency and needs scores")
+    return lowest_k_mask(scores, candidates, k) if selection == "saliency" else highest_k_mask(scores, candidates, k)
 
 
 def replacement_embeddings(

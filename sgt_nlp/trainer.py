@@ -16,9 +16,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from .config import SaliencyGuidedTrainingArguments
 from .masking import (
     apply_mask,
-    lowest_k_mask,
     maskable_positions,
     replacement_embeddings,
+    select_mask_positions,
     special_ids_of,
     tokens_to_mask_per_sequence,
 )
@@ -46,8 +46,8 @@ _SUMMED = {
 class SaliencyGuidedTrainer(Trainer):
     """Fine-tunes a sequence classifier with the SGT loss ``CE(f(x), y) + lambda * KL(f(x) || f(x~))``.
 
-    ``x~`` is ``x`` with the embeddings of each sequence's lowest-saliency real tokens replaced (see
-    ``SaliencyGuidedTrainingArguments``). Everything else, from the optimiser to checkpoints, is the stock
+    ``x~`` is ``x`` with the embeddings of each sequence's lowest-saliency real tokens replaced (or, with
+    ``sgt_mask_selection``, random or most salient ones; see ``SaliencyGuidedTrainingArguments``). Everything else, from the optimiser to checkpoints, is the stock
     ``Trainer``. The loss is a per-batch mean, so the Trainer divides it by the accumulation steps
     (``loss_is_scaled_for_ga = False``), which makes accumulation equal to the larger batch.
     """
@@ -210,27 +210,36 @@ class SaliencyGuidedTrainer(Trainer):
             input_ids, inputs.get("attention_mask"), self._special_ids, special_tokens_mask
         )
 
+        # The random control ranks nothing: no saliency gradient, no eval-mode saliency forward.
+        needs_saliency = args.sgt_mask_selection != "random"
+        grads = None
         if mode == "eval":
             word_embeddings = embedding(input_ids).detach()
-            grads, logits = self._saliency_in_eval_mode(unwrapped, word_embeddings, forward_kwargs, labels)
+            if needs_saliency:
+                grads, logits = self._saliency_in_eval_mode(unwrapped, word_embeddings, forward_kwargs, labels)
+            else:
+                logits = unwrapped(inputs_embeds=word_embeddings, **forward_kwargs).logits.detach()
         else:
-            if args.sgt_saliency_pass == "eval":
+            if needs_saliency and args.sgt_saliency_pass == "eval":
                 with torch.no_grad():
                     leaf_source = embedding(input_ids)
                 grads, _ = self._saliency_in_eval_mode(unwrapped, leaf_source, forward_kwargs, labels)
             # The clean forward goes through the wrapped model from input_ids, exactly as the plain Trainer's, so
             # DDP sees every parameter used inside its forward; the word embeddings are captured on the way.
             logits, word_embeddings = _forward_capturing_embeddings(model, embedding, model_inputs)
-            if args.sgt_saliency_pass == "reuse":
+            if needs_saliency and args.sgt_saliency_pass == "reuse":
                 target = labels if args.sgt_saliency_target == "label" else logits.detach().argmax(-1)
                 score = select_target_scores(logits, target, args.sgt_saliency_output).sum()
                 (grads,) = torch.autograd.grad(score, word_embeddings, retain_graph=True)
 
-        scores = aggregate_token_saliency(grads, word_embeddings.detach(), args.sgt_saliency_aggregation)
         generator = self._mask_generator(mode == "train")
-        scores, degenerate = _replace_degenerate_scores(scores, candidates, generator)
+        scores = None
+        degenerate = torch.zeros(candidates.shape[0], dtype=torch.bool, device=candidates.device)
+        if grads is not None:
+            scores = aggregate_token_saliency(grads, word_embeddings.detach(), args.sgt_saliency_aggregation)
+            scores, degenerate = _replace_degenerate_scores(scores, candidates, generator)
         k = tokens_to_mask_per_sequence(candidates, args.sgt_mask_fraction)
-        positions = lowest_k_mask(scores, candidates, k)
+        positions = select_mask_positions(args.sgt_mask_selection, scores, candidates, k, generator)
         replacements = replacement_embeddings(
             args.sgt_mask_strategy,
             word_embeddings,

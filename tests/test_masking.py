@@ -3,9 +3,12 @@ import torch
 
 from sgt_nlp.masking import (
     apply_mask,
+    highest_k_mask,
     lowest_k_mask,
     maskable_positions,
+    random_k_mask,
     replacement_embeddings,
+    select_mask_positions,
     special_ids_of,
     tokens_to_mask_per_sequence,
 )
@@ -53,6 +56,57 @@ def test_lowest_k_never_exceeds_candidates():
     candidates = torch.tensor([[True, False, True, False]])
     chosen = lowest_k_mask(scores, candidates, torch.tensor([4]))
     assert chosen.tolist() == [[True, False, True, False]]
+
+
+def test_highest_k_picks_exactly_the_k_highest_candidates():
+    scores = torch.tensor([[0.1, 5.0, 0.2, 3.0, -1.0, 9.0], [9.0, 1.0, 2.0, 0.5, 4.0, 3.0]])
+    candidates = torch.tensor([[False, True, True, True, True, False], [True, True, True, True, True, True]])
+    chosen = highest_k_mask(scores, candidates, torch.tensor([2, 3]))
+    # row 0: candidates 1..4 score 5, 0.2, 3, -1 -> highest two are positions 1 (5) and 3 (3); 5 (9.0) is special.
+    assert chosen[0].nonzero().flatten().tolist() == [1, 3]
+    # row 1: highest three are 9 (0), 4 (4), 3 (5)
+    assert chosen[1].nonzero().flatten().tolist() == [0, 4, 5]
+    assert torch.equal(select_mask_positions("highest", scores, candidates, torch.tensor([2, 3])), chosen)
+
+
+# Two rows of 10 positions: [CLS] 7 real [SEP] [PAD] and [CLS] 4 real [SEP] [PAD]x4.
+RANDOM_CANDIDATES = torch.tensor(
+    [[False] + [True] * 7 + [False, False], [False] + [True] * 4 + [False] * 5]
+)
+
+
+def test_random_k_masks_exactly_k_candidates_and_never_special_or_padding():
+    k = torch.tensor([3, 2])
+    for seed in range(50):
+        chosen = random_k_mask(RANDOM_CANDIDATES, k, torch.Generator().manual_seed(seed))
+        assert chosen.sum(dim=-1).tolist() == [3, 2]
+        assert not (chosen & ~RANDOM_CANDIDATES).any()
+
+
+def test_random_k_is_reproducible_and_covers_every_candidate_unlike_lowest_k():
+    k = torch.tensor([3, 2])
+    first = random_k_mask(RANDOM_CANDIDATES, k, torch.Generator().manual_seed(11))
+    again = random_k_mask(RANDOM_CANDIDATES, k, torch.Generator().manual_seed(11))
+    assert torch.equal(first, again)
+    # Scores rising with position: the lowest-k set is always the first k real tokens.
+    scores = torch.arange(10.0).expand(2, 10)
+    lowest = lowest_k_mask(scores, RANDOM_CANDIDATES, k)
+    draws = torch.stack(
+        [select_mask_positions("random", None, RANDOM_CANDIDATES, k, torch.Generator().manual_seed(s)) for s in range(200)]
+    )
+    hits = draws.sum(dim=0)
+    assert torch.equal(hits > 0, RANDOM_CANDIDATES)  # every candidate is drawn at some point, nothing else is
+    assert sum(not torch.equal(d, lowest) for d in draws) > 150
+    # Uniform: each of the 7 candidates of row 0 is drawn 3/7 of the time, i.e. ~86 times in 200 draws.
+    assert ((hits[0, 1:8] > 50) & (hits[0, 1:8] < 125)).all()
+
+
+def test_select_mask_positions_refuses_unknown_choices_and_missing_scores():
+    k = torch.tensor([1, 1])
+    with pytest.raises(ValueError, match="allowed: saliency, random, highest"):
+        select_mask_positions("lowest", torch.zeros(2, 10), RANDOM_CANDIDATES, k)
+    with pytest.raises(ValueError, match="needs scores"):
+        select_mask_positions("saliency", None, RANDOM_CANDIDATES, k)
 
 
 @pytest.mark.parametrize("strategy", ["random_token", "mask_token", "zero", "uniform"])

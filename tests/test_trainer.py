@@ -99,6 +99,106 @@ def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, ag
         assert not (positions[row] & ~candidates[row]).any()  # never special or padding
 
 
+@pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
+def test_highest_selection_masks_the_k_most_salient_real_tokens(tmp_path, monkeypatch, saliency_pass):
+    trainer = make_trainer(tmp_path, sgt_mask_selection="highest", sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.4)
+    captured = {}
+    real_apply = trainer_module.apply_mask
+
+    def spy(embeddings, positions, replacements):
+        captured["positions"] = positions.clone()
+        return real_apply(embeddings, positions, replacements)
+
+    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    batch = one_batch(trainer)
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, dict(batch))
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    trainer.model.eval()
+    grads, emb, _ = embedding_gradients(trainer.model, inputs, target=batch["labels"])
+    scores = aggregate_token_saliency(grads, emb, "l2")
+    candidates = maskable_positions(batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class))
+    k = tokens_to_mask_per_sequence(candidates, 0.4)
+    for row in range(len(scores)):
+        real = candidates[row].nonzero().flatten()
+        expected = real[scores[row, real].argsort(descending=True)[: int(k[row])]].sort().values.tolist()
+        assert captured["positions"][row].nonzero().flatten().tolist() == expected
+
+
+class ForwardAndGradientCounter:
+    """Counts model forwards (a hook on the model) and ``torch.autograd.grad`` calls (the saliency gradient)."""
+
+    def __init__(self, model, monkeypatch):
+        self.forwards, self.grads = 0, 0
+        model.register_forward_hook(lambda *_: setattr(self, "forwards", self.forwards + 1))
+        real_grad = torch.autograd.grad
+
+        def counting_grad(*args, **kwargs):
+            self.grads += 1
+            return real_grad(*args, **kwargs)
+
+        monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+
+
+@pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
+def test_random_selection_takes_no_saliency_and_still_trains(tmp_path, monkeypatch, saliency_pass):
+    trainer = make_trainer(
+        tmp_path, sgt_mask_selection="random", sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.5,
+        sgt_mask_strategy="random_token",
+    )
+    counter = ForwardAndGradientCounter(trainer.model, monkeypatch)
+    before = params(trainer.model)
+    trainer.train()
+    steps = trainer.state.global_step
+    assert steps == 4
+    # Two forwards per step (clean and masked), whichever saliency pass is configured, and no saliency gradient.
+    assert (counter.forwards, counter.grads) == (2 * steps, 0)
+    after = params(trainer.model)
+    assert "classifier.weight" in [n for n in before if not torch.equal(before[n], after[n])]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert all(math.isfinite(h["kl_loss"]) and h["sgt_degenerate_saliency"] == 0 for h in logs)
+    assert all(h["loss"] == pytest.approx(h["task_loss"] + h["kl_loss"], rel=1e-4, abs=1e-6) for h in logs)
+    assert all(0.3 < h["sgt_masked_token_share"] <= 0.5 for h in logs)
+
+    counter.forwards = 0
+    metrics = trainer.evaluate()
+    batches = len(trainer.get_eval_dataloader())
+    assert (counter.forwards, counter.grads) == (2 * batches, 0)
+    assert 0.0 <= metrics["eval_masked_accuracy"] <= 1.0 and math.isfinite(metrics["eval_kl_loss"])
+
+
+def test_saliency_selection_counts_its_forwards_and_gradients(tmp_path, monkeypatch):
+    """The reference for the test above: the eval pass adds a forward and every step takes one gradient."""
+    trainer = make_trainer(tmp_path, sgt_saliency_pass="eval", max_steps=2)
+    counter = ForwardAndGradientCounter(trainer.model, monkeypatch)
+    trainer.train()
+    assert (counter.forwards, counter.grads) == (3 * 2, 2)
+
+
+def test_random_selection_masks_k_real_tokens_reproducibly(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, sgt_mask_selection="random", sgt_mask_fraction=0.4)
+    captured = []
+    real_apply = trainer_module.apply_mask
+
+    def spy(embeddings, positions, replacements):
+        captured.append(positions.clone())
+        return real_apply(embeddings, positions, replacements)
+
+    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    batch = one_batch(trainer)
+    trainer.model.train()
+    for _ in range(3):
+        trainer._rng_step = -1  # the same (seed, step, micro-step) key as the first call
+        trainer.compute_loss(trainer.model, dict(batch))
+    candidates = maskable_positions(batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class))
+    k = tokens_to_mask_per_sequence(candidates, 0.4)
+    first = captured[0]
+    assert first.sum(dim=-1).tolist() == k.tolist() and not (first & ~candidates).any()
+    assert all(torch.equal(first, again) for again in captured[1:])
+    trainer.compute_loss(trainer.model, dict(batch))  # the next micro-step draws afresh
+    assert not torch.equal(first, captured[-1])
+
+
 def test_loss_is_task_loss_plus_weighted_kl_by_hand(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, sgt_kl_weight=0.7, sgt_mask_strategy="random_token")
     captured = {}
@@ -310,6 +410,11 @@ def test_arguments_have_help_and_validate():
         SaliencyGuidedTrainingArguments(output_dir="x", sgt_saliency_aggregation="max")
     with pytest.raises(ValueError, match="sgt_mask_fraction"):
         SaliencyGuidedTrainingArguments(output_dir="x", sgt_mask_fraction=1.5)
+    (args,) = parser.parse_args_into_dataclasses(["--output_dir", "x", "--sgt_mask_selection", "random"])
+    assert args.sgt_mask_selection == "random" and args.sgt_settings()["sgt_mask_selection"] == "random"
+    assert SaliencyGuidedTrainingArguments(output_dir="x").sgt_mask_selection == "saliency"
+    with pytest.raises(ValueError, match="sgt_mask_selection='lowest' is not one of: saliency, random, highest"):
+        SaliencyGuidedTrainingArguments(output_dir="x", sgt_mask_selection="lowest")
 
 
 def test_dataset_without_labels_is_refused(tmp_path):
