@@ -190,9 +190,12 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
 
     def encode(batch, indices, split):
         if data.data_dir:
+            # No query (e.g. single-sentence data written as ERASER): one sequence, as the evaluator encodes it,
+            # not a pair with an empty second part (which would add a [SEP] that evaluation never shows).
+            queries = batch["query_words"] if any(batch["query_words"]) else None
             enc = tokenizer(
-                batch["words"], batch["query_words"], is_split_into_words=True, truncation="only_first",
-                max_length=max_length,
+                batch["words"], queries, is_split_into_words=True,
+                truncation="only_first" if queries else True, max_length=max_length,
             )
             enc["labels"] = batch["label"]
             return enc
