@@ -592,6 +592,9 @@ class Experiment:
     def select_learning_rate(self, dataset: DatasetSpec, data_dir: Path | None) -> float | None:
         """The candidate with the best plain validation accuracy on the first seed (the first on a tie)."""
         seed = self.spec.seeds[0]
+        recorded = read_json(self.out / dataset.name / "lr_selection.json")
+        if recorded and recorded["candidates"] == list(dataset.learning_rates) and recorded["seed"] == seed:
+            return recorded["chosen"]  # frozen once made: a retrained candidate must not move it
         accuracies = {}
         for lr in dataset.learning_rates:
             training = self.train(dataset, data_dir, self.spec.baseline, seed, lr, selecting=True)
@@ -719,7 +722,7 @@ class Experiment:
             removal=self.spec.removals[0], extra_removals=tuple(self.spec.removals[1:]),
             max_length=dataset.max_length, max_examples=dataset.test_examples, threshold=dataset.threshold,
             ig_steps=self.spec.ig_steps, smoothgrad_samples=self.spec.smoothgrad_samples, seed=0,
-            masked_accuracy_curve=False, per_example=True,
+            sample="random", masked_accuracy_curve=False, per_example=True,
         )
         if dataset.truncation != "head":
             common["truncation"] = dataset.truncation
