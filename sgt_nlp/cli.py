@@ -29,6 +29,12 @@ def _demo(argv: list[str]) -> None:
     main(argv)
 
 
+def _experiment(argv: list[str]) -> None:
+    from .experiments import main
+
+    main(argv)
+
+
 def _explain(argv: list[str]) -> None:
     from .explain import main
 
@@ -70,6 +76,8 @@ def _sanity(argv: list[str]) -> None:
 def _command_table() -> dict[str, tuple[str, Command]]:
     return {
         "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report", _demo),
+        "experiment": ("arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals (resumable)",
+                       _experiment),
         "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)", _train),
         "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, agreement)", _evaluate),
         "explain": ("per-word saliency heatmap of a prediction, in the terminal and as HTML", _explain),

@@ -96,6 +96,9 @@ class EvaluationConfig:
     masked_accuracy_curve: bool = True
     tokens_to_flip: str = "grid"
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: also write ``<method>/per_example.jsonl`` (what paired statistics need, one line per example) and run the
+    #: empty input (every seen word removed) for confidence-normalised faithfulness (``sgt_nlp.experiments``)
+    per_example: bool = False
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in EXPLAINERS]
@@ -359,7 +362,10 @@ class _Evaluator:
             seen_words, n = [ex.words[i] for i in kept], len(kept)
             scores = np.asarray(word_scores[b], dtype=float)[kept]
             order = top_k_indices(scores, n)
-            keys = sorted(perturbation_keys(n, self.fractions_removed, self.fractions_kept))
+            keys = perturbation_keys(n, self.fractions_removed, self.fractions_kept)
+            if self.config.per_example and n:
+                keys.add(("comp", n))  # the empty input: every seen word removed
+            keys = sorted(keys)
             replacement = self._replacements(ex, n, removal)
             slots = {}
             for key in keys:
@@ -392,6 +398,7 @@ class _Evaluator:
                     "thresholded": {t: (at(b, "comp", t), at(b, "suff", t)) for t in self.config.aopc_thresholds},
                     "masked_correct": [int(int(p.argmax()) == ex.label) for p in curve],
                     "tokens_to_flip": min(flipped[b], default=plans[b].n),
+                    "empty": at(b, "comp", 1.0) if self.config.per_example else None,
                 }
             )
         return results
@@ -620,6 +627,9 @@ def _write_outputs(
                     thresholded_probabilities=result["thresholded"], tokens_to_flip=result["tokens_to_flip"],
                 )
             )
+        if config.per_example:
+            _write_per_example(method_dir / "per_example.jsonl", method, annotations, examples, outputs,
+                               visible_truth, visible_soft, visible_gold, visible_hard)
         results_path = write_results(method_dir / "results.jsonl", records)
         verify_results(results_path, annotations, split.documents, labels, config.aopc_thresholds)
         scores = score_records(
@@ -667,6 +677,34 @@ def _write_outputs(
     (out_dir / "summary.json").write_text(json.dumps(rows, indent=2))
     (out_dir / "summary.md").write_text(summary_table(rows) + "\n")
     return rows
+
+
+def _write_per_example(path, method, annotations, examples, outputs, truth, soft, gold, hard) -> None:
+    """One line per example: gold label, class probabilities of the full input, of the empty input and after
+    each removal/keep of the top words (threshold and AOPC bins), and the example's own agreement with the human
+    rationale over the words the model saw (None without human evidence)."""
+    lines = []
+    for ann, ex, output in zip(annotations, examples, outputs, strict=True):
+        result = output["methods"][method]
+        keys = [key for key in truth if key[0] == ann.annotation_id]
+        agreement = {"auprc_visible": None, "token_f1_visible": None}
+        if keys:
+            agreement["auprc_visible"] = float(np.mean(
+                [soft_token_metrics({k: truth[k]}, {k: soft[k]})["auprc"] for k in keys]))
+            agreement["token_f1_visible"] = float(np.mean(
+                [token_prf({k: gold[k]}, {k: hard[k]})["instance_macro"]["f1"] for k in keys]))
+        thresholds = sorted(result["thresholded"])
+        lines.append(json.dumps({
+            "annotation_id": ann.annotation_id, "label": ex.label, "words_kept": output["words_kept"],
+            "probs": [float(v) for v in result["probs"]],
+            "empty_probs": [float(v) for v in result["empty"]],
+            "comp_probs": [float(v) for v in result["comp"]], "suff_probs": [float(v) for v in result["suff"]],
+            "aopc_thresholds": [float(t) for t in thresholds],
+            "comp_aopc_probs": [[float(v) for v in result["thresholded"][t][0]] for t in thresholds],
+            "suff_aopc_probs": [[float(v) for v in result["thresholded"][t][1]] for t in thresholds],
+            "tokens_to_flip": int(result["tokens_to_flip"]), **agreement,
+        }) + "\n")
+    path.write_text("".join(lines))
 
 
 SUMMARY_COLUMNS = (

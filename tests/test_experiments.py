@@ -1,0 +1,257 @@
+"""The experiment runner: paired bootstrap (known answers), per-example metrics, specs, SST-2 loading, and the
+smoke preset end to end (gate, resume, only_finished)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sgt_nlp.experiments import (
+    PRESETS,
+    Experiment,
+    SpecError,
+    load_spec,
+    method_metrics,
+    method_verdict,
+    min_max_normalise,
+    paired_bootstrap,
+    per_example_metrics,
+    read_json,
+    read_sst2_tsv,
+    spec_from_dict,
+    verdict_words,
+    write_sst2_as_eraser,
+)
+
+# ---- paired bootstrap ----------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_of_constant_differences_is_a_point():
+    result = paired_bootstrap(np.full((2, 5), 0.25), resamples=100)
+    assert result["mean"] == result["low"] == result["high"] == pytest.approx(0.25)
+    assert result["pairs"] == 10 and result["examples"] == 5
+
+
+def test_bootstrap_of_two_examples_spans_their_values():
+    """Resampling 2 examples: the mean is 0 (p 1/4), 0.5 (p 1/2) or 1 (p 1/4): the 95 % interval is [0, 1]."""
+    result = paired_bootstrap(np.array([[0.0, 1.0]]), resamples=4000)
+    assert result["mean"] == 0.5 and result["low"] == 0.0 and result["high"] == 1.0
+
+
+def test_bootstrap_keeps_the_seeds_of_an_example_together():
+    """Two seeds with the same per-example differences give the interval of one seed (examples are the unit)."""
+    one = paired_bootstrap(np.array([[1.0, 3.0, 2.0]]), resamples=3000, seed=1)
+    two = paired_bootstrap(np.array([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]]), resamples=3000, seed=1)
+    assert (two["low"], two["mean"], two["high"]) == (one["low"], one["mean"], one["high"])
+    assert two["pairs"] == 6
+
+
+def test_bootstrap_matches_the_normal_interval_for_many_examples():
+    differences = np.random.default_rng(3).normal(0.3, 1.0, size=(1, 900))
+    result = paired_bootstrap(differences, resamples=4000)
+    half_width = 1.96 * differences.std(ddof=1) / np.sqrt(900)
+    assert result["mean"] == pytest.approx(differences.mean())
+    assert result["low"] == pytest.approx(differences.mean() - half_width, abs=0.01)
+    assert result["high"] == pytest.approx(differences.mean() + half_width, abs=0.01)
+
+
+def test_bootstrap_leaves_out_missing_pairs():
+    result = paired_bootstrap(np.array([[1.0, np.nan], [1.0, 3.0]]), resamples=500)
+    assert result["mean"] == pytest.approx(5.0 / 3.0) and result["pairs"] == 3
+    assert np.isnan(paired_bootstrap(np.full((1, 3), np.nan))["mean"])
+
+
+def test_verdict_words_read_the_interval_in_the_metric_direction():
+    better_high = {"mean": 0.02, "low": 0.01, "high": 0.03}
+    assert verdict_words(better_high, +1) == "better" and verdict_words(better_high, -1) == "worse"
+    assert verdict_words({"mean": 0.01, "low": -0.01, "high": 0.03}, +1) == "within noise"
+    assert verdict_words({"mean": 0.0002, "low": 0.0001, "high": 0.0003}, +1) == "negligible"
+    assert method_verdict("better", "better", "sgt", "plain") == "sgt beats plain and random-mask beyond the interval"
+    assert "masking in general" in method_verdict("better", "within noise", "sgt", "plain")
+    assert method_verdict("within noise", "worse", "sgt", "plain") == "sgt is worse than random-mask"
+    assert method_verdict("within noise", None, "sgt", "plain") == "within noise"
+
+
+# ---- per-example metrics -----------------------------------------------------------------------------------------
+
+
+def ordering(p_full, p_comp_bins, p_suff_bins, p_empty, predicted=(0, 0)):
+    n = len(p_full)
+    return {
+        "predicted": list(predicted), "p_full": list(p_full), "p_empty": list(p_empty),
+        "p_comp": [b[0] for b in p_comp_bins], "p_suff": [b[0] for b in p_suff_bins],
+        "p_comp_aopc": [list(b) for b in p_comp_bins], "p_suff_aopc": [list(b) for b in p_suff_bins],
+        "tokens_to_flip": [1] * n, "auprc_visible": [0.5, None][:n], "token_f1_visible": [None, 0.25][:n],
+    }
+
+
+def test_per_example_metrics_by_hand():
+    columns = ordering(p_full=[0.9, 0.8], p_comp_bins=[(0.6, 0.4), (0.8, 0.7)], p_suff_bins=[(0.9, 0.7), (0.5, 0.6)],
+                       p_empty=[0.5, 0.78], predicted=(1, 0))
+    m = per_example_metrics(columns, labels=[1, 1])
+    assert m["correct"].tolist() == [1.0, 0.0]
+    assert m["comprehensiveness"] == pytest.approx([0.3, 0.0])
+    assert m["sufficiency"] == pytest.approx([0.0, 0.3])
+    assert m["comprehensiveness_aopc"] == pytest.approx([0.4, 0.05])  # mean of (0.3, 0.5) and (0.0, 0.1)
+    assert m["sufficiency_aopc"] == pytest.approx([0.1, 0.25])
+    # empty-input drop 0.4 for the first example; 0.02 < MIN_EMPTY_DROP for the second: undefined
+    assert m["comprehensiveness_aopc_vs_empty"][0] == pytest.approx(1.0) and np.isnan(m["comprehensiveness_aopc_vs_empty"][1])
+    assert m["sufficiency_aopc_vs_empty"][0] == pytest.approx(0.25)
+    assert m["auprc_visible"][0] == 0.5 and np.isnan(m["auprc_visible"][1])
+
+
+def test_naopc_uses_the_extremes_of_the_evaluated_orderings_and_random_is_averaged_over_draws():
+    full = [0.9, 0.9]
+    orderings = {
+        "gradient": ordering(full, [(0.5, 0.5), (0.1, 0.1)], [(0.9, 0.9), (0.9, 0.9)], [0.1, 0.1]),  # comp AOPC .4, .8
+        "random": ordering(full, [(0.8, 0.8), (0.5, 0.5)], [(0.5, 0.5), (0.9, 0.9)], [0.1, 0.1]),  # .1, .4
+        "random_draw1": ordering(full, [(0.7, 0.7), (0.3, 0.3)], [(0.7, 0.7), (0.9, 0.9)], [0.1, 0.1]),  # .2, .6
+    }
+    methods = method_metrics(orderings, labels=[0, 0])
+    assert set(methods) == {"gradient", "random"}
+    assert methods["gradient"]["comprehensiveness_naopc"] == pytest.approx([1.0, 1.0])
+    # random: mean of the draws' NAOPC, (0 + 1/3) / 2 and (0 + 0.5) / 2
+    assert methods["random"]["comprehensiveness_naopc"] == pytest.approx([1 / 6, 0.25])
+    assert methods["random"]["comprehensiveness_aopc"] == pytest.approx([0.15, 0.5])
+    # sufficiency: the second example has the same AOPC for every ordering: no range, NaN
+    assert np.isnan(methods["gradient"]["sufficiency_naopc"][1])
+    assert min_max_normalise(np.array([0.3]), np.array([0.1]), np.array([0.5]))[0] == pytest.approx(0.5)
+
+
+# ---- specs ---------------------------------------------------------------------------------------------------------
+
+
+def test_spec_from_json_and_yaml_with_preset_overrides(tmp_path):
+    raw = {"preset": "cpu", "name": "mine", "seeds": [4], "datasets": [{"name": "sst2", "epochs": 1}]}
+    (tmp_path / "spec.json").write_text(json.dumps(raw))
+    (tmp_path / "spec.yaml").write_text("preset: cpu\nname: mine\nseeds: [4]\ndatasets:\n  - name: sst2\n    epochs: 1\n")
+    for name in ("spec.json", "spec.yaml"):
+        spec = load_spec(tmp_path / name)
+        sst2 = next(d for d in spec.datasets if d.name == "sst2")
+        assert spec.name == "mine" and spec.seeds == (4,) and sst2.epochs == 1
+        assert sst2.max_length == PRESETS["cpu"].datasets[0].max_length  # the rest comes from the preset
+        assert [d.name for d in spec.datasets] == ["sst2", "movies"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"preset": "smoke", "datasets": [{"name": "synthetic", "trucation": "head"}]}, "datasets[0].trucation"),
+        ({"preset": "smoke", "arms": {"plain": {"sgt_mask_fraction": 0.0}, "x": {"mask": 1}}}, "arms.x.mask"),
+        ({"preset": "smoke", "methods": ["gradient", "lime"]}, "methods: 'lime'"),
+        ({"preset": "nope"}, "preset: 'nope'"),
+        ({"preset": "smoke", "datasets": [{"name": "synthetic", "gate": 2}]}, "gate"),
+        ({"name": "x", "datasets": [{"name": "a", "source": "sst2"}]}, "datasets[0] (a).path"),
+        ({"preset": "smoke", "colour": "red"}, "colour: unknown field"),
+    ],
+)
+def test_bad_spec_names_the_field(tmp_path, raw, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="bad.yaml: invalid YAML"):
+        load_spec(path)
+
+
+def test_default_comparisons_pit_every_treatment_against_plain_and_random_mask():
+    assert PRESETS["cpu"].compared_pairs() == [("sgt", "plain"), ("sgt", "random_mask")]
+    ablation = PRESETS["ablation"].compared_pairs()
+    assert ("sgt_signed_mean", "plain") in ablation and ("sgt_signed_mean", "random_mask") in ablation
+    assert all(control in ("plain", "random_mask") for _, control in ablation)
+    spec = spec_from_dict({"preset": "smoke", "comparisons": [["sgt", "plain"]]})
+    assert spec.compared_pairs() == [("sgt", "plain")]
+
+
+# ---- SST-2 ---------------------------------------------------------------------------------------------------------
+
+
+def test_sst2_tsv_with_crlf_and_any_header_becomes_an_eraser_folder(tmp_path):
+    from sgt_nlp.eraser import load_split
+
+    src = tmp_path / "sst2"
+    src.mkdir()
+    train = "label\tsentence\r\n" + "".join(f"{i % 2}\tword{i} is {'good' if i % 2 else 'bad'}\r\n" for i in range(10))
+    (src / "train.tsv").write_bytes(train.encode())
+    (src / "dev.tsv").write_text("label\tcontent\n0\tdull .\n1\tfine film .\n")
+    (src / "test.tsv").write_text("label\tcontent\n1\tgreat .\n")
+    assert read_sst2_tsv(src / "train.tsv")[3] == (1, ["word3", "is", "good"])
+    out = write_sst2_as_eraser(src, tmp_path / "eraser", train_examples=4, seed=0)
+    train_split = load_split(out, "train")
+    assert len(train_split.annotations) == 4 and set(train_split.labels) <= {"NEG", "POS"}
+    val = load_split(out, "val")
+    assert [a.classification for a in val.annotations] == ["NEG", "POS"]
+    assert val.documents[val.annotations[1].docids[0]].tokens == ("fine", "film", ".")
+    (src / "test.tsv").write_text("label\tcontent\n2\tbad label\n")
+    with pytest.raises(ValueError, match=r"test.tsv, line 2"):
+        read_sst2_tsv(src / "test.tsv")
+
+
+# ---- the runner on the smoke preset --------------------------------------------------------------------------------
+
+
+def smoke(**changes):
+    spec = replace(PRESETS["smoke"], seeds=(0,), methods=("gradient_l2", "gradient", "random"), **changes)
+    return spec
+
+
+def test_gate_marks_failed_runs_and_excludes_them(tmp_path):
+    spec = smoke()
+    spec = replace(spec, datasets=(replace(spec.datasets[0], gate=1.01),))
+    experiment = Experiment(spec, tmp_path / "out", tmp_path / "work")
+    result = experiment.run()
+    data = result["datasets"]["synthetic"]
+    assert data["seeds_failed_gate"] == [0] and data["comparisons"] == [] and data["seeds_evaluated"] == []
+    assert experiment.trained_runs == ["synthetic/plain_seed0_lr0.001"]  # the other arms are not trained
+    assert experiment.evaluated_runs == []
+    assert read_json(tmp_path / "out" / "synthetic" / "plain_seed0_lr0.001" / "train.json")["gate_passed"] is False
+    assert "failed the convergence gate" in (tmp_path / "out" / "results.md").read_text()
+    again = Experiment(spec, tmp_path / "out", tmp_path / "work")
+    again.run()
+    assert again.trained_runs == [] and again.evaluated_runs == []
+
+
+def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
+    spec = smoke()
+    out, work = tmp_path / "out", tmp_path / "work"
+    experiment = Experiment(spec, out, work)
+    result = experiment.run()
+    assert sorted(experiment.evaluated_runs) == [f"synthetic/{a}_seed0_lr0.001" for a in ("plain", "random_mask", "sgt")]
+    data = result["datasets"]["synthetic"]
+    assert data["seeds_evaluated"] == [0] and data["missing"] == []
+    pairs = [(c["treatment"], c["control"]) for c in data["comparisons"]]
+    assert pairs == [("sgt", "plain"), ("sgt", "random_mask")]
+    rows = data["comparisons"][0]["rows"]
+    assert {r["method"] for r in rows} == {"gradient_l2", "gradient", "random"}
+    assert {r["removal"] for r in rows} == {"delete", "random_token"}
+    for row in rows:
+        d = row["difference"]
+        assert np.isnan(d["mean"]) or d["low"] <= d["mean"] <= d["high"]
+    record = read_json(out / "synthetic" / "sgt_seed0_lr0.001" / "eval.json.gz")
+    n_test = spec.datasets[0].synthetic["n_test"]
+    assert len(record["examples"]["annotation_id"]) == n_test  # the full test split
+    assert set(record["orderings"]["delete"]) == {"gradient", "random", "random_draw1", "gradient_l2"}
+    train = read_json(out / "synthetic" / "sgt_seed0_lr0.001" / "train.json")
+    assert train["sgt_settings"] == {"sgt_mask_fraction": 0.5} and train["seconds_per_epoch"] > 0
+    assert not (work / "synthetic" / "sgt_seed0_lr0.001").exists()  # models deleted after evaluation
+    assert (out / "results.png").is_file() and "### sgt − plain" in (out / "results.md").read_text()
+    # a second invocation trains and evaluates nothing and rebuilds the same table
+    before = json.loads((out / "results.json").read_text())
+    again = Experiment(spec, out, work)
+    again.run()
+    assert again.trained_runs == [] and again.evaluated_runs == []
+    assert json.loads((out / "results.json").read_text()) == before
+    # only_finished with a seed that never ran: nothing trained, the seed listed as missing
+    more = Experiment(replace(spec, seeds=(0, 5)), out, work, only_finished=True)
+    data = more.run()["datasets"]["synthetic"]
+    assert more.trained_runs == [] and not (out / "synthetic" / "plain_seed5_lr0.001").exists()
+    assert "plain_seed5" in data["missing"] and data["seeds_evaluated"] == [0]
