@@ -125,10 +125,38 @@ def load_tokenizer(folder: str):
     model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
     kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if not kwargs and _byte_level_without_prefix_space(tokenizer):
+        # GPT-2-style tokenizers (GPT-2, GPT-Neo, Phi, ...): without it a split word is encoded as if glued to
+        # the previous one, unlike the same word in running text
+        tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+        if _byte_level_without_prefix_space(tokenizer):
+            logger.warning("%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words will "
+                           "differ from running text", folder)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship without one
     return tokenizer
+
+
+def _byte_level_without_prefix_space(tokenizer) -> bool:
+    """Whether a fast tokenizer pre-tokenizes byte-level without the leading space (``Ġ``) of a word."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    found: list[bool] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and "add_prefix_space" in node:
+                found.append(not node["add_prefix_space"])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(json.loads(backend.to_str()).get("pre_tokenizer"))
+    return any(found)
 
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -351,3 +351,26 @@ def test_encoder_decoder_classifier_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="encoder-decoder"):
         get_explainer("gradient", BartForSequenceClassification(config), tokenizer=tok)
+
+
+def test_loaded_gpt2_tokenizer_encodes_split_words_like_running_text(tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2TokenizerFast
+
+    from sgt_nlp.training import load_tokenizer
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=True)
+    bpe.train_from_iterator([" ".join(tiny.WORDS)] * 4, vocab_size=300, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(tmp_path))
+    tok = GPT2TokenizerFast(vocab=str(tmp_path / "vocab.json"), merges=str(tmp_path / "merges.txt"))
+    words = "the movie was boring".split()
+    assert tok.pad_token is None
+    assert tok(words, is_split_into_words=True).tokens() != tok(" ".join(words)).tokens()  # no Ġ on split words
+    folder = tmp_path / "gpt2"
+    tok.save_pretrained(folder)
+    GPT2Config(vocab_size=len(tok)).save_pretrained(folder)
+    loaded = load_tokenizer(str(folder))
+    assert loaded(words, is_split_into_words=True).tokens() == loaded(" ".join(words)).tokens()
+    assert loaded(words, is_split_into_words=True).tokens()[0] == "Ġthe"
+    assert loaded.pad_token == "<|endoftext|>" and loaded.padding_side == "right"
