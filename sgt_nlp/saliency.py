@@ -82,8 +82,8 @@ def word_embedding_layer(model: nn.Module) -> nn.Embedding:
     if isinstance(getattr(layer, "base_layer", None), nn.Embedding):
         raise TypeError(
             f"the word embedding table of {type(classifier_of(model)).__name__} carries a PEFT adapter "
-            f"({type(layer).__name__}); SGT replaces embeddings with rows of the table, which an adapted table "
-            "does not have. Leave the embedding layer out of target_modules (modules_to_save is fine)."
+            f"({type(layer).__name__}); SGT replaces embeddings with rows of the table, which an adapted "
+            "table does not have. Leave the embedding layer out of target_modules (modules_to_save is fine)."
         )
     if not isinstance(layer, nn.Embedding):
         raise TypeError(
@@ -135,14 +135,15 @@ def check_embedding_forward(model: nn.Module) -> None:
     if getattr(classifier.config, "is_encoder_decoder", False):
         raise ValueError(
             f"{type(classifier).__name__} is an encoder-decoder classifier: it pools the EOS token found in "
-            "input_ids and cannot run from inputs_embeds, which SGT's masked forward and the gradient explainers "
-            "need. Use an encoder (BERT, RoBERTa, ModernBERT, ...) or a decoder-only classifier."
+            "input_ids and cannot run from inputs_embeds, which SGT's masked forward and the gradient "
+            "explainers need. Use an encoder (BERT, RoBERTa, ModernBERT, ...) or a decoder-only classifier."
         )
     if reads_last_token(model) and getattr(config, "pad_token_id", None) is None:
         raise ValueError(
-            f"{type(classifier).__name__} reads its logits at the last non-padding token but config.pad_token_id "
-            "is None, so padded batches cannot be classified: set model.config.pad_token_id = "
-            "tokenizer.pad_token_id (and tokenizer.pad_token = tokenizer.eos_token if it has none)"
+            f"{type(classifier).__name__} reads its logits at the last non-padding token but "
+            "config.pad_token_id is None, so padded batches cannot be classified: set "
+            "model.config.pad_token_id = tokenizer.pad_token_id (and tokenizer.pad_token = "
+            "tokenizer.eos_token if it has none)"
         )
 
 
@@ -174,7 +175,8 @@ def reading_last_token(model: nn.Module, input_ids: torch.Tensor) -> Iterator[No
     heads = (getattr(classifier, name, None) for name in ("score", "classifier"))
     head = next((module for module in heads if isinstance(module, nn.Module)), None)
     if head is None:
-        raise TypeError(f"{type(classifier).__name__} reads the last token but has no 'score' or 'classifier' head")
+        name = type(classifier).__name__
+        raise TypeError(f"{name} reads the last token but has no 'score' or 'classifier' head")
 
     def every_position_reads_last_token(module, args, output):
         index = positions.to(output.device).view(-1, 1, 1).expand(-1, 1, output.shape[-1])
@@ -188,7 +190,10 @@ def reading_last_token(model: nn.Module, input_ids: torch.Tensor) -> Iterator[No
 
 
 def forward_from_embeddings(
-    model: nn.Module, embeddings: torch.Tensor, forward_kwargs: Mapping[str, torch.Tensor], input_ids: torch.Tensor
+    model: nn.Module,
+    embeddings: torch.Tensor,
+    forward_kwargs: Mapping[str, torch.Tensor],
+    input_ids: torch.Tensor,
 ) -> torch.Tensor:
     """``model(inputs_embeds=embeddings, **forward_kwargs).logits``, read at the token the ``input_ids``
     forward reads (``input_ids`` are the ids ``embeddings`` stand for, or any with the same padding)."""
@@ -225,7 +230,8 @@ def padding_aware_position_ids(
 
 def embedding_forward_kwargs(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The keyword arguments (besides ``inputs_embeds``) that reproduce ``model(**inputs)`` from embeddings,
-    with padding-aware ``position_ids`` where the model needs them (pass them to ``input_ids`` forwards too)."""
+    with padding-aware ``position_ids`` where the model needs them (pass them to ``input_ids`` forwards
+    too)."""
     kwargs: dict[str, torch.Tensor] = {}
     for key in ("attention_mask", "token_type_ids"):
         if inputs.get(key) is not None:
@@ -256,7 +262,8 @@ def embedding_gradients(
         embeddings = word_embedding_layer(model)(inputs["input_ids"])
     leaf = embeddings.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = forward_from_embeddings(model, leaf, embedding_forward_kwargs(model, inputs), inputs["input_ids"])
+        kwargs = embedding_forward_kwargs(model, inputs)
+        logits = forward_from_embeddings(model, leaf, kwargs, inputs["input_ids"])
         if target is None:
             target = logits.argmax(dim=-1)
         scores = select_target_scores(logits, target, target_output)

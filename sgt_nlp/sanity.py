@@ -211,7 +211,8 @@ def parse_methods(text: str, settings: Mapping[str, Mapping[str, Any]] | None = 
 HEAD_NAMES = ("classifier", "score", "classification_head")
 #: ``head`` is ModernBERT's dense + norm between the pooled token and the classifier.
 POOLER_NAMES = ("pooler", "pre_classifier", "head")
-#: The norm after the last layer of pre-norm stacks (GPT-2 ``ln_f``, Llama ``norm``, ModernBERT ``final_norm``).
+#: The norm after the last layer of pre-norm stacks (GPT-2 ``ln_f``, Llama ``norm``, ModernBERT
+#: ``final_norm``).
 FINAL_NORM_NAMES = ("ln_f", "norm", "final_norm", "final_layernorm")
 #: Where encoders and decoders keep their repeated blocks, relative to the base model.
 LAYER_PATHS = (
@@ -287,12 +288,12 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
             label = f"layer {index}"
         stages.append(Stage(label, (f"{base_name}.{layer_path}.{index}",), (True,)))
     embeddings = getattr(base, "embeddings", None)
-    if not isinstance(embeddings, nn.Module):  # decoders keep the word table (GPT-2: and wpe) in the base itself
+    if not isinstance(embeddings, nn.Module):  # decoders keep the word table (GPT-2: + wpe) in the base
         getter = getattr(model, "get_input_embeddings", None)
         embeddings = getter() if callable(getter) else None
     if not isinstance(embeddings, nn.Module) or embeddings not in names:
         raise UnknownLayoutError(
-            f"{type(model).__name__}: {base_name!r} has no 'embeddings' module and no input embeddings inside it"
+            f"{type(model).__name__}: {base_name!r} has no 'embeddings' module and no input embeddings in it"
         )
     covered = [m for s in stages for m in s.modules] + [names[embeddings]]
     shared: list[str] = []
@@ -590,7 +591,7 @@ def run_sanity_checks(
 
 
 def _top_stage_index(stages: Sequence[Stage]) -> int:
-    """Index of the cascading stage "head (+ pooler, final norm) + top layer" (the last stage if there is none)."""
+    """Index of the cascading stage "head (+ pooler, final norm) + top layer" (else the last stage)."""
     for index, stage in enumerate(stages):
         if stage.name not in ("classifier", "pooler", "final norm"):
             return index

@@ -105,9 +105,9 @@ class SaliencyGuidedTrainer(Trainer):
         if reads_last_token(model) and tokenizer_pad is not None and tokenizer_pad != config.pad_token_id:
             raise ValueError(
                 f"{type(classifier_of(model)).__name__} reads its logits at the last token that is not "
-                f"config.pad_token_id={config.pad_token_id}, but the tokenizer pads with id {tokenizer_pad}: every "
-                "right-padded example would be read at a padding token. Set model.config.pad_token_id = "
-                "tokenizer.pad_token_id."
+                f"config.pad_token_id={config.pad_token_id}, but the tokenizer pads with id {tokenizer_pad}: "
+                "every right-padded example would be read at a padding token. Set "
+                "model.config.pad_token_id = tokenizer.pad_token_id."
             )
         problem = getattr(config, "problem_type", None)
         if problem in ("multi_label_classification", "regression") or config.num_labels < 2:
@@ -238,7 +238,9 @@ class SaliencyGuidedTrainer(Trainer):
             if args.sgt_saliency_pass == "eval":
                 with torch.no_grad():
                     leaf_source = embedding(input_ids)
-                grads, _ = self._saliency_in_eval_mode(unwrapped, leaf_source, forward_kwargs, input_ids, labels)
+                grads, _ = self._saliency_in_eval_mode(
+                    unwrapped, leaf_source, forward_kwargs, input_ids, labels
+                )
             # The clean forward goes through the wrapped model from input_ids, exactly as the plain Trainer's, so
             # DDP sees every parameter used inside its forward; the word embeddings are captured on the way.
             logits, word_embeddings = _forward_capturing_embeddings(model, embedding, model_inputs, input_ids)
@@ -268,7 +270,9 @@ class SaliencyGuidedTrainer(Trainer):
         # unused and mark it ready twice); FSDP, whose parameters only exist inside the wrapper, needs the wrapper.
         masked_model = model if self.is_fsdp_enabled else unwrapped
         with torch.set_grad_enabled(mode == "train"):
-            masked_logits = forward_from_embeddings(masked_model, masked_embeddings, forward_kwargs, input_ids)
+            masked_logits = forward_from_embeddings(
+                masked_model, masked_embeddings, forward_kwargs, input_ids
+            )
 
         task_loss = F.cross_entropy(logits.float(), labels.view(-1))
         log_p = F.log_softmax(logits.float(), dim=-1)
@@ -377,8 +381,8 @@ def _forward_capturing_embeddings(
         handle.remove()
     if not captured:
         raise RuntimeError(
-            f"the word embedding layer {type(embedding).__name__} never ran on the batch's input_ids during the "
-            "forward; SGT needs the model to embed input_ids with get_input_embeddings()"
+            f"the word embedding layer {type(embedding).__name__} never ran on the batch's input_ids during "
+            "the forward; SGT needs the model to embed input_ids with get_input_embeddings()"
         )
     return logits, captured[0]
 
@@ -387,7 +391,9 @@ def _same_ids(ids: torch.Tensor, input_ids: torch.Tensor) -> bool:
     """Whether an embedding call's ids are the batch's ``input_ids`` (possibly viewed or reshaped)."""
     if ids.data_ptr() == input_ids.data_ptr() and ids.numel() == input_ids.numel():
         return True
-    return ids.numel() == input_ids.numel() and torch.equal(ids.reshape(input_ids.shape), input_ids.to(ids.device))
+    if ids.numel() != input_ids.numel():
+        return False
+    return torch.equal(ids.reshape(input_ids.shape), input_ids.to(ids.device))
 
 
 def _replace_degenerate_scores(

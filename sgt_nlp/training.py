@@ -38,15 +38,16 @@ class ModelArguments:
     max_length: int = field(default=256, metadata={"help": "Word pieces per input; longer documents are cut."})
     lora_r: int = field(
         default=0,
-        metadata={"help": "LoRA rank; 0 (the default) fine-tunes every weight. With r > 0 only LoRA adapters and the "
-                  "classification head train (needs the [peft] extra) and the output folder holds the adapter."},
+        metadata={"help": "LoRA rank; 0 (the default) fine-tunes every weight. With r > 0 only LoRA adapters "
+                  "and the classification head train (needs the [peft] extra); the output folder holds the "
+                  "adapter."},
     )
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
     lora_target_modules: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated module names to adapt (e.g. 'query,value' for BERT, 'q_proj,v_proj' for "
-                  "Llama), or 'all-linear'; default: PEFT's choice for the architecture."},
+        metadata={"help": "Comma-separated module names to adapt (e.g. 'query,value' for BERT, "
+                  "'q_proj,v_proj' for Llama), or 'all-linear'; default: PEFT's choice for the model."},
     )
 
     def __post_init__(self) -> None:
@@ -55,7 +56,7 @@ class ModelArguments:
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lora_r == 0 and self.lora_target_modules:
-            raise ValueError("--lora_target_modules is given but --lora_r is 0 (full fine-tuning); set --lora_r")
+            raise ValueError("--lora_target_modules needs --lora_r > 0 (0 means full fine-tuning)")
 
 
 @dataclass
@@ -130,8 +131,8 @@ def load_tokenizer(folder: str):
         # the previous one, unlike the same word in running text
         tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
         if _byte_level_without_prefix_space(tokenizer):
-            logger.warning("%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words will "
-                           "differ from running text", folder)
+            logger.warning("%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words "
+                           "will differ from running text", folder)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship without one
@@ -176,8 +177,9 @@ def _require_peft():
 
 
 def load_adapter_classifier(folder: str | Path):
-    """A ``PeftModel`` from an adapter folder written by ``sgt-nlp train --lora_r``: the base model named in
-    ``adapter_config.json`` (a local folder) with the folder's ``config.json`` (labels, pad id) and adapter."""
+    """A ``PeftModel`` from an adapter folder written by ``sgt-nlp train --lora_r``: the base model named
+    in ``adapter_config.json`` (a local folder) with the folder's ``config.json`` (labels, pad id) and
+    adapter."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     peft = _require_peft()
@@ -185,15 +187,17 @@ def load_adapter_classifier(folder: str | Path):
     adapter = json.loads((folder / ADAPTER_CONFIG).read_text())
     base = adapter.get("base_model_name_or_path")
     if not base:
-        raise ValueError(f"{folder / ADAPTER_CONFIG}: no base_model_name_or_path; cannot tell which model to adapt")
+        raise ValueError(f"{folder / ADAPTER_CONFIG}: no base_model_name_or_path: which model to adapt?")
     try:
         base_path = resolve_model_path(base)
     except ValueError as exc:
         raise ValueError(f"{folder / ADAPTER_CONFIG}: base_model_name_or_path {base!r}: {exc}") from exc
     if not (folder / "config.json").is_file():
-        raise ValueError(f"{folder}: an adapter folder needs the classifier's config.json (labels); none found")
+        raise ValueError(f"{folder}: an adapter folder needs the classifier's config.json (labels)")
     config = AutoConfig.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(base_path, config=config, ignore_mismatched_sizes=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path, config=config, ignore_mismatched_sizes=True  # the head comes from the adapter
+    )
     return peft.PeftModel.from_pretrained(model, str(folder))
 
 
@@ -495,7 +499,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             base_model=model_args.model_name_or_path,
             data_description=f"`{data_description}` (train split `{data_args.train_split}`, {len(train)} examples)",
             labels=labels,
-            sgt_settings={**training_args.sgt_settings(), "max_length": model_args.max_length, **lora_settings},
+            sgt_settings={
+                **training_args.sgt_settings(), "max_length": model_args.max_length, **lora_settings
+            },
             train_metrics=result.metrics,
             eval_metrics=eval_metrics,
         )

@@ -47,14 +47,26 @@ def make_trainer(tmp_path, family, model, **overrides):
     dataset = datasets.Dataset.from_dict({"text": texts, "label": [y for _, y in tiny.SENTENCES]})
     dataset = dataset.map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])
     values = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=1, learning_rate=1e-2,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=7, sgt_mask_strategy="zero",
-        disable_tqdm=True, sgt_mask_fraction=0.5,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        max_steps=1,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=7,
+        sgt_mask_strategy="zero",
+        disable_tqdm=True,
+        sgt_mask_fraction=0.5,
     )
     values.update(overrides)
     return SaliencyGuidedTrainer(
-        model=model, args=SaliencyGuidedTrainingArguments(**values), train_dataset=dataset,
-        processing_class=tok, data_collator=DataCollatorWithPadding(tok),
+        model=model,
+        args=SaliencyGuidedTrainingArguments(**values),
+        train_dataset=dataset,
+        processing_class=tok,
+        data_collator=DataCollatorWithPadding(tok),
     )
 
 
@@ -107,7 +119,9 @@ def test_nothing_masked_gives_zero_kl_and_one_step_masks_only_words(tmp_path, mo
     model = tiny.tiny_family_model(family, seed=1)
     batch = tiny.encode_family(family, padding_side=side)
     for saliency_pass in ("reuse", "eval"):
-        trainer = make_trainer(tmp_path, family, model, sgt_mask_fraction=0.01, sgt_saliency_pass=saliency_pass)
+        trainer = make_trainer(
+            tmp_path, family, model, sgt_mask_fraction=0.01, sgt_saliency_pass=saliency_pass
+        )
         assert kl_with_nothing_masked(trainer, model, batch) == (0.0, 0.0)
 
     trainer = make_trainer(tmp_path, family, model)
@@ -174,7 +188,9 @@ def test_scores_and_predictions_do_not_depend_on_batch_or_padding(family):
         reference = explainer.attribute(tiny.encode_family(family, padding_side="right"))
         alone = [explainer.attribute(tiny.encode_family(family, [s])) for s in tiny.SENTENCES[:3]]
         for i, single in enumerate(alone):
-            torch.testing.assert_close(single.per_example()[0], reference.per_example()[i], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(
+                single.per_example()[0], reference.per_example()[i], rtol=1e-4, atol=1e-5
+            )
             assert int(single.logits.argmax()) == int(reference.logits[i].argmax())
         if family not in tiny.DECODER_FAMILIES:
             continue  # ModernBERT, like BERT, pools position 0: left padding puts a pad there (sgt_nlp pads right)
@@ -198,8 +214,13 @@ def save_family(folder, model, family):
 
 def evaluated(model_dir, data_dir, out, batch_size):
     config = EvaluationConfig(
-        model=str(model_dir), data_dir=str(data_dir), output_dir=str(out), split="val", batch_size=batch_size,
-        methods=("gradient", "occlusion"), masked_accuracy_curve=False,
+        model=str(model_dir),
+        data_dir=str(data_dir),
+        output_dir=str(out),
+        split="val",
+        batch_size=batch_size,
+        methods=("gradient", "occlusion"),
+        masked_accuracy_curve=False,
     )
     evaluate_rationales(config)
     return {
@@ -253,7 +274,11 @@ def trained_looking(model, seed=0):
 def test_randomisation_stages_cover_every_parameter_and_run(family):
     model = trained_looking(tiny.tiny_family_model(family))
     stages = randomization_stages(model)
-    owned = [n for n, _ in model.named_parameters() if any(n.startswith(m + ".") for s in stages for m in s.modules)]
+    owned = [
+        n
+        for n, _ in model.named_parameters()
+        if any(n.startswith(m + ".") for s in stages for m in s.modules)
+    ]
     assert sorted(owned) == sorted(n for n, _ in model.named_parameters())
     batches = [model_inputs(tiny.encode_family(family))]
     config = SanityConfig(methods=parse_methods("gradient:l2"), independent=False, precision_examples=4)
@@ -270,7 +295,9 @@ LORA_TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"], "gpt2
 
 def lora_model(family, seed=0):
     peft = pytest.importorskip("peft")
-    base = tiny.tiny_model("bert", seed=seed) if family == "bert" else tiny.tiny_family_model(family, seed=seed)
+    base = (
+        tiny.tiny_model("bert", seed=seed) if family == "bert" else tiny.tiny_family_model(family, seed=seed)
+    )
     config = peft.LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=LORA_TARGETS[family])
     return peft.get_peft_model(base, config)
 
@@ -289,7 +316,9 @@ def test_lora_trains_adapters_and_head_only(tmp_path, family, saliency_pass):
     assert any("lora_B" in n for n in moved) and any("modules_to_save" in n for n in moved)
     assert any("lora_A" in n for n in moved)
     batch = tiny.encode_family(family) if family != "bert" else tiny.encode("bert")
-    trainer = make_trainer(tmp_path, tok_family, model, sgt_mask_fraction=0.01, sgt_saliency_pass=saliency_pass)
+    trainer = make_trainer(
+        tmp_path, tok_family, model, sgt_mask_fraction=0.01, sgt_saliency_pass=saliency_pass
+    )
     assert kl_with_nothing_masked(trainer, model, batch) == (0.0, 0.0)
 
 
@@ -299,13 +328,39 @@ def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser
 
     base = save_family(tmp_path / "base", trained_looking(tiny.tiny_family_model("gpt2", seed=5)), "gpt2")
     out = tmp_path / "adapter"
-    main([
-        "--model_name_or_path", str(base), "--data_dir", str(eraser_dir), "--output_dir", str(out),
-        "--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu",
-        "--save_strategy", "no", "--eval_strategy", "no", "--sgt_mask_fraction", "0.3", "--sgt_mask_strategy",
-        "zero", "--learning_rate", "0.01", "--disable_tqdm", "true", "--lora_r", "4", "--lora_target_modules",
-        "c_attn",
-    ])
+    main(
+        [
+            "--model_name_or_path",
+            str(base),
+            "--data_dir",
+            str(eraser_dir),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "--save_strategy",
+            "no",
+            "--eval_strategy",
+            "no",
+            "--sgt_mask_fraction",
+            "0.3",
+            "--sgt_mask_strategy",
+            "zero",
+            "--learning_rate",
+            "0.01",
+            "--disable_tqdm",
+            "true",
+            "--lora_r",
+            "4",
+            "--lora_target_modules",
+            "c_attn",
+        ]
+    )
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
     assert "library_name: peft" in (out / "README.md").read_text()
     model, tok, _ = load_classifier(str(out))
@@ -314,7 +369,9 @@ def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser
     results = evaluated(out, eraser_dir, tmp_path / "eval", 4)
     assert len(results["gradient"]) == len(tiny.SENTENCES)
     batches = [model_inputs(tiny.encode_family("gpt2"))]
-    config = SanityConfig(methods=parse_methods("gradient:l2"), independent=False, precision_examples=4, max_stages=2)
+    config = SanityConfig(
+        methods=parse_methods("gradient:l2"), independent=False, precision_examples=4, max_stages=2
+    )
     snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = run_sanity_checks(model, tok, batches, config, progress=False)
     assert [r["stage"] for r in result["randomization"]["cascading"]] == ["classifier", "final norm"]
@@ -345,9 +402,17 @@ def test_encoder_decoder_classifier_is_refused(tmp_path):
 
     tok = tiny.wordpiece_tokenizer()
     config = BartConfig(
-        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id, num_labels=2,
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        num_labels=2,
     )
     with pytest.raises(ValueError, match="encoder-decoder"):
         get_explainer("gradient", BartForSequenceClassification(config), tokenizer=tok)
@@ -360,13 +425,16 @@ def test_loaded_gpt2_tokenizer_encodes_split_words_like_running_text(tmp_path):
     from sgt_nlp.training import load_tokenizer
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=True)
-    bpe.train_from_iterator([" ".join(tiny.WORDS)] * 4, vocab_size=300, min_frequency=1,
-                            special_tokens=["<|endoftext|>"])
+    bpe.train_from_iterator(
+        [" ".join(tiny.WORDS)] * 4, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"]
+    )
     bpe.save_model(str(tmp_path))
     tok = GPT2TokenizerFast(vocab=str(tmp_path / "vocab.json"), merges=str(tmp_path / "merges.txt"))
     words = "the movie was boring".split()
     assert tok.pad_token is None
-    assert tok(words, is_split_into_words=True).tokens() != tok(" ".join(words)).tokens()  # no Ġ on split words
+    assert (
+        tok(words, is_split_into_words=True).tokens() != tok(" ".join(words)).tokens()
+    )  # no Ġ on split words
     folder = tmp_path / "gpt2"
     tok.save_pretrained(folder)
     GPT2Config(vocab_size=len(tok)).save_pretrained(folder)

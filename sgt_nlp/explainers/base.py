@@ -168,7 +168,7 @@ class Explainer(ABC):
     def _forward(
         self, embeddings: torch.Tensor, kwargs: Mapping[str, torch.Tensor], input_ids: torch.Tensor
     ) -> torch.Tensor:
-        """Logits from embeddings, read where the ``input_ids`` forward reads them (decoders: the last token)."""
+        """Logits from embeddings, read where the ``input_ids`` forward reads them (decoders: last token)."""
         return forward_from_embeddings(self.model, embeddings, kwargs, input_ids)
 
     def _predict(
