@@ -56,6 +56,7 @@ from .metrics import (
     token_prf,
     top_k_indices,
 )
+from .saliency import embedding_forward_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +304,8 @@ class _Evaluator:
             words = [word_lists[i] if word_lists[i] else [] for i in chunk]
             queries = [query_lists[i] for i in chunk]
             encoding = self._encode(words, queries)
+            # the explainers' padding-aware positions, so perturbed and full inputs see the same positions
+            encoding.update(embedding_forward_kwargs(self.model, encoding))
             logits = self.model(**encoding).logits.float()
             out[chunk] = torch.softmax(logits, dim=-1).cpu().numpy()
             self.forward_passes += len(chunk)

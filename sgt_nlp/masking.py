@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 import torch
+from torch import nn
 
 MaskStrategy = Literal["random_token", "mask_token", "zero", "uniform"]
 MASK_STRATEGIES: tuple[str, ...] = ("random_token", "mask_token", "zero", "uniform")
@@ -114,7 +115,7 @@ def replacement_embeddings(
     strategy: str,
     embeddings: torch.Tensor,
     positions: torch.Tensor,
-    embedding_weight: torch.Tensor,
+    embedding_weight: torch.Tensor | nn.Embedding,
     *,
     mask_token_id: int | None = None,
     special_ids: Iterable[int] = (),
@@ -128,12 +129,27 @@ def replacement_embeddings(
     - ``zero``: the zero vector.
     - ``uniform``: per dimension, Uniform(min, max) over that sequence's real-token embeddings (the authors'
       image-code ``randomMask`` ported to embedding space).
+
+    ``embedding_weight`` is the table, or the embedding module itself: pass the module where its forward does
+    more than a lookup (Gemma scales the rows by sqrt(hidden size)), so that replacements match real tokens.
     """
-    embedding_weight = embedding_weight.detach()
+    if isinstance(embedding_weight, nn.Module):
+        module = embedding_weight
+        vocab = module.num_embeddings
+
+        def lookup(ids: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return module(ids.to(module.weight.device))
+    else:
+        table = embedding_weight.detach()
+        vocab = table.shape[0]
+
+        def lookup(ids: torch.Tensor) -> torch.Tensor:
+            return table[ids]
+
     embeddings = embeddings.detach()
     shape, device, dtype = embeddings.shape, embeddings.device, embeddings.dtype
     if strategy == "random_token":
-        vocab = embedding_weight.shape[0]
         allowed = torch.ones(vocab, dtype=torch.bool, device=device)
         special = [i for i in special_ids if 0 <= i < vocab]
         if special:
@@ -142,11 +158,11 @@ def replacement_embeddings(
         draws = torch.randint(
             len(allowed_ids), shape[:2], generator=generator, device=generator.device if generator else device
         )
-        return embedding_weight[allowed_ids[draws.to(device)]].to(dtype)
+        return lookup(allowed_ids[draws.to(device)]).to(dtype)
     if strategy == "mask_token":
         if mask_token_id is None:
             raise ValueError("sgt_mask_strategy='mask_token' needs a tokenizer with a mask token")
-        return embedding_weight[mask_token_id].to(dtype).expand(shape).clone()
+        return lookup(torch.tensor([mask_token_id], device=device))[0].to(dtype).expand(shape).clone()
     if strategy == "zero":
         return torch.zeros(shape, device=device, dtype=dtype)
     if strategy == "uniform":

@@ -210,9 +210,15 @@ def parse_methods(text: str, settings: Mapping[str, Mapping[str, Any]] | None = 
 # ---- the layers of a Hugging Face sequence classifier ---------------------------------------------------------------
 
 HEAD_NAMES = ("classifier", "score", "classification_head")
-POOLER_NAMES = ("pooler", "pre_classifier")
-#: Where encoders keep their repeated blocks, relative to the base model.
-LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.albert_layer_groups", "encoder.layers", "layers")
+#: ``head`` is ModernBERT's dense + norm between the pooled token and the classifier.
+POOLER_NAMES = ("pooler", "pre_classifier", "head")
+#: The norm after the last layer of pre-norm stacks (GPT-2 ``ln_f``, Llama ``norm``, ModernBERT
+#: ``final_norm``).
+FINAL_NORM_NAMES = ("ln_f", "norm", "final_norm", "final_layernorm")
+#: Where encoders and decoders keep their repeated blocks, relative to the base model.
+LAYER_PATHS = (
+    "encoder.layer", "transformer.layer", "encoder.albert_layer_groups", "encoder.layers", "layers", "h",
+)
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,10 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
         pooler.append(names[base_pooler])
     if pooler:
         stages.append(Stage("pooler", tuple(pooler), (True,) * len(pooler)))
+    final_norms = [getattr(base, n, None) for n in FINAL_NORM_NAMES]
+    final_norm = [names[m] for m in final_norms if isinstance(m, nn.Module) and _has_parameters(m)]
+    if final_norm:
+        stages.append(Stage("final norm", tuple(final_norm), (True,) * len(final_norm)))
     layers, layer_path = _layer_list(base)
     if layers is None:
         raise UnknownLayoutError(
@@ -279,8 +289,13 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
             label = f"layer {index}"
         stages.append(Stage(label, (f"{base_name}.{layer_path}.{index}",), (True,)))
     embeddings = getattr(base, "embeddings", None)
-    if not isinstance(embeddings, nn.Module):
-        raise UnknownLayoutError(f"{type(model).__name__}: {base_name!r} has no 'embeddings' module")
+    if not isinstance(embeddings, nn.Module):  # decoders keep the word table (GPT-2: + wpe) in the base
+        getter = getattr(model, "get_input_embeddings", None)
+        embeddings = getter() if callable(getter) else None
+    if not isinstance(embeddings, nn.Module) or embeddings not in names:
+        raise UnknownLayoutError(
+            f"{type(model).__name__}: {base_name!r} has no 'embeddings' module and no input embeddings in it"
+        )
     covered = [m for s in stages for m in s.modules] + [names[embeddings]]
     shared: list[str] = []
     for name, _ in model.named_parameters():
@@ -311,6 +326,20 @@ def _layer_list(base: nn.Module) -> tuple[nn.ModuleList | None, str]:
         if isinstance(module, nn.ModuleList) and len(module):
             return module, path
     return None, ""
+
+
+def merged_adapter(model: nn.Module) -> nn.Module:
+    """A PEFT model as one plain classifier (a merged copy); any other model unchanged.
+
+    The randomisation check asks whether explanations depend on what the model computes; with LoRA that is
+    base + adapter. Merging makes each layer one module again, so re-initialising ``layer i`` re-draws its
+    pretrained weights and the adapter on them together (randomising only the adapter would leave the
+    pretrained function, and its explanations, almost intact). Maps of the merged copy equal the adapter
+    model's up to rounding; the original is never touched.
+    """
+    if not (hasattr(model, "peft_config") and callable(getattr(model, "merge_and_unload", None))):
+        return model
+    return copy.deepcopy(model).merge_and_unload()
 
 
 def stage_seed(seed: int, stage: Stage) -> int:
@@ -472,7 +501,7 @@ def run_sanity_checks(
     ``labels`` (gold classes, ``[N]`` over all batches) give the accuracy at each randomisation stage; the
     agreement with the original predictions is always reported.
     """
-    model.eval()
+    model = merged_adapter(model).eval()
     num_labels = int(model.config.num_labels)
     if num_labels < 2:
         raise ValueError(f"the class-sensitivity check needs a classifier with at least 2 classes, got {num_labels}")
@@ -563,9 +592,9 @@ def run_sanity_checks(
 
 
 def _top_stage_index(stages: Sequence[Stage]) -> int:
-    """Index of the cascading stage "head (+ pooler) + top encoder layer" (the last stage if there is none)."""
+    """Index of the cascading stage "head (+ pooler, final norm) + top layer" (else the last stage)."""
     for index, stage in enumerate(stages):
-        if stage.name not in ("classifier", "pooler"):
+        if stage.name not in ("classifier", "pooler", "final norm"):
             return index
     return len(stages) - 1
 

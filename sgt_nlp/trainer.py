@@ -24,7 +24,11 @@ from .masking import (
 )
 from .saliency import (
     aggregate_token_saliency,
+    check_embedding_forward,
+    classifier_of,
     embedding_forward_kwargs,
+    forward_from_embeddings,
+    reads_last_token,
     select_target_scores,
     word_embedding_layer,
 )
@@ -95,7 +99,16 @@ class SaliencyGuidedTrainer(Trainer):
     def _check_model(self) -> None:
         model = self.model
         word_embedding_layer(model)
+        check_embedding_forward(model)
         config = model.config
+        tokenizer_pad = getattr(self.processing_class, "pad_token_id", None)
+        if reads_last_token(model) and tokenizer_pad is not None and tokenizer_pad != config.pad_token_id:
+            raise ValueError(
+                f"{type(classifier_of(model)).__name__} reads its logits at the last token that is not "
+                f"config.pad_token_id={config.pad_token_id}, but the tokenizer pads with id {tokenizer_pad}: "
+                "every right-padded example would be read at a padding token. Set "
+                "model.config.pad_token_id = tokenizer.pad_token_id."
+            )
         problem = getattr(config, "problem_type", None)
         if problem in ("multi_label_classification", "regression") or config.num_labels < 2:
             raise ValueError(
@@ -191,7 +204,11 @@ class SaliencyGuidedTrainer(Trainer):
         if labels is None:
             raise ValueError(f"the batch has no 'labels' (keys: {', '.join(inputs)}); SGT needs gold labels")
         if args.sgt_mask_fraction == 0 and mode == "train":
-            # Plain fine-tuning, exactly as Trainer.compute_loss computes it at one accumulation step.
+            # Plain fine-tuning, as Trainer.compute_loss computes it at one accumulation step (with the
+            # padding-aware positions every forward here uses: decoders under left padding need them).
+            if "input_ids" in inputs:
+                unwrapped = self.accelerator.unwrap_model(model)
+                inputs.update(embedding_forward_kwargs(unwrapped, inputs))
             outputs = model(**inputs)
             self._record(mode, {"task_loss": outputs.loss.detach()})
             return (outputs.loss, outputs) if return_outputs else outputs.loss
@@ -206,6 +223,8 @@ class SaliencyGuidedTrainer(Trainer):
         forward_kwargs.update(
             {k: v for k, v in model_inputs.items() if k not in forward_kwargs and k != "input_ids"}
         )
+        if "position_ids" in forward_kwargs:  # the clean forward numbers positions as the masked one does
+            model_inputs["position_ids"] = forward_kwargs["position_ids"]
         candidates = maskable_positions(
             input_ids, inputs.get("attention_mask"), self._special_ids, special_tokens_mask
         )
@@ -216,17 +235,21 @@ class SaliencyGuidedTrainer(Trainer):
         if mode == "eval":
             word_embeddings = embedding(input_ids).detach()
             if needs_saliency:
-                grads, logits = self._saliency_in_eval_mode(unwrapped, word_embeddings, forward_kwargs, labels)
+                grads, logits = self._saliency_in_eval_mode(
+                    unwrapped, word_embeddings, forward_kwargs, input_ids, labels
+                )
             else:
-                logits = unwrapped(inputs_embeds=word_embeddings, **forward_kwargs).logits.detach()
+                logits = forward_from_embeddings(unwrapped, word_embeddings, forward_kwargs, input_ids).detach()
         else:
             if needs_saliency and args.sgt_saliency_pass == "eval":
                 with torch.no_grad():
                     leaf_source = embedding(input_ids)
-                grads, _ = self._saliency_in_eval_mode(unwrapped, leaf_source, forward_kwargs, labels)
+                grads, _ = self._saliency_in_eval_mode(
+                    unwrapped, leaf_source, forward_kwargs, input_ids, labels
+                )
             # The clean forward goes through the wrapped model from input_ids, exactly as the plain Trainer's, so
             # DDP sees every parameter used inside its forward; the word embeddings are captured on the way.
-            logits, word_embeddings = _forward_capturing_embeddings(model, embedding, model_inputs)
+            logits, word_embeddings = _forward_capturing_embeddings(model, embedding, model_inputs, input_ids)
             if needs_saliency and args.sgt_saliency_pass == "reuse":
                 target = labels if args.sgt_saliency_target == "label" else logits.detach().argmax(-1)
                 score = select_target_scores(logits, target, args.sgt_saliency_output).sum()
@@ -244,7 +267,8 @@ class SaliencyGuidedTrainer(Trainer):
             args.sgt_mask_strategy,
             word_embeddings,
             positions,
-            embedding.weight,
+            # Embeddings whose forward is more than a lookup (Gemma's scaled rows) are asked for their rows.
+            embedding if type(embedding).forward is not nn.Embedding.forward else embedding.weight,
             mask_token_id=getattr(self.processing_class, "mask_token_id", None),
             special_ids=self._special_ids,
             candidates=candidates,
@@ -255,7 +279,9 @@ class SaliencyGuidedTrainer(Trainer):
         # unused and mark it ready twice); FSDP, whose parameters only exist inside the wrapper, needs the wrapper.
         masked_model = model if self.is_fsdp_enabled else unwrapped
         with torch.set_grad_enabled(mode == "train"):
-            masked_logits = masked_model(inputs_embeds=masked_embeddings, **forward_kwargs).logits
+            masked_logits = forward_from_embeddings(
+                masked_model, masked_embeddings, forward_kwargs, input_ids
+            )
 
         task_loss = F.cross_entropy(logits.float(), labels.view(-1))
         log_p = F.log_softmax(logits.float(), dim=-1)
@@ -284,14 +310,14 @@ class SaliencyGuidedTrainer(Trainer):
             return loss, SequenceClassifierOutput(loss=loss, logits=logits)
         return loss
 
-    def _saliency_in_eval_mode(self, unwrapped, word_embeddings, forward_kwargs, labels):
+    def _saliency_in_eval_mode(self, unwrapped, word_embeddings, forward_kwargs, input_ids, labels):
         """Saliency from a separate forward with dropout off (the authors' choice), on a detached leaf."""
         was_training = unwrapped.training
         unwrapped.eval()
         try:
             leaf = word_embeddings.detach().requires_grad_(True)
             with torch.enable_grad():
-                logits = unwrapped(inputs_embeds=leaf, **forward_kwargs).logits
+                logits = forward_from_embeddings(unwrapped, leaf, forward_kwargs, input_ids)
                 target = labels if self.args.sgt_saliency_target == "label" else logits.detach().argmax(-1)
                 score = select_target_scores(logits, target, self.args.sgt_saliency_output).sum()
                 (grads,) = torch.autograd.grad(score, leaf)
@@ -337,18 +363,46 @@ class SaliencyGuidedTrainer(Trainer):
 
 
 def _forward_capturing_embeddings(
-    model: nn.Module, embedding: nn.Embedding, inputs: dict[str, torch.Tensor]
+    model: nn.Module, embedding: nn.Embedding, inputs: dict[str, torch.Tensor], input_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model(**inputs).logits`` and the word-embedding output of that same forward (still in the graph)."""
+    """``model(**inputs).logits`` and the word-embedding output of that same forward (in the graph).
+
+    The captured call is the one on ``input_ids``: GPT-2 also embeds ``token_type_ids`` with its word table,
+    a second call whose output is no word embedding (and which stays in the model, as the plain forward has
+    it). A frozen table (LoRA) gives an output that needs no gradient; it is made to require one (as
+    ``enable_input_require_grads`` does), so the saliency can be taken; the table itself stays frozen.
+    """
     captured: list[torch.Tensor] = []
-    handle = embedding.register_forward_hook(lambda module, args, output: captured.append(output))
+
+    def capture(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        ids = args[0] if args else None
+        if ids is None or captured or not _same_ids(ids, input_ids):
+            return None
+        if torch.is_grad_enabled() and not output.requires_grad:
+            output = output.detach().requires_grad_(True)
+        captured.append(output)
+        return output
+
+    handle = embedding.register_forward_hook(capture)
     try:
         logits = model(**inputs).logits
     finally:
         handle.remove()
-    if len(captured) != 1:
-        raise RuntimeError(f"expected the word embedding layer to run once per forward, it ran {len(captured)} times")
+    if not captured:
+        raise RuntimeError(
+            f"the word embedding layer {type(embedding).__name__} never ran on the batch's input_ids during "
+            "the forward; SGT needs the model to embed input_ids with get_input_embeddings()"
+        )
     return logits, captured[0]
+
+
+def _same_ids(ids: torch.Tensor, input_ids: torch.Tensor) -> bool:
+    """Whether an embedding call's ids are the batch's ``input_ids`` (possibly viewed or reshaped)."""
+    if ids.data_ptr() == input_ids.data_ptr() and ids.numel() == input_ids.numel():
+        return True
+    if ids.numel() != input_ids.numel():
+        return False
+    return torch.equal(ids.reshape(input_ids.shape), input_ids.to(ids.device))
 
 
 def _replace_degenerate_scores(

@@ -37,6 +37,27 @@ class ModelArguments:
         }
     )
     max_length: int = field(default=256, metadata={"help": "Word pieces per input; longer documents are cut."})
+    lora_r: int = field(
+        default=0,
+        metadata={"help": "LoRA rank; 0 (the default) fine-tunes every weight. With r > 0 only LoRA adapters "
+                  "and the classification head train (needs the [peft] extra); the output folder holds the "
+                  "adapter."},
+    )
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated module names to adapt (e.g. 'query,value' for BERT, "
+                  "'q_proj,v_proj' for Llama), or 'all-linear'; default: PEFT's choice for the model."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 0:
+            raise ValueError(f"--lora_r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lora_r == 0 and self.lora_target_modules:
+            raise ValueError("--lora_target_modules needs --lora_r > 0 (0 means full fine-tuning)")
 
 
 @dataclass
@@ -109,24 +130,118 @@ BYTE_LEVEL_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer", "
 
 def load_tokenizer(folder: str):
     """The folder's tokenizer, ready for word lists: byte-level BPE gets ``add_prefix_space`` (which
-    ``is_split_into_words`` needs), and padding goes right (BERT-family heads read position 0)."""
+    ``is_split_into_words`` needs), padding goes right (BERT-family heads read position 0; decoder heads read
+    the last non-padding token either way), and a tokenizer without a pad token pads with its EOS."""
     from transformers import AutoTokenizer
 
     config = Path(folder) / "config.json"
     model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
     kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if not kwargs and _byte_level_without_prefix_space(tokenizer):
+        # GPT-2-style tokenizers (GPT-2, GPT-Neo, Phi, ...): without it a split word is encoded as if glued to
+        # the previous one, unlike the same word in running text
+        tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+        if _byte_level_without_prefix_space(tokenizer):
+            logger.warning("%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words "
+                           "will differ from running text", folder)
     tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship without one
     return tokenizer
 
 
+def _byte_level_without_prefix_space(tokenizer) -> bool:
+    """Whether a fast tokenizer pre-tokenizes byte-level without the leading space (``Ġ``) of a word."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    found: list[bool] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and "add_prefix_space" in node:
+                found.append(not node["add_prefix_space"])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(json.loads(backend.to_str()).get("pre_tokenizer"))
+    return any(found)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a PEFT adapter (``adapter_config.json``) rather than full weights."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def _require_peft():
+    try:
+        import peft
+    except ImportError as exc:
+        raise ImportError("LoRA needs the peft package: pip install 'sgt_nlp[peft]'") from exc
+    return peft
+
+
+def load_adapter_classifier(folder: str | Path):
+    """A ``PeftModel`` from an adapter folder written by ``sgt-nlp train --lora_r``: the base model named
+    in ``adapter_config.json`` (a local folder) with the folder's ``config.json`` (labels, pad id) and
+    adapter."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    peft = _require_peft()
+    folder = Path(folder)
+    adapter = json.loads((folder / ADAPTER_CONFIG).read_text())
+    base = adapter.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{folder / ADAPTER_CONFIG}: no base_model_name_or_path: which model to adapt?")
+    try:
+        base_path = resolve_model_path(base)
+    except ValueError as exc:
+        raise ValueError(f"{folder / ADAPTER_CONFIG}: base_model_name_or_path {base!r}: {exc}") from exc
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: an adapter folder needs the classifier's config.json (labels)")
+    config = AutoConfig.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path, config=config, ignore_mismatched_sizes=True  # the head comes from the adapter
+    )
+    return peft.PeftModel.from_pretrained(model, str(folder))
+
+
 def load_classifier(name_or_path: str, device: str = "cpu"):
-    """``(model in eval mode on device, tokenizer, folder)`` for a trained classifier folder or 'minilm'."""
+    """``(model in eval mode on device, tokenizer, folder)`` for a trained classifier folder or 'minilm'.
+
+    A LoRA adapter folder (``adapter_config.json``) loads as a ``PeftModel`` over its base model, unmerged, so
+    that evaluation sees exactly the trained function."""
     from transformers import AutoModelForSequenceClassification
 
     folder = resolve_model_path(name_or_path)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
-    return model, load_tokenizer(folder), folder
+    if is_adapter_folder(folder):
+        model = load_adapter_classifier(folder)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return model.to(device).eval(), load_tokenizer(folder), folder
+
+
+def add_lora(model, model_args: ModelArguments):
+    """``model`` wrapped with LoRA adapters (task SEQ_CLS: the head trains in full, as modules_to_save)."""
+    peft = _require_peft()
+    targets = model_args.lora_target_modules
+    if targets and targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    config = peft.LoraConfig(
+        task_type="SEQ_CLS", r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout, target_modules=targets or None,
+    )
+    try:
+        return peft.get_peft_model(model, config)
+    except ValueError as exc:
+        raise ValueError(f"LoRA on {type(model).__name__}: {exc} (set --lora_target_modules)") from exc
 
 
 # ---- data -------------------------------------------------------------------------------------------------
@@ -269,7 +384,7 @@ def write_model_card(
     trained_with = "saliency-guided training" if sgt_settings.get("sgt_mask_fraction", 0) > 0 else "plain fine-tuning"
     lines = [
         "---",
-        "library_name: transformers",
+        f"library_name: {'peft' if 'lora_r' in sgt_settings else 'transformers'}",
         "pipeline_tag: text-classification",
         "tags:",
         "- sgt_nlp",
@@ -303,6 +418,13 @@ def write_model_card(
         "task loss. With `sgt_mask_fraction = 0` this is plain fine-tuning.",
         "",
     ]
+    if "lora_r" in sgt_settings:
+        lines += [
+            "This folder holds a LoRA adapter (PEFT) and the classifier's config, not full weights: "
+            "`sgt-nlp evaluate/explain/sanity --model <this folder>` load the base model named in "
+            "`adapter_config.json` and apply the adapter.",
+            "",
+        ]
     path = Path(output_dir) / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -364,6 +486,11 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)},
         ignore_mismatched_sizes=True,  # a checkpoint's head for another number of classes is re-initialised
     )
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id  # decoder heads find the last token by it
+    if model_args.lora_r > 0:
+        model.name_or_path = str(Path(path).resolve())  # adapter_config.json names the base by this path
+        model = add_lora(model, model_args)
     if validation is None and training_args.eval_strategy != "no":
         raise ValueError(f"eval_strategy={training_args.eval_strategy} but there is no validation split")
     trainer = SaliencyGuidedTrainer(
@@ -379,15 +506,23 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     eval_metrics = trainer.evaluate() if validation is not None else None
     trainer.save_model()
     trainer.save_state()
+    if trainer.is_world_process_zero() and model_args.lora_r > 0:
+        # the adapter folder keeps the classifier's config (labels, pad id) next to the adapter weights
+        trainer.model.config.save_pretrained(training_args.output_dir)
     if trainer.is_world_process_zero():
         data_description = data_args.data_dir or data_args.train_file or data_args.dataset_path
+        lora_settings = {
+            f"lora_{k}": getattr(model_args, f"lora_{k}") for k in ("r", "alpha", "dropout", "target_modules")
+        } if model_args.lora_r > 0 else {}
         write_model_card(
             training_args.output_dir,
             base_model=model_args.model_name_or_path,
             data_description=f"`{data_description}` (train split `{data_args.train_split}`, {len(train)} examples)",
             labels=labels,
-            sgt_settings={**training_args.sgt_settings(), "max_length": model_args.max_length,
-                          "truncation": data_args.truncation},
+            sgt_settings={
+                **training_args.sgt_settings(), "max_length": model_args.max_length,
+                "truncation": data_args.truncation, **lora_settings,
+            },
             train_metrics=result.metrics,
             eval_metrics=eval_metrics,
         )

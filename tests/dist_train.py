@@ -24,11 +24,19 @@ def main() -> None:
     parser.add_argument("--per_device", type=int, required=True)
     parser.add_argument("--strategy", default="zero")
     parser.add_argument("--fsdp", action="store_true", help="shard with FSDP2 instead of DDP")
+    parser.add_argument("--lora", action="store_true", help="train LoRA adapters (PEFT) on a frozen model")
+    parser.add_argument("--saliency_pass", default="reuse")
     args = parser.parse_args()
     out = Path(args.out)
     rank = int(os.environ.get("RANK", 0))
+    model = tiny.tiny_model("bert", seed=1)
+    if args.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
+        model = get_peft_model(model, lora)
     trainer = make_trainer(
-        out, model=tiny.tiny_model("bert", seed=1), dataset=make_dataset(repeat=2),
+        out, model=model, dataset=make_dataset(repeat=2), sgt_saliency_pass=args.saliency_pass,
         per_device_train_batch_size=args.per_device, sgt_mask_strategy=args.strategy, num_train_epochs=2,
         ddp_backend="gloo" if "RANK" in os.environ else None,
         **({"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]}}

@@ -50,3 +50,32 @@ def test_two_processes_equal_one_process(tmp_path, single_process_run, sharding)
         assert a["sgt_masked_token_share"] == pytest.approx(b["sgt_masked_token_share"])
         assert a["task_loss"] == pytest.approx(b["task_loss"], rel=1e-4)
         assert a["kl_loss"] == pytest.approx(b["kl_loss"], rel=1e-3, abs=1e-7)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+@pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
+def test_lora_two_processes_equal_one_process(tmp_path, saliency_pass):
+    """LoRA under DDP: the word table is frozen (its output needs no grad), yet the saliency is taken; only
+    adapters and head move, alike on both ranks and as in one process."""
+    pytest.importorskip("peft")
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    flags = ["--lora", "--saliency_pass", saliency_pass]
+    _run([sys.executable, str(SCRIPT), "--out", str(one), "--per_device", "4", *flags], one)
+    _run(["torchrun", "--standalone", "--nproc_per_node", "2", str(SCRIPT), "--out", str(two), "--per_device", "2",
+          *flags], tmp_path)
+    single = torch.load(one / "rank0.pt")
+    rank0, rank1 = torch.load(two / "rank0.pt"), torch.load(two / "rank1.pt")
+    from tests import tiny
+
+    initial = dict(tiny.tiny_model("bert", seed=1).named_parameters())
+    moved = 0
+    for name, value in single["params"].items():
+        assert torch.equal(rank0["params"][name], rank1["params"][name]), f"ranks differ on {name}"
+        torch.testing.assert_close(rank0["params"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+        frozen = name.replace("base_model.model.", "").replace(".base_layer", "")
+        if "lora_" not in name and "modules_to_save" not in name and frozen in initial:
+            assert torch.equal(value, initial[frozen].detach()), f"frozen {name} moved"
+        moved += "lora_B" in name and bool(value.abs().sum() > 0)
+    assert moved > 0

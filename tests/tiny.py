@@ -184,3 +184,126 @@ def encode(family: str, sentences=SENTENCES, padding_side: str = "right", max_le
     tok.padding_side = "right"
     batch["labels"] = torch.tensor([y for _, y in sentences])
     return dict(batch)
+
+
+# ---- decoder-only classifiers, ModernBERT and their tokenizers ----------------------------------------------------
+
+DECODER_FAMILIES = ("gpt2", "llama", "qwen2", "mistral", "gemma", "phi")
+#: Which tokenizer each family is tested with: byte-level BPE (GPT-2 style) or SentencePiece-style Unigram (Llama).
+TOKENIZER_KIND = {
+    "gpt2": "byte_level", "qwen2": "byte_level", "phi": "byte_level",
+    "llama": "sentencepiece", "mistral": "sentencepiece", "gemma": "sentencepiece", "modernbert": "wordpiece",
+}
+_CORPUS = [" ".join(WORDS)] * 4 + [s for s, _ in (
+    ("the movie was good and i loved it", 1), ("the film was bad and boring", 0), ("worst plot i saw", 0),
+)]
+
+
+@functools.cache
+def byte_level_tokenizer() -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE (no BOS; ``<|endoftext|>`` is EOS; a separate ``<|pad|>``), trained offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator(_CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|pad|>")
+
+
+@functools.cache
+def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
+    """A Llama-style tokenizer: Unigram pieces with the ``▁`` word marker and a BOS ``<s>`` before every text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.Unigram())
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=120, special_tokens=["<unk>", "<s>", "</s>", "<pad>"], unk_token="<unk>"
+    )
+    backend.train_from_iterator(_CORPUS, trainer)
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B:1", special_tokens=[("<s>", bos)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+
+
+def family_tokenizer(family: str):
+    kind = TOKENIZER_KIND.get(family)
+    if kind == "byte_level":
+        return byte_level_tokenizer()
+    if kind == "sentencepiece":
+        return sentencepiece_tokenizer()
+    return tokenizer_for(family)
+
+
+def tiny_family_model(family: str, num_labels: int = 2, seed: int = 0):
+    """A 2-layer, 32-wide classifier of a decoder family or ModernBERT, dropout off, matched to its tokenizer."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        GemmaConfig,
+        GPT2Config,
+        LlamaConfig,
+        MistralConfig,
+        ModernBertConfig,
+        PhiConfig,
+        Qwen2Config,
+    )
+
+    tok = family_tokenizer(family)
+    torch.manual_seed(seed)
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    common = dict(vocab_size=len(tok), num_labels=num_labels, **ids)
+    rope = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+        max_position_embeddings=128, attention_dropout=0.0,
+    )
+    if family == "gpt2":
+        config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0,
+                            attn_pdrop=0.0, summary_first_dropout=0.0, **common)
+    elif family == "llama":
+        config = LlamaConfig(**rope, **common)
+    elif family == "qwen2":
+        config = Qwen2Config(**rope, **common)
+    elif family == "mistral":
+        config = MistralConfig(**rope, sliding_window=None, **common)
+    elif family == "gemma":
+        config = GemmaConfig(**rope, head_dim=16, **common)
+    elif family == "phi":
+        config = PhiConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                           max_position_embeddings=128, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0,
+                           **common)
+    elif family == "modernbert":
+        config = ModernBertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128, global_attn_every_n_layers=2, local_attention=16,
+            embedding_dropout=0.0, mlp_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0,
+            cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, vocab_size=len(tok),
+            num_labels=num_labels, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+            eos_token_id=tok.sep_token_id,
+        )
+    else:
+        raise ValueError(family)
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def encode_family(family: str, sentences=SENTENCES, padding_side: str = "right", max_length: int = 24):
+    """As :func:`encode`, with the family's tokenizer."""
+    tok = family_tokenizer(family)
+    side = tok.padding_side
+    tok.padding_side = padding_side
+    try:
+        batch = tok([s for s, _ in sentences], padding=True, truncation=True, max_length=max_length,
+                    return_tensors="pt")
+    finally:
+        tok.padding_side = side
+    batch["labels"] = torch.tensor([y for _, y in sentences])
+    return dict(batch)

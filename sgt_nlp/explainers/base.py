@@ -23,7 +23,9 @@ from torch import nn
 from sgt_nlp.masking import maskable_positions, special_ids_of
 from sgt_nlp.saliency import (
     TARGET_OUTPUTS,
+    check_embedding_forward,
     embedding_forward_kwargs,
+    forward_from_embeddings,
     select_target_scores,
     word_embedding_layer,
 )
@@ -88,6 +90,7 @@ class Explainer(ABC):
     ) -> None:
         if target_output not in TARGET_OUTPUTS:
             raise ValueError(f"unknown target_output {target_output!r}; allowed: {', '.join(TARGET_OUTPUTS)}")
+        check_embedding_forward(model)
         self.model = model
         self.target_output = target_output
         self.tokenizer = tokenizer
@@ -162,15 +165,19 @@ class Explainer(ABC):
         with torch.no_grad():
             return word_embedding_layer(self.model)(input_ids)
 
-    def _forward(self, embeddings: torch.Tensor, kwargs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(inputs_embeds=embeddings, **kwargs).logits
+    def _forward(
+        self, embeddings: torch.Tensor, kwargs: Mapping[str, torch.Tensor], input_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits from embeddings, read where the ``input_ids`` forward reads them (decoders: last token)."""
+        return forward_from_embeddings(self.model, embeddings, kwargs, input_ids)
 
     def _predict(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Unperturbed logits (one pass, no graph) and the target they imply when none was given."""
         with torch.no_grad():
-            logits = self._forward(self._embeddings(inputs["input_ids"]), embedding_forward_kwargs(self.model, inputs))
+            ids = inputs["input_ids"]
+            logits = self._forward(self._embeddings(ids), embedding_forward_kwargs(self.model, inputs), ids)
         return logits.detach(), (logits.argmax(dim=-1) if target is None else target)
 
     def _target_values(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -206,7 +213,7 @@ class Explainer(ABC):
             ex, sa = examples[start : start + step].to(ids.device), samples[start : start + step]
             width = int(lengths[ex].max())
             rows = make_rows(ex, sa, width).detach().requires_grad_(True)
-            logits = self._forward(rows, {k: v[ex, :width] for k, v in kwargs.items()})
+            logits = self._forward(rows, {k: v[ex, :width] for k, v in kwargs.items()}, ids[ex, :width])
             values = select_target_scores(logits, target[ex], self.target_output)
             (grads,) = torch.autograd.grad(values.sum(), rows)
             weighted = grads.float() * weights.to(grads.device)[sa].view(-1, 1, 1)

@@ -83,8 +83,9 @@ class IntegratedGradients(Explainer):
             token_id = self.mask_token_id if self.baseline == "mask_token" else self.pad_token_id
             if token_id is None:
                 raise ValueError(f"baseline={self.baseline!r} needs its token id: pass tokenizer= or mask_token_id=")
-            with torch.no_grad():
-                vector = word_embedding_layer(self.model).weight[token_id].to(embeddings.dtype)
+            with torch.no_grad():  # through the layer: Gemma's embedding scales its rows
+                ids = torch.tensor([token_id], device=embeddings.device)
+                vector = word_embedding_layer(self.model)(ids)[0].to(embeddings.dtype)
         return torch.where(mask.unsqueeze(-1), vector, embeddings)
 
     def _attribute(
@@ -106,7 +107,9 @@ class IntegratedGradients(Explainer):
         )
         attributions = total_grads * (embeddings.float() - baselines.float())
         with torch.no_grad():
-            baseline_logits = self._forward(baselines, embedding_forward_kwargs(self.model, inputs))
+            baseline_logits = self._forward(
+                baselines, embedding_forward_kwargs(self.model, inputs), inputs["input_ids"]
+            )
         baseline_output = self._target_values(baseline_logits, target)
         delta = attributions.sum(dim=(1, 2)) - (self._target_values(logits, target) - baseline_output)
         if self.aggregation == "sum":

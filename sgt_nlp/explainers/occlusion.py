@@ -132,7 +132,8 @@ class Occlusion(Explainer):
             if self.removal == "zero":
                 embeddings = embeddings.masked_fill(occluded.unsqueeze(-1), 0.0)
         width = int(row_lengths(rows).max())
-        return self._forward(embeddings[:, :width], {k: v[:, :width] for k, v in kwargs.items()})
+        kwargs = {k: v[:, :width] for k, v in kwargs.items()}
+        return self._forward(embeddings[:, :width], kwargs, rows["input_ids"][:, :width])
 
     def _delete(self, rows: dict[str, torch.Tensor], occluded: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows with the occluded columns dropped and as many padding columns added on the padded side."""
