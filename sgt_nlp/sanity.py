@@ -769,6 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_stages", type=int, default=None,
                         help="randomise only the first N stages from the top (the verdict needs head, pooler and "
                         "the top layer: 3 for BERT); default: all")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="write into an output_dir that already holds files (without it such a folder is refused)")
     return parser
 
 
@@ -777,6 +779,13 @@ def sanity_main(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    from .validation import check_device, check_output_dir, check_positive
+
+    for option in ("max_examples", "max_length", "batch_size", "ig_steps", "smoothgrad_samples"):
+        check_positive(f"--{option}", getattr(args, option), allow_none=False)
+    check_positive("--max_stages", args.max_stages)
+    check_device(args.device)
+    check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier sanity run?)")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -190,8 +190,9 @@ class SaliencyGuidedTrainer(Trainer):
         labels = inputs.get("labels")
         if labels is None:
             raise ValueError(f"the batch has no 'labels' (keys: {', '.join(inputs)}); SGT needs gold labels")
-        if args.sgt_mask_fraction == 0 and mode == "train":
-            # Plain fine-tuning, exactly as Trainer.compute_loss computes it at one accumulation step.
+        if args.sgt_mask_fraction == 0:
+            # Plain fine-tuning, exactly as Trainer.compute_loss computes it at one accumulation step. In evaluation
+            # nothing is masked either: no saliency or masked pass, and no eval_masked_accuracy to mislead.
             outputs = model(**inputs)
             self._record(mode, {"task_loss": outputs.loss.detach()})
             return (outputs.loss, outputs) if return_outputs else outputs.loss
