@@ -280,3 +280,15 @@ def test_train_help_starts_with_our_options(capsys):
     assert groups[:5] == ["model:", "data:", "saliency-guided training (sgt_*; see the README's table):",
                           "output folder:", "Hugging Face TrainingArguments:"]
     assert text.index("--sgt_mask_fraction") < text.index("--learning_rate")
+
+
+def test_sanity_checks_max_length_and_output_folder_before_explaining(tmp_path, capsys, model_dir):
+    data = write_eraser(tmp_path / "data")
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, "sanity", "--model", model_dir, "--data_dir", data, "--methods", "random",
+                        "--max_length", "8", "--output_dir", out)
+    assert code == 2 and "val.jsonl, example 0, field 'query'" in err and "take 8 pieces" in err
+    code, err = run_cli(capsys, "sanity", "--model", model_dir, "--data_dir", data, "--methods", "random",
+                        "--max_examples", "0", "--output_dir", out)
+    assert code == 2 and "--max_examples must be a positive integer, got 0" in err
+    assert not out.exists()
