@@ -93,7 +93,7 @@ def train_one(preset: Preset, data_dir: Path, dataset: str, seed: int, mode: str
     if done.is_file():
         return json.loads(done.read_text())
     from sgt_nlp.config import SaliencyGuidedTrainingArguments
-    from sgt_nlp.training import DataArguments, ModelArguments, run_training
+    from sgt_nlp.training import DataArguments, ModelArguments, RunArguments, run_training
 
     has_train = (data_dir / "train.jsonl").is_file()
     epochs = preset.epochs if has_train or preset.transfer_epochs is None else preset.transfer_epochs
@@ -111,7 +111,9 @@ def train_one(preset: Preset, data_dir: Path, dataset: str, seed: int, mode: str
                               validation_split="val" if has_train else "none",
                               max_train_samples=None if has_train else preset.transfer_train_examples)
     started = time.perf_counter()
-    trainer = run_training(ModelArguments(model_name_or_path=preset.model, max_length=preset.max_length), data_args, args)
+    # the folder is this run's own (done.json decides whether to skip it): a crashed attempt's files may be replaced
+    trainer = run_training(ModelArguments(model_name_or_path=preset.model, max_length=preset.max_length), data_args, args,
+                           RunArguments(overwrite_output_dir=True, keep_checkpoints=True))
     train_runtime = next((h["train_runtime"] for h in reversed(trainer.state.log_history) if "train_runtime" in h), None)
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
     info = {

@@ -8,7 +8,9 @@ the data options (``--data_dir`` for ERASER folders, ``--train_file``/``--valida
 ``--dataset_path`` for a saved DatasetDict); ``--help`` lists them all. The same as ``sgt-nlp train``.
 """
 
-from sgt_nlp.training import main
+import sys
+
+from sgt_nlp.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["train", *sys.argv[1:]]))  # the CLI's error handling: one line on stderr, --debug for more

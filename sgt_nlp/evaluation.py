@@ -57,6 +57,15 @@ from .metrics import (
     top_k_indices,
 )
 from .saliency import embedding_forward_kwargs
+from .validation import (
+    UsageError,
+    check_device,
+    check_max_length,
+    check_output_dir,
+    check_positive,
+    parse_name_list,
+    remove_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +111,18 @@ class EvaluationConfig:
     per_example: bool = False
 
     def __post_init__(self) -> None:
+        if not self.methods:
+            raise UsageError(f"no explanation method given; choose among {', '.join(EXPLAINERS)}")
         unknown = [m for m in self.methods if m not in EXPLAINERS]
         if unknown:
-            raise ValueError(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(EXPLAINERS)}")
+            raise UsageError(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(EXPLAINERS)}")
+        check_positive("--max_length", self.max_length, allow_none=False)
+        check_positive("--max_examples", self.max_examples)  # 0 is not "all": leave it out for all
+        check_positive("--ig_steps", self.ig_steps, allow_none=False)
+        check_positive("--smoothgrad_samples", self.smoothgrad_samples, allow_none=False)
+        bad_bins = [t for t in self.aopc_thresholds if not 0 < t < 1]
+        if not self.aopc_thresholds or bad_bins:
+            raise UsageError(f"--aopc_thresholds must be fractions in (0, 1), got {list(self.aopc_thresholds)}")
         for removal in (self.removal, *self.extra_removals):
             if removal not in REMOVALS:
                 raise ValueError(f"removal={removal!r} is not one of: {', '.join(REMOVALS)}")
@@ -257,7 +275,7 @@ def _label_order(model_config, split_labels: Sequence[str], model_path: str) -> 
     """The split's label names in the model's class order; an error when they cannot be matched."""
     id2label = {int(k): v for k, v in (model_config.id2label or {}).items()}
     names = [id2label.get(i, f"LABEL_{i}") for i in range(model_config.num_labels)]
-    if set(names) == set(split_labels):
+    if set(split_labels) <= set(names):  # a split may lack classes (all positive, say): the model's order holds
         return names
     if all(n == f"LABEL_{i}" for i, n in enumerate(names)) and len(names) == len(split_labels):
         logger.warning("%s has no label names; assuming class i is the split's sorted label i: %s", model_path, sorted(split_labels))
@@ -464,14 +482,15 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
     from accelerate.utils import gather_object
 
     started = time.perf_counter()
+    check_device(config.device)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available()) if distributed else None
     device = _resolve_device(config.device, state)
     is_main = state is None or state.is_main_process
     from .training import load_classifier
 
+    split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
     model, tokenizer, folder = load_classifier(config.model, device)
-    split = load_split(config.data_dir, config.split)
     labels = _label_order(model.config, split.labels, config.model)
     if list(split.labels) != labels:
         split = load_split(config.data_dir, config.split, labels=labels)
@@ -479,9 +498,13 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
         logger.info("%s/%s: %s", config.data_dir, config.split, split.report.summary())
     chosen = _choose(len(split.annotations), config.max_examples, config.sample, config.seed)
     annotations = [split.annotations[i] for i in chosen]
+    examples = _examples(split, chosen)
+    split_file = Path(config.data_dir) / f"{config.split}.jsonl"
+    check_max_length(tokenizer, config.max_length, [ex.query_words for ex in examples],
+                     [f"{split_file}, line {ann.line}, field 'query'" for ann in annotations])
     threshold = config.threshold if config.threshold is not None else _mean_fraction(split, chosen)
     threshold = float(round(threshold, 4))
-    examples = _examples(split, chosen)
+    coverage = rationale_coverage(split, chosen)
     evaluator = _Evaluator(config, model, tokenizer, labels, threshold, device)
 
     batches = length_batches([len(ex.words) for ex in examples], config.batch_size)
@@ -501,6 +524,7 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
         return []
     outputs.sort(key=lambda o: o["index"])
     truncation = _truncation(examples, outputs)
+    _remove_previous_outputs(Path(config.output_dir))
     params = {m: e.params() for m, e in evaluator.explainers.items()}
     rows = []
     for removal in config.removals:
@@ -512,7 +536,8 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
         "removal": config.removal, "aggregation": config.aggregation, "word_aggregation": config.word_aggregation,
         "max_length": config.max_length, "truncation_mode": config.truncation, "threshold": threshold,
         "aopc_thresholds": list(config.aopc_thresholds),
-        "truncation": truncation, "sgt_settings": _sgt_settings(folder), "processes": world,
+        "truncation": truncation, "rationale_coverage": coverage, "sgt_settings": _sgt_settings(folder),
+        "processes": world,
         "seconds": time.perf_counter() - started, "forward_passes": evaluator.forward_passes,
         "config": {k: v for k, v in asdict(config).items() if k not in ("model", "data_dir", "output_dir")},
         "load_report": split.report.summary(),
@@ -536,13 +561,42 @@ def _choose(total: int, limit: int | None, sample: str, seed: int) -> list[int]:
 
 
 def _mean_fraction(split, chosen: list[int]) -> float:
+    """The default threshold: the mean human-rationale fraction of the chosen examples that have a rationale.
+
+    Examples without one (HateXplain's normal class, say) would pull the mean towards 0 and make every method's
+    hard rationale too short for the examples that do have one; they are left out of the mean.
+    """
     fractions = split.rationale_fractions()[chosen]
-    value = float(fractions.mean()) if len(fractions) else 0.0
+    with_rationale = fractions[fractions > 0]
+    value = float(with_rationale.mean()) if len(with_rationale) else 0.0
     if not 0 < value < 1:
-        raise ValueError(
-            f"the split's mean human-rationale fraction is {value}; give --threshold explicitly (in (0, 1))"
+        raise UsageError(
+            f"the mean human-rationale fraction of the evaluated examples is {value} ({len(with_rationale)} of "
+            f"{len(fractions)} have a rationale); give --threshold explicitly (in (0, 1))"
         )
     return value
+
+
+def rationale_coverage(split, chosen: list[int]) -> dict[str, int]:
+    """How many evaluated examples have a human rationale: plausibility (token/IOU F1, AUPRC) covers only
+    those, faithfulness covers all."""
+    with_rationale = int((split.rationale_fractions()[chosen] > 0).sum())
+    return {"examples": len(chosen), "with_rationale": with_rationale, "without_rationale": len(chosen) - with_rationale}
+
+
+#: what an evaluation writes at the top of its output folder (besides one folder per method)
+EVALUATION_FILES = ("run.json", "summary.json", "summary.md", "examples.jsonl")
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    """Clear what an earlier evaluation wrote into ``out`` (method folders, ``removal_*`` folders, summaries), so
+    that a method or removal mode not evaluated this time cannot sit beside the new results; other files stay."""
+    if not out.is_dir():
+        return
+    method_dirs = [p.name for p in out.iterdir() if p.is_dir() and (p / "scores.json").is_file()]
+    removed = remove_outputs(out, [*EVALUATION_FILES, *method_dirs], ["removal_*"])
+    if removed:
+        logger.info("replaced the earlier evaluation in %s (%s)", out, ", ".join(sorted(removed)))
 
 
 def _examples(split, chosen: list[int]) -> list[_Example]:
@@ -901,20 +955,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoothgrad_samples", type=int, default=10, help="SmoothGrad samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of random, smoothgrad and random_token removal")
     parser.add_argument("--model_name", default=None, help="name of the model in tables and reports")
-    parser.add_argument("--no_model_card", action="store_true",
-                        help="do not add the summary table to the model folder's sgt_nlp model card (README.md)")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="write into an output_dir that already holds files; the earlier evaluation's method, "
+                        "removal_* and summary files are deleted first (without it such a folder is refused)")
+    parser.add_argument("--update_model_card", action="store_true",
+                        help="also put the summary table into the model folder's sgt_nlp model card (README.md), "
+                        "replacing the rationale-evaluation section it has; by default the model folder is not touched")
+    parser.add_argument("--no_model_card", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
     return parser
+
+
+def _fractions(option: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a comma-separated list of numbers") from None
 
 
 def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
     args = build_parser().parse_args(argv)
-    removals = [r.strip() for r in args.removal.split(",") if r.strip()]
+    removals = parse_name_list("--removal", args.removal, REMOVALS)
     return EvaluationConfig(
         model=args.model, data_dir=args.data_dir, output_dir=args.output_dir, split=args.split,
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), batch_size=args.batch_size,
+        methods=parse_name_list("--methods", args.methods, tuple(EXPLAINERS)), batch_size=args.batch_size,
         removal=removals[0], extra_removals=tuple(removals[1:]), aggregation=args.aggregation, word_aggregation=args.word_aggregation,
-        max_length=args.max_length, truncation=args.truncation, max_examples=args.max_examples, device=args.device, threshold=args.threshold,
-        aopc_thresholds=tuple(float(t) for t in args.aopc_thresholds.split(",")), target=args.target,
+        max_length=args.max_length, truncation=args.truncation, max_examples=args.max_examples, device=args.device,
+        threshold=args.threshold,
+        aopc_thresholds=_fractions("--aopc_thresholds", args.aopc_thresholds), target=args.target,
         ig_steps=args.ig_steps, smoothgrad_samples=args.smoothgrad_samples, seed=args.seed, model_name=args.model_name,
         sample=args.sample, masked_accuracy_curve=not args.no_masked_accuracy_curve,
         tokens_to_flip=args.tokens_to_flip,
@@ -924,6 +991,8 @@ def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     config = config_from_args(argv)
+    args = build_parser().parse_args(argv)
+    check_output_dir(config.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier evaluation?)")
     rows = evaluate_rationales(config)
     if rows:
         table = summary_table(rows)
@@ -936,7 +1005,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{cut['words_truncated']}/{cut['words']} words and {cut['rationale_words_truncated']}/"
             f"{cut['rationale_words']} human-rationale words not seen"
         )
-        if not build_parser().parse_args(argv).no_model_card and Path(config.model).is_dir():
+        covered = run["rationale_coverage"]
+        if covered["without_rationale"]:
+            print(f"plausibility (AUPRC, token and IOU F1) covers the {covered['with_rationale']} of {covered['examples']} "
+                  "examples that have a human rationale; faithfulness covers all")
+        if args.update_model_card and Path(config.model).is_dir():
             from .training import add_evaluation_to_model_card
 
             description = (f"`sgt-nlp evaluate` on `{config.data_dir}` ({config.split}, {run['examples']} examples), "

@@ -98,6 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--html", default="explanation.html", help="where to write the HTML page")
     args = parser.parse_args(argv)
+    from .validation import UsageError, check_device, check_positive
+
+    check_positive("--max_length", args.max_length, allow_none=False)
+    check_device(args.device)
+    if Path(args.html).is_dir():
+        raise UsageError(f"--html {args.html} is a folder; give the HTML file to write")
     if args.text is not None:
         texts = [args.text]
     else:

@@ -688,7 +688,7 @@ def load_eraser_inputs(
     from .eraser import load_split, to_hf_dataset
 
     loaded = load_split(data_dir, split)
-    if set(loaded.labels) == set(label_names):
+    if set(loaded.labels) <= set(label_names):  # a split may lack classes: the model's order holds
         loaded = load_split(data_dir, split, labels=list(label_names))
     elif all(n == f"LABEL_{i}" for i, n in enumerate(label_names)) and len(label_names) == len(loaded.labels):
         logger.warning("the model has no label names; assuming class i is the split's sorted label i")
@@ -812,6 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_stages", type=int, default=None,
                         help="randomise only the first N stages from the top (the verdict needs head, pooler and "
                         "the top layer: 3 for BERT); default: all")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="write into an output_dir that already holds files (without it such a folder is refused)")
     return parser
 
 
@@ -820,6 +822,13 @@ def sanity_main(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    from .validation import check_device, check_max_length, check_output_dir, check_positive
+
+    for option in ("max_examples", "max_length", "batch_size", "ig_steps", "smoothgrad_samples"):
+        check_positive(f"--{option}", getattr(args, option), allow_none=False)
+    check_positive("--max_stages", args.max_stages)
+    check_device(args.device)
+    check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier sanity run?)")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -835,6 +844,8 @@ def sanity_main(argv: list[str]) -> None:
     words, queries, labels = load_eraser_inputs(
         args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
     )
+    check_max_length(tokenizer, args.max_length, queries,
+                     [f"{Path(args.data_dir) / args.split}.jsonl, example {i}, field 'query'" for i in range(len(queries))])
     batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
     config = SanityConfig(specs, args.target_output, not args.no_cascading, not args.no_independent, args.seed,
                           args.precision_examples, args.max_stages)

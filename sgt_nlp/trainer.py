@@ -203,9 +203,10 @@ class SaliencyGuidedTrainer(Trainer):
         labels = inputs.get("labels")
         if labels is None:
             raise ValueError(f"the batch has no 'labels' (keys: {', '.join(inputs)}); SGT needs gold labels")
-        if args.sgt_mask_fraction == 0 and mode == "train":
+        if args.sgt_mask_fraction == 0:
             # Plain fine-tuning, as Trainer.compute_loss computes it at one accumulation step (with the
-            # padding-aware positions every forward here uses: decoders under left padding need them).
+            # padding-aware positions every forward here uses: decoders under left padding need them). In
+            # evaluation nothing is masked either: no saliency or masked pass, and no eval_masked_accuracy.
             if "input_ids" in inputs:
                 unwrapped = self.accelerator.unwrap_model(model)
                 inputs.update(embedding_forward_kwargs(unwrapped, inputs))

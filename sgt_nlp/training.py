@@ -20,6 +20,17 @@ import numpy as np
 
 from .config import SaliencyGuidedTrainingArguments
 from .eraser.align import TRUNCATIONS
+from .validation import (
+    InputFileError,
+    UsageError,
+    check_max_length,
+    check_output_dir,
+    check_positive,
+    check_table_cells,
+    first_data_line,
+    remove_outputs,
+    sorted_label_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +40,8 @@ MINILM_ALIAS = "minilm"
 @dataclass
 class ModelArguments:
     """Which model to fine-tune and how long its inputs may be."""
+
+    _argument_group_name = "model"
 
     model_name_or_path: str = field(
         metadata={
@@ -52,17 +65,20 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
+        check_positive("--max_length", self.max_length, allow_none=False)
         if self.lora_r < 0:
-            raise ValueError(f"--lora_r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
+            raise UsageError(f"--lora_r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
         if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+            raise UsageError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lora_r == 0 and self.lora_target_modules:
-            raise ValueError("--lora_target_modules needs --lora_r > 0 (0 means full fine-tuning)")
+            raise UsageError("--lora_target_modules needs --lora_r > 0 (0 means full fine-tuning)")
 
 
 @dataclass
 class DataArguments:
     """Where the training data lives; exactly one of data_dir, train_file or dataset_path."""
+
+    _argument_group_name = "data"
 
     data_dir: str | None = field(
         default=None, metadata={"help": "An ERASER folder: docs/ or docs.jsonl plus {train,val,test}.jsonl."}
@@ -102,9 +118,29 @@ class DataArguments:
     def __post_init__(self) -> None:
         given = [n for n in ("data_dir", "train_file", "dataset_path") if getattr(self, n)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of --data_dir, --train_file, --dataset_path (got {given or 'none'})")
+            raise UsageError(f"give exactly one of --data_dir, --train_file, --dataset_path (got {given or 'none'})")
+        check_positive("--max_train_samples", self.max_train_samples)
+        check_positive("--max_eval_samples", self.max_eval_samples)
         if self.truncation not in TRUNCATIONS:
-            raise ValueError(f"truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
+            raise UsageError(f"--truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
+
+
+@dataclass
+class RunArguments:
+    """What happens to the output folder: never replaced unless asked, no checkpoints left in the final model."""
+
+    _argument_group_name = "output folder"
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an output_dir that already holds files (its old checkpoint-* folders are "
+                  "deleted first). Without it such a folder is refused. Not needed with --resume_from_checkpoint."},
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={"help": "Keep the checkpoint-* folders (optimizer state, for resuming) in output_dir after the "
+                  "final model is saved; by default they are deleted, since the final model is all the folder is for."},
+    )
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -251,6 +287,8 @@ def load_raw_splits(data: DataArguments):
     """(train, validation, label names) as ``datasets.Dataset`` objects with the original columns."""
     import datasets
 
+    from .eraser.data import read_utf8
+
     if data.data_dir:
         from .eraser import load_split, to_hf_dataset
 
@@ -277,21 +315,37 @@ def load_raw_splits(data: DataArguments):
         builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
         if builder is None:
             raise ValueError(f"{data.train_file}: unsupported file type {suffix!r} (use .csv, .json or .jsonl)")
+        for path in files.values():
+            if not Path(path).is_file():
+                raise InputFileError(path, None, None, "file does not exist")
+            read_utf8(Path(path))  # undecodable bytes: an error that names the line, not a pyarrow traceback
         loaded = datasets.load_dataset(builder, data_files=files)
         train, validation = loaded["train"], loaded.get("validation")
     for name, split in (("train", train), ("validation", validation)):
         if split is None:
             continue
+        where = _split_source(data, name)
         for column in (data.text_column, data.label_column, data.text_pair_column):
             if column and column not in split.column_names:
-                raise ValueError(f"{name} data has no column {column!r} (columns: {', '.join(split.column_names)})")
+                raise InputFileError(where, None, column, f"no such column (columns: {', '.join(split.column_names)})")
+        columns = [c for c in (data.text_column, data.text_pair_column, data.label_column) if c]
+        check_table_cells(where, {c: split[c] for c in columns}, first_data_line(where) if data.train_file else None)
     feature = train.features[data.label_column]
     if hasattr(feature, "names"):
         labels = list(feature.names)
     else:
         # The label set is the training split's: a validation label outside it is an error, not a new class.
-        labels = sorted({str(v) for v in train[data.label_column]})
+        labels = sorted_label_names(train[data.label_column])
     return train, validation, labels
+
+
+def _split_source(data: DataArguments, split: str) -> str:
+    """The file (or folder and split) a split was read from, for error messages."""
+    if data.train_file:
+        return data.train_file if split == "train" else str(data.validation_file)
+    if data.dataset_path:
+        return f"{data.dataset_path} [{data.train_split if split == 'train' else data.validation_split}]"
+    return str(Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl")
 
 
 def random_subset(split, size: int, seed: int):
@@ -318,7 +372,11 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
             return label_to_id[str(value)]
         if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(labels):  # a ClassLabel id
             return int(value)
-        raise ValueError(f"{split} row {row}: {data.label_column}={value!r} is not one of the labels {labels}")
+        source = _split_source(data, split)
+        first = first_data_line(source) if data.train_file else None
+        line = None if first is None else first + row
+        raise InputFileError(source, line, data.label_column,
+                             f"row {row}: {value!r} is not one of the training labels {labels}")
 
     def encode(batch, indices, split):
         if data.data_dir:
@@ -341,6 +399,14 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
         if split is None:
             out.append(None)
             continue
+        if data.data_dir:
+            where = [f"{_split_source(data, split_name)}, annotation {a!r}, field 'query'" for a in split["annotation_id"]]
+            check_max_length(tokenizer, max_length, split["query_words"], where)
+        else:
+            specials = tokenizer.num_special_tokens_to_add(pair=bool(data.text_pair_column))
+            texts = 2 if data.text_pair_column else 1  # at least one piece of each text must fit
+            if max_length < specials + texts:
+                raise UsageError(f"--max_length {max_length} leaves no room for text: the special tokens take {specials}")
         limit = data.max_train_samples if split_name == "train" else data.max_eval_samples
         if limit is not None:
             split = random_subset(split, limit, data.subset_seed)
@@ -456,19 +522,58 @@ def add_evaluation_to_model_card(model_dir: str | Path, table: str, description:
 # ---- entry point ------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None):
+def build_parser():
+    """``sgt-nlp train``'s parser: model, data, ``sgt_*`` and output-folder options first, then the ~200 stock
+    ``TrainingArguments`` options (nothing hidden, only ordered so that --help starts with what is ours)."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((ModelArguments, DataArguments, SaliencyGuidedTrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, SaliencyGuidedTrainingArguments, RunArguments), prog="sgt-nlp train",
+        usage="%(prog)s --model_name_or_path MODEL (--data_dir DIR | --train_file FILE | --dataset_path DIR) "
+        "--output_dir DIR [options] | %(prog)s options.json",
+        description="Fine-tune a sequence classifier with Saliency Guided Training (sgt_mask_fraction 0: plain "
+        "fine-tuning). Takes every Hugging Face TrainingArguments option; a single .json file of options works too.",
+    )
+    sgt = parser.add_argument_group("saliency-guided training (sgt_*; see the README's table)")
+    stock = parser._optionals
+    for action in list(stock._group_actions):
+        if any(option.startswith(("--sgt_", "--no_sgt_")) for option in action.option_strings):
+            stock._group_actions.remove(action)
+            sgt._group_actions.append(action)
+    stock.title = "Hugging Face TrainingArguments"
+    first = [g for g in parser._action_groups if g.title in ("model", "data")]
+    middle = [sgt, *(g for g in parser._action_groups if g.title == "output folder")]
+    parser._action_groups = [parser._positionals, *first, *middle, stock]
+    return parser
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: SaliencyGuidedTrainingArguments):
-    """Load data and model, train, evaluate, save model + tokenizer + model card; returns the trainer."""
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: SaliencyGuidedTrainingArguments,
+    run_args: RunArguments | None = None,
+):
+    """Load data and model, train, evaluate, save model + tokenizer + model card; returns the trainer.
+
+    An ``output_dir`` that already holds files is refused (before anything is loaded) unless
+    ``run_args.overwrite_output_dir`` or ``resume_from_checkpoint`` is set; ``checkpoint-*`` folders are deleted
+    once the final model is saved unless ``run_args.keep_checkpoints``.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run_args = run_args or RunArguments()
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if not training_args.resume_from_checkpoint:
+        check_output_dir(training_args.output_dir, overwrite=run_args.overwrite_output_dir, what="files (a model?)")
+        if main_process and Path(training_args.output_dir).is_dir():
+            remove_outputs(training_args.output_dir, [], ["checkpoint-*"])  # stale: the new run's would mix in
     from transformers import (
         AutoModelForSequenceClassification,
         DataCollatorWithPadding,
@@ -526,6 +631,10 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             train_metrics=result.metrics,
             eval_metrics=eval_metrics,
         )
+        if not run_args.keep_checkpoints:
+            removed = remove_outputs(training_args.output_dir, [], ["checkpoint-*"])
+            if removed:
+                logger.info("deleted %s (the final model is saved; --keep_checkpoints keeps them)", ", ".join(removed))
     return trainer
 
 

@@ -332,3 +332,77 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         timeout=120,
     )
     assert any("undefinedFunction" in line for line in _console_errors(bad.stderr))
+
+
+# ---- removal modes and noise ------------------------------------------------------------------------------------
+
+
+def test_paired_bootstrap_tells_a_shift_from_noise():
+    from sgt_nlp.report.noise import compare, paired_bootstrap_interval
+
+    base = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+    shifted = {k: v + 0.05 for k, v in base.items()}
+    assert paired_bootstrap_interval([0.05] * 4) == pytest.approx((0.05, 0.05))
+    assert compare(base, shifted, +1)[0] == "better" and compare(base, shifted, -1)[0] == "worse"
+    # the same mean shift of 0 with per-example swings of +-0.1: the interval straddles 0
+    swinging = {k: v + d for (k, v), d in zip(base.items(), (0.1, -0.1, 0.1, -0.1), strict=True)}
+    verdict, (low, high), shared = compare(base, swinging, +1)
+    assert verdict == "noise" and low < 0 < high and shared == 4
+    assert compare(base, {"z": 1.0}, +1) == ("unknown", None, 0)
+
+
+@pytest.fixture(scope="module")
+def two_evaluations(tmp_path_factory):
+    """The same tiny model evaluated twice (two names), and another model, each with two removal modes."""
+    from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
+    from tests import tiny
+    from tests.test_training import write_eraser
+
+    root = tmp_path_factory.mktemp("evals")
+    data = write_eraser(root / "data")
+    folders = {}
+    for name, seed in (("first", 3), ("again", 3), ("other", 4)):
+        model_dir = root / f"model_{seed}"
+        if not model_dir.is_dir():
+            model = tiny.tiny_model("bert", seed=seed)
+            model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+            model.save_pretrained(model_dir)
+            tiny.wordpiece_tokenizer().save_pretrained(model_dir)
+        config = EvaluationConfig(model=str(model_dir), data_dir=str(data), output_dir=str(root / name), split="val",
+                                  methods=("gradient", "random"), removal="delete", extra_removals=("mask_token",),
+                                  model_name=name, batch_size=4)
+        evaluate_rationales(config)
+        folders[name] = root / name
+    return folders
+
+
+def test_per_example_values_average_to_the_summary(two_evaluations):
+    from sgt_nlp.report.noise import PER_EXAMPLE_METRICS, per_example_faithfulness
+
+    for removal_dir in (two_evaluations["other"], two_evaluations["other"] / "removal_mask_token"):
+        for method in ("gradient", "random"):
+            values = per_example_faithfulness(removal_dir / method / "results.jsonl")
+            scores = json.loads((removal_dir / method / "scores.json").read_text())["classification_scores"]
+            for key in PER_EXAMPLE_METRICS:
+                assert len(values[key]) == 8
+                assert sum(values[key].values()) / 8 == pytest.approx(scores[key], abs=1e-12)
+
+
+def test_report_shows_every_removal_mode_and_marks_noise(two_evaluations, tmp_path):
+    folders = two_evaluations
+    run = load_eval_dir(folders["first"])
+    assert run.removals == ["delete", "mask_token"]
+    page = build_report([folders["first"], folders["again"], folders["other"]], tmp_path / "r.html").read_text()
+    table = page.split('id="metrics-table"')[1].split("</table>")[0]
+    rows = set(re.findall(r'data-model="([^"]+)" data-method="([^"]+)" data-removal="([^"]+)"', table))
+    assert rows == {(m, k, r) for m in ("first", "again", "other") for k in ("gradient", "random")
+                    for r in ("delete", "mask_token")}
+    delta = page.split('id="delta-table"')[1].split("</table>")[0]
+    delta_rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th><td class=\"method\">(\w+)</td>"
+                            r"<td class=\"removal\">(\w+)</td>(.*?)</tr>", delta)
+    assert len(delta_rows) == 2 * 2 * 2  # two later models x two methods x two removal modes, never across modes
+    for models, _, _, cells in delta_rows:
+        verdicts = re.findall(r'data-verdict="(\w+)"', cells)
+        if models.startswith("again"):  # the same model again: every difference is 0, so all of it is noise
+            assert verdicts and set(verdicts) == {"noise"}
+        assert "[" in cells  # faithfulness columns carry their bootstrap interval

@@ -283,6 +283,20 @@ def test_fraction_zero_equals_the_plain_trainer(tmp_path):
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 
+def test_fraction_zero_evaluates_like_the_plain_trainer(tmp_path, monkeypatch):
+    """With nothing to mask, evaluation is one plain forward: no saliency pass, no masked pass, no
+    eval_masked_accuracy (which would measure an unmasked input), and the plain Trainer's eval_loss."""
+    plain = make_trainer(tmp_path / "a", trainer_cls=Trainer)
+    sgt = make_trainer(tmp_path / "b", sgt_mask_fraction=0.0)
+    forwards = []
+    sgt.model.register_forward_hook(lambda module, args, output: forwards.append(1))
+    monkeypatch.setattr(SaliencyGuidedTrainer, "_saliency_in_eval_mode", lambda *a, **k: pytest.fail("saliency pass"))
+    expected, metrics = plain.evaluate(), sgt.evaluate()
+    assert "eval_masked_accuracy" not in metrics and "eval_kl_loss" not in metrics
+    assert metrics["eval_loss"] == expected["eval_loss"]
+    assert len(forwards) == math.ceil(len(sgt.eval_dataset) / sgt.args.per_device_eval_batch_size)
+
+
 def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
     big = make_trainer(tmp_path / "a", per_device_train_batch_size=4, gradient_accumulation_steps=1)
     big.train()

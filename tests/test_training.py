@@ -82,12 +82,14 @@ def test_eraser_folder_training(tmp_path, model_dir):
     evals = [h for h in state["log_history"] if "eval_accuracy" in h]
     assert evals and 0 <= evals[-1]["eval_macro_f1"] <= 1 and "eval_masked_accuracy" in evals[-1]
     assert AutoModelForSequenceClassification.from_pretrained(out).config.label2id == {"NEG": 0, "POS": 1}
-    # evaluating the model adds the summary table to its model card, replacing it on a second run
+    # evaluating the model with --update_model_card adds the summary table to its model card, replacing it on a
+    # second run (which needs --overwrite_output_dir to reuse the evaluation folder)
     from sgt_nlp.evaluation import main as evaluate_main
 
     for removal in ("delete", "mask_token"):
         evaluate_main(["--model", str(out), "--data_dir", str(data), "--split", "val", "--output_dir",
-                       str(tmp_path / "eval"), "--methods", "gradient,random", "--removal", removal])
+                       str(tmp_path / "eval"), "--methods", "gradient,random", "--removal", removal,
+                       "--update_model_card", "--overwrite_output_dir"])
     card = (out / "README.md").read_text()
     assert card.count("## Rationale evaluation") == 1 and "removal `mask_token`" in card
     assert "| out | gradient | mask_token |" in card and card.index("## Rationale evaluation") < card.index(
@@ -110,13 +112,13 @@ def test_bad_label_in_validation_names_the_row(tmp_path, model_dir):
     train = datasets.Dataset.from_dict({"text": ["good", "bad"], "label": [1, 0]})
     val = datasets.Dataset.from_dict({"text": ["good", "bad", "meh"], "label": [1, 0, 7]})
     datasets.DatasetDict({"train": train, "val": val}).save_to_disk(str(tmp_path / "ds"))
-    with pytest.raises(ValueError, match=r"validation row 2: label=7 is not one of the labels \['0', '1'\]"):
+    with pytest.raises(ValueError, match=r"ds \[val\], field 'label': row 2: 7 is not one of the training labels \['0', '1'\]"):
         main(["--model_name_or_path", str(model_dir), "--dataset_path", str(tmp_path / "ds"), *common_args(tmp_path / "o")])
 
 
 def test_missing_text_column_and_hub_names_are_refused(tmp_path, model_dir):
     train = write_csv(tmp_path / "train.csv", [("good", "pos")])
-    with pytest.raises(ValueError, match="no column 'sentence'"):
+    with pytest.raises(ValueError, match="train.csv, field 'sentence': no such column"):
         main(["--model_name_or_path", str(model_dir), "--train_file", str(train), "--text_column", "sentence",
               *common_args(tmp_path / "o")])
     with pytest.raises(ValueError, match="never downloads from a model hub"):
@@ -129,7 +131,8 @@ def test_json_config_file(tmp_path, model_dir):
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"model_name_or_path": str(model_dir), "train_file": "t.csv", "output_dir": "o",
                                   "sgt_kl_weight": 0.25}))
-    model_args, data_args, training_args = parse_args([str(config)])
+    model_args, data_args, training_args, run_args = parse_args([str(config)])
+    assert not run_args.overwrite_output_dir and not run_args.keep_checkpoints
     assert training_args.sgt_kl_weight == 0.25 and data_args.train_file == "t.csv"
 
 

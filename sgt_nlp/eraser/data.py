@@ -212,6 +212,7 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
                 raise ERASERDataError(path, None, "docid", f"document {docid!r} does not exist in {source}")
             documents[docid] = _parse_doc_file(path)
         return documents
+    read_utf8(source)  # undecodable bytes: an error that names the line
     with source.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -230,6 +231,20 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
 
 # ----------------------------------------------------------------------------------------------------------------
 # annotations
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a UTF-8 file; other bytes raise :class:`ERASERDataError` naming the line and column (a bare
+    ``UnicodeDecodeError`` names neither)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise ERASERDataError(
+            path, line_no, None, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}"
+        ) from None
 
 
 def parse_json_line(line: str, path: Path, line_no: int, error: type[ValueError] = ERASERDataError) -> dict:
@@ -292,6 +307,7 @@ def read_annotations(
     label_set = set(labels) if labels is not None else None
     seen: dict[str, int] = {}
     annotations: list[Annotation] = []
+    read_utf8(path)  # undecodable bytes: an error that names the line
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -390,12 +406,22 @@ def _check_against_documents(
         for j, docid in enumerate(ann.docids):
             if docid not in documents:
                 raise ERASERDataError(path, ann.line, f"docids[{j}]", f"document {docid!r} does not exist")
+            if len(documents[docid]) == 0:
+                raise ERASERDataError(
+                    path, ann.line, f"docids[{j}]", f"document {docid!r} has no tokens: nothing to classify or explain"
+                )
         for ev in ann.all_evidences:
             where = "evidences[{}][{}]".format(*ev.source_index)
             doc = documents.get(ev.docid)
             if doc is None:
                 raise ERASERDataError(
                     path, ann.line, f"{where}.docid", f"document {ev.docid!r} does not exist"
+                )
+            if ev.docid not in ann.docids:
+                raise ERASERDataError(
+                    path, ann.line, f"{where}.docid",
+                    f"document {ev.docid!r} is not in the annotation's docids {list(ann.docids)}: the model never "
+                    "sees this rationale",
                 )
             if ev.end_token > len(doc):
                 raise ERASERDataError(
@@ -437,7 +463,7 @@ def load_split(data_dir: str | Path, split: str, labels: Sequence[str] | None = 
 
 
 def _parse_doc_file(path: Path) -> Document:
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = read_utf8(path).split("\n")
     sentences = tuple(tuple(t for t in line.strip().split(" ") if t) for line in lines if line.strip())
     return Document(path.name, sentences)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .heatmap import HEATMAP_CSS, render_heatmap_legend, render_html_heatmap
+from .noise import NOISE_THRESHOLD, PER_EXAMPLE_METRICS, compare, per_example_faithfulness
 from .plots import Series, line_plot_png
 
 __all__ = ["METRIC_COLUMNS", "PLOT_FILES", "EvalRun", "build_report", "load_eval_dir"]
@@ -52,6 +53,13 @@ class EvalRun:
     curves: dict[str, dict] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: ``(method, removal) -> results.jsonl``, for the per-example comparison of the difference table
+    results: dict[tuple[str, str], Path] = field(default_factory=dict)
+
+    @property
+    def removals(self) -> list[str]:
+        """Every removal mode of the folder: the main one first, then each ``removal_<mode>`` subfolder's."""
+        return list(dict.fromkeys(str(row.get("removal", "-")) for row in self.summary))
 
     @property
     def methods(self) -> list[str]:
@@ -80,7 +88,22 @@ def load_eval_dir(path: str | Path) -> EvalRun:
     if not isinstance(run, dict) or not isinstance(summary, list):
         raise ValueError(f"{path}: run.json must hold an object and summary.json a list of rows")
     name = str(run.get("model_name") or (summary[0].get("model_name") if summary else None) or path.name)
+    main_removal = str(run.get("removal", "-"))
+    summary = [{**row, "removal": str(row.get("removal", main_removal))} for row in summary]
     result = EvalRun(path=path, name=name, run=run, summary=summary)
+    # every removal mode: the extra ones live in removal_<mode>/ with their own summary and results
+    folders = [(main_removal, path)] + [
+        (sub.name[len("removal_"):], sub) for sub in sorted(path.glob("removal_*")) if (sub / "summary.json").is_file()
+    ]
+    for removal, folder in folders:
+        if folder != path:
+            extra = _read_json(folder / "summary.json")
+            if isinstance(extra, list):
+                summary.extend({**row, "removal": str(row.get("removal", removal))} for row in extra)
+        for row in summary:
+            method = row.get("method")
+            if row["removal"] == removal and method and (folder / method / "results.jsonl").is_file():
+                result.results[(method, removal)] = folder / method / "results.jsonl"
     for method in result.methods:
         curves_path = path / method / "curves.json"
         if curves_path.is_file():
@@ -136,8 +159,10 @@ def _metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
         for _, label, sign in METRIC_COLUMNS
     )
     body = []
-    for method in methods:
-        rows = [(run, row) for run in runs for row in run.summary if row.get("method") == method]
+    removals = list(dict.fromkeys(r for run in runs for r in run.removals))
+    for method, removal in [(m, r) for m in methods for r in removals]:
+        rows = [(run, row) for run in runs for row in run.summary
+                if row.get("method") == method and row.get("removal") == removal]
         best: dict[str, float] = {}
         if len(rows) > 1:
             for key, _, sign in METRIC_COLUMNS:
@@ -153,12 +178,14 @@ def _metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
                 cells.append(f'<td data-metric="{_e(key)}"{data}{bold}>{_fmt(value)}</td>')
             group = ' class="group-start"' if i == 0 else ""
             body.append(
-                f'<tr{group} data-model="{_e(run.name)}" data-method="{_e(method)}">'
-                f'<th scope="row">{_e(run.name)}</th><td class="method">{_e(method)}</td>{"".join(cells)}</tr>'
+                f'<tr{group} data-model="{_e(run.name)}" data-method="{_e(method)}" data-removal="{_e(removal)}">'
+                f'<th scope="row">{_e(run.name)}</th><td class="method">{_e(method)}</td>'
+                f'<td class="removal">{_e(removal)}</td>{"".join(cells)}</tr>'
             )
     return (
         '<table id="metrics-table" class="metrics"><thead><tr><th scope="col">Model</th><th scope="col">Method'
-        f"</th>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f'</th><th scope="col" title="how removed words are replaced for comp/suff/AOPC">Removal</th>{header}'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
 
@@ -169,35 +196,71 @@ def _delta_table(runs: list[EvalRun], methods: list[str]) -> str:
     base = runs[0]
     keys = [c for c in METRIC_COLUMNS if c[0] != "macro_f1"]
     rows = []
+    per_example: dict[Path, dict[str, dict[str, float]]] = {}
+
+    def values_of(path: Path) -> dict[str, dict[str, float]]:
+        if path not in per_example:
+            per_example[path] = per_example_faithfulness(path)
+        return per_example[path]
+
     for other in runs[1:]:
         for method in methods:
-            a = next((r for r in base.summary if r.get("method") == method), None)
-            b = next((r for r in other.summary if r.get("method") == method), None)
-            if a is None or b is None:
-                continue
-            cells = []
-            for key, _, sign in keys:
-                va, vb = _number(a.get(key)), _number(b.get(key))
-                if va is None or vb is None:
-                    cells.append("<td>–</td>")
+            # a difference is only meaningful between rows of the same removal mode
+            for removal in [r for r in base.removals if r in other.removals]:
+                a = next((r for r in base.summary if r.get("method") == method and r["removal"] == removal), None)
+                b = next((r for r in other.summary if r.get("method") == method and r["removal"] == removal), None)
+                if a is None or b is None:
                     continue
-                delta = vb - va
-                verdict = "better" if delta * sign > 1e-12 else "worse" if delta * sign < -1e-12 else "same"
-                cells.append(f'<td class="{verdict}" data-metric="{_e(key)}">{delta:+.3f}</td>')
-            rows.append(
-                f'<tr><th scope="row">{_e(other.name)} − {_e(base.name)}</th><td class="method">{_e(method)}</td>'
-                f"{''.join(cells)}</tr>"
-            )
+                paths = (base.results.get((method, removal)), other.results.get((method, removal)))
+                cells = []
+                for key, _, sign in keys:
+                    va, vb = _number(a.get(key)), _number(b.get(key))
+                    if va is None or vb is None:
+                        cells.append("<td>–</td>")
+                        continue
+                    cells.append(_delta_cell(key, vb - va, sign, paths, values_of))
+                rows.append(
+                    f'<tr><th scope="row">{_e(other.name)} − {_e(base.name)}</th><td class="method">{_e(method)}</td>'
+                    f'<td class="removal">{_e(removal)}</td>{"".join(cells)}</tr>'
+                )
     if not rows:
         return ""
     header = "".join(f"<th>{_e(label)}</th>" for _, label, _ in keys)
+    bootstrapped = ", ".join(label for key, label, _ in keys if key in PER_EXAMPLE_METRICS)
     return (
         f"<h3>Differences against {_e(base.name)}</h3>"
         '<p class="hint">Green: the later model is better on that metric (direction as in the table above); '
-        "red: worse.</p>"
-        f'<table id="delta-table" class="metrics"><thead><tr><th>Models</th><th>Method</th>{header}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        "red: worse; grey ≈: within the noise, not a difference. "
+        f"{_e(bootstrapped)}: paired bootstrap over the examples both folders share (per-example values from "
+        "their results.jsonl, 2000 resamples); a difference counts when its 95% interval, shown beside it, "
+        f"excludes 0. Other columns are not stored per example: a difference below {NOISE_THRESHOLD} counts as "
+        "noise. Rows compare the same removal mode only.</p>"
+        f'<table id="delta-table" class="metrics"><thead><tr><th>Models</th><th>Method</th><th>Removal</th>'
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _delta_cell(key: str, delta: float, sign: int, paths: tuple[Path | None, Path | None], values_of) -> str:
+    """One cell of the difference table: coloured only when the difference is larger than the noise."""
+    interval = ""
+    if key in PER_EXAMPLE_METRICS and all(paths):
+        base_values, other_values = values_of(paths[0]).get(key, {}), values_of(paths[1]).get(key, {})
+        verdict, bounds, shared = compare(base_values, other_values, sign)
+        if bounds is not None:
+            interval = f' <span class="ci">[{bounds[0]:+.3f}, {bounds[1]:+.3f}]</span>'
+            title = f"95% paired-bootstrap interval over {shared} shared examples"
+        else:
+            verdict, title = ("noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)), "no shared examples"
+    else:
+        verdict = "noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)
+        title = f"stated noise threshold: differences below {NOISE_THRESHOLD} are noise"
+    mark = "≈ " if verdict == "noise" else ""
+    return (f'<td class="{verdict}" data-metric="{_e(key)}" data-verdict="{verdict}" title="{_e(title)}">'
+            f"{mark}{delta:+.3f}{interval}</td>")
+
+
+def _direction(delta: float, sign: int) -> str:
+    return "better" if delta * sign > 0 else "worse"
 
 
 def _runs_table(runs: list[EvalRun]) -> str:
@@ -221,11 +284,15 @@ def _runs_table(runs: list[EvalRun]) -> str:
             if key in info
         )
         threshold = _number(info.get("threshold"))
+        coverage = info.get("rationale_coverage") or {}
+        examples = str(info.get("examples", ""))
+        if coverage.get("without_rationale"):  # plausibility covers only the examples with a human rationale
+            examples += f" ({coverage['with_rationale']} with a human rationale: the plausibility columns cover these)"
         problems = "".join(f"<li>{_e(p)}</li>" for p in run.problems)
         rows.append(
             f'<tr><th scope="row">{_e(run.name)}</th><td><code>{_e(info.get("model", ""))}</code></td>'
             f"<td><code>{_e(info.get('data_dir', ''))}</code> / {_e(info.get('split', ''))}</td>"
-            f"<td>{_e(info.get('examples', ''))}</td><td>{_e(settings)}"
+            f"<td>{_e(examples)}</td><td>{_e(settings)}"
             f"{'' if threshold is None else f'; threshold={threshold:.4g}'}</td>"
             f"<td>{_e(sgt_text)}</td><td>{_e(trunc) or '–'}</td>"
             f"<td><code>{_e(run.path)}</code>{f'<ul class=problems>{problems}</ul>' if problems else ''}</td></tr>"
@@ -368,6 +435,7 @@ th .dir { color: var(--muted); font-weight: 400; }
 tr.group-start > * { border-top: 2px solid #c9ced8; }
 td.best { font-weight: 700; color: #0b5394; }
 td.better { color: #1a7f37; font-weight: 600; } td.worse { color: #c0392b; font-weight: 600; }
+td.noise { color: #888; } .ci { font-size: 0.8em; color: #666; font-weight: normal; }
 table.runs { font-size: 0.82rem; } table.runs code { font-size: 0.78rem; word-break: break-all; }
 ul.problems { margin: 0.3rem 0 0; padding-left: 1.1rem; color: #b35900; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 1rem; }

@@ -1,0 +1,89 @@
+"""Is a difference between two evaluations more than noise? Paired bootstrap over shared examples.
+
+Comprehensiveness, sufficiency and their AOPCs are means over examples of a per-example drop in the predicted
+class's probability (``sgt_nlp.metrics.faithfulness``), and every ``results.jsonl`` holds the probabilities they
+come from. Two evaluations of the same examples can therefore be compared example by example: the difference of
+the means is the mean of the per-example differences, and resampling the examples (a paired bootstrap) gives an
+interval for it. A difference whose interval contains 0 is within the noise of the example sample.
+
+The other columns (accuracy, AUPRC, token and IOU F1, masked accuracy) are not stored per example, so they get a
+stated noise threshold instead: :data:`NOISE_THRESHOLD`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+#: the summary columns whose per-example values can be rebuilt from results.jsonl
+PER_EXAMPLE_METRICS = ("comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc")
+#: differences below this (absolute, in the metric's units) are reported as noise for the other columns
+NOISE_THRESHOLD = 0.02
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+
+def _drop(full: Mapping[str, float], perturbed: Mapping[str, float], predicted: str) -> float:
+    return float(full[predicted]) - float(perturbed[predicted])
+
+
+def per_example_faithfulness(results_path: str | Path) -> dict[str, dict[str, float]]:
+    """``{metric: {annotation_id: value}}`` for :data:`PER_EXAMPLE_METRICS`, from one results file.
+
+    The per-example value is the drop ``p(ŷ|x) - p(ŷ|x')``, averaged over the AOPC bins for the AOPC columns;
+    its mean over the file is the summary's number.
+    """
+    values: dict[str, dict[str, float]] = {name: {} for name in PER_EXAMPLE_METRICS}
+    for line in Path(results_path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        full = record.get("classification_scores")
+        if not full:
+            continue
+        predicted = max(full, key=full.__getitem__)
+        ann = record["annotation_id"]
+        for name in ("comprehensiveness", "sufficiency"):
+            perturbed = record.get(f"{name}_classification_scores")
+            if perturbed:
+                values[name][ann] = _drop(full, perturbed, predicted)
+            bins = record.get("thresholded_scores") or []
+            if bins:
+                drops = [_drop(full, b[f"{name}_classification_scores"], predicted) for b in bins]
+                values[f"{name}_aopc"][ann] = float(np.mean(drops))
+    return values
+
+
+def paired_bootstrap_interval(
+    differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile interval for the mean of paired ``differences`` (examples resampled with replacement)."""
+    differences = np.asarray(differences, dtype=float)
+    if differences.size == 0:
+        raise ValueError("no paired examples to resample")
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, differences.size, size=(resamples, differences.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def compare(
+    base: Mapping[str, float], other: Mapping[str, float], sign: int
+) -> tuple[str, tuple[float, float] | None, int]:
+    """``(verdict, interval, examples)`` for ``other - base`` over their shared examples.
+
+    ``verdict`` is "better"/"worse" (by ``sign``: +1 when higher is better) when the interval excludes 0, else
+    "noise"; ``interval`` is None when the two share no example.
+    """
+    shared = sorted(base.keys() & other.keys())
+    if not shared:
+        return "unknown", None, 0
+    differences = np.array([other[k] - base[k] for k in shared])
+    low, high = paired_bootstrap_interval(differences)
+    if low > 0 or high < 0:
+        return ("better" if (low > 0) == (sign > 0) else "worse"), (low, high), len(shared)
+    return "noise", (low, high), len(shared)

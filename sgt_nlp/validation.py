@@ -1,0 +1,173 @@
+"""Checks of command-line options, output folders and inputs that run before any model pass.
+
+A bad option or file must fail in the first second with a message that names the option, file, line or field,
+never after an hour of explaining with a traceback (or, worse, run and give silently wrong numbers). The
+``sgt-nlp`` CLI prints these errors without a traceback: :class:`UsageError` (a bad option value or output
+folder) exits with status 2, every other error with status 1 (see :func:`sgt_nlp.cli.main`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """A command-line option has a value that cannot work; the CLI exits with status 2 (as argparse does)."""
+
+
+def check_positive(option: str, value: int | None, *, allow_none: bool = True) -> None:
+    """``value`` must be an integer >= 1 (``None`` means "not given" where ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if value is None or value < 1:
+        raise UsageError(f"{option} must be a positive integer, got {value}")
+
+
+def parse_name_list(option: str, text: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    """A comma-separated option value as a tuple of known names; empty lists and unknown names are errors."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise UsageError(f"{option} {text!r} names nothing; give a comma-separated list of: {', '.join(allowed)}")
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise UsageError(f"{option}: unknown {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"{option} {text!r} repeats a name")
+    return names
+
+
+def check_device(device: str) -> None:
+    """``cpu``, ``auto``, ``cuda`` or ``cuda:N`` that this machine has; anything else is refused up front."""
+    import torch
+
+    if device in ("cpu", "auto"):
+        return
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: this machine has no usable MPS device; use --device cpu or auto")
+        return
+    if not device.startswith("cuda"):
+        raise UsageError(f"--device {device!r} is not one of cpu, auto, cuda, cuda:N, mps")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
+                         "use --device cpu or auto")
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+# ---- output folders -----------------------------------------------------------------------------------------
+
+
+def check_output_dir(path: str | Path, *, overwrite: bool, what: str, flag: str = "--overwrite_output_dir") -> None:
+    """Refuse an output folder that is a file, or one that holds anything unless ``overwrite`` was asked for."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--output_dir {path} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UsageError(f"--output_dir {path} already holds {what}; choose a new folder or pass {flag} to replace it")
+
+
+def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterable[str] = ()) -> list[str]:
+    """Delete the named files and folders (and ``subfolders`` globs) under ``folder``; returns what went.
+
+    Used before writing into an existing output folder, so that nothing of an earlier run (a method or removal
+    mode no longer evaluated, an old checkpoint) sits beside the new outputs and gets read as theirs.
+    """
+    folder = Path(folder)
+    removed = []
+    candidates = [folder / name for name in names] + [p for pattern in subfolders for p in folder.glob(pattern)]
+    for path in candidates:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path.name)
+    return removed
+
+
+# ---- inputs -------------------------------------------------------------------------------------------------
+
+
+def check_max_length(
+    tokenizer, max_length: int, query_words: Sequence[Sequence[str]], where: Sequence[str], option: str = "--max_length"
+) -> None:
+    """Every input must leave room for at least one document piece after its query and the special tokens.
+
+    With less, a tokenizer asked to cut only the document cannot cut and returns the input uncut, so the
+    model would see (and the report would claim to have cut at ``max_length``) something else. ``where`` names
+    each example (file, line, field) for the message.
+    """
+    check_positive(option, max_length, allow_none=False)
+    with_query = [i for i, words in enumerate(query_words) if words]
+    specials = tokenizer.num_special_tokens_to_add(pair=bool(with_query))
+    if not with_query:
+        if max_length <= specials:
+            raise UsageError(f"{option} {max_length} leaves no room for text: the special tokens alone take {specials}")
+        return
+    pieces = tokenizer([list(query_words[i]) for i in with_query], is_split_into_words=True, add_special_tokens=False)
+    for i, ids in zip(with_query, pieces["input_ids"], strict=True):
+        needed = len(ids) + specials
+        if max_length <= needed:
+            raise UsageError(
+                f"{option} {max_length} leaves no room for the document of {where[i]}: its query and the special "
+                f"tokens take {needed} pieces"
+            )
+
+
+# ---- tables (CSV / JSON lines) ------------------------------------------------------------------------------
+
+
+class InputFileError(ValueError):
+    """A data file has a bad row; ``path``, ``line`` (1-based, when the format has lines) and ``field`` say where."""
+
+    def __init__(self, path: str | Path, line: int | None, field_name: str | None, message: str) -> None:
+        self.path, self.line, self.field = str(path), line, field_name
+        where = self.path + (f", line {line}" if line is not None else "")
+        where += f", field '{field_name}'" if field_name else ""
+        super().__init__(f"{where}: {message}")
+
+
+def first_data_line(path: str | Path) -> int | None:
+    """The file line of row 0: 2 for CSV (after the header), 1 for JSON lines; None for a JSON array."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return 2
+    if suffix == ".jsonl":
+        return 1
+    if suffix == ".json":
+        with open(path, "rb") as handle:
+            start = handle.read(4096).lstrip()
+        return None if start.startswith(b"[") else 1
+    return None
+
+
+def check_table_cells(path: str | Path, columns: dict[str, Sequence[object]], first_line: int | None) -> None:
+    """Every row must have a value in every given column: an empty cell is read as ``None`` (CSV) and would
+    become a class of its own (labels) or crash the tokenizer mid-run (text)."""
+    for name, values in columns.items():
+        for row, value in enumerate(values):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                line = None if first_line is None else first_line + row
+                where = "" if line is not None else f" (row {row})"
+                raise InputFileError(path, line, name, f"empty cell{where}")
+
+
+def sorted_label_names(values: Iterable[object]) -> list[str]:
+    """The label set as strings, in class-id order: numeric labels by value (so that label ``2`` is class 2,
+    not after ``10``), anything else alphabetically."""
+    names = {str(value) for value in values}
+
+    def as_number(name: str) -> float | None:
+        try:
+            return float(name)
+        except ValueError:
+            return None
+
+    if names and all(as_number(name) is not None for name in names):
+        return sorted(names, key=lambda name: (as_number(name), name))
+    return sorted(names)
