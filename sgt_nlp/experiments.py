@@ -516,6 +516,30 @@ class Stage:
                     dataset, arm, seed, elapsed, detail)
 
 
+#: settings that change no record: seeds may be added, the gate is re-read, intervals recomputed
+FREE_FIELDS = ("name", "seeds", "bootstrap_resamples", "comparisons", "eval_batch_size", "record_version")
+FREE_DATASET_FIELDS = ("gate", "learning_rates")
+
+
+def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields whose change would make the records of ``previous`` (a spec.json) wrong for ``current``.
+
+    Datasets and arms are compared where both specs have them (a spec may add or leave out some)."""
+    changed = [key for key in current if key not in (*FREE_FIELDS, "datasets", "arms")
+               and previous.get(key) != current[key]]
+    for arm, settings in current["arms"].items():
+        if arm in previous.get("arms", {}) and previous["arms"][arm] != settings:
+            changed.append(f"arms.{arm}")
+    old_datasets = {d["name"]: d for d in previous.get("datasets", [])}
+    for dataset in current["datasets"]:
+        old = old_datasets.get(dataset["name"])
+        if old is None:
+            continue
+        changed += [f"datasets.{dataset['name']}.{key}" for key in dataset
+                    if key not in FREE_DATASET_FIELDS and old.get(key) != dataset[key]]
+    return changed
+
+
 class Experiment:
     """Runs (or resumes) a spec: ``run()`` trains and evaluates what is missing, then aggregates."""
 
@@ -542,9 +566,16 @@ class Experiment:
         spec_path = self.out / "spec.json"
         current = {"record_version": RECORD_VERSION, **asdict(self.spec)}
         previous = read_json(spec_path)
-        if previous is not None and previous != json.loads(json.dumps(current, default=list)):
-            logger.warning("%s differs from the spec of this run; records of unchanged runs are reused", spec_path)
+        if previous is not None:
+            changed = spec_changes(previous, json.loads(json.dumps(current, default=list)))
+            if changed:
+                raise SpecError(f"{spec_path}: the records there were made with other settings ({', '.join(changed)}); "
+                                "use another --output_dir (or delete that one) to run this spec")
         if not self.only_finished:
+            if previous is not None:  # a run of some datasets or arms keeps what the file says of the others
+                names = {d["name"] for d in current["datasets"]}
+                current["datasets"] = [*current["datasets"], *(d for d in previous["datasets"] if d["name"] not in names)]
+                current["arms"] = {**previous.get("arms", {}), **current["arms"]}
             write_json(spec_path, current)
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
@@ -571,7 +602,7 @@ class Experiment:
             if lr is None:
                 break
             plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
-            gate_passed = plain is not None and plain["gate_passed"]
+            gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
             for arm in self.spec.arms:
                 rid = run_id(arm, seed, lr)
                 record = {"dataset": dataset.name, "arm": arm, "seed": seed, "learning_rate": lr, "run": rid}
@@ -702,7 +733,7 @@ class Experiment:
             self.train(dataset, data_dir, arm, seed, lr)
         self.progress.log("evaluate", dataset.name, arm, seed)
         started = time.perf_counter()
-        raw = self._evaluate_model(dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval")
+        raw = self._evaluate_model(dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval", arm)
         record = {"record_version": RECORD_VERSION, "arm": arm, "seed": seed, "learning_rate": lr,
                   "seconds": time.perf_counter() - started, **raw}
         write_json(path, record)
@@ -712,7 +743,7 @@ class Experiment:
         self.progress.log("evaluated", dataset.name, arm, seed, f"{time.perf_counter() - started:.0f} s")
         return record
 
-    def evaluation_calls(self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path):
+    def evaluation_calls(self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path, name: str):
         """(ordering name, EvaluationConfig) for every ordering the spec asks for: one call for the methods that
         share settings, one for ``gradient_l2`` and one per extra random draw."""
         from .evaluation import EvaluationConfig
@@ -722,7 +753,7 @@ class Experiment:
             removal=self.spec.removals[0], extra_removals=tuple(self.spec.removals[1:]),
             max_length=dataset.max_length, max_examples=dataset.test_examples, threshold=dataset.threshold,
             ig_steps=self.spec.ig_steps, smoothgrad_samples=self.spec.smoothgrad_samples, seed=0,
-            sample="random", masked_accuracy_curve=False, per_example=True,
+            sample="random", masked_accuracy_curve=False, per_example=True, model_name=name,
         )
         if dataset.truncation != "head":
             common["truncation"] = dataset.truncation
@@ -741,12 +772,13 @@ class Experiment:
                     explainer_settings={"random": {"seed": draw}}, **common)))
         return calls
 
-    def _evaluate_model(self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path) -> dict[str, Any]:
+    def _evaluate_model(self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path,
+                        name: str) -> dict[str, Any]:
         from .evaluation import evaluate_rationales
 
         orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in self.spec.removals}
         examples = None
-        for names, config in self.evaluation_calls(dataset, model_dir, data_dir, out):
+        for names, config in self.evaluation_calls(dataset, model_dir, data_dir, out, name):
             evaluate_rationales(config)
             for removal in self.spec.removals:
                 folder = config.output_dir_for(removal)
