@@ -129,6 +129,7 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
         experiment = Experiment(spec, out, out / "work", keep_models=True)
         result = experiment.run()
     sentences = method_sentences(result, spec)
+    publish_shortcuts(out, spec, result)
     (out / "verdict.md").write_text("\n".join(f"- {s}" for s in sentences) + "\n")
     dataset = spec.datasets[0]
     lr = result["datasets"][dataset.name]["learning_rate"]
@@ -138,6 +139,29 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     report = build_report(eval_dirs, out / "report.html", verdict=sentences) if eval_dirs else None
     return {"verdict": sentences, "report": report, "table": (out / "results.md").read_text(),
             "seconds": time.perf_counter() - started, "result": result}
+
+
+def publish_shortcuts(out: Path, spec: ExperimentSpec, result: dict[str, Any]) -> None:
+    """Short names for what the README's next commands use: ``<out>/seed<s>/{data, initial_model, model_<arm>,
+    eval_<arm>}``, relative links into the runner's work folder."""
+    dataset = spec.datasets[0]
+    lr = result["datasets"][dataset.name]["learning_rate"]
+    if lr is None:
+        return
+    work = out / "work" / dataset.name
+    for seed in spec.seeds:
+        folder = out / f"seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        targets = {"data": work / "data", "initial_model": work / f"tiny_seed{seed}"}
+        for arm in spec.arms:
+            run = work / f"{arm}_seed{seed}_lr{lr:g}"
+            targets[f"model_{arm}"], targets[f"eval_{arm}"] = run / "model", run / "eval" / "main"
+        for name, target in targets.items():
+            link = folder / name
+            if link.is_symlink():
+                link.unlink()
+            if target.exists() and not link.exists():
+                link.symlink_to(os.path.relpath(target, folder), target_is_directory=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,5 +66,7 @@ def test_demo_on_given_data_and_model(tmp_path, capsys):
     assert 'id="verdict"' in html and html.index('id="verdict"') < html.index('id="metrics"')
     verdict = (out / "verdict.md").read_text()
     assert "Integrated Gradients: SGT" in verdict and "vs random-mask" in verdict
+    assert (out / "seed0" / "model_sgt" / "config.json").is_file()  # the links the README's commands use
+    assert (out / "seed0" / "eval_random_mask" / "summary.json").is_file()
     result = json.loads((out / "results.json").read_text())
     assert set(result["datasets"]["eraser"]["arms"]) == {"plain", "sgt", "random_mask"}

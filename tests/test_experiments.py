@@ -255,3 +255,46 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     data = more.run()["datasets"]["synthetic"]
     assert more.trained_runs == [] and not (out / "synthetic" / "plain_seed5_lr0.001").exists()
     assert "plain_seed5" in data["missing"] and data["seeds_evaluated"] == [0]
+
+
+# ---- spec files, the fp16 export, the gpu preset -------------------------------------------------------------------
+
+
+def test_spec_files_match_the_presets():
+    from pathlib import Path
+
+    specs = Path(__file__).resolve().parents[1] / "specs"
+    for name, preset in PRESETS.items():
+        assert load_spec(specs / f"{name}.json") == preset, f"specs/{name}.json is stale: rewrite it with spec_to_dict"
+    assert load_spec(specs / "cpu_sst2_quick.yaml").datasets[0].learning_rates == (5e-5,)
+
+
+def test_half_precision_export_halves_the_file_and_loads_in_fp32(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from sgt_nlp.experiments import export_half_precision_model
+    from tests import tiny
+
+    tiny.tiny_model("bert", seed=0).save_pretrained(tmp_path / "src")
+    tiny.wordpiece_tokenizer().save_pretrained(tmp_path / "src")
+    half = export_half_precision_model(str(tmp_path / "src"), tmp_path / "half")
+    full_size = (tmp_path / "src" / "model.safetensors").stat().st_size
+    assert (half / "model.safetensors").stat().st_size < 0.6 * full_size
+    model = AutoModelForSequenceClassification.from_pretrained(half, num_labels=2)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_gpu_preset_runs_with_a_smoke_sized_override(tmp_path):
+    """The gpu preset's settings (methods, bf16 request, batch sizes) on a tiny synthetic task; on a CPU the bf16
+    request is ignored, the rest is the code path the H200 runs."""
+    gpu = PRESETS["gpu"]
+    assert gpu.mixed_precision == "bf16" and gpu.datasets[0].max_length == 512 and gpu.datasets[0].test_examples is None
+    tiny_task = replace(PRESETS["smoke"].datasets[0], max_length=48)
+    spec = replace(gpu, datasets=(tiny_task,), model="tiny", seeds=(0,), random_draws=2, ig_steps=2,
+                   smoothgrad_samples=2, bootstrap_resamples=100, tiny_model={"hidden_size": 32, "layers": 1})
+    experiment = Experiment(spec, tmp_path / "out", tmp_path / "work")
+    data = experiment.run()["datasets"]["synthetic"]
+    assert data["seeds_evaluated"] == [0] and len(experiment.evaluated_runs) == 3
+    assert {r["method"] for r in data["comparisons"][0]["rows"]} == set(gpu.methods)
+    assert read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "train.json")["device"] in ("cpu", "cuda")
