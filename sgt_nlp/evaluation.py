@@ -7,8 +7,11 @@ all pushed through the model in length-sorted batches; identical perturbations a
 written in the official ERASER results format and scored with the scorer's definitions (``sgt_nlp.metrics``).
 
 Conventions (written into every ``scores.json`` under ``evaluation_settings`` and into ``run.json``):
-- An example's document is what the model sees: the words that survive ``max_length`` truncation. Removal
-  fractions count those words; words beyond the cut get the lowest score in the soft predictions.
+- An example's document is what the model sees: the words that survive ``max_length`` truncation (``truncation``:
+  ``head`` keeps the start, ``tail`` the end, ``head_tail`` both; see :mod:`sgt_nlp.eraser.align`). Removal
+  fractions count those words; words cut off get the lowest score in the soft predictions. Perturbed inputs are
+  built from the seen words only and encoded under the same ``truncation`` (which then keeps them all), so a
+  removal never lets a previously unseen word in.
 - The query (second sequence of the text pair) is never removed, as in the ERASER baselines.
 - ``removal``: ``delete`` drops words (the sequence shrinks; ERASER's baselines), ``mask_token`` replaces each
   removed word by the tokenizer's mask token, ``random_token`` by a random whole-word vocabulary entry.
@@ -39,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .eraser import load_split
-from .eraser.align import WORD_AGGREGATIONS, align_words
+from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words, encode_words
 from .eraser.results import result_record, verify_results, write_results
 from .explainers import EXPLAINERS, get_explainer
 from .metrics import (
@@ -76,6 +79,7 @@ class EvaluationConfig:
     aggregation: str = "grad_x_input"
     word_aggregation: str = "first"
     max_length: int = 256
+    truncation: str = "head"
     max_examples: int | None = None
     device: str = "auto"
     threshold: float | None = None
@@ -109,6 +113,8 @@ class EvaluationConfig:
             raise ValueError(f"sample={self.sample!r} is not one of: first, random")
         if self.word_aggregation not in WORD_AGGREGATIONS:
             raise ValueError(f"word_aggregation={self.word_aggregation!r} is not one of: {', '.join(WORD_AGGREGATIONS)}")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
         if self.tokens_to_flip not in ("grid", "exact"):
             raise ValueError(f"tokens_to_flip={self.tokens_to_flip!r} is not one of: grid, exact")
         if self.target not in ("prediction", "gold"):
@@ -230,6 +236,7 @@ class _Example:
 class _Plan:
     """One example's perturbations for one method: its seen words, their ranking and where each input sits."""
 
+    seen_words: list[str]
     n: int
     scores: np.ndarray
     order: np.ndarray
@@ -303,10 +310,8 @@ class _Evaluator:
         return out
 
     def _encode(self, words: list[list[str]], queries: list[list[str]]) -> dict[str, torch.Tensor]:
-        has_query = any(queries)
-        encoding = self.tokenizer(
-            words, queries if has_query else None, is_split_into_words=True,
-            truncation="only_first" if has_query else True, max_length=self.config.max_length, padding=True,
+        encoding, _ = encode_words(
+            self.tokenizer, words, queries, self.config.max_length, self.config.truncation, padding=True,
             return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in encoding.items()}
@@ -317,11 +322,13 @@ class _Evaluator:
         alignment = align_words(
             self.tokenizer, [ex.words for ex in batch], [ex.query_words for ex in batch],
             max_length=self.config.max_length, rationale_masks=[ex.rationale for ex in batch],
+            truncation=self.config.truncation,
         )
         encoding = {k: v.to(self.device) for k, v in alignment.encoding.items()}
         self.example_lengths.extend(int(n) for n in encoding["attention_mask"].sum(dim=1).tolist())
         outputs: list[dict[str, Any]] = [
-            {"index": ex.index, "annotation_id": ex.annotation_id, "words_kept": alignment.words_kept[b], "methods": {}}
+            {"index": ex.index, "annotation_id": ex.annotation_id, "words_kept": alignment.words_kept[b],
+             "kept_words": alignment.kept_words[b], "methods": {}}
             for b, ex in enumerate(batch)
         ]
         gold = torch.tensor([ex.label for ex in batch], device=self.device)
@@ -337,7 +344,7 @@ class _Evaluator:
             explained = time.perf_counter()
             for removal in self.config.removals:
                 started = time.perf_counter()
-                per_example = self._faithfulness(batch, alignment.words_kept, word_scores, full_probs, removal)
+                per_example = self._faithfulness(batch, alignment.kept_words, word_scores, full_probs, removal)
                 # Explaining is shared by the removal modes; each is charged for it plus its own passes.
                 seconds = (explained - start) + (time.perf_counter() - started)
                 for b, result in enumerate(per_example):
@@ -347,12 +354,13 @@ class _Evaluator:
                     outputs[b]["methods"].setdefault(removal, {})[method] = result
         return outputs
 
-    def _faithfulness(self, batch, words_kept, word_scores, full_probs, removal: str) -> list[dict[str, Any]]:
+    def _faithfulness(self, batch, kept_words, word_scores, full_probs, removal: str) -> list[dict[str, Any]]:
         """All perturbed inputs of the batch for one method, run together, then the per-example results."""
         plans, inputs, queries = [], [], []
         for b, ex in enumerate(batch):
-            n = words_kept[b]
-            scores = np.asarray(word_scores[b][:n], dtype=float)
+            kept = kept_words[b]
+            seen_words, n = [ex.words[i] for i in kept], len(kept)
+            scores = np.asarray(word_scores[b], dtype=float)[kept]
             order = top_k_indices(scores, n)
             keys = perturbation_keys(n, self.fractions_removed, self.fractions_kept)
             if self.config.per_example and n:
@@ -362,9 +370,9 @@ class _Evaluator:
             slots = {}
             for key in keys:
                 slots[key] = len(inputs)
-                inputs.append(perturbed_words(ex.words[:n], kept_positions(order, n, key), removal, replacement))
+                inputs.append(perturbed_words(seen_words, kept_positions(order, n, key), removal, replacement))
                 queries.append(ex.query_words)
-            plans.append(_Plan(n, scores, order, replacement, slots))
+            plans.append(_Plan(seen_words, n, scores, order, replacement, slots))
         probs = self.probabilities(inputs, queries)
 
         def at(b: int, kind: str, fraction: float) -> np.ndarray:
@@ -405,7 +413,7 @@ class _Evaluator:
             for k in range(1, min(flipped[b], default=plan.n + 1)):
                 if k not in evaluated:
                     kept = kept_positions(plan.order, plan.n, ("comp", k))
-                    inputs.append(perturbed_words(ex.words[: plan.n], kept, removal, plan.replacement))
+                    inputs.append(perturbed_words(plan.seen_words, kept, removal, plan.replacement))
                     queries.append(ex.query_words)
                     owners.append((b, k))
         for (b, k), p in zip(owners, self.probabilities(inputs, queries), strict=True):
@@ -499,7 +507,8 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
         "model": config.model, "model_name": config.model_name or Path(folder).name, "data_dir": config.data_dir,
         "split": config.split, "examples": len(examples), "labels": labels, "methods": list(config.methods),
         "removal": config.removal, "aggregation": config.aggregation, "word_aggregation": config.word_aggregation,
-        "max_length": config.max_length, "threshold": threshold, "aopc_thresholds": list(config.aopc_thresholds),
+        "max_length": config.max_length, "truncation_mode": config.truncation, "threshold": threshold,
+        "aopc_thresholds": list(config.aopc_thresholds),
         "truncation": truncation, "sgt_settings": _sgt_settings(folder), "processes": world,
         "seconds": time.perf_counter() - started, "forward_passes": evaluator.forward_passes,
         "config": {k: v for k, v in asdict(config).items() if k not in ("model", "data_dir", "output_dir")},
@@ -545,24 +554,36 @@ def _examples(split, chosen: list[int]) -> list[_Example]:
 
 
 def _truncation(examples: list[_Example], outputs: list[dict[str, Any]]) -> dict[str, int]:
-    kept = [o["words_kept"] for o in outputs]
+    """What the truncation dropped: words (and human-rationale words) outside each example's kept words."""
+    kept = [o["kept_words"] for o in outputs]
+    pairs = list(zip(examples, kept, strict=True))
     return {
         "examples": len(examples),
-        "examples_truncated": sum(k < len(ex.words) for ex, k in zip(examples, kept, strict=True)),
+        "examples_truncated": sum(len(k) < len(ex.words) for ex, k in pairs),
         "words": sum(len(ex.words) for ex in examples),
-        "words_truncated": sum(len(ex.words) - k for ex, k in zip(examples, kept, strict=True)),
+        "words_truncated": sum(len(ex.words) - len(k) for ex, k in pairs),
         "rationale_words": sum(sum(ex.rationale) for ex in examples),
-        "rationale_words_truncated": sum(sum(ex.rationale[k:]) for ex, k in zip(examples, kept, strict=True)),
+        "rationale_words_truncated": sum(sum(ex.rationale) - sum(ex.rationale[i] for i in k) for ex, k in pairs),
     }
 
 
-def _full_scores(ex: _Example, kept_scores: np.ndarray) -> np.ndarray:
-    """One score per document word; words beyond the truncation point rank below every seen word."""
-    scores = np.empty(len(ex.words))
-    scores[: len(kept_scores)] = kept_scores
+def _full_scores(ex: _Example, kept: Sequence[int], kept_scores: np.ndarray) -> np.ndarray:
+    """One score per document word; words the truncation dropped rank below every seen word."""
     floor = (kept_scores.min() - 1.0) if len(kept_scores) else 0.0
-    scores[len(kept_scores) :] = floor
+    scores = np.full(len(ex.words), floor, dtype=float)
+    scores[list(kept)] = kept_scores
     return scores[: sum(ex.doc_lengths)]
+
+
+def _hard_rationale_over_seen(doc_scores: np.ndarray, seen: Sequence[int], threshold: float) -> list[tuple[int, int]]:
+    """Spans, in document positions, of the top ``round(threshold * len(seen))`` seen words (ties: earlier first).
+
+    Unseen words are never chosen, so no span bridges a cut (``head_tail`` drops the middle of a document).
+    """
+    chosen = np.zeros(len(doc_scores), dtype=bool)
+    for start, end in hard_rationale_from_scores(doc_scores[list(seen)], threshold):
+        chosen[list(seen[start:end])] = True
+    return mask_to_spans(chosen)
 
 
 def _write_outputs(
@@ -581,20 +602,23 @@ def _write_outputs(
         visible_truth, visible_soft, visible_hard, visible_gold = {}, {}, {}, {}
         for ann, ex, output in zip(annotations, examples, outputs, strict=True):
             result = output["methods"][method]
-            scores = _full_scores(ex, result["word_scores"])
+            kept = output["kept_words"]
+            scores = _full_scores(ex, kept, result["word_scores"])
             soft, hard, offset = {}, {}, 0
             for docid, length in zip(ex.docids, ex.doc_lengths, strict=True):
                 doc_scores = scores[offset : offset + length]
-                seen = max(0, min(length, output["words_kept"] - offset))
+                seen = [i - offset for i in kept if offset <= i < offset + length]
                 soft[docid] = doc_scores
                 # hard rationales come from the words the model saw: top round(threshold * seen) of them
-                hard[docid] = hard_rationale_from_scores(doc_scores[:seen], threshold)
+                hard[docid] = _hard_rationale_over_seen(doc_scores, seen, threshold)
                 if seen and docid in ann.evidence_docids:
                     key = (ann.annotation_id, docid)
-                    truth = np.asarray(ex.rationale[offset : offset + seen], dtype=bool)
-                    visible_truth[key], visible_soft[key] = truth, doc_scores[:seen]
+                    document_truth = np.asarray(ex.rationale[offset : offset + length], dtype=bool)
+                    truth = document_truth[seen]
+                    visible_truth[key], visible_soft[key] = truth, doc_scores[seen]
                     visible_hard[key] = set(hard[docid])
-                    visible_gold[key] = set(mask_to_spans(truth))
+                    # gold spans over the seen words, in document positions (like the hard spans)
+                    visible_gold[key] = set(mask_to_spans(document_truth & np.isin(np.arange(length), seen)))
                 offset += length
             records.append(
                 result_record(
@@ -621,7 +645,7 @@ def _write_outputs(
         }
         scores["evaluation_settings"].update(
             {"method": method, "explainer": evaluator_params[method], "word_aggregation": config.word_aggregation,
-             "max_length": config.max_length, "target": config.target}
+             "max_length": config.max_length, "truncation": config.truncation, "target": config.target}
         )
         (method_dir / "scores.json").write_text(json.dumps(scores, indent=2))
         masked = np.array([o["methods"][method]["masked_correct"] for o in outputs], dtype=float)
@@ -640,13 +664,13 @@ def _write_outputs(
             row["ig_mean_abs_delta"] = float(np.mean(deltas)) if deltas else 0.0
         rows.append(row)
     for ex, output in list(zip(examples, outputs, strict=True))[: config.shown_examples]:
-        n = output["words_kept"]
+        kept = output["kept_words"]
         first = next(iter(output["methods"].values()))
         shown.append(
             {
                 "annotation_id": ex.annotation_id, "label": labels[ex.label], "prediction": labels[int(np.argmax(first["probs"]))],
-                "words": ex.words[:n], "rationale": ex.rationale[:n],
-                "scores": {m: [float(v) for v in r["word_scores"][:n]] for m, r in output["methods"].items()},
+                "words": [ex.words[i] for i in kept], "rationale": [ex.rationale[i] for i in kept],
+                "scores": {m: [float(v) for v in r["word_scores"]] for m, r in output["methods"].items()},
             }
         )
     (out_dir / "examples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in shown))
@@ -860,6 +884,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--word_aggregation", default="first", choices=WORD_AGGREGATIONS,
                         help="word-piece scores to word scores (default: first piece, as the ERASER baselines)")
     parser.add_argument("--max_length", type=int, default=256, help="word pieces per input (documents are cut)")
+    parser.add_argument("--truncation", default="head", choices=TRUNCATIONS,
+                        help="which document words fit in max_length (the query is never cut): head (the start, "
+                        "default), tail (the end, whole words) or head_tail (the first quarter of the budget from "
+                        "the start, the rest from the end, whole words; Sun et al. 2019)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--threshold", type=float, default=None,
                         help="fraction for single-point comp/suff and hard rationales (default: the split's mean "
@@ -882,7 +910,7 @@ def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
         model=args.model, data_dir=args.data_dir, output_dir=args.output_dir, split=args.split,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), batch_size=args.batch_size,
         removal=removals[0], extra_removals=tuple(removals[1:]), aggregation=args.aggregation, word_aggregation=args.word_aggregation,
-        max_length=args.max_length, max_examples=args.max_examples, device=args.device, threshold=args.threshold,
+        max_length=args.max_length, truncation=args.truncation, max_examples=args.max_examples, device=args.device, threshold=args.threshold,
         aopc_thresholds=tuple(float(t) for t in args.aopc_thresholds.split(",")), target=args.target,
         ig_steps=args.ig_steps, smoothgrad_samples=args.smoothgrad_samples, seed=args.seed, model_name=args.model_name,
         sample=args.sample, masked_accuracy_curve=not args.no_masked_accuracy_curve,
@@ -901,15 +929,15 @@ def main(argv: list[str] | None = None) -> None:
         print(table)
         print(
             f"\n{run['examples']} examples of {config.data_dir} ({config.split}); threshold {run['threshold']}; "
-            f"truncated at {config.max_length} pieces: {cut['examples_truncated']} examples, {cut['words_truncated']}"
-            f"/{cut['words']} words and {cut['rationale_words_truncated']}/{cut['rationale_words']} human-rationale "
-            "words beyond the cut"
+            f"truncated ({config.truncation}) at {config.max_length} pieces: {cut['examples_truncated']} examples, "
+            f"{cut['words_truncated']}/{cut['words']} words and {cut['rationale_words_truncated']}/"
+            f"{cut['rationale_words']} human-rationale words not seen"
         )
         if not build_parser().parse_args(argv).no_model_card and Path(config.model).is_dir():
             from .training import add_evaluation_to_model_card
 
             description = (f"`sgt-nlp evaluate` on `{config.data_dir}` ({config.split}, {run['examples']} examples), "
-                           f"removal `{config.removal}`, max_length {config.max_length}.")
+                           f"removal `{config.removal}`, max_length {config.max_length} ({config.truncation} truncation).")
             if add_evaluation_to_model_card(config.model, table, description):
                 print(f"added the table to {Path(config.model) / 'README.md'}")
         print(f"\nwritten to {config.output_dir}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .eraser.align import WORD_AGGREGATIONS, align_words
+from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words
 from .explainers import EXPLAINERS, get_explainer
 
 
@@ -22,8 +22,10 @@ def explain_texts(
     word_aggregation: str = "first",
     max_length: int = 512,
     device: str = "cpu",
+    truncation: str = "head",
 ) -> list[dict]:
-    """Per text: words, predicted label and its probability, and one score per word for the prediction."""
+    """Per text: the words the model saw (``truncation`` picks them when the text exceeds ``max_length``), the
+    predicted label and its probability, and one score per seen word for the prediction."""
     from .training import load_classifier
 
     model, tokenizer, _ = load_classifier(model_path, torch.device(device))
@@ -33,7 +35,7 @@ def explain_texts(
     empty = [i for i, w in enumerate(words) if not w]
     if empty:
         raise ValueError(f"text {empty[0] + 1} is empty")
-    alignment = align_words(tokenizer, words, max_length=max_length)
+    alignment = align_words(tokenizer, words, max_length=max_length, truncation=truncation)
     encoding = {k: v.to(device) for k, v in alignment.encoding.items()}
     attribution = explainer.attribute(encoding)
     scores = alignment.aggregate_to_lists(attribution.scores, word_aggregation)
@@ -42,8 +44,8 @@ def explain_texts(
     return [
         {
             "text": texts[i],
-            "words": words[i][: alignment.words_kept[i]],
-            "scores": [float(s) for s in scores[i][: alignment.words_kept[i]]],
+            "words": [words[i][j] for j in alignment.kept_words[i]],
+            "scores": [float(scores[i][j]) for j in alignment.kept_words[i]],
             "prediction": labels.get(int(attribution.target[i]), str(int(attribution.target[i]))),
             "probability": float(probs[i, attribution.target[i]]),
             "truncated_words": len(words[i]) - alignment.words_kept[i],
@@ -59,7 +61,7 @@ def write_html(results: list[dict], path: Path, method: str) -> Path:
     for r in results:
         title = f"prediction: {r['prediction']} (p = {r['probability']:.3f})"
         if r["truncated_words"]:
-            title += f"; {r['truncated_words']} words beyond max_length not shown"
+            title += f"; {r['truncated_words']} words cut by max_length not shown"
         blocks.append(f"<section>{render_html_heatmap(r['words'], r['scores'], title=title)}</section>")
     signed = any(s < 0 for r in results for s in r["scores"])
     page = (
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="token score for gradient/smoothgrad (default: grad_x_input, signed)")
     parser.add_argument("--word_aggregation", default="first", choices=WORD_AGGREGATIONS)
     parser.add_argument("--max_length", type=int, default=512)
+    parser.add_argument("--truncation", default="head", choices=TRUNCATIONS,
+                        help="which words of a long text the model sees: head (default), tail or head_tail")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--html", default="explanation.html", help="where to write the HTML page")
     args = parser.parse_args(argv)
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     from .report import render_terminal_heatmap
 
     results = explain_texts(args.model, texts, args.method, args.aggregation, args.word_aggregation,
-                            args.max_length, args.device)
+                            args.max_length, args.device, args.truncation)
     colour = sys.stdout.isatty() or os.environ.get("FORCE_COLOR")
     for r in results:
         print(f"prediction: {r['prediction']} (p = {r['probability']:.3f})")

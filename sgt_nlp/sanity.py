@@ -40,6 +40,7 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
+from .eraser.align import TRUNCATIONS, encode_words
 from .explainers import EXPLAINERS, Explainer, get_explainer
 from .explainers.integrated_gradients import IG_AGGREGATIONS
 from .saliency import AGGREGATIONS, SIGNED_AGGREGATIONS, TARGET_OUTPUTS
@@ -615,11 +616,15 @@ def encode_batches(
     queries: Sequence[Sequence[str]] | None = None,
     max_length: int = 256,
     batch_size: int = 16,
+    truncation: str = "head",
 ) -> list[Batch]:
     """Right-padded batches of texts (strings) or pre-split words with an optional query (a text pair).
 
     Batches keep the input order (the order of the labels); ERASER documents are cut, the query never is.
+    ``truncation`` (head, tail, head_tail) picks the kept words of pre-split words exactly as ``sgt-nlp
+    evaluate`` and ``train`` do; texts are split on whitespace for ``tail``/``head_tail``.
     """
+
     if tokenizer.padding_side != "right":
         tokenizer.padding_side = "right"  # BERT-family heads pool position 0: left padding changes the model
     split = bool(words) and not isinstance(words[0], str)
@@ -628,10 +633,16 @@ def encode_batches(
     for start in range(0, len(words), batch_size):
         chunk = list(words[start : start + batch_size])
         pair = list(queries[start : start + batch_size]) if has_query and queries is not None else None
-        encoding = tokenizer(
-            chunk, pair, is_split_into_words=split, truncation="only_first" if pair else True,
-            max_length=max_length, padding=True, return_tensors="pt",
-        )
+        if split or truncation != "head":
+            word_lists = chunk if split else [str(text).split() for text in chunk]
+            encoding, _ = encode_words(
+                tokenizer, word_lists, pair, max_length, truncation, padding=True, return_tensors="pt"
+            )
+        else:
+            encoding = tokenizer(
+                chunk, pair, is_split_into_words=split, truncation="only_first" if pair else True,
+                max_length=max_length, padding=True, return_tensors="pt",
+            )
         batches.append({k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
     return batches
 
@@ -758,6 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shuffle", action="store_true",
                         help="a random subset (seeded by --seed) instead of the first N: splits sorted by class")
     parser.add_argument("--max_length", type=int, default=256, help="word pieces per input (documents are cut)")
+    parser.add_argument("--truncation", default="head", choices=TRUNCATIONS,
+                        help="which document words fit in max_length: head (default), tail or head_tail (as "
+                        "sgt-nlp evaluate)")
     parser.add_argument("--batch_size", type=int, default=16, help="examples per explainer call")
     parser.add_argument("--seed", type=int, default=0, help="re-initialisation, smoothgrad and random seed")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
@@ -792,12 +806,12 @@ def sanity_main(argv: list[str]) -> None:
     words, queries, labels = load_eraser_inputs(
         args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
     )
-    batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size)
+    batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
     config = SanityConfig(specs, args.target_output, not args.no_cascading, not args.no_independent, args.seed,
                           args.precision_examples, args.max_stages)
     result = run_sanity_checks(model, tokenizer, batches, config, labels)
     result.update({"model": args.model, "data_dir": args.data_dir, "split": args.split, "shuffle": args.shuffle,
-                   "max_length": args.max_length, "labels": label_names, "argv": list(argv)})
+                   "max_length": args.max_length, "truncation": args.truncation, "labels": label_names, "argv": list(argv)})
     out = write_outputs(result, args.output_dir)
     print(summary_table(result))
     print()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import SaliencyGuidedTrainingArguments
+from .eraser.align import TRUNCATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,22 @@ class DataArguments:
         default=0, metadata={"help": "Seed of the --max_train_samples/--max_eval_samples draw; fixed apart from "
                              "--seed so that runs with different training seeds see the same rows."}
     )
+    truncation: str = field(
+        default="head",
+        metadata={"help": "Which words of a long text fit in --max_length: head (the first pieces, default), tail "
+                  "(the last whole words) or head_tail (whole words: the first quarter of the budget from the start, "
+                  "the rest from the end; Sun et al. 2019). The ERASER query (and a CSV text_pair_column, under "
+                  "tail/head_tail) is never cut; under tail/head_tail CSV text is split on whitespace into words, as "
+                  "sgt-nlp explain and evaluate do.",
+                  "choices": list(TRUNCATIONS)},
+    )
 
     def __post_init__(self) -> None:
         given = [n for n in ("data_dir", "train_file", "dataset_path") if getattr(self, n)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of --data_dir, --train_file, --dataset_path (got {given or 'none'})")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -178,7 +190,12 @@ def random_subset(split, size: int, seed: int):
 
 
 def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, max_length: int):
-    """Tokenized train/validation datasets with integer ``labels`` columns, checked against ``labels``."""
+    """Tokenized train/validation datasets with integer ``labels`` columns, checked against ``labels``.
+
+    Long inputs are cut by ``data.truncation`` (:func:`sgt_nlp.eraser.align.select_kept_words`).
+    """
+    from .eraser.align import encode_words
+
     label_to_id = {name: i for i, name in enumerate(labels)}
 
     def label_id(value: Any, row: int, split: str) -> int:
@@ -190,17 +207,17 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
 
     def encode(batch, indices, split):
         if data.data_dir:
-            # No query (e.g. single-sentence data written as ERASER): one sequence, as the evaluator encodes it,
-            # not a pair with an empty second part (which would add a [SEP] that evaluation never shows).
-            queries = batch["query_words"] if any(batch["query_words"]) else None
-            enc = tokenizer(
-                batch["words"], queries, is_split_into_words=True,
-                truncation="only_first" if queries else True, max_length=max_length,
-            )
+            # The same kept words as sgt-nlp evaluate sees (one shared selection, the query never cut).
+            enc, _ = encode_words(tokenizer, batch["words"], batch["query_words"], max_length, data.truncation)
             enc["labels"] = batch["label"]
             return enc
         pair = batch[data.text_pair_column] if data.text_pair_column else None
-        enc = tokenizer(batch[data.text_column], pair, truncation=True, max_length=max_length)
+        if data.truncation == "head":
+            enc = tokenizer(batch[data.text_column], pair, truncation=True, max_length=max_length)
+        else:
+            words = [str(text).split() for text in batch[data.text_column]]
+            pair_words = [str(text).split() for text in pair] if pair is not None else None
+            enc, _ = encode_words(tokenizer, words, pair_words, max_length, data.truncation)
         enc["labels"] = [label_id(v, i, split) for v, i in zip(batch[data.label_column], indices, strict=True)]
         return enc
 
@@ -369,7 +386,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             base_model=model_args.model_name_or_path,
             data_description=f"`{data_description}` (train split `{data_args.train_split}`, {len(train)} examples)",
             labels=labels,
-            sgt_settings={**training_args.sgt_settings(), "max_length": model_args.max_length},
+            sgt_settings={**training_args.sgt_settings(), "max_length": model_args.max_length,
+                          "truncation": data_args.truncation},
             train_metrics=result.metrics,
             eval_metrics=eval_metrics,
         )

@@ -1,6 +1,14 @@
 """ERASER benchmark data: loading and validation, the results JSONL, and word ↔ word-piece alignment."""
 
-from sgt_nlp.eraser.align import WORD_AGGREGATIONS, TruncationReport, WordAlignment, align_words
+from sgt_nlp.eraser.align import (
+    TRUNCATIONS,
+    WORD_AGGREGATIONS,
+    TruncationReport,
+    WordAlignment,
+    align_words,
+    encode_words,
+    select_kept_words,
+)
 from sgt_nlp.eraser.data import (
     HF_COLUMNS,
     SPLITS,
@@ -28,6 +36,7 @@ __all__ = [
     "HF_COLUMNS",
     "SCORE_FIELDS",
     "SPLITS",
+    "TRUNCATIONS",
     "WORD_AGGREGATIONS",
     "Annotation",
     "Document",
@@ -39,11 +48,13 @@ __all__ = [
     "TruncationReport",
     "WordAlignment",
     "align_words",
+    "encode_words",
     "load_documents",
     "load_split",
     "read_annotations",
     "read_results",
     "result_record",
+    "select_kept_words",
     "to_hf_dataset",
     "verify_results",
     "write_results",
