@@ -13,6 +13,7 @@ sentence per method with paired bootstrap 95 % intervals over test examples, als
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -124,6 +125,9 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     try:
         result = experiment.run()
     except SpecError:  # settings changed since the last demo in this folder: start over (it takes minutes)
+        previous = json.loads((out / "spec.json").read_text())
+        if previous.get("name") != spec.name:  # never wipe another experiment's records
+            raise
         logger.warning("%s holds a demo with other settings: starting over", out)
         shutil.rmtree(out)
         experiment = Experiment(spec, out, out / "work", keep_models=True)

@@ -70,3 +70,18 @@ def test_demo_on_given_data_and_model(tmp_path, capsys):
     assert (out / "seed0" / "eval_random_mask" / "summary.json").is_file()
     result = json.loads((out / "results.json").read_text())
     assert set(result["datasets"]["eraser"]["arms"]) == {"plain", "sgt", "random_mask"}
+
+
+def test_demo_never_wipes_another_experiments_records(tmp_path):
+    import pytest
+
+    from sgt_nlp.demo import run_demo
+    from sgt_nlp.experiments import SpecError
+
+    out = tmp_path / "records"
+    out.mkdir()
+    (out / "spec.json").write_text(json.dumps({"name": "cpu", "model": "minilm", "arms": {}, "datasets": []}))
+    (out / "precious.txt").write_text("keep")
+    with pytest.raises(SpecError, match="other settings"):
+        run_demo(demo_spec(build_parser().parse_args(["--quick"])), out)
+    assert (out / "precious.txt").read_text() == "keep"
