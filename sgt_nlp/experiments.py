@@ -325,6 +325,7 @@ PRESETS: dict[str, ExperimentSpec] = {
                               batch_size=32, synthetic=dict(SYNTHETIC_TASK)),),
         seeds=(0,), model="tiny", tiny_model={"hidden_size": 64, "layers": 2},
         methods=("gradient_l2", "gradient", "integrated_gradients", "random"), ig_steps=16, eval_batch_size=32,
+        removals=("delete",),  # one removal mode: the demo must stay within minutes on two cores
     ),
     # a 2-core CPU, over several sessions: SST-2 (faithfulness) and ERASER movies (faithfulness + agreement)
     "cpu": ExperimentSpec(name="cpu", datasets=(SST2, MOVIES_CPU), seeds=(0, 1, 2), ig_steps=20,
