@@ -981,6 +981,12 @@ def _run_metrics(record: dict[str, Any]) -> dict[str, dict[str, dict[str, np.nda
     return {removal: method_metrics(orderings, labels) for removal, orderings in evaluation["orderings"].items()}
 
 
+def _correct(run_metrics: dict[str, dict[str, dict[str, np.ndarray]]]) -> np.ndarray:
+    """Per test example, 1 when the model's prediction is right (the same in every removal mode and method)."""
+    first_removal = next(iter(run_metrics.values()))
+    return next(iter(first_removal.values()))["correct"]
+
+
 def _mean_sd(values: list[float]) -> list[float] | None:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -1002,8 +1008,7 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
         for arm in spec.arms:
             trained = [by_run[(arm, s)]["training"] for s in spec.seeds if (arm, s) in by_run
                        and by_run[(arm, s)].get("training")]
-            accuracy = [float(np.mean(next(iter(next(iter(computed[(arm, s)].values())).values()))["correct"]))
-                        for s in seeds_evaluated if computed.get((arm, s))]
+            accuracy = [float(np.mean(_correct(computed[(arm, s)]))) for s in seeds_evaluated if computed.get((arm, s))]
             arms[arm] = {
                 "settings": spec.arms[arm],
                 "val_accuracy": _mean_sd([t["val_accuracy"] for t in trained]),
@@ -1018,9 +1023,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             if not seeds:
                 continue
             first = computed[(treatment, seeds[0])]
-            accuracy_diff = np.stack([
-                next(iter(computed[(treatment, s)][spec.removals[0]].values()))["correct"]
-                - next(iter(computed[(control, s)][spec.removals[0]].values()))["correct"] for s in seeds])
+            accuracy_diff = np.stack([_correct(computed[(treatment, s)]) - _correct(computed[(control, s)])
+                                      for s in seeds])
             entry = {"treatment": treatment, "control": control, "seeds": seeds,
                      "accuracy": paired_bootstrap(accuracy_diff, spec.bootstrap_resamples), "rows": []}
             for removal, methods in first.items():
@@ -1121,12 +1125,7 @@ def markdown(spec: ExperimentSpec, result: dict[str, Any]) -> str:
                          f"{_interval(comparison['accuracy'])} (seeds {comparison['seeds']}).")
         lines.append("")
         if data["verdicts"]:
-            lines += ["### Verdicts", ""]
-            for v in data["verdicts"]:
-                title = next(t for k, t, _ in ALL_METRICS if k == v["metric"])
-                lines.append(f"- {METHOD_TITLES.get(v['method'], v['method'])}, {title}, removal {v['removal']}: "
-                             f"{v['verdict']}.")
-            lines.append("")
+            lines += verdict_table(data["verdicts"])
         for comparison in data["comparisons"]:
             t, c = comparison["treatment"], comparison["control"]
             lines += [f"### {t} − {c}", "", f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | outcome |",
@@ -1140,6 +1139,23 @@ def markdown(spec: ExperimentSpec, result: dict[str, Any]) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def verdict_table(verdicts: list[dict[str, str]]) -> list[str]:
+    """Markdown lines: per treatment, a row per method and a column per (verdict metric, removal)."""
+    lines = []
+    for treatment in dict.fromkeys(v["treatment"] for v in verdicts):
+        mine = [v for v in verdicts if v["treatment"] == treatment]
+        columns = list(dict.fromkeys((v["metric"], v["removal"]) for v in mine))
+        cells = {(v["method"], v["metric"], v["removal"]): v["verdict"] for v in mine}
+        titles = [f"{next(t for k, t, _ in ALL_METRICS if k == m)} ({r})" for m, r in columns]
+        lines += [f"### Verdicts: {treatment}", "", "| method | " + " | ".join(titles) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for method in dict.fromkeys(v["method"] for v in mine):
+            row = [cells.get((method, m, r), "-") for m, r in columns]
+            lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path, metrics: Sequence[str] = VERDICT_METRICS) -> Path | None:
