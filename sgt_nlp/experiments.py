@@ -308,6 +308,10 @@ MOVIES_CPU = DatasetSpec(
 SYNTHETIC_TASK = {"n_train": 1600, "n_val": 200, "n_test": 200, "min_words": 40, "max_words": 100,
                   "templates": "lexical"}
 
+#: the ablation's variants of SGT, each compared with plain, random-mask and default SGT
+ABLATION_VARIANTS = ("sgt_eval_pass", "sgt_mask_token", "sgt_detach_kl", "sgt_fraction0.2", "sgt_kl0.3",
+                     "sgt_signed_mean")
+
 PRESETS: dict[str, ExperimentSpec] = {
     # seconds: a tiny random BERT on a tiny synthetic task, for the test suite
     "smoke": ExperimentSpec(
@@ -353,6 +357,8 @@ PRESETS: dict[str, ExperimentSpec] = {
             "sgt_signed_mean": {"sgt_mask_fraction": 0.5, "sgt_saliency_aggregation": "signed_mean"},
         },
         seeds=(0, 1), methods=("gradient_l2", "gradient", "integrated_gradients", "random"),
+        comparisons=(("sgt", "plain"), ("sgt", "random_mask"), *(
+            (variant, control) for variant in ABLATION_VARIANTS for control in ("plain", "random_mask", "sgt"))),
     ),
 }
 

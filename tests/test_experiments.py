@@ -166,8 +166,9 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_default_comparisons_pit_every_treatment_against_plain_and_random_mask():
     assert PRESETS["cpu"].compared_pairs() == [("sgt", "plain"), ("sgt", "random_mask")]
     ablation = PRESETS["ablation"].compared_pairs()
-    assert ("sgt_signed_mean", "plain") in ablation and ("sgt_signed_mean", "random_mask") in ablation
-    assert all(control in ("plain", "random_mask") for _, control in ablation)
+    assert ("sgt_signed_mean", "plain") in ablation and ("sgt_signed_mean", "sgt") in ablation
+    assert {t for t, _ in ablation} == set(PRESETS["ablation"].arms) - {"plain", "random_mask"}
+    assert all(control in ("plain", "random_mask", "sgt") for _, control in ablation)
     spec = spec_from_dict({"preset": "smoke", "comparisons": [["sgt", "plain"]]})
     assert spec.compared_pairs() == [("sgt", "plain")]
 
