@@ -70,8 +70,9 @@ def demo_spec(args: argparse.Namespace) -> ExperimentSpec:
 
 
 def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
-    """One plain sentence per method: did SGT help, by how much, with the paired 95 % interval (and the same
-    against random-mask when it ran). "Helped" needs the whole interval above 0; "hurt" the whole interval below."""
+    """One plain sentence per method: for each verdict metric, did SGT help, by how much, with the paired 95 %
+    interval vs plain (and vs random-mask when it ran). "Helped"/"hurt" need the whole interval vs plain on one
+    side of 0; a gap whose interval covers 0 "made no difference beyond noise", however large it looks."""
     sentences = []
     for name, data in result["datasets"].items():
         comparisons = {(c["treatment"], c["control"]): c for c in data["comparisons"]}
@@ -88,20 +89,17 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
         )
         for method in methods:
             parts = []
-            outcome = None
             for metric, title in VERDICT_METRICS:
                 row = _row(vs_plain, removal, method, metric)
                 if row is None or math.isnan(row["difference"]["mean"]):
                     continue
-                if outcome is None:
-                    outcome = row["outcome"]
-                text = f"{title} {_signed(row['difference'])} vs plain"
+                word = {"better": "helped", "worse": "hurt"}.get(row["outcome"], "made no difference beyond noise")
+                text = f"{title}: SGT {word} ({_signed(row['difference'])} vs plain"
                 other = _row(vs_random, removal, method, metric) if vs_random else None
                 if other is not None and not math.isnan(other["difference"]["mean"]):
-                    text += f" and {_signed(other['difference'])} vs random-mask"
-                parts.append(text)
-            word = {"better": "helped", "worse": "hurt"}.get(outcome or "", "made no difference beyond noise")
-            sentences.append(f"{METHOD_TITLES.get(method, method)}: SGT {word} ({'; '.join(parts)}).")
+                    text += f", {_signed(other['difference'])} vs random-mask"
+                parts.append(text + ")")
+            sentences.append(f"{METHOD_TITLES.get(method, method)}: {'; '.join(parts)}.")
     return sentences
 
 
@@ -121,6 +119,8 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(output_dir)
     started = time.perf_counter()
+    logger.info("the demo trains and evaluates %d models per seed: about 5 minutes per seed on two idle CPU cores "
+                "(--quick: about a minute)", len(spec.arms))
     experiment = Experiment(spec, out, out / "work", keep_models=True)
     try:
         result = experiment.run()

@@ -31,12 +31,12 @@ def test_sentences_say_helped_hurt_or_noise_with_the_interval():
     sentences = method_sentences(result, spec)
     assert sentences[0].startswith("Accuracy: SGT -0.010 [-0.030, +0.010] vs plain (test, 2 seed(s))")
     gradient, ig, random = sentences[1:]
-    assert gradient == ("Gradient × input: SGT helped (comprehensiveness AOPC +0.050 [+0.020, +0.080] vs plain and "
-                        "+0.001 [-0.020, +0.030] vs random-mask; AUPRC vs the rationale +0.010 [-0.010, +0.030] vs "
-                        "plain).")
-    assert ig.startswith("Integrated Gradients: SGT hurt (comprehensiveness AOPC -0.040 [-0.060, -0.010] vs plain")
+    assert gradient == ("Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs plain, "
+                        "+0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no difference "
+                        "beyond noise (+0.010 [-0.010, +0.030] vs plain).")
+    assert ig.startswith("Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain")
     # a 0.010 gap whose interval covers 0 is noise, not "more than one point"
-    assert random.startswith("Random: SGT made no difference beyond noise (comprehensiveness AOPC +0.010")
+    assert random == "Random: comprehensiveness AOPC: SGT made no difference beyond noise (+0.010 [-0.002, +0.020] vs plain)."
 
 
 def test_command_line_changes_the_demo_preset():
@@ -65,7 +65,7 @@ def test_demo_on_given_data_and_model(tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert 'id="verdict"' in html and html.index('id="verdict"') < html.index('id="metrics"')
     verdict = (out / "verdict.md").read_text()
-    assert "Integrated Gradients: SGT" in verdict and "vs random-mask" in verdict
+    assert "Integrated Gradients: comprehensiveness AOPC: SGT" in verdict and "vs random-mask" in verdict
     assert (out / "seed0" / "model_sgt" / "config.json").is_file()  # the links the README's commands use
     assert (out / "seed0" / "eval_random_mask" / "summary.json").is_file()
     result = json.loads((out / "results.json").read_text())
