@@ -434,13 +434,28 @@ def prepare_data(dataset: DatasetSpec, data_root: Path, work: Path) -> Path:
 # ---- models ----------------------------------------------------------------------------------------------------
 
 
+def word_vocabulary(texts: Sequence[str]) -> list[str]:
+    """A WordPiece vocabulary: special tokens, every character (alone and as a ``##`` continuation, so that any
+    word can be spelled) and every lower-cased whole word of ``texts``, in a fixed order.
+
+    Unlike a trained WordPiece vocabulary (whose merges of equally frequent pairs, and so its tokens, differ from
+    run to run), the same texts always give the same vocabulary, so a later session rebuilds the same model.
+
+    >>> word_vocabulary(["Ab b"])[5:]
+    ['a', 'b', '##a', '##b', 'ab']
+    """
+    words = sorted({word.lower() for text in texts for word in text.split()})
+    chars = sorted({c for word in words for c in word})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return list(dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars), *words]))
+
+
 def tiny_initial_model(spec: ExperimentSpec, data_dir: Path, labels: list[str], seed: int, folder: Path) -> Path:
-    """A small random BERT and a WordPiece vocabulary trained on the task's documents (offline, seconds).
+    """A small random BERT and a WordPiece vocabulary of the task's words (offline, seconds).
 
     Deterministic for a seed, so that a later session rebuilds exactly the same starting point.
     """
     import torch
-    from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     from .eraser import load_split
@@ -451,10 +466,7 @@ def tiny_initial_model(spec: ExperimentSpec, data_dir: Path, labels: list[str], 
     split = load_split(data_dir, "train")
     texts = [" ".join(split.documents[d].tokens) for ann in split.annotations for d in ann.docids]
     texts += [ann.query for ann in split.annotations if ann.query][:1]
-    word_pieces = BertWordPieceTokenizer(lowercase=True)
-    word_pieces.train_from_iterator(texts, vocab_size=2000, min_frequency=1,
-                                    special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    word_pieces.save_model(str(folder))
+    (folder / "vocab.txt").write_text("\n".join(word_vocabulary(texts)) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)

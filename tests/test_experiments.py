@@ -311,3 +311,20 @@ def test_head_tail_truncation_reaches_training_and_evaluation(tmp_path):
     assert run["config"]["truncation"] == "head_tail" and run["config"]["max_length"] == 16
     record = read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "eval.json.gz")
     assert max(record["examples"]["words_kept"]) < 16  # documents of 12-24 words were cut to the seen words
+
+
+def test_tiny_model_and_vocabulary_are_the_same_in_every_session(tmp_path):
+    """The WordPiece trainer orders tied tokens differently per run; the runner sorts them, so a later session
+    (whose work_dir is gone) rebuilds the identical starting model."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from sgt_nlp.experiments import prepare_data, tiny_initial_model
+
+    spec = PRESETS["smoke"]
+    data = prepare_data(spec.datasets[0], tmp_path, tmp_path / "work")
+    first = tiny_initial_model(spec, data, ["NEG", "POS"], 0, tmp_path / "a")
+    second = tiny_initial_model(spec, data, ["NEG", "POS"], 0, tmp_path / "b")
+    assert (first / "vocab.txt").read_text() == (second / "vocab.txt").read_text()
+    a, b = (AutoModelForSequenceClassification.from_pretrained(f) for f in (first, second))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
