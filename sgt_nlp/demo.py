@@ -119,7 +119,7 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(output_dir)
     started = time.perf_counter()
-    logger.info("the demo trains and evaluates %d models per seed: about 5 minutes per seed on two idle CPU cores "
+    logger.info("the demo trains and evaluates %d models per seed: about 3.5 minutes per seed on two CPU cores "
                 "(--quick: about a minute)", len(spec.arms))
     experiment = Experiment(spec, out, out / "work", keep_models=True)
     try:

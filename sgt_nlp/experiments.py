@@ -328,7 +328,7 @@ PRESETS: dict[str, ExperimentSpec] = {
         datasets=(DatasetSpec(name="synthetic", source="synthetic", max_length=128, epochs=4, learning_rates=(1e-3,),
                               batch_size=32, synthetic=dict(SYNTHETIC_TASK)),),
         seeds=(0,), model="tiny", tiny_model={"hidden_size": 64, "layers": 2},
-        methods=("gradient_l2", "gradient", "integrated_gradients", "random"), ig_steps=16, eval_batch_size=32,
+        methods=("gradient_l2", "gradient", "integrated_gradients", "random"), ig_steps=10, eval_batch_size=32,
         removals=("delete",),  # one removal mode: the demo must stay within minutes on two cores
     ),
     # a 2-core CPU, over several sessions: SST-2 (faithfulness) and ERASER movies (faithfulness + agreement)
