@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -441,10 +442,12 @@ def word_vocabulary(texts: Sequence[str]) -> list[str]:
     Unlike a trained WordPiece vocabulary (whose merges of equally frequent pairs, and so its tokens, differ from
     run to run), the same texts always give the same vocabulary, so a later session rebuilds the same model.
 
-    >>> word_vocabulary(["Ab b"])[5:]
-    ['a', 'b', '##a', '##b', 'ab']
+    Words are split off punctuation as BERT's basic tokenizer does, so ``review?`` gives ``review`` and ``?``.
+
+    >>> word_vocabulary(["Ab b?"])[5:]
+    ['?', 'a', 'b', '##?', '##a', '##b', 'ab']
     """
-    words = sorted({word.lower() for text in texts for word in text.split()})
+    words = sorted({word for text in texts for word in re.findall(r"\w+|[^\w\s]", text.lower())})
     chars = sorted({c for word in words for c in word})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     return list(dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars), *words]))
