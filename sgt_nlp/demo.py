@@ -34,8 +34,10 @@ from .experiments import (
 
 logger = logging.getLogger(__name__)
 
-#: the demo's verdict reads comprehensiveness AOPC (faithfulness) and AUPRC against the planted rationale
-VERDICT_METRICS = (("comprehensiveness_aopc", "comprehensiveness AOPC"), ("auprc_visible", "AUPRC vs the rationale"))
+#: the demo's verdict reads comprehensiveness AOPC (faithfulness), its confidence-normalised NAOPC (a less
+#: confident model has a smaller AOPC for that reason alone) and AUPRC against the planted rationale
+VERDICT_METRICS = (("comprehensiveness_aopc", "comprehensiveness AOPC"),
+                   ("comprehensiveness_naopc", "comprehensiveness NAOPC"), ("auprc_visible", "AUPRC vs the rationale"))
 QUICK_SYNTHETIC = {"n_train": 96, "n_val": 16, "n_test": 16, "min_words": 40, "max_words": 100, "templates": "lexical"}
 
 
