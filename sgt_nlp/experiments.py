@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -267,6 +268,11 @@ def spec_from_dict(raw: dict[str, Any], source: str = "spec") -> ExperimentSpec:
     return validate_spec(spec, source)
 
 
+def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
+    """Plain data for a spec file (``load_spec`` reads it back to an equal spec)."""
+    return json.loads(json.dumps(asdict(spec), default=list))
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
     """A spec from a ``.json`` or ``.yaml``/``.yml`` file."""
     path = Path(path)
@@ -303,6 +309,10 @@ MOVIES_CPU = DatasetSpec(
 SYNTHETIC_TASK = {"n_train": 1600, "n_val": 200, "n_test": 200, "min_words": 40, "max_words": 100,
                   "templates": "lexical"}
 
+#: the ablation's variants of SGT, each compared with plain, random-mask and default SGT
+ABLATION_VARIANTS = ("sgt_eval_pass", "sgt_mask_token", "sgt_detach_kl", "sgt_fraction0.2", "sgt_kl0.3",
+                     "sgt_signed_mean")
+
 PRESETS: dict[str, ExperimentSpec] = {
     # seconds: a tiny random BERT on a tiny synthetic task, for the test suite
     "smoke": ExperimentSpec(
@@ -319,17 +329,20 @@ PRESETS: dict[str, ExperimentSpec] = {
         datasets=(DatasetSpec(name="synthetic", source="synthetic", max_length=128, epochs=4, learning_rates=(1e-3,),
                               batch_size=32, synthetic=dict(SYNTHETIC_TASK)),),
         seeds=(0,), model="tiny", tiny_model={"hidden_size": 64, "layers": 2},
-        methods=("gradient_l2", "gradient", "integrated_gradients", "random"), ig_steps=16, eval_batch_size=32,
+        methods=("gradient_l2", "gradient", "integrated_gradients", "random"), ig_steps=10, eval_batch_size=32,
+        removals=("delete",),  # one removal mode: the demo must stay within minutes on two cores
     ),
     # a 2-core CPU, over several sessions: SST-2 (faithfulness) and ERASER movies (faithfulness + agreement)
     "cpu": ExperimentSpec(name="cpu", datasets=(SST2, MOVIES_CPU), seeds=(0, 1, 2), ig_steps=20,
                           smoothgrad_samples=10),
-    # one H200, one command under 10 minutes: movies at 512 pieces (model: an fp16 MiniLM folder, see
-    # ``--export_model``), bf16 training
+    # one H200, one command under 10 minutes (an estimate: not run here): movies at 512 pieces, one learning rate,
+    # bf16 training; the model is an fp16 MiniLM folder carried to the machine (``--export_model``). Occlusion
+    # (about 450 passes of 512 pieces per review) is left out to fit; add it with a spec when time allows.
     "gpu": ExperimentSpec(
         name="gpu",
         datasets=(replace(MOVIES_CPU, max_length=512, learning_rates=(5e-5,), batch_size=32),),
         seeds=(0, 1, 2), model="runs/minilm_fp16", mixed_precision="bf16", eval_batch_size=64,
+        methods=tuple(m for m in METHODS if m != "occlusion"),
     ),
     # which SGT choices matter, on SST-2: each variant against plain and random-mask
     "ablation": ExperimentSpec(
@@ -345,6 +358,8 @@ PRESETS: dict[str, ExperimentSpec] = {
             "sgt_signed_mean": {"sgt_mask_fraction": 0.5, "sgt_saliency_aggregation": "signed_mean"},
         },
         seeds=(0, 1), methods=("gradient_l2", "gradient", "integrated_gradients", "random"),
+        comparisons=(("sgt", "plain"), ("sgt", "random_mask"), *(
+            (variant, control) for variant in ABLATION_VARIANTS for control in ("plain", "random_mask", "sgt"))),
     ),
 }
 
@@ -420,13 +435,30 @@ def prepare_data(dataset: DatasetSpec, data_root: Path, work: Path) -> Path:
 # ---- models ----------------------------------------------------------------------------------------------------
 
 
+def word_vocabulary(texts: Sequence[str]) -> list[str]:
+    """A WordPiece vocabulary: special tokens, every character (alone and as a ``##`` continuation, so that any
+    word can be spelled) and every lower-cased whole word of ``texts``, in a fixed order.
+
+    Unlike a trained WordPiece vocabulary (whose merges of equally frequent pairs, and so its tokens, differ from
+    run to run), the same texts always give the same vocabulary, so a later session rebuilds the same model.
+
+    Words are split off punctuation as BERT's basic tokenizer does, so ``review?`` gives ``review`` and ``?``.
+
+    >>> word_vocabulary(["Ab b?"])[5:]
+    ['?', 'a', 'b', '##?', '##a', '##b', 'ab']
+    """
+    words = sorted({word for text in texts for word in re.findall(r"\w+|[^\w\s]", text.lower())})
+    chars = sorted({c for word in words for c in word})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return list(dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars), *words]))
+
+
 def tiny_initial_model(spec: ExperimentSpec, data_dir: Path, labels: list[str], seed: int, folder: Path) -> Path:
-    """A small random BERT and a WordPiece vocabulary trained on the task's documents (offline, seconds).
+    """A small random BERT and a WordPiece vocabulary of the task's words (offline, seconds).
 
     Deterministic for a seed, so that a later session rebuilds exactly the same starting point.
     """
     import torch
-    from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     from .eraser import load_split
@@ -437,10 +469,7 @@ def tiny_initial_model(spec: ExperimentSpec, data_dir: Path, labels: list[str], 
     split = load_split(data_dir, "train")
     texts = [" ".join(split.documents[d].tokens) for ann in split.annotations for d in ann.docids]
     texts += [ann.query for ann in split.annotations if ann.query][:1]
-    word_pieces = BertWordPieceTokenizer(lowercase=True)
-    word_pieces.train_from_iterator(texts, vocab_size=2000, min_frequency=1,
-                                    special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    word_pieces.save_model(str(folder))
+    (folder / "vocab.txt").write_text("\n".join(word_vocabulary(texts)) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
@@ -516,6 +545,30 @@ class Stage:
                     dataset, arm, seed, elapsed, detail)
 
 
+#: settings that change no record: seeds may be added, the gate is re-read, intervals recomputed
+FREE_FIELDS = ("name", "seeds", "bootstrap_resamples", "comparisons", "eval_batch_size", "record_version")
+FREE_DATASET_FIELDS = ("gate", "learning_rates")
+
+
+def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields whose change would make the records of ``previous`` (a spec.json) wrong for ``current``.
+
+    Datasets and arms are compared where both specs have them (a spec may add or leave out some)."""
+    changed = [key for key in current if key not in (*FREE_FIELDS, "datasets", "arms")
+               and previous.get(key) != current[key]]
+    for arm, settings in current["arms"].items():
+        if arm in previous.get("arms", {}) and previous["arms"][arm] != settings:
+            changed.append(f"arms.{arm}")
+    old_datasets = {d["name"]: d for d in previous.get("datasets", [])}
+    for dataset in current["datasets"]:
+        old = old_datasets.get(dataset["name"])
+        if old is None:
+            continue
+        changed += [f"datasets.{dataset['name']}.{key}" for key in dataset
+                    if key not in FREE_DATASET_FIELDS and old.get(key) != dataset[key]]
+    return changed
+
+
 class Experiment:
     """Runs (or resumes) a spec: ``run()`` trains and evaluates what is missing, then aggregates."""
 
@@ -538,13 +591,24 @@ class Experiment:
     # -- the whole experiment ------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        import torch
+
+        if torch.cuda.is_available():  # TF32 matmuls for the fp32 evaluation passes
+            torch.backends.cuda.matmul.allow_tf32 = True
         self.out.mkdir(parents=True, exist_ok=True)
         spec_path = self.out / "spec.json"
         current = {"record_version": RECORD_VERSION, **asdict(self.spec)}
         previous = read_json(spec_path)
-        if previous is not None and previous != json.loads(json.dumps(current, default=list)):
-            logger.warning("%s differs from the spec of this run; records of unchanged runs are reused", spec_path)
+        if previous is not None:
+            changed = spec_changes(previous, json.loads(json.dumps(current, default=list)))
+            if changed:
+                raise SpecError(f"{spec_path}: the records there were made with other settings ({', '.join(changed)}); "
+                                "use another --output_dir (or delete that one) to run this spec")
         if not self.only_finished:
+            if previous is not None:  # a run of some datasets or arms keeps what the file says of the others
+                names = {d["name"] for d in current["datasets"]}
+                current["datasets"] = [*current["datasets"], *(d for d in previous["datasets"] if d["name"] not in names)]
+                current["arms"] = {**previous.get("arms", {}), **current["arms"]}
             write_json(spec_path, current)
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
@@ -571,7 +635,7 @@ class Experiment:
             if lr is None:
                 break
             plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
-            gate_passed = plain is not None and plain["gate_passed"]
+            gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
             for arm in self.spec.arms:
                 rid = run_id(arm, seed, lr)
                 record = {"dataset": dataset.name, "arm": arm, "seed": seed, "learning_rate": lr, "run": rid}
@@ -640,7 +704,7 @@ class Experiment:
 
         from .config import SaliencyGuidedTrainingArguments
         from .eraser import load_split
-        from .training import DataArguments, ModelArguments, run_training
+        from .training import DataArguments, ModelArguments, RunArguments, run_training
 
         model = self.spec.model
         if model == "tiny":
@@ -665,7 +729,10 @@ class Experiment:
             data_kwargs["truncation"] = dataset.truncation
         started = time.perf_counter()
         trainer = run_training(ModelArguments(model_name_or_path=model, max_length=dataset.max_length),
-                               DataArguments(**data_kwargs), args)
+                               DataArguments(**data_kwargs), args,
+                               # the work folder is the runner's own: a run interrupted before its first
+                               # checkpoint is trained again from scratch in it
+                               RunArguments(overwrite_output_dir=True))
         history = trainer.state.log_history
         runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
         evals = [{"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history
@@ -702,7 +769,7 @@ class Experiment:
             self.train(dataset, data_dir, arm, seed, lr)
         self.progress.log("evaluate", dataset.name, arm, seed)
         started = time.perf_counter()
-        raw = self._evaluate_model(dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval")
+        raw = self._evaluate_model(dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval", arm)
         record = {"record_version": RECORD_VERSION, "arm": arm, "seed": seed, "learning_rate": lr,
                   "seconds": time.perf_counter() - started, **raw}
         write_json(path, record)
@@ -712,7 +779,7 @@ class Experiment:
         self.progress.log("evaluated", dataset.name, arm, seed, f"{time.perf_counter() - started:.0f} s")
         return record
 
-    def evaluation_calls(self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path):
+    def evaluation_calls(self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path, name: str):
         """(ordering name, EvaluationConfig) for every ordering the spec asks for: one call for the methods that
         share settings, one for ``gradient_l2`` and one per extra random draw."""
         from .evaluation import EvaluationConfig
@@ -722,7 +789,7 @@ class Experiment:
             removal=self.spec.removals[0], extra_removals=tuple(self.spec.removals[1:]),
             max_length=dataset.max_length, max_examples=dataset.test_examples, threshold=dataset.threshold,
             ig_steps=self.spec.ig_steps, smoothgrad_samples=self.spec.smoothgrad_samples, seed=0,
-            sample="random", masked_accuracy_curve=False, per_example=True,
+            sample="random", masked_accuracy_curve=False, per_example=True, model_name=name,
         )
         if dataset.truncation != "head":
             common["truncation"] = dataset.truncation
@@ -741,12 +808,13 @@ class Experiment:
                     explainer_settings={"random": {"seed": draw}}, **common)))
         return calls
 
-    def _evaluate_model(self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path) -> dict[str, Any]:
+    def _evaluate_model(self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path,
+                        name: str) -> dict[str, Any]:
         from .evaluation import evaluate_rationales
 
         orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in self.spec.removals}
         examples = None
-        for names, config in self.evaluation_calls(dataset, model_dir, data_dir, out):
+        for names, config in self.evaluation_calls(dataset, model_dir, data_dir, out, name):
             evaluate_rationales(config)
             for removal in self.spec.removals:
                 folder = config.output_dir_for(removal)
@@ -937,6 +1005,12 @@ def _run_metrics(record: dict[str, Any]) -> dict[str, dict[str, dict[str, np.nda
     return {removal: method_metrics(orderings, labels) for removal, orderings in evaluation["orderings"].items()}
 
 
+def _correct(run_metrics: dict[str, dict[str, dict[str, np.ndarray]]]) -> np.ndarray:
+    """Per test example, 1 when the model's prediction is right (the same in every removal mode and method)."""
+    first_removal = next(iter(run_metrics.values()))
+    return next(iter(first_removal.values()))["correct"]
+
+
 def _mean_sd(values: list[float]) -> list[float] | None:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -958,8 +1032,7 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
         for arm in spec.arms:
             trained = [by_run[(arm, s)]["training"] for s in spec.seeds if (arm, s) in by_run
                        and by_run[(arm, s)].get("training")]
-            accuracy = [float(np.mean(next(iter(next(iter(computed[(arm, s)].values())).values()))["correct"]))
-                        for s in seeds_evaluated if computed.get((arm, s))]
+            accuracy = [float(np.mean(_correct(computed[(arm, s)]))) for s in seeds_evaluated if computed.get((arm, s))]
             arms[arm] = {
                 "settings": spec.arms[arm],
                 "val_accuracy": _mean_sd([t["val_accuracy"] for t in trained]),
@@ -974,9 +1047,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             if not seeds:
                 continue
             first = computed[(treatment, seeds[0])]
-            accuracy_diff = np.stack([
-                next(iter(computed[(treatment, s)][spec.removals[0]].values()))["correct"]
-                - next(iter(computed[(control, s)][spec.removals[0]].values()))["correct"] for s in seeds])
+            accuracy_diff = np.stack([_correct(computed[(treatment, s)]) - _correct(computed[(control, s)])
+                                      for s in seeds])
             entry = {"treatment": treatment, "control": control, "seeds": seeds,
                      "accuracy": paired_bootstrap(accuracy_diff, spec.bootstrap_resamples), "rows": []}
             for removal, methods in first.items():
@@ -1077,12 +1149,7 @@ def markdown(spec: ExperimentSpec, result: dict[str, Any]) -> str:
                          f"{_interval(comparison['accuracy'])} (seeds {comparison['seeds']}).")
         lines.append("")
         if data["verdicts"]:
-            lines += ["### Verdicts", ""]
-            for v in data["verdicts"]:
-                title = next(t for k, t, _ in ALL_METRICS if k == v["metric"])
-                lines.append(f"- {METHOD_TITLES.get(v['method'], v['method'])}, {title}, removal {v['removal']}: "
-                             f"{v['verdict']}.")
-            lines.append("")
+            lines += verdict_table(data["verdicts"])
         for comparison in data["comparisons"]:
             t, c = comparison["treatment"], comparison["control"]
             lines += [f"### {t} − {c}", "", f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | outcome |",
@@ -1096,6 +1163,23 @@ def markdown(spec: ExperimentSpec, result: dict[str, Any]) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def verdict_table(verdicts: list[dict[str, str]]) -> list[str]:
+    """Markdown lines: per treatment, a row per method and a column per (verdict metric, removal)."""
+    lines = []
+    for treatment in dict.fromkeys(v["treatment"] for v in verdicts):
+        mine = [v for v in verdicts if v["treatment"] == treatment]
+        columns = list(dict.fromkeys((v["metric"], v["removal"]) for v in mine))
+        cells = {(v["method"], v["metric"], v["removal"]): v["verdict"] for v in mine}
+        titles = [f"{next(t for k, t, _ in ALL_METRICS if k == m)} ({r})" for m, r in columns]
+        lines += [f"### Verdicts: {treatment}", "", "| method | " + " | ".join(titles) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for method in dict.fromkeys(v["method"] for v in mine):
+            row = [cells.get((method, m, r), "-") for m, r in columns]
+            lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path, metrics: Sequence[str] = VERDICT_METRICS) -> Path | None:

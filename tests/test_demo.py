@@ -1,43 +1,52 @@
-"""The demo's pieces: the comparison over seeds, its verdict, and the real-data path (--data_dir, --model)."""
+"""The demo: the experiment runner on its 'demo' preset, with one verdict sentence per method."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
-
-from sgt_nlp.demo import COMPARED, DEMO_METHODS, comparison_rows, comparison_table, main, verdict
+from sgt_nlp.demo import build_parser, demo_spec, main, method_sentences
 from tests import tiny
 from tests.test_training import write_eraser
 
 
-def fake_seed(plain: dict, sgt: dict) -> dict:
-    def rows(values):
-        return [{"method": m, **values} for m in DEMO_METHODS]
-
-    return {"plain": {"rows": rows(plain)}, "sgt": {"rows": rows(sgt)}}
+def interval(mean, low, high):
+    return {"mean": mean, "low": low, "high": high, "pairs": 10, "examples": 10}
 
 
-def metrics(**changes):
-    base = {key: 0.5 for key, _, _ in COMPARED}
-    base.update(changes)
-    return base
+def row(method, metric, mean, low, high, outcome):
+    return {"removal": "delete", "method": method, "metric": metric, "difference": interval(mean, low, high),
+            "outcome": outcome}
 
 
-def test_comparison_is_mean_and_std_over_seeds():
-    seeds = [fake_seed(metrics(auprc=0.6), metrics(auprc=0.7)), fake_seed(metrics(auprc=0.8), metrics(auprc=0.7))]
-    rows = comparison_rows(seeds)
-    plain = next(r for r in rows if r["method"] == "gradient" and r["model"] == "plain")
-    assert plain["auprc"] == pytest.approx((0.7, 0.1))  # mean of 0.6, 0.8; population std 0.1
-    assert "0.700 ± 0.100" in comparison_table(rows, 2)
+def test_sentences_say_helped_hurt_or_noise_with_the_interval():
+    vs_plain = {"treatment": "sgt", "control": "plain", "seeds": [0, 1], "accuracy": interval(-0.01, -0.03, 0.01),
+                "rows": [row("gradient", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
+                         row("gradient", "auprc_visible", 0.01, -0.01, 0.03, "within noise"),
+                         row("integrated_gradients", "comprehensiveness_aopc", -0.04, -0.06, -0.01, "worse"),
+                         row("random", "comprehensiveness_aopc", 0.010, -0.002, 0.020, "within noise")]}
+    vs_random = {**vs_plain, "control": "random_mask",
+                 "rows": [row("gradient", "comprehensiveness_aopc", 0.001, -0.02, 0.03, "within noise")]}
+    result = {"datasets": {"synthetic": {"comparisons": [vs_plain, vs_random]}}}
+    spec = demo_spec(build_parser().parse_args([]))
+    sentences = method_sentences(result, spec)
+    assert sentences[0].startswith("Accuracy: SGT -0.010 [-0.030, +0.010] vs plain (test, 2 seed(s))")
+    gradient, ig, random = sentences[1:]
+    assert gradient == ("Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs plain, "
+                        "+0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no difference "
+                        "beyond noise (+0.010 [-0.010, +0.030] vs plain).")
+    assert ig.startswith("Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain")
+    # a 0.010 gap whose interval covers 0 is noise, not "more than one point"
+    assert random == "Random: comprehensiveness AOPC: SGT made no difference beyond noise (+0.010 [-0.002, +0.020] vs plain)."
 
 
-def test_verdict_names_what_improved_and_flags_unequal_accuracy():
-    rows = comparison_rows([fake_seed(metrics(accuracy=0.80, sufficiency=0.2, auprc=0.5),
-                                      metrics(accuracy=0.85, sufficiency=0.1, auprc=0.4))])
-    text = verdict(rows)
-    assert "accuracy +0.050" in text and "suff" in text.split("worse")[0] and "AUPRC" in text.split("worse")[1]
-    assert "differ by more than one point" in text
+def test_command_line_changes_the_demo_preset():
+    spec = demo_spec(build_parser().parse_args(["--seeds", "0,1", "--no_random_mask", "--removal", "random_token"]))
+    assert spec.seeds == (0, 1) and list(spec.arms) == ["plain", "sgt"] and spec.removals == ("random_token",)
+    default = demo_spec(build_parser().parse_args([]))
+    assert default.arms["random_mask"]["sgt_mask_selection"] == "random" and default.model == "tiny"
+    assert default.datasets[0].test_examples is None  # the full test split
+    quick = demo_spec(build_parser().parse_args(["--quick"]))
+    assert quick.datasets[0].synthetic["n_train"] < default.datasets[0].synthetic["n_train"]
 
 
 def test_demo_on_given_data_and_model(tmp_path, capsys):
@@ -45,15 +54,34 @@ def test_demo_on_given_data_and_model(tmp_path, capsys):
     data = write_eraser(tmp_path / "eraser")
     (data / "test.jsonl").write_text((data / "val.jsonl").read_text())
     model_dir = tmp_path / "model"
-    tiny.tiny_model("bert", seed=0).save_pretrained(model_dir)
+    model = tiny.tiny_model("bert", seed=0)
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    model.save_pretrained(model_dir)
     tiny.wordpiece_tokenizer().save_pretrained(model_dir)
     out = tmp_path / "demo"
     main(["--quick", "--data_dir", str(data), "--model", str(model_dir), "--output_dir", str(out)])
     printed = capsys.readouterr().out
-    assert "| gradient | plain |" in printed and "report:" in printed
-    assert (out / "report.html").is_file() and (out / "aopc_comprehensiveness.png").is_file()
-    summary = json.loads((out / "comparison.json").read_text())
-    assert {r["model"] for r in summary["rows"]} == {"plain", "sgt"}
-    card = (out / "seed0" / "model_sgt" / "README.md").read_text()
-    assert "## Rationale evaluation" in card and "| `sgt_mask_fraction` | `0.5` |" in card
-    assert "| `sgt_mask_fraction` | `0.0` |" in (out / "seed0" / "model_plain" / "README.md").read_text()
+    assert "| random_mask |" in printed and "Verdict:" in printed and "report:" in printed
+    html = (out / "report.html").read_text()
+    assert 'id="verdict"' in html and html.index('id="verdict"') < html.index('id="metrics"')
+    verdict = (out / "verdict.md").read_text()
+    assert "Integrated Gradients: comprehensiveness AOPC: SGT" in verdict and "vs random-mask" in verdict
+    assert (out / "seed0" / "model_sgt" / "config.json").is_file()  # the links the README's commands use
+    assert (out / "seed0" / "eval_random_mask" / "summary.json").is_file()
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["datasets"]["eraser"]["arms"]) == {"plain", "sgt", "random_mask"}
+
+
+def test_demo_never_wipes_another_experiments_records(tmp_path):
+    import pytest
+
+    from sgt_nlp.demo import run_demo
+    from sgt_nlp.experiments import SpecError
+
+    out = tmp_path / "records"
+    out.mkdir()
+    (out / "spec.json").write_text(json.dumps({"name": "cpu", "model": "minilm", "arms": {}, "datasets": []}))
+    (out / "precious.txt").write_text("keep")
+    with pytest.raises(SpecError, match="other settings"):
+        run_demo(demo_spec(build_parser().parse_args(["--quick"])), out)
+    assert (out / "precious.txt").read_text() == "keep"

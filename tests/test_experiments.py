@@ -166,8 +166,9 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_default_comparisons_pit_every_treatment_against_plain_and_random_mask():
     assert PRESETS["cpu"].compared_pairs() == [("sgt", "plain"), ("sgt", "random_mask")]
     ablation = PRESETS["ablation"].compared_pairs()
-    assert ("sgt_signed_mean", "plain") in ablation and ("sgt_signed_mean", "random_mask") in ablation
-    assert all(control in ("plain", "random_mask") for _, control in ablation)
+    assert ("sgt_signed_mean", "plain") in ablation and ("sgt_signed_mean", "sgt") in ablation
+    assert {t for t, _ in ablation} == set(PRESETS["ablation"].arms) - {"plain", "random_mask"}
+    assert all(control in ("plain", "random_mask", "sgt") for _, control in ablation)
     spec = spec_from_dict({"preset": "smoke", "comparisons": [["sgt", "plain"]]})
     assert spec.compared_pairs() == [("sgt", "plain")]
 
@@ -255,3 +256,75 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     data = more.run()["datasets"]["synthetic"]
     assert more.trained_runs == [] and not (out / "synthetic" / "plain_seed5_lr0.001").exists()
     assert "plain_seed5" in data["missing"] and data["seeds_evaluated"] == [0]
+
+
+# ---- spec files, the fp16 export, the gpu preset -------------------------------------------------------------------
+
+
+def test_spec_files_match_the_presets():
+    from pathlib import Path
+
+    specs = Path(__file__).resolve().parents[1] / "specs"
+    for name, preset in PRESETS.items():
+        assert load_spec(specs / f"{name}.json") == preset, f"specs/{name}.json is stale: rewrite it with spec_to_dict"
+    assert load_spec(specs / "cpu_sst2_quick.yaml").datasets[0].learning_rates == (5e-5,)
+
+
+def test_half_precision_export_halves_the_file_and_loads_in_fp32(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from sgt_nlp.experiments import export_half_precision_model
+    from tests import tiny
+
+    tiny.tiny_model("bert", seed=0).save_pretrained(tmp_path / "src")
+    tiny.wordpiece_tokenizer().save_pretrained(tmp_path / "src")
+    half = export_half_precision_model(str(tmp_path / "src"), tmp_path / "half")
+    full_size = (tmp_path / "src" / "model.safetensors").stat().st_size
+    assert (half / "model.safetensors").stat().st_size < 0.6 * full_size
+    model = AutoModelForSequenceClassification.from_pretrained(half, num_labels=2)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_gpu_preset_runs_with_a_smoke_sized_override(tmp_path):
+    """The gpu preset's settings (methods, bf16 request, batch sizes) on a tiny synthetic task; on a CPU the bf16
+    request is ignored, the rest is the code path the H200 runs."""
+    gpu = PRESETS["gpu"]
+    assert gpu.mixed_precision == "bf16" and gpu.datasets[0].max_length == 512 and gpu.datasets[0].test_examples is None
+    tiny_task = replace(PRESETS["smoke"].datasets[0], max_length=48)
+    spec = replace(gpu, datasets=(tiny_task,), model="tiny", seeds=(0,), random_draws=2, ig_steps=2,
+                   smoothgrad_samples=2, bootstrap_resamples=100, tiny_model={"hidden_size": 32, "layers": 1})
+    experiment = Experiment(spec, tmp_path / "out", tmp_path / "work")
+    data = experiment.run()["datasets"]["synthetic"]
+    assert data["seeds_evaluated"] == [0] and len(experiment.evaluated_runs) == 3
+    assert {r["method"] for r in data["comparisons"][0]["rows"]} == set(gpu.methods)
+    assert read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "train.json")["device"] in ("cpu", "cuda")
+
+
+def test_head_tail_truncation_reaches_training_and_evaluation(tmp_path):
+    """The movies presets cut head+tail: the setting goes to DataArguments and EvaluationConfig alike."""
+    task = replace(PRESETS["smoke"].datasets[0], max_length=24, truncation="head_tail")
+    spec = smoke(datasets=(task,), arms={"plain": {"sgt_mask_fraction": 0.0}, "sgt": {"sgt_mask_fraction": 0.5}})
+    experiment = Experiment(spec, tmp_path / "out", tmp_path / "work", keep_models=True)
+    experiment.run()
+    run = json.loads((tmp_path / "work" / "synthetic" / "sgt_seed0_lr0.001" / "eval" / "main" / "run.json").read_text())
+    assert run["config"]["truncation"] == "head_tail" and run["config"]["max_length"] == 24
+    record = read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "eval.json.gz")
+    assert min(record["examples"]["words_kept"]) < 12  # documents of 12-24 words were cut to the seen words
+
+
+def test_tiny_model_and_vocabulary_are_the_same_in_every_session(tmp_path):
+    """The WordPiece trainer orders tied tokens differently per run; the runner sorts them, so a later session
+    (whose work_dir is gone) rebuilds the identical starting model."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from sgt_nlp.experiments import prepare_data, tiny_initial_model
+
+    spec = PRESETS["smoke"]
+    data = prepare_data(spec.datasets[0], tmp_path, tmp_path / "work")
+    first = tiny_initial_model(spec, data, ["NEG", "POS"], 0, tmp_path / "a")
+    second = tiny_initial_model(spec, data, ["NEG", "POS"], 0, tmp_path / "b")
+    assert (first / "vocab.txt").read_text() == (second / "vocab.txt").read_text()
+    a, b = (AutoModelForSequenceClassification.from_pretrained(f) for f in (first, second))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))

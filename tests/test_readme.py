@@ -81,7 +81,8 @@ def test_every_readme_command_runs(tmp_path):
     assert 'id="sanity"' in with_sanity and 'id="metrics-table"' in with_sanity
 
 
-@pytest.mark.parametrize("subcommand", ["demo", "train", "evaluate", "rescore", "explain", "report", "sanity"])
+@pytest.mark.parametrize("subcommand", ["demo", "experiment", "train", "evaluate", "rescore", "explain", "report",
+                                        "sanity"])
 def test_help_of_every_subcommand_names_its_options(subcommand):
     done = subprocess.run(["sgt-nlp", subcommand, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,5 @@
-"""scripts/reproduce_movies.py end to end on a tiny model and a hand-built ERASER folder (the 'smoke' preset)."""
+"""scripts/reproduce_movies.py: a thin wrapper over the experiment runner, end to end on a tiny model and a
+hand-built ERASER folder (its 'smoke' configuration), with a mask-fraction sweep as arms."""
 
 from __future__ import annotations
 
@@ -30,7 +31,16 @@ def save_tiny_classifier(folder: Path) -> Path:
     return folder
 
 
-def test_reproduction_runs_aggregates_and_skips_finished_runs(tmp_path):
+def test_sweep_becomes_arms_of_the_movies_preset():
+    script = load_script()
+    spec = script.movies_spec("cpu", [0.1, 0.5], None, "0")
+    assert [d.name for d in spec.datasets] == ["movies"] and spec.seeds == (0,)
+    assert spec.arms["sgt0.1"] == {"sgt_mask_fraction": 0.1} and "sgt" not in spec.arms
+    assert {"plain", "random_mask"} <= set(spec.arms)
+    assert ("sgt0.1", "random_mask") in spec.compared_pairs()
+
+
+def test_reproduction_runs_the_runner_and_skips_finished_runs(tmp_path):
     script = load_script()
     data_root = tmp_path / "data"
     write_eraser(data_root / "eraser_movies")
@@ -38,52 +48,16 @@ def test_reproduction_runs_aggregates_and_skips_finished_runs(tmp_path):
     (data_root / "eraser_movies" / "test.jsonl").write_text((data_root / "eraser_movies" / "val.jsonl").read_text())
     model_dir = save_tiny_classifier(tmp_path / "model")
     out = tmp_path / "out"
-    argv = ["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir", str(out)]
+    argv = ["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir", str(out),
+            "--seeds", "0"]
     script.main(argv)
     result = json.loads((out / "results.json").read_text())
-    keys = {(r["mode"], r["method"], r["removal"]) for r in result["rows"]}
-    assert keys == {(m, method, removal) for m in ("plain", "sgt") for method in script.METHODS
-                    for removal in ("delete", "random_token")}
-    assert all(r["seeds"] == 2 for r in result["rows"])
-    acc = next(r for r in result["rows"] if r["mode"] == "plain" and r["method"] == "random")["accuracy"]
-    assert 0.0 <= acc[0] <= 1.0 and acc[1] >= 0.0
-    table = (out / "results.md").read_text()
-    assert "| gradient | sgt | 0.240 | 0.013 |" in table  # the paper's row beside ours
-    for seed in (0, 1):
-        for tag in ("plain", "sgt0.5"):
-            run = out / "movies" / f"seed{seed}" / tag
-            assert (run / "done.json").is_file() and (run / "README.md").is_file()
-            assert not list(run.glob("checkpoint-*"))
-    done = json.loads((out / "movies" / "seed0" / "sgt0.5" / "done.json").read_text())
-    card = (out / "movies" / "seed0" / "sgt0.5" / "README.md").read_text()
-    assert done["seconds_per_epoch"] > 0 and "| `sgt_mask_fraction` | `0.5` |" in card
-    # a rerun finds every run finished and rebuilds the same table without training or evaluating again
-    before = {p: p.stat().st_mtime for p in out.rglob("summary.json")}
-    script.main(argv)
-    assert {p: p.stat().st_mtime for p in out.rglob("summary.json")} == before
-    assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
-    # --only_finished aggregates what exists and neither trains nor evaluates a missing seed
-    script.main([*argv, "--seeds", "0,1,2", "--only_finished"])
-    assert not (out / "movies" / "seed2").exists()
-    assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
-
-
-def test_transfer_dataset_trains_on_a_random_subset_of_val(tmp_path):
-    """MultiRC/FEVER have no train split: the preset's transfer epochs and val subset are what is trained on."""
-    script = load_script()
-    data_root = tmp_path / "data"
-    folder = write_eraser(data_root / "eraser_fever")
-    (folder / "test.jsonl").write_text((folder / "val.jsonl").read_text())
-    (folder / "train.jsonl").unlink()
-    model_dir = save_tiny_classifier(tmp_path / "model")
-    out = tmp_path / "out"
-    script.main(["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir",
-                 str(out), "--datasets", "fever", "--seeds", "0"])
-    preset = script.PRESETS["smoke"]
-    for tag in ("plain", "sgt0.5"):
-        done = json.loads((out / "fever" / "seed0" / tag / "done.json").read_text())
-        assert done["epochs"] == preset.transfer_epochs != preset.epochs
-        assert done["train_examples"] == preset.transfer_train_examples < len(tiny.SENTENCES)
-        assert done["val_accuracy"] is None  # no model selection without a train split
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    assert {r["dataset"] for r in rows} == {"fever"} and all(r["seeds"] == 1 for r in rows)
+    movies = result["datasets"]["movies"]
+    assert movies["seeds_evaluated"] == [0]
+    assert [(c["treatment"], c["control"]) for c in movies["comparisons"]] == [("sgt", "plain"), ("sgt", "random_mask")]
+    assert {r["method"] for r in movies["comparisons"][0]["rows"]} == {"gradient_l2", "gradient", "random"}
+    assert "AUPRC seen" in (out / "results.md").read_text()  # movies has human rationales: agreement is reported
+    before = {p: p.stat().st_mtime for p in out.rglob("*.json*")}
+    script.main([*argv, "--only_finished"])
+    after = {p: p.stat().st_mtime for p in out.rglob("*.json*") if not p.name.startswith("results")}
+    assert after == {p: t for p, t in before.items() if not p.name.startswith("results")}

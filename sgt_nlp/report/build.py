@@ -481,8 +481,12 @@ def build_report(
     max_examples: int = 6,
     title: str = "Saliency evaluation report",
     sanity_dirs: Sequence[str | Path] = (),
+    verdict: Sequence[str] = (),
 ) -> Path:
     """Write the HTML report and its three PNG plots; return the HTML path.
+
+    ``verdict``: sentences shown first, in a "Verdict" section (``sgt-nlp demo`` puts its per-method verdicts
+    with their bootstrap intervals there).
 
     ``output`` is the HTML file (``*.html``) or a folder (then ``report.html`` inside it); the PNGs
     (:data:`PLOT_FILES`) go beside the HTML.
@@ -535,6 +539,10 @@ def build_report(
     models = ", ".join(run.name for run in runs)
     datasets = sorted({f"{run.run.get('data_dir', '?')} ({run.run.get('split', '?')})" for run in runs})
     subtitle = f"Models: {models} · methods: {', '.join(methods)} · data: {'; '.join(datasets)}"
+    verdict_html = ""
+    if verdict:
+        items = "".join(f"<li>{_e(sentence)}</li>" for sentence in verdict)
+        verdict_html = f'<section id="verdict"><h2>Verdict</h2><div class="card"><ul>{items}</ul></div></section>\n'
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -546,7 +554,7 @@ def build_report(
 <body>
 <header class="top"><div class="inner"><h1 id="report-title">{_e(title)}</h1><p>{_e(subtitle)}</p></div></header>
 <main>
-<section id="how-to-read"><h2>How to read this</h2><div class="card howto">{HOW_TO_READ}</div></section>
+{verdict_html}<section id="how-to-read"><h2>How to read this</h2><div class="card howto">{HOW_TO_READ}</div></section>
 <section id="metrics"><h2>Metrics</h2>
 <p class="hint">One row per model × method; ↑ higher is better, ↓ lower is better. Accuracy and macro F1 do
 not depend on the method.</p>
