@@ -988,12 +988,28 @@ def config_from_args(argv: list[str] | None = None) -> EvaluationConfig:
     )
 
 
+def _close_process_group() -> None:
+    """Under torchrun, wait for every process and close the group before the interpreter exits.
+
+    A process that leaves while gloo's threads still run aborts ("terminate called without an active
+    exception"), which failed multi-process evaluations at random after their results were written.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     config = config_from_args(argv)
     args = build_parser().parse_args(argv)
     check_output_dir(config.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier evaluation?)")
-    rows = evaluate_rationales(config)
+    try:
+        rows = evaluate_rationales(config)
+    finally:
+        _close_process_group()
     if rows:
         table = summary_table(rows)
         run = json.loads((Path(config.output_dir) / "run.json").read_text())
