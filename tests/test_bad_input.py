@@ -19,11 +19,7 @@ from tests.test_training import write_csv, write_eraser
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    model = tiny.tiny_model("bert", seed=3)
-    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
-    model.save_pretrained(folder)
-    tiny.wordpiece_tokenizer().save_pretrained(folder)
+    folder = tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
     (folder / "README.md").write_text("---\ntags:\n- sgt_nlp\n---\n\n# card\n\n## How it was trained\n\nby hand\n")
     return folder
 

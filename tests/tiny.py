@@ -307,3 +307,12 @@ def encode_family(family: str, sentences=SENTENCES, padding_side: str = "right",
         tok.padding_side = side
     batch["labels"] = torch.tensor([y for _, y in sentences])
     return dict(batch)
+
+
+def save_binary_bert(folder):
+    """A tiny NEG/POS BERT classifier with the WordPiece tokenizer, saved to ``folder`` (returned)."""
+    model = tiny_model("bert", seed=3)
+    model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
+    model.save_pretrained(folder)
+    wordpiece_tokenizer().save_pretrained(folder)
+    return folder
