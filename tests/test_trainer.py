@@ -65,12 +65,8 @@ def one_batch(trainer):
 # ---- masking and loss ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("aggregation", ["l2", "l1", "grad_x_input"])
-@pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
-def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, aggregation, saliency_pass):
-    trainer = make_trainer(
-        tmp_path, sgt_saliency_aggregation=aggregation, sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.4
-    )
+def masked_positions_of_a_training_step(trainer, monkeypatch) -> tuple[dict, torch.Tensor]:
+    """One training-mode compute_loss on a batch; returns the batch and the positions handed to apply_mask."""
     captured = {}
     real_apply = trainer_module.apply_mask
 
@@ -82,7 +78,16 @@ def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, ag
     batch = one_batch(trainer)
     trainer.model.train()
     trainer.compute_loss(trainer.model, dict(batch))
-    positions = captured["positions"]
+    return batch, captured["positions"]
+
+
+@pytest.mark.parametrize("aggregation", ["l2", "l1", "grad_x_input"])
+@pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
+def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, aggregation, saliency_pass):
+    trainer = make_trainer(
+        tmp_path, sgt_saliency_aggregation=aggregation, sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.4
+    )
+    batch, positions = masked_positions_of_a_training_step(trainer, monkeypatch)
 
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     trainer.model.eval()
@@ -102,17 +107,7 @@ def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, ag
 @pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
 def test_highest_selection_masks_the_k_most_salient_real_tokens(tmp_path, monkeypatch, saliency_pass):
     trainer = make_trainer(tmp_path, sgt_mask_selection="highest", sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.4)
-    captured = {}
-    real_apply = trainer_module.apply_mask
-
-    def spy(embeddings, positions, replacements):
-        captured["positions"] = positions.clone()
-        return real_apply(embeddings, positions, replacements)
-
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
-    batch = one_batch(trainer)
-    trainer.model.train()
-    trainer.compute_loss(trainer.model, dict(batch))
+    batch, masked = masked_positions_of_a_training_step(trainer, monkeypatch)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     trainer.model.eval()
     grads, emb, _ = embedding_gradients(trainer.model, inputs, target=batch["labels"])
@@ -122,7 +117,7 @@ def test_highest_selection_masks_the_k_most_salient_real_tokens(tmp_path, monkey
     for row in range(len(scores)):
         real = candidates[row].nonzero().flatten()
         expected = real[scores[row, real].argsort(descending=True)[: int(k[row])]].sort().values.tolist()
-        assert captured["positions"][row].nonzero().flatten().tolist() == expected
+        assert masked[row].nonzero().flatten().tolist() == expected
 
 
 class ForwardAndGradientCounter:
