@@ -738,8 +738,6 @@ class Experiment:
         evals = [{"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history
                  if "eval_accuracy" in h]
         final = trainer.evaluate()
-        for checkpoint in folder.glob("checkpoint-*"):  # the best model is saved in folder itself
-            shutil.rmtree(checkpoint)
         return {
             "record_version": RECORD_VERSION, "arm": arm, "seed": seed, "learning_rate": lr,
             "sgt_settings": dict(self.spec.arms[arm]), "model": self.spec.model,
