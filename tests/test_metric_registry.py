@@ -12,8 +12,8 @@ def test_summary_table_columns_are_registered_and_titled():
     assert [key for key, _ in SUMMARY_COLUMNS] == list(SUMMARY_METRICS)
     assert all(key in METRICS for key in SUMMARY_METRICS)
     header = summary_table([]).splitlines()[0]
-    assert header == ("| model | method | removal | acc | F1 | comp | suff | comp AOPC | suff AOPC | AUPRC | token F1 "
-                      "| IOU F1 | AUPRC seen | token F1 seen | to flip | masked acc |")
+    assert header == ("| model | method | removal | acc | F1 | comp | suff | comp AOPC | suff AOPC | AUPRC "
+                      "| token F1 | IOU F1 | AUPRC seen | token F1 seen | to flip | masked acc |")
 
 
 def test_every_summary_row_metric_is_registered():

@@ -58,19 +58,24 @@ _RECORDS: tuple[Metric, ...] = (
            "comprehensiveness AOPC normalised between the lowest and highest AOPC of the evaluated orders"),
     Metric("sufficiency_naopc", "suff NAOPC (evaluated bounds)", -1,
            "sufficiency AOPC normalised between the lowest and highest AOPC of the evaluated orders"),
-    Metric("auprc", "AUPRC", +1, "area under the precision-recall curve of word scores vs the human rationale"),
+    Metric("auprc", "AUPRC", +1,
+           "area under the precision-recall curve of word scores vs the human rationale"),
     Metric("average_precision", "AP", +1, "average precision of word scores vs the human rationale"),
     Metric("roc_auc", "ROC AUC", +1, "area under the ROC curve of word scores vs the human rationale"),
-    Metric("token_f1", "token F1", +1, "word-level F1 of the hard rationale vs the human rationale", "Token F1"),
+    Metric("token_f1", "token F1", +1,
+           "word-level F1 of the hard rationale vs the human rationale", "Token F1"),
     Metric("iou_f1", "IOU F1", +1, "F1 of span matches (IOU at least 0.5) with the human rationale"),
-    Metric("auprc_visible", "AUPRC seen", +1, "AUPRC over the words the model saw (truncation left out)"),
-    Metric("token_f1_visible", "token F1 seen", +1, "token F1 over the words the model saw (truncation left out)"),
+    Metric("auprc_visible", "AUPRC seen", +1,
+           "AUPRC over the words the model saw (truncation left out)"),
+    Metric("token_f1_visible", "token F1 seen", +1,
+           "token F1 over the words the model saw (truncation left out)"),
     Metric("tokens_to_flip", "to flip", -1,
            "share of the top words that must be removed to change the prediction"),
     Metric("masked_accuracy_auc", "masked acc", -1,
-           "accuracy averaged over the masked-accuracy curve (top words removed in 10 % steps)", "Masked-acc. mean"),
+           "accuracy averaged over the masked-accuracy curve (top words removed in 10 % steps)",
+           "Masked-acc. mean"),
     Metric("ig_mean_abs_delta", "IG |delta|", -1,
-           "mean absolute completeness gap of Integrated Gradients (sum of attributions vs output difference)"),
+           "mean absolute completeness gap of Integrated Gradients (attributions' sum vs output difference)"),
 )
 
 METRICS: dict[str, Metric] = {m.key: m for m in _RECORDS}
@@ -78,7 +83,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in _RECORDS}
 #: the metric columns of the ``sgt-nlp evaluate`` summary table (``summary.md``), in order
 SUMMARY_METRICS: tuple[str, ...] = (
     "accuracy", "macro_f1", "comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc",
-    "auprc", "token_f1", "iou_f1", "auprc_visible", "token_f1_visible", "tokens_to_flip", "masked_accuracy_auc",
+    "auprc", "token_f1", "iou_f1", "auprc_visible", "token_f1_visible", "tokens_to_flip",
+    "masked_accuracy_auc",
 )
 
 
