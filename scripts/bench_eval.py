@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="repeat each measurement and take the median")
     args = parser.parse_args()
 
-    from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
+    from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
@@ -150,7 +150,7 @@ def main() -> None:
                     methods=tuple(methods), max_examples=args.max_examples, max_length=args.max_length,
                     batch_size=batch_size, device=args.device,
                 )
-                evaluate_rationales(config, stats)
+                evaluate_folder(config, stats)
                 runs.append((stats["explain_seconds"], stats))
             return statistics.median(r[0] for r in runs), runs[0][1]
 

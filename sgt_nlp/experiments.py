@@ -9,7 +9,7 @@ protocols and the ablation). For each dataset:
    **convergence gate**: a seed whose plain run ends below ``DatasetSpec.gate`` validation accuracy is failed;
    its other arms are not trained and its paired comparisons are dropped (the table says so).
 3. **Evaluation** -- every arm on the same full test split, with every method under every removal mode, via
-   :func:`sgt_nlp.evaluation.evaluate_rationales` with ``per_example=True``.
+   :func:`sgt_nlp.evaluation.evaluate_folder` with ``per_example=True``.
 4. **Aggregation** -- per-example scores are paired by test example within a seed, seeds pooled, and a paired
    bootstrap over examples gives 95 % intervals of treatment - control (:func:`paired_bootstrap`).
 
@@ -808,12 +808,12 @@ class Experiment:
 
     def _evaluate_model(self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path,
                         name: str) -> dict[str, Any]:
-        from .evaluation import evaluate_rationales
+        from .evaluation import evaluate_folder
 
         orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in self.spec.removals}
         examples = None
         for names, config in self.evaluation_calls(dataset, model_dir, data_dir, out, name):
-            evaluate_rationales(config)
+            evaluate_folder(config)
             for removal in self.spec.removals:
                 folder = config.output_dir_for(removal)
                 for method, name in names.items():

@@ -16,7 +16,7 @@ import torch
 from sgt_nlp.eraser import load_split, verify_results
 from sgt_nlp.evaluation import (
     EvaluationConfig,
-    evaluate_rationales,
+    evaluate_folder,
     kept_positions,
     length_batches,
     main,
@@ -45,7 +45,7 @@ def data_dir(tmp_path_factory):
 def run(model_dir, data_dir, out, **overrides):
     settings = {"split": "val", "batch_size": 3, "ig_steps": 8, "smoothgrad_samples": 4, **overrides}
     config = EvaluationConfig(model=str(model_dir), data_dir=str(data_dir), output_dir=str(out), **settings)
-    return evaluate_rationales(config), config
+    return evaluate_folder(config), config
 
 
 # ---- pure helpers -------------------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ def test_summary_table_columns_are_registered_and_titled():
 
 
 def test_every_summary_row_metric_is_registered():
-    from sgt_nlp.evaluation import _score_columns
+    from sgt_nlp.evaluation.summary import score_columns
 
-    row = _score_columns({}, {"masked_accuracy": {"accuracy": []}})
+    row = score_columns({}, {"masked_accuracy": {"accuracy": []}})
     assert set(row) <= set(METRICS)
 
 

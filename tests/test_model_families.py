@@ -15,7 +15,7 @@ from transformers import DataCollatorWithPadding
 import sgt_nlp.trainer as trainer_module
 from sgt_nlp import SaliencyGuidedTrainer, SaliencyGuidedTrainingArguments
 from sgt_nlp.eraser.align import align_words
-from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
+from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
 from sgt_nlp.explainers import get_explainer
 from sgt_nlp.masking import replacement_embeddings
 from sgt_nlp.saliency import embedding_forward_kwargs, forward_from_embeddings, word_embedding_layer
@@ -222,7 +222,7 @@ def evaluated(model_dir, data_dir, out, batch_size):
         methods=("gradient", "occlusion"),
         masked_accuracy_curve=False,
     )
-    evaluate_rationales(config)
+    evaluate_folder(config)
     return {
         method: [json.loads(x) for x in (out / method / "results.jsonl").read_text().splitlines()]
         for method in config.methods

@@ -354,7 +354,7 @@ def test_paired_bootstrap_tells_a_shift_from_noise():
 @pytest.fixture(scope="module")
 def two_evaluations(tmp_path_factory):
     """The same tiny model evaluated twice (two names), and another model, each with two removal modes."""
-    from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
+    from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
     from tests import tiny
     from tests.test_training import write_eraser
 
@@ -371,7 +371,7 @@ def two_evaluations(tmp_path_factory):
         config = EvaluationConfig(model=str(model_dir), data_dir=str(data), output_dir=str(root / name), split="val",
                                   methods=("gradient", "random"), removal="delete", extra_removals=("mask_token",),
                                   model_name=name, batch_size=4)
-        evaluate_rationales(config)
+        evaluate_folder(config)
         folders[name] = root / name
     return folders
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sgt_nlp.eraser import align_words, encode_words, load_split, select_kept_words, to_hf_dataset
-from sgt_nlp.evaluation import EvaluationConfig, _Evaluator, evaluate_rationales
+from sgt_nlp.evaluation import BatchEvaluator, EvaluationConfig, evaluate_folder
 from sgt_nlp.explainers import EXPLAINERS
 from sgt_nlp.explainers.random import Random
 from sgt_nlp.training import DataArguments, load_raw_splits, tokenize_splits
@@ -261,19 +261,19 @@ def test_training_rejects_an_unknown_truncation(long_data):
 def test_evaluation_scores_the_seen_words_of_each_mode(mode, token_prf, tmp_path, model_dir, long_data, monkeypatch):
     monkeypatch.setitem(EXPLAINERS, "position", PositionScores)
     perturbed: list[list[str]] = []
-    real_probabilities = _Evaluator.probabilities
+    real_probabilities = BatchEvaluator.probabilities
 
     def spy(self, word_lists, query_lists):
         perturbed.extend(list(w) for w in word_lists)
         return real_probabilities(self, word_lists, query_lists)
 
-    monkeypatch.setattr(_Evaluator, "probabilities", spy)
+    monkeypatch.setattr(BatchEvaluator, "probabilities", spy)
     out = tmp_path / mode
     config = EvaluationConfig(
         model=str(model_dir), data_dir=str(long_data), output_dir=str(out), split="val", methods=("position",),
         max_length=MAX_LENGTH, truncation=mode, threshold=0.4, batch_size=2,
     )
-    evaluate_rationales(config)
+    evaluate_folder(config)
     run = json.loads((out / "run.json").read_text())
     assert run["truncation_mode"] == mode
     assert run["truncation"] == {

@@ -1,0 +1,80 @@
+"""``sgt-nlp rescore``'s work: score an evaluation folder again from its ``results.jsonl`` files, without
+the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..eraser import load_split
+from ..eraser.results import read_results, verify_results, write_results
+from ..metrics import score_records
+from .summary import aopc_curve, score_columns, summary_table
+
+#: the scores.json sections computed from results.jsonl alone, which rescoring recomputes
+RESCORED_SECTIONS = (
+    "iou_scores",
+    "rationale_prf",
+    "token_prf",
+    "token_soft_metrics",
+    "sentence_soft_metrics",
+    "classification_scores",
+)
+
+
+def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[dict[str, Any]]:
+    """Score an evaluation folder again from its saved ``results.jsonl`` files, without the model.
+
+    For when the scorer changed (a fix, a new key): every method's results file is re-verified (and rewritten in
+    :func:`~sgt_nlp.eraser.results.scorer_safe_order`), the sections of ``scores.json`` that depend on it alone
+    are recomputed with the current code, and the AOPC points of ``curves.json`` and the rows of ``summary.json``
+    and ``summary.md`` follow. What needs the model (``visible_only``, the masked-accuracy curve, timings) is
+    kept as it was. ``data_dir`` overrides the ERASER folder recorded in ``run.json`` (if it moved). Returns the
+    new summary rows.
+    """
+    out = Path(output_dir)
+    run_path = out / "run.json"
+    if not run_path.is_file():
+        raise FileNotFoundError(f"{run_path} does not exist: not an sgt-nlp evaluate output folder")
+    run = json.loads(run_path.read_text())
+    split = load_split(data_dir or run["data_dir"], run["split"], labels=run["labels"])
+    by_id = {ann.annotation_id: ann for ann in split.annotations}
+    old_rows = {row["method"]: row for row in json.loads((out / "summary.json").read_text())}
+    rows = []
+    for method in run["methods"]:
+        method_dir = out / method
+        results_path = method_dir / "results.jsonl"
+        records = read_results(results_path)
+        unknown = [r.get("annotation_id") for r in records if r.get("annotation_id") not in by_id]
+        if unknown:
+            raise ValueError(
+                f"{results_path}: annotations not in {run['split']} of the data, e.g. {unknown[:3]}"
+            )
+        wanted = {r["annotation_id"] for r in records}
+        annotations = [ann for ann in split.annotations if ann.annotation_id in wanted]
+        write_results(results_path, records)
+        verify_results(results_path, annotations, split.documents, run["labels"], run["aopc_thresholds"])
+        old = json.loads((method_dir / "scores.json").read_text())
+        settings = old.get("evaluation_settings", {})
+        new = score_records(
+            records,
+            annotations,
+            split.documents,
+            run["labels"],
+            iou_thresholds=settings.get("iou_thresholds", (0.5,)),
+            aopc_thresholds=run["aopc_thresholds"],
+            removal=settings.get("removal", run["removal"]),
+            threshold=run["threshold"],
+        )
+        scores = {k: v for k, v in old.items() if k not in RESCORED_SECTIONS}
+        scores.update({k: v for k, v in new.items() if k in RESCORED_SECTIONS})
+        (method_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+        curves = json.loads((method_dir / "curves.json").read_text())
+        cls = scores.get("classification_scores", {})
+        curves["aopc"] = aopc_curve(run["aopc_thresholds"], cls)
+        (method_dir / "curves.json").write_text(json.dumps(curves, indent=2))
+        rows.append({**old_rows[method], **score_columns(scores, curves)})
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    (out / "summary.md").write_text(summary_table(rows) + "\n")
+    return rows

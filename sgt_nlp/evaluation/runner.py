@@ -1,0 +1,193 @@
+"""Running an evaluation: over in-memory objects (:func:`evaluate_rationales`) or from folders
+(:func:`evaluate_folder`, what ``sgt-nlp evaluate``, the experiment runner and the scripts call).
+
+Examples are grouped into batches of similar length; under ``accelerate launch`` / ``torchrun`` each process
+takes every ``world``-th batch and the main process gathers the results, so the numbers do not depend on the
+number of processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..eraser import ERASERSplit, load_split
+from ..validation import check_device, check_max_length
+from .config import EvaluationConfig
+from .evaluator import BatchEvaluator
+from .examples import (
+    choose_examples,
+    label_order,
+    make_examples,
+    mean_rationale_fraction,
+    rationale_coverage,
+    truncation_counts,
+)
+from .outputs import write_evaluation
+from .records import EvaluationResult, ExampleOutput
+
+logger = logging.getLogger(__name__)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), the same for any number of processes."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def sgt_settings_of(folder: str | Path) -> dict[str, Any] | None:
+    """The SGT settings a trained model folder records (``training_args.bin``), if any."""
+    args_path = Path(folder) / "training_args.bin"
+    if args_path.is_file():
+        try:
+            args = torch.load(args_path, weights_only=False)
+            if hasattr(args, "sgt_settings"):
+                return args.sgt_settings()
+        except Exception as exc:  # an unreadable or foreign args file is not an evaluation error
+            logger.warning("could not read %s: %s", args_path, exc)
+    return None
+
+
+def _process_state(config: EvaluationConfig):
+    """accelerate's ``PartialState`` when started with several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
+
+
+def _resolve_device(device: str, state) -> torch.device:
+    if state is not None and state.num_processes > 1:
+        return state.device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def evaluate_rationales(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: ERASERSplit | str | Path,
+    config: EvaluationConfig,
+    stats: dict[str, Any] | None = None,
+) -> EvaluationResult | None:
+    """Explain ``model``'s predictions on an ERASER split with every method of ``config`` and score them.
+
+    ``data`` is an :class:`~sgt_nlp.eraser.ERASERSplit` (or an ERASER folder, whose ``config.split`` is
+    loaded); the model runs on the device it is on. Nothing is written: pass the result to
+    :func:`~sgt_nlp.evaluation.write_evaluation`. Under several processes each one explains its share and the
+    main process returns the gathered result; the others return None. ``stats``, when given, receives the
+    piece lengths of the examples and of every perturbed input this process ran, and the explaining time
+    (``scripts/bench_eval.py`` times the bare model passes on them).
+    """
+    started = time.perf_counter()
+    state = _process_state(config)
+    is_main = state is None or state.is_main_process
+    split = data if isinstance(data, ERASERSplit) else load_split(data, config.split)
+    model_path = config.model or getattr(model, "name_or_path", None) or type(model).__name__
+    labels = label_order(model.config, split.labels, model_path)
+    if list(split.labels) != labels:
+        split = dataclasses.replace(split, labels=tuple(labels))
+    if is_main:
+        logger.info("%s/%s: %s", config.data_dir or split.report.path, split.name, split.report.summary())
+    chosen = choose_examples(len(split.annotations), config.max_examples, config.sample, config.seed)
+    annotations = [split.annotations[i] for i in chosen]
+    examples = make_examples(split, chosen)
+    split_file = (Path(config.data_dir) / f"{config.split}.jsonl") if config.data_dir else split.report.path
+    check_max_length(
+        tokenizer,
+        config.max_length,
+        [ex.query_words for ex in examples],
+        [f"{split_file}, line {ann.line}, field 'query'" for ann in annotations],
+    )
+    threshold = config.threshold if config.threshold is not None else mean_rationale_fraction(split, chosen)
+    threshold = float(round(threshold, 4))
+    coverage = rationale_coverage(split, chosen)
+    evaluator = BatchEvaluator(config, model, tokenizer, labels, threshold, _model_device(model))
+
+    batches = length_batches([len(ex.words) for ex in examples], config.batch_size)
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    outputs: list[ExampleOutput] = []
+    loop_started = time.perf_counter()
+    methods = ", ".join(config.methods)
+    for batch in tqdm(
+        batches[rank::world], desc=f"explaining ({methods})", disable=not is_main, unit="batch"
+    ):
+        outputs.extend(evaluator.run_batch([examples[i] for i in batch]))
+    if stats is not None:
+        stats["perturbed_lengths"] = list(evaluator.forward_lengths)
+        stats["example_lengths"] = list(evaluator.example_lengths)
+        stats["explain_seconds"] = time.perf_counter() - loop_started
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        outputs = gather_object(outputs)
+    if not is_main:
+        return None
+    outputs.sort(key=lambda o: o.index)
+    return EvaluationResult(
+        config=config,
+        split=split,
+        annotations=annotations,
+        examples=examples,
+        outputs=outputs,
+        labels=labels,
+        threshold=threshold,
+        explainer_params={m: e.params() for m, e in evaluator.explainers.items()},
+        truncation=truncation_counts(examples, outputs),
+        rationale_coverage=coverage,
+        model_name=config.model_name or Path(str(model_path)).name,
+        processes=world,
+        forward_passes=evaluator.forward_passes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def evaluate_folder(config: EvaluationConfig, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Load ``config.model`` and ``config.data_dir``, evaluate, write ``config.output_dir``; returns the
+    summary rows (one per method and removal mode; empty on all processes but the main one)."""
+    from ..training import load_classifier
+
+    started = time.perf_counter()
+    check_device(config.device)
+    state = _process_state(config)
+    split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
+    model, tokenizer, folder = load_classifier(config.model, _resolve_device(config.device, state))
+    result = evaluate_rationales(model, tokenizer, split, config, stats)
+    if result is None:
+        return []
+    result = dataclasses.replace(
+        result,
+        model_name=config.model_name or Path(folder).name,
+        sgt_settings=sgt_settings_of(folder),
+        seconds=time.perf_counter() - started,
+    )
+    return write_evaluation(result)
+
+
+def close_process_group() -> None:
+    """Under torchrun, wait for every process and close the group before the interpreter exits.
+
+    A process that leaves while gloo's threads still run aborts ("terminate called without an active
+    exception"), which failed multi-process evaluations at random after their results were written.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
