@@ -1,0 +1,122 @@
+"""The model-object API (evaluate_rationales -> EvaluationResult, write_evaluation) and the generated CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import sgt_nlp
+from sgt_nlp.eraser import load_split
+from sgt_nlp.eraser.align import TRUNCATIONS, WORD_AGGREGATIONS
+from sgt_nlp.evaluation import (
+    EvaluationConfig,
+    EvaluationResult,
+    ExampleOutput,
+    MethodResult,
+    config_from_args,
+    evaluate_folder,
+    evaluate_rationales,
+    make_parser,
+    write_evaluation,
+)
+from sgt_nlp.saliency import AGGREGATIONS
+from sgt_nlp.training import load_classifier
+from tests import tiny
+from tests.test_training import write_eraser
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_eraser(tmp_path_factory.mktemp("eraser"))
+
+
+def _without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_objects_in_typed_result_out_and_the_same_files_as_from_folders(tmp_path, model_dir, data_dir):
+    settings = {"split": "val", "methods": ("gradient", "integrated_gradients"), "ig_steps": 4,
+                "batch_size": 3, "model_name": "tiny", "extra_removals": ("mask_token",)}
+    model, tokenizer, _ = load_classifier(str(model_dir), "cpu")
+    split = load_split(data_dir, "val")
+    result = evaluate_rationales(model, tokenizer, split, EvaluationConfig(**settings))
+    assert isinstance(result, EvaluationResult) and sgt_nlp.EvaluationResult is EvaluationResult
+    assert len(result.outputs) == len(result.examples) == len(split.annotations)
+    assert [o.index for o in result.outputs] == list(range(len(split.annotations)))
+    first = result.outputs[0]
+    assert isinstance(first, ExampleOutput) and set(first.methods) == {"delete", "mask_token"}
+    ig = first.result("delete", "integrated_gradients")
+    assert isinstance(ig, MethodResult) and ig.convergence_delta is not None
+    assert first.result("delete", "gradient").convergence_delta is None
+    assert len(ig.word_scores) == first.words_kept and np.isclose(ig.probs.sum(), 1.0)
+    assert 0 < result.threshold < 1 and result.model_name == "tiny"
+    assert not any(tmp_path.iterdir())  # nothing written yet
+
+    rows = write_evaluation(result, tmp_path / "objects")
+    folder_rows = evaluate_folder(EvaluationConfig(model=str(model_dir), data_dir=str(data_dir),
+                                                   output_dir=str(tmp_path / "folders"), **settings))
+    assert _without_seconds(rows) == _without_seconds(folder_rows)
+    assert [r["removal"] for r in rows] == ["delete", "delete", "mask_token", "mask_token"]
+    names = ("gradient/results.jsonl", "integrated_gradients/scores.json",
+             "removal_mask_token/examples.jsonl")
+    for name in names:
+        assert (tmp_path / "objects" / name).read_bytes() == (tmp_path / "folders" / name).read_bytes(), name
+    run = json.loads((tmp_path / "objects" / "run.json").read_text())
+    assert run["model"] is None and run["examples"] == len(split.annotations)
+
+
+def test_data_given_as_a_folder_and_labels_reordered_to_the_model(model_dir, data_dir):
+    model, tokenizer, _ = load_classifier(str(model_dir), "cpu")
+    model.config.id2label = {0: "POS", 1: "NEG"}  # the split's sorted order is NEG, POS
+    model.config.label2id = {"POS": 0, "NEG": 1}
+    config = EvaluationConfig(split="val", methods=("random",), max_examples=2)
+    result = evaluate_rationales(model, tokenizer, str(data_dir), config)
+    assert result.labels == ["POS", "NEG"] and result.split.labels == ("POS", "NEG")
+    gold = {a.annotation_id: a.classification for a in result.annotations}
+    assert all(result.labels[ex.label] == gold[ex.annotation_id] for ex in result.examples)
+
+
+def test_every_config_field_is_an_option_or_hidden_and_defaults_come_from_the_dataclass():
+    parser = make_parser()
+    options = {a.dest: a for a in parser._actions}
+    hidden = {"extra_removals", "target_output", "smoothgrad_noise", "shown_examples", "explainer_settings",
+              "per_example"}
+    for f in dataclasses.fields(EvaluationConfig):
+        assert (f.name in options) != (f.name in hidden), f.name
+    assert tuple(options["aggregation"].choices) == AGGREGATIONS
+    assert tuple(options["word_aggregation"].choices) == WORD_AGGREGATIONS
+    assert tuple(options["truncation"].choices) == TRUNCATIONS
+    assert options["model"].required
+    assert options["masked_accuracy_curve"].option_strings == ["--no_masked_accuracy_curve"]
+    parsed = config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o"])
+    assert parsed == EvaluationConfig(model="m", data_dir="d", output_dir="o")
+    changed = config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--methods",
+                                "occlusion,random", "--removal", "mask_token,delete", "--aopc_thresholds",
+                                "0.1,0.3", "--no_masked_accuracy_curve", "--max_examples", "5",
+                                "--threshold", "0.25"])
+    assert changed.methods == ("occlusion", "random") and changed.aopc_thresholds == (0.1, 0.3)
+    assert (changed.removal, changed.extra_removals) == ("mask_token", ("delete",))
+    assert not changed.masked_accuracy_curve and changed.max_examples == 5 and changed.threshold == 0.25
+    with pytest.raises(ValueError, match="--aopc_thresholds"):
+        config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--aopc_thresholds", "a,b"])
+
+
+def test_explainer_settings_come_from_the_explainers_run_settings():
+    config = EvaluationConfig(batch_size=2, ig_steps=3, seed=4, removal="random_token",
+                              explainer_settings={"random": {"seed": 9}})
+    assert config.explainer_kwargs("gradient") == {"target_output": "logit", "aggregation": "grad_x_input"}
+    assert config.explainer_kwargs("integrated_gradients") == {"target_output": "logit", "n_steps": 3,
+                                                               "internal_batch_size": 16}
+    assert config.explainer_kwargs("occlusion") == {"target_output": "logit", "removal": "mask_token"}
+    assert config.explainer_kwargs("random") == {"target_output": "logit", "seed": 9}
+    assert config.explainer_kwargs("smoothgrad") == {
+        "target_output": "logit", "aggregation": "grad_x_input", "n_samples": 10, "noise_std": 0.1, "seed": 4,
+        "internal_batch_size": 16}
