@@ -1,4 +1,5 @@
-"""sgt_nlp: Saliency Guided Training for Hugging Face text classifiers, and ERASER-style rationale evaluation."""
+"""sgt_nlp: Saliency Guided Training for Hugging Face text classifiers, and ERASER-style rationale
+evaluation."""
 
 from __future__ import annotations
 

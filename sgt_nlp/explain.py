@@ -66,8 +66,9 @@ def write_html(results: list[dict], path: Path, method: str) -> Path:
     signed = any(s < 0 for r in results for s in r["scores"])
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>sgt-nlp explain</title>"
-        f"<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}}{HEATMAP_CSS}</style>"
-        f"</head><body><h1>Word saliency ({html.escape(method)})</h1><p>{render_heatmap_legend(signed)}</p>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}"
+        f"{HEATMAP_CSS}</style></head><body><h1>Word saliency ({html.escape(method)})</h1>"
+        f"<p>{render_heatmap_legend(signed)}</p>"
         + "".join(blocks)
         + "</body></html>"
     )
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(
         prog="sgt-nlp explain",
-        description="Explain a classifier's prediction for one text or a file of texts (one per line): a per-word "
-        "heatmap in the terminal and an HTML page.",
+        description="Explain a classifier's prediction for one text or a file of texts (one per line): a "
+        "per-word heatmap in the terminal and an HTML page.",
     )
     parser.add_argument("--model", required=True, help="model folder (or 'minilm')")
     source = parser.add_mutually_exclusive_group(required=True)

@@ -42,7 +42,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         meta = f.metadata
         if meta.get("cli") is False or "help" not in meta:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        else:
+            default = f.default_factory()  # type: ignore[misc]
         if "flag" in meta:
             parser.add_argument(
                 f"--{meta['flag']}", dest=f.name, action="store_false", default=default, help=meta["help"]
@@ -142,7 +145,8 @@ def _print_summary(config: EvaluationConfig, rows: list[dict[str, Any]], update_
     print(table)
     print(
         f"\n{run['examples']} examples of {config.data_dir} ({config.split}); threshold {run['threshold']}; "
-        f"truncated ({config.truncation}) at {config.max_length} pieces: {cut['examples_truncated']} examples, "
+        f"truncated ({config.truncation}) at {config.max_length} pieces: "
+        f"{cut['examples_truncated']} examples, "
         f"{cut['words_truncated']}/{cut['words']} words and {cut['rationale_words_truncated']}/"
         f"{cut['rationale_words']} human-rationale words not seen"
     )

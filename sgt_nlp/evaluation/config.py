@@ -146,8 +146,9 @@ class EvaluationConfig:
         ),
     )
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=_HIDDEN)
-    #: also write ``<method>/per_example.jsonl`` (what paired statistics need, one line per example) and run the
-    #: empty input (every seen word removed) for confidence-normalised faithfulness (``sgt_nlp.experiments``)
+    #: also write ``<method>/per_example.jsonl`` (what paired statistics need, one line per example) and run
+    #: the empty input (every seen word removed) for confidence-normalised faithfulness (the experiment
+    #: runner)
     per_example: bool = field(default=False, metadata=_HIDDEN)
 
     def __post_init__(self) -> None:

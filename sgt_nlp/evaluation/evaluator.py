@@ -65,11 +65,12 @@ class BatchEvaluator:
         self.forward_lengths: list[int] = []
         self.example_lengths: list[int] = []
 
-    # -- model passes ------------------------------------------------------------------------------------------
+    # -- model passes ----------------------------------------------------------------------------------------
 
     @torch.no_grad()
     def probabilities(self, word_lists: list[list[str]], query_lists: list[list[str]]) -> np.ndarray:
-        """Class probabilities for many inputs, in length-sorted batches (padding costs real compute on a CPU)."""
+        """Class probabilities for many inputs, in length-sorted batches (padding costs real compute on a
+        CPU)."""
         if not word_lists:
             return np.zeros((0, len(self.labels)))
         lengths = [len(w) for w in word_lists]
@@ -101,7 +102,7 @@ class BatchEvaluator:
         )
         return {k: v.to(self.device) for k, v in encoding.items()}
 
-    # -- one batch ---------------------------------------------------------------------------------------------
+    # -- one batch -------------------------------------------------------------------------------------------
 
     def run_batch(self, batch: list[Example]) -> list[ExampleOutput]:
         alignment = align_words(
@@ -199,9 +200,9 @@ class BatchEvaluator:
     def _add_exact_flips(
         self, batch, plans: list[_Plan], full_probs, flipped: list[set[int]], removal
     ) -> None:
-        """Adds to ``flipped`` every removal count below the first flip on the grid (all of 1..n when none flips)
-        that the grid skipped and that changes the prediction, all run in one batch, so that ``tokens_to_flip`` is
-        the fewest top words whose removal changes it."""
+        """Adds to ``flipped`` every removal count below the first flip on the grid (all of 1..n when none
+        flips) that the grid skipped and that changes the prediction, all run in one batch, so that
+        ``tokens_to_flip`` is the fewest top words whose removal changes it."""
         inputs, queries, owners = [], [], []
         for b, (ex, plan) in enumerate(zip(batch, plans, strict=True)):
             evaluated = {removal_count(plan.n, f) for f in self.fractions_removed}

@@ -1,6 +1,6 @@
 """Which examples an evaluation runs and how they are read: label order, sampling, the default threshold,
-the :class:`~sgt_nlp.evaluation.records.Example` records, and what truncation and missing rationales leave out.
-"""
+the :class:`~sgt_nlp.evaluation.records.Example` records, and what truncation and missing rationales leave
+out."""
 
 from __future__ import annotations
 
@@ -52,15 +52,16 @@ def choose_examples(total: int, limit: int | None, sample: str, seed: int) -> li
 def mean_rationale_fraction(split: ERASERSplit, chosen: list[int]) -> float:
     """The default threshold: the mean human-rationale fraction of the chosen examples that have a rationale.
 
-    Examples without one (HateXplain's normal class, say) would pull the mean towards 0 and make every method's
-    hard rationale too short for the examples that do have one; they are left out of the mean.
+    Examples without one (HateXplain's normal class, say) would pull the mean towards 0 and make every
+    method's hard rationale too short for the examples that do have one; they are left out of the mean.
     """
     fractions = split.rationale_fractions()[chosen]
     with_rationale = fractions[fractions > 0]
     value = float(with_rationale.mean()) if len(with_rationale) else 0.0
     if not 0 < value < 1:
         raise UsageError(
-            f"the mean human-rationale fraction of the evaluated examples is {value} ({len(with_rationale)} of "
+            f"the mean human-rationale fraction of the evaluated examples is {value} "
+            f"({len(with_rationale)} of "
             f"{len(fractions)} have a rationale); give --threshold explicitly (in (0, 1))"
         )
     return value

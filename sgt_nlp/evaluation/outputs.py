@@ -67,7 +67,7 @@ class MethodScores:
     row: dict[str, Any]
 
 
-# ---- pure: from an EvaluationResult to what the files hold -----------------------------------------------------
+# ---- pure: from an EvaluationResult to what the files hold -------------------------------------------------
 
 
 def full_scores(ex: Example, kept: Sequence[int], kept_scores: np.ndarray) -> np.ndarray:
@@ -274,7 +274,7 @@ def run_info(result: EvaluationResult) -> dict[str, Any]:
     }
 
 
-# ---- writing ---------------------------------------------------------------------------------------------------
+# ---- writing -----------------------------------------------------------------------------------------------
 
 
 def remove_previous_outputs(out: Path) -> None:

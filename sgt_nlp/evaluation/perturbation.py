@@ -1,8 +1,8 @@
 """Pure helpers of the faithfulness perturbations: which words stay, and what replaces the others.
 
-A perturbation key ``("comp", k)`` drops an example's top ``k`` words (comprehensiveness), ``("suff", k)`` keeps
-only them (sufficiency); ``k = removal_count(n, fraction)`` (ERASER's ``ceil``). Removed words are deleted or
-replaced by the mask token or by seeded random whole-word vocabulary entries.
+A perturbation key ``("comp", k)`` drops an example's top ``k`` words (comprehensiveness), ``("suff", k)``
+keeps only them (sufficiency); ``k = removal_count(n, fraction)`` (ERASER's ``ceil``). Removed words are
+deleted or replaced by the mask token or by seeded random whole-word vocabulary entries.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from ..metrics import removal_count
 def perturbation_keys(
     n_words: int, fractions_removed: Sequence[float], fractions_kept: Sequence[float]
 ) -> set[tuple[str, int]]:
-    """The distinct perturbations an example needs: ``("comp", k)`` drops the top k words, ``("suff", k)`` keeps them.
+    """The distinct perturbations an example needs: ``("comp", k)`` drops the top k words, ``("suff", k)``
+    keeps them.
 
-    ``k = removal_count(n, fraction)`` (ERASER's ``ceil``). ``("comp", 0)`` and ``("suff", n)`` are the unperturbed
-    input and are left out: the prediction is reused for them.
+    ``k = removal_count(n, fraction)`` (ERASER's ``ceil``). ``("comp", 0)`` and ``("suff", n)`` are the
+    unperturbed input and are left out: the prediction is reused for them.
     """
     keys = {("comp", removal_count(n_words, f)) for f in fractions_removed}
     keys |= {("suff", removal_count(n_words, f)) for f in fractions_kept}
@@ -39,7 +40,8 @@ def kept_positions(order: np.ndarray, n_words: int, key: tuple[str, int]) -> np.
 def perturbed_words(
     words: Sequence[str], keep: np.ndarray, removal: str, replacement: str | Sequence[str] | None = None
 ) -> list[str]:
-    """The word list after removal: dropped (``delete``) or replaced (one replacement word per removed word)."""
+    """The word list after removal: dropped (``delete``) or replaced (one replacement word per removed
+    word)."""
     if removal == "delete":
         return [w for w, k in zip(words, keep, strict=True) if k]
     if replacement is None:

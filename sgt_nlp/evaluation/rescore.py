@@ -26,12 +26,12 @@ RESCORED_SECTIONS = (
 def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[dict[str, Any]]:
     """Score an evaluation folder again from its saved ``results.jsonl`` files, without the model.
 
-    For when the scorer changed (a fix, a new key): every method's results file is re-verified (and rewritten in
-    :func:`~sgt_nlp.eraser.results.scorer_safe_order`), the sections of ``scores.json`` that depend on it alone
-    are recomputed with the current code, and the AOPC points of ``curves.json`` and the rows of ``summary.json``
-    and ``summary.md`` follow. What needs the model (``visible_only``, the masked-accuracy curve, timings) is
-    kept as it was. ``data_dir`` overrides the ERASER folder recorded in ``run.json`` (if it moved). Returns the
-    new summary rows.
+    For when the scorer changed (a fix, a new key): every method's results file is re-verified (and
+    rewritten in :func:`~sgt_nlp.eraser.results.scorer_safe_order`), the sections of ``scores.json`` that
+    depend on it alone are recomputed with the current code, and the AOPC points of ``curves.json`` and the
+    rows of ``summary.json`` and ``summary.md`` follow. What needs the model (``visible_only``, the
+    masked-accuracy curve, timings) is kept as it was. ``data_dir`` overrides the ERASER folder recorded in
+    ``run.json`` (if it moved). Returns the new summary rows.
     """
     out = Path(output_dir)
     run_path = out / "run.json"

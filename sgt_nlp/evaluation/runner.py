@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), the same for any number of processes."""
+    """Indices grouped into batches of similar length (longest first), the same for any number of
+    processes."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
