@@ -78,7 +78,9 @@ def test_data_given_as_a_folder_and_labels_reordered_to_the_model(model_dir, dat
     model.config.id2label = {0: "POS", 1: "NEG"}  # the split's sorted order is NEG, POS
     model.config.label2id = {"POS": 0, "NEG": 1}
     config = EvaluationConfig(split="val", methods=("random",), max_examples=2)
+    model.train()  # evaluated in eval mode, and left as it was
     result = evaluate_rationales(model, tokenizer, str(data_dir), config)
+    assert model.training
     assert result.labels == ["POS", "NEG"] and result.split.labels == ("POS", "NEG")
     gold = {a.annotation_id: a.classification for a in result.annotations}
     assert all(result.labels[ex.label] == gold[ex.annotation_id] for ex in result.examples)

@@ -90,11 +90,11 @@ def evaluate_rationales(
     """Explain ``model``'s predictions on an ERASER split with every method of ``config`` and score them.
 
     ``data`` is an :class:`~sgt_nlp.eraser.ERASERSplit` (or an ERASER folder, whose ``config.split`` is
-    loaded); the model runs on the device it is on. Nothing is written: pass the result to
-    :func:`~sgt_nlp.evaluation.write_evaluation`. Under several processes each one explains its share and the
-    main process returns the gathered result; the others return None. ``stats``, when given, receives the
-    piece lengths of the examples and of every perturbed input this process ran, and the explaining time
-    (``scripts/bench_eval.py`` times the bare model passes on them).
+    loaded); the model runs on the device it is on, in eval mode (its mode is restored after). Nothing is
+    written: pass the result to :func:`~sgt_nlp.evaluation.write_evaluation`. Under several processes each
+    one explains its share and the main process returns the gathered result; the others return None.
+    ``stats``, when given, receives the piece lengths of the examples and of every perturbed input this
+    process ran, and the explaining time (``scripts/bench_eval.py`` times the bare model passes on them).
     """
     started = time.perf_counter()
     state = _process_state(config)
@@ -126,10 +126,15 @@ def evaluate_rationales(
     outputs: list[ExampleOutput] = []
     loop_started = time.perf_counter()
     methods = ", ".join(config.methods)
-    for batch in tqdm(
-        batches[rank::world], desc=f"explaining ({methods})", disable=not is_main, unit="batch"
-    ):
-        outputs.extend(evaluator.run_batch([examples[i] for i in batch]))
+    was_training = model.training
+    model.eval()  # no dropout in the perturbed passes (the explainers switch to eval mode themselves)
+    try:
+        for batch in tqdm(
+            batches[rank::world], desc=f"explaining ({methods})", disable=not is_main, unit="batch"
+        ):
+            outputs.extend(evaluator.run_batch([examples[i] for i in batch]))
+    finally:
+        model.train(was_training)
     if stats is not None:
         stats["perturbed_lengths"] = list(evaluator.forward_lengths)
         stats["example_lengths"] = list(evaluator.example_lengths)
