@@ -58,7 +58,12 @@ def _report(argv: list[str]) -> None:
     evaluations = [f for f in args.folders if f not in sanity]
     if not evaluations:
         parser.error("give at least one sgt-nlp evaluate output folder")
-    print(build_report(evaluations, args.output, max_examples=args.max_examples, sanity_dirs=sanity))
+    from .sanity.io import load_sanity
+
+    results: dict[str, object] = {}
+    for folder in sanity:  # titled by folder name; the whole path where two names are equal
+        results[Path(folder).name if Path(folder).name not in results else str(folder)] = load_sanity(folder)
+    print(build_report(evaluations, args.output, max_examples=args.max_examples, sanity=results))
 
 
 def _rescore(argv: list[str]) -> None:
@@ -68,9 +73,9 @@ def _rescore(argv: list[str]) -> None:
 
 
 def _sanity(argv: list[str]) -> None:
-    from .sanity import sanity_main
+    from .sanity.cli import main
 
-    sanity_main(argv)
+    main(argv)
 
 
 def _command_table() -> dict[str, tuple[str, Command]]:

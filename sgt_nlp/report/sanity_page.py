@@ -1,8 +1,8 @@
-"""The sanity-check page: a standalone HTML file with embedded PNGs, from the dict ``sanity.run_sanity_checks``
-returns (or ``sanity.json`` read back).
+"""The sanity-check page: a standalone HTML file with embedded PNGs, from a sanity result
+(``sgt_nlp.sanity.run_sanity_checks``'s, or ``sanity.json`` read back).
 
-Split from the checks so that ``sgt-nlp report`` can embed :func:`sanity_section` in its own page, and so that
-the checks never import matplotlib. Plots use the Agg backend: no display is needed.
+Rendering only: ``sgt-nlp report`` embeds :func:`sanity_section` in its own page; the checks never import
+matplotlib. Plots use the Agg backend: no display is needed.
 """
 
 from __future__ import annotations
@@ -10,22 +10,17 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .sanity import all_randomised_similarity
+from .sanity_tables import as_dict, stage_table_html, verdict_table_html
 
 MEASURE_LABELS: dict[str, str] = {
     "spearman": "Spearman ρ (signed)",
     "spearman_abs": "Spearman ρ (|scores|)",
     "kendall": "Kendall τ",
     "top10_overlap": "top-10% overlap",
-}
-VERDICT_COLOURS: dict[str, str] = {
-    "sensitive": "#1b7837", "weak": "#b8860b", "insensitive": "#b2182b", "degenerate": "#6a3d9a",
 }
 
 CSS = """
@@ -63,8 +58,9 @@ def _value(x: Any) -> float:
     return math.nan if x is None else float(x)
 
 
-def class_sensitivity_png(result: Mapping[str, Any]) -> str:
+def class_sensitivity_png(result: Any) -> str:
     """Bar chart (base64 PNG): per method the mean signed and magnitude Spearman, predicted vs other classes."""
+    result = as_dict(result)
     plt = _pyplot()
     methods = result["methods"]
     labels = [m["label"] + (" (rounding noise)" if m["precision"]["verdict"] == "noise" else "") for m in methods]
@@ -86,9 +82,10 @@ def class_sensitivity_png(result: Mapping[str, Any]) -> str:
     return _png(fig)
 
 
-def stage_similarity_png(result: Mapping[str, Any], mode: str) -> str | None:
+def stage_similarity_png(result: Any, mode: str) -> str | None:
     """Small multiples (base64 PNG): per method, every measure after each randomisation stage, and the
     model's agreement with its original predictions; None when the mode was not run."""
+    result = as_dict(result)
     records = result.get("randomization", {}).get(mode)
     if not records:
         return None
@@ -124,65 +121,14 @@ def _short(stage: str) -> str:
     return stage.split(" (")[0]
 
 
-def _cell(value: Any, signed: bool = True) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:+.3f}" if signed else f"{value:.3f}"
-    return html.escape(str(value))
-
-
-def _verdict(text: str) -> str:
-    colour = VERDICT_COLOURS.get(text, "#444")
-    return f'<td class="verdict" style="color:{colour}">{html.escape(text)}</td>'
-
-
-def verdict_table_html(result: Mapping[str, Any]) -> str:
-    """The verdict table: precision, class sensitivity (every measure), randomisation after head + top layer."""
-    head = (
-        "<tr><th class='name'>method</th><th>signed</th><th>fp32 vs fp64 ρ</th><th>class ρ</th><th>class ρ |·|</th>"
-        "<th>class τ</th><th>class top-10%</th><th>excluded</th><th>class verdict</th>"
-        "<th>ρ |·| after head + top layer</th><th>ρ |·| all randomised</th><th>randomisation verdict</th></tr>"
-    )
-    rows = []
-    for m in result["methods"]:
-        cls = m["class_sensitivity"]
-        last = all_randomised_similarity(m, result["stages"])
-        rows.append(
-            f"<tr><td class='name'>{html.escape(m['label'])}</td><td>{'yes' if m['signed'] else 'no'}</td>"
-            f"<td>{_cell(m['precision']['spearman'])}</td><td>{_cell(cls['spearman']['mean'])}</td>"
-            f"<td>{_cell(cls['spearman_abs']['mean'])}</td><td>{_cell(cls['kendall']['mean'])}</td>"
-            f"<td>{_cell(cls['top10_overlap']['mean'])}</td><td>{cls['spearman']['excluded']}</td>"
-            f"{_verdict(m['class_verdict'])}<td>{_cell(m.get('randomization_similarity'))}</td>"
-            f"<td>{_cell(last)}</td>{_verdict(m.get('randomization_verdict', '–'))}</tr>"
-        )
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def stage_table_html(result: Mapping[str, Any], modes: Sequence[str] = ("cascading", "independent")) -> str:
-    """Accuracy and agreement with the original predictions after each stage."""
-    original = result["original"]
-    parts = []
-    for mode in modes:
-        records = result.get("randomization", {}).get(mode)
-        if not records:
-            continue
-        rows = [f"<tr><td class='name'>original</td><td>{_cell(original['accuracy'], False)}</td>"
-                f"<td>{_cell(original['agreement'], False)}</td><td></td></tr>"]
-        for r in records:
-            rows.append(f"<tr><td class='name'>{html.escape(r['stage'])}</td><td>{_cell(r['accuracy'], False)}</td>"
-                        f"<td>{_cell(r['agreement'], False)}</td><td class='name'>{html.escape(', '.join(r['modules']))}</td></tr>")
-        parts.append(f"<h3>{mode}</h3><table><tr><th class='name'>stage</th><th>accuracy</th><th>agreement</th>"
-                     f"<th class='name'>modules re-initialised</th></tr>{''.join(rows)}</table>")
-    return "".join(parts)
-
-
-def sanity_section(result: Mapping[str, Any]) -> str:
+def sanity_section(result: Any) -> str:
     """The page body without ``<html>``: what ``sgt-nlp report`` can embed as a section."""
+    result = as_dict(result)
     settings = result.get("settings", {})
     parts = [
         "<h2>Verdicts</h2>",
-        f"<p class='meta'>{result['examples']} examples, target {html.escape(str(settings.get('target_output')))}, "
+        f"<p class='meta'>{result['examples']} examples, "
+        f"target {html.escape(str(settings.get('target_output')))}, "
         f"seed {settings.get('seed')}. Class verdict on the mean signed Spearman ρ of the scores as returned "
         f"(for positive-only maps that is the magnitude ranking): insensitive ≥ {settings.get('insensitive_threshold')}, "
         f"sensitive ≤ {settings.get('sensitive_threshold')}. Randomisation verdict on the mean Spearman ρ of "
@@ -202,11 +148,13 @@ def sanity_section(result: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def render_sanity_html(result: Mapping[str, Any]) -> str:
+def render_sanity_html(result: Any) -> str:
     """A complete standalone page."""
+    result = as_dict(result)
     title = f"Saliency sanity checks: {result.get('model', result.get('model_class', 'model'))}"
     meta = ", ".join(
-        f"{k}: {html.escape(str(result[k]))}" for k in ("model_class", "data_dir", "split", "max_length") if k in result
+        f"{k}: {html.escape(str(result[k]))}"
+        for k in ("model_class", "data_dir", "split", "max_length") if k in result
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -219,43 +167,8 @@ def render_sanity_html(result: Mapping[str, Any]) -> str:
     )
 
 
-def write_sanity_html(result: Mapping[str, Any], path: str | Path) -> Path:
+def write_sanity_html(result: Any, path: str | Path) -> Path:
     """Write :func:`render_sanity_html` to ``path``."""
     path = Path(path)
     path.write_text(render_sanity_html(result), encoding="utf-8")
     return path
-
-
-def load_sanity(output_dir: str | Path) -> dict[str, Any]:
-    """``sanity.json`` of an output folder, with nulls (undefined similarities) read back as NaN."""
-    return _none_to_nan(json.loads(Path(output_dir, "sanity.json").read_text()))
-
-
-def _none_to_nan(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _none_to_nan(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_none_to_nan(v, key) for v in value]
-    if value is None and key in ("mean", "std", "spearman", "randomization_similarity"):
-        return math.nan
-    return value
-
-
-def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """One Markdown row per (model, method): class ρ and verdict, ρ |·| after head + top layer and verdict.
-
-    ``results`` maps a model name to its sanity result; this is the findings table of ``docs/sanity.md``.
-    """
-    lines = [
-        "| model | method | signed | class ρ | class verdict | ρ \\|·\\| after head + top layer | randomisation verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, result in results.items():
-        for m in result["methods"]:
-            noise = " (fp64 ρ " + _cell(m["precision"]["spearman"]) + ")" if m["precision"]["verdict"] == "noise" else ""
-            lines.append(
-                f"| {name} | `{m['label']}` | {'yes' if m['signed'] else 'no'} | "
-                f"{_cell(m['class_sensitivity']['spearman']['mean'])} | {m['class_verdict']}{noise} | "
-                f"{_cell(m.get('randomization_similarity'))} | {m.get('randomization_verdict', '–')} |"
-            )
-    return "\n".join(lines)
