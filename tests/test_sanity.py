@@ -15,9 +15,9 @@ from tiny import FAMILIES, SENTENCES, WORDS, encode, tiny_model, tokenizer_for, 
 from torch import nn
 
 from sgt_nlp import sanity
-from sgt_nlp.sanity import cli as sanity_cli
 from sgt_nlp.explainers import Explainer, get_explainer
 from sgt_nlp.saliency import embedding_gradients
+from sgt_nlp.sanity import cli as sanity_cli
 
 torch.set_num_threads(1)
 

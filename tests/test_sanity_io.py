@@ -10,7 +10,14 @@ import pytest
 
 from sgt_nlp.report.sanity_tables import markdown_table, summary_table, verdict_rows, verdict_table_html
 from sgt_nlp.sanity import MEASURES, SanityResult
-from sgt_nlp.sanity.io import decode_non_finite, dumps_json, encode_non_finite, load_sanity, loads_json, write_outputs
+from sgt_nlp.sanity.io import (
+    decode_non_finite,
+    dumps_json,
+    encode_non_finite,
+    load_sanity,
+    loads_json,
+    write_outputs,
+)
 
 
 def test_non_finite_floats_round_trip_at_any_depth_and_none_stays_none():
