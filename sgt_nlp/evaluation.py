@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from .eraser import load_split
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words, encode_words
 from .eraser.results import result_record, verify_results, write_results
-from .explainers import EXPLAINERS, get_explainer
+from .explainers import EXPLAINERS, explainer_class, get_explainer
 from .metrics import (
     DEFAULT_AOPC_THRESHOLDS,
     hard_rationale_from_scores,
@@ -56,6 +56,8 @@ from .metrics import (
     token_prf,
     top_k_indices,
 )
+from .metrics.registry import SUMMARY_METRICS
+from .metrics.registry import columns as metric_columns
 from .saliency import embedding_forward_kwargs
 from .validation import (
     UsageError,
@@ -154,18 +156,15 @@ class EvaluationConfig:
 
     def explainer_kwargs(self, method: str) -> dict[str, Any]:
         """Per-method settings: shared defaults, then anything given in ``explainer_settings[method]``."""
+        run_settings = {
+            "aggregation": self.aggregation, "n_steps": self.ig_steps, "n_samples": self.smoothgrad_samples,
+            "noise_std": self.smoothgrad_noise, "seed": self.seed,
+            "internal_batch_size": max(self.batch_size * 4, 16),
+            # occlusion removes a piece as the evaluation removes words: deleted, or else masked
+            "removal": "delete" if self.removal == "delete" else "mask_token",
+        }
         kwargs: dict[str, Any] = {"target_output": self.target_output}
-        if method in ("gradient", "smoothgrad"):
-            kwargs["aggregation"] = self.aggregation
-        if method == "integrated_gradients":
-            kwargs.update(n_steps=self.ig_steps, internal_batch_size=max(self.batch_size * 4, 16))
-        if method == "smoothgrad":
-            kwargs.update(n_samples=self.smoothgrad_samples, noise_std=self.smoothgrad_noise, seed=self.seed,
-                          internal_batch_size=max(self.batch_size * 4, 16))
-        if method == "random":
-            kwargs["seed"] = self.seed
-        if method == "occlusion":
-            kwargs["removal"] = "delete" if self.removal == "delete" else "mask_token"
+        kwargs.update(explainer_class(method).select_settings(run_settings))
         kwargs.update(self.explainer_settings.get(method, {}))
         return kwargs
 
@@ -356,10 +355,7 @@ class _Evaluator:
         for method, explainer in self.explainers.items():
             start = time.perf_counter()
             target = gold if self.config.target == "gold" else None
-            if method == "occlusion":
-                attribution = explainer.attribute(encoding, target, word_ids=alignment.word_index.to(self.device))
-            else:
-                attribution = explainer.attribute(encoding, target)
+            attribution = explainer.attribute(encoding, target, word_ids=alignment.word_index.to(self.device))
             word_scores = alignment.aggregate_to_lists(attribution.scores, self.config.word_aggregation)
             full_probs = torch.softmax(attribution.logits.float(), dim=-1).cpu().numpy()
             explained = time.perf_counter()
@@ -370,7 +366,7 @@ class _Evaluator:
                 seconds = (explained - start) + (time.perf_counter() - started)
                 for b, result in enumerate(per_example):
                     result["seconds"] = seconds / len(batch)
-                    if method == "integrated_gradients" and "delta" in attribution.extras:
+                    if explainer.has_convergence_delta and "delta" in attribution.extras:
                         result["ig_delta"] = float(attribution.extras["delta"][b])
                     outputs[b]["methods"].setdefault(removal, {})[method] = result
         return outputs
@@ -716,7 +712,7 @@ def _write_outputs(
         }
         (method_dir / "curves.json").write_text(json.dumps(curves, indent=2))
         row = _summary_row(config, method, scores, curves, outputs)
-        if method == "integrated_gradients":
+        if explainer_class(method).has_convergence_delta:
             deltas = [abs(o["methods"][method].get("ig_delta", 0.0)) for o in outputs]
             row["ig_mean_abs_delta"] = float(np.mean(deltas)) if deltas else 0.0
         rows.append(row)
@@ -764,12 +760,8 @@ def _write_per_example(path, method, annotations, examples, outputs, truth, soft
     path.write_text("".join(lines))
 
 
-SUMMARY_COLUMNS = (
-    ("accuracy", "acc"), ("macro_f1", "F1"), ("comprehensiveness", "comp"), ("sufficiency", "suff"),
-    ("comprehensiveness_aopc", "comp AOPC"), ("sufficiency_aopc", "suff AOPC"), ("auprc", "AUPRC"),
-    ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("auprc_visible", "AUPRC seen"),
-    ("token_f1_visible", "token F1 seen"), ("tokens_to_flip", "to flip"), ("masked_accuracy_auc", "masked acc"),
-)
+#: (key, title) of the summary table's metric columns, from the metric registry
+SUMMARY_COLUMNS = metric_columns(SUMMARY_METRICS)
 
 
 def _aopc_curve(thresholds: Sequence[float], classification_scores: dict) -> dict[str, list[float]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words
-from .explainers import EXPLAINERS, get_explainer
+from .explainers import EXPLAINERS, explainer_class, get_explainer
 
 
 def explain_texts(
@@ -29,8 +29,8 @@ def explain_texts(
     from .training import load_classifier
 
     model, tokenizer, _ = load_classifier(model_path, torch.device(device))
-    kwargs = {"aggregation": aggregation} if method in ("gradient", "smoothgrad") else {}
-    explainer = get_explainer(method, model, tokenizer=tokenizer, **kwargs)
+    settings = explainer_class(method).select_settings({"aggregation": aggregation})
+    explainer = get_explainer(method, model, tokenizer=tokenizer, **settings)
     words = [text.split() for text in texts]
     empty = [i for i, w in enumerate(words) if not w]
     if empty:

@@ -114,12 +114,16 @@ def test_scores_of_real_tokens_ignore_padding_and_batch_makeup(family):
         assert torch.all(reference.scores[~reference.mask] == 0), name
         # Alone, without any padding, against inside the padded batch.
         for i in (1, 3):
-            alone = explainer.attribute({k: v[i : i + 1, : int(inputs["attention_mask"][i].sum())] for k, v in inputs.items()})
+            alone = explainer.attribute(
+                {k: v[i : i + 1, : int(inputs["attention_mask"][i].sum())] for k, v in inputs.items()}
+            )
             assert_same_real_scores(alone, _rows(reference, [i]))
         # More padding, and the batch in another order.
         assert_same_real_scores(explainer.attribute(pad_more(inputs, 5, "right", pad_id)), reference)
         order = [4, 2, 0, 3, 1]
-        assert_same_real_scores(explainer.attribute({k: v[order] for k, v in inputs.items()}), _rows(reference, order))
+        assert_same_real_scores(
+            explainer.attribute({k: v[order] for k, v in inputs.items()}), _rows(reference, order)
+        )
         if family == "roberta-meanpool":  # first-token heads make the HF classifiers depend on left padding
             assert_same_real_scores(explainer.attribute(batch(family, padding_side="left")), reference)
             assert_same_real_scores(explainer.attribute(pad_more(inputs, 3, "left", pad_id)), reference)
@@ -134,12 +138,16 @@ def test_integrated_gradients_completeness(family):
     model = model_for(family)
     inputs = batch(family)
     for baseline in ("zero", "mask_token", "pad_token"):
-        result = IntegratedGradients(model, "prob", baseline=baseline, n_steps=32, tokenizer=tokenizer_for(family)).attribute(inputs)
+        result = IntegratedGradients(
+            model, "prob", baseline=baseline, n_steps=32, tokenizer=tokenizer_for(family)
+        ).attribute(inputs)
         full = torch.softmax(result.logits, -1).gather(1, result.target.view(-1, 1)).squeeze(1)
         gap = full - result.extras["baseline_output"]
         torch.testing.assert_close(result.scores.sum(1) - gap, result.extras["delta"], rtol=0, atol=1e-6)
         assert torch.all(result.extras["delta"].abs() <= 1e-3 * gap.abs().max() + 1e-6), baseline
-    coarse = IntegratedGradients(model, n_steps=2, method="riemann_right", tokenizer=tokenizer_for(family)).attribute(inputs)
+    coarse = IntegratedGradients(
+        model, n_steps=2, method="riemann_right", tokenizer=tokenizer_for(family)
+    ).attribute(inputs)
     fine = IntegratedGradients(model, n_steps=32, tokenizer=tokenizer_for(family)).attribute(inputs)
     assert fine.extras["delta"].abs().mean() < coarse.extras["delta"].abs().mean()
 
@@ -150,9 +158,13 @@ def test_smoothgrad_with_zero_noise_equals_gradient(family):
     inputs = batch(family)
     tok = tokenizer_for(family)
     for aggregation in AGGREGATIONS:
-        smooth = SmoothGrad(model, n_samples=2, noise_std=0.0, aggregation=aggregation, tokenizer=tok).attribute(inputs)
+        smooth = SmoothGrad(
+            model, n_samples=2, noise_std=0.0, aggregation=aggregation, tokenizer=tok
+        ).attribute(inputs)
         plain = Gradient(model, aggregation=aggregation, tokenizer=tok).attribute(inputs)
-        torch.testing.assert_close(smooth.scores, plain.scores, rtol=1e-5, atol=1e-5 * float(plain.scores.abs().max()) + 1e-7)
+        torch.testing.assert_close(
+            smooth.scores, plain.scores, rtol=1e-5, atol=1e-5 * float(plain.scores.abs().max()) + 1e-7
+        )
         torch.testing.assert_close(smooth.logits, plain.logits, rtol=1e-5, atol=1e-6)
 
 
@@ -164,7 +176,9 @@ def test_smoothgrad_noise_is_seeded_and_scaled():
     again = SmoothGrad(model, n_samples=2, seed=5, tokenizer=tok).sample_noise(inputs)
     other = SmoothGrad(model, n_samples=2, seed=6, tokenizer=tok).sample_noise(inputs)
     assert torch.equal(first, again) and not torch.equal(first, other)
-    absolute = SmoothGrad(model, n_samples=64, noise_std=0.5, noise_scale="absolute", tokenizer=tok).sample_noise(inputs)
+    absolute = SmoothGrad(
+        model, n_samples=64, noise_std=0.5, noise_scale="absolute", tokenizer=tok
+    ).sample_noise(inputs)
     attended = inputs["attention_mask"].bool()
     assert abs(float(absolute[:, :, :][attended.unsqueeze(1).expand(absolute.shape[:3])].std()) - 0.5) < 0.02
 
@@ -182,11 +196,15 @@ def test_random_is_reproducible_and_seed_dependent():
     torch.testing.assert_close(a.logits, model(**inputs).logits.detach())
 
 
-@pytest.mark.parametrize(("family", "side"), [("bert", "right"), ("roberta", "right"), ("roberta-meanpool", "left")])
+@pytest.mark.parametrize(
+    ("family", "side"), [("bert", "right"), ("roberta", "right"), ("roberta-meanpool", "left")]
+)
 def test_occlusion_delete_equals_the_model_on_the_shorter_text(family, side):
     model = model_for(family)
     inputs = batch(family, padding_side=side)
-    result = Occlusion(model, removal="delete", tokenizer=tokenizer_for(family.removesuffix("-meanpool"))).attribute(inputs)
+    result = Occlusion(
+        model, removal="delete", tokenizer=tokenizer_for(family.removesuffix("-meanpool"))
+    ).attribute(inputs)
     for i in (0, 3):
         ids = inputs["input_ids"][i][inputs["attention_mask"][i].bool()]
         ones = torch.ones(1, len(ids), dtype=torch.long)
@@ -208,7 +226,9 @@ def test_three_classes_and_gold_target():
         assert result.method == name and torch.isfinite(result.scores).all(), name
     predicted = Gradient(model, tokenizer=tokenizer_for("bert")).attribute(inputs)
     assert torch.equal(predicted.target, predicted.logits.argmax(-1))
-    other = Gradient(model, tokenizer=tokenizer_for("bert")).attribute(inputs, target=(predicted.target + 1) % 3)
+    other = Gradient(model, tokenizer=tokenizer_for("bert")).attribute(
+        inputs, target=(predicted.target + 1) % 3
+    )
     assert not torch.allclose(other.scores, predicted.scores)
 
 
@@ -229,7 +249,9 @@ def test_eval_mode_is_used_and_restored_and_no_grad_is_overridden():
 def test_registry_and_setting_errors():
     model = model_for("bert")
     assert set(EXPLAINERS) == {"gradient", "integrated_gradients", "smoothgrad", "occlusion", "random"}
-    with pytest.raises(ValueError, match="allowed: gradient, integrated_gradients, smoothgrad, occlusion, random"):
+    with pytest.raises(
+        ValueError, match="allowed: gradient, integrated_gradients, smoothgrad, occlusion, random"
+    ):
         get_explainer("lime", model)
     for make, pattern in [
         (lambda: Gradient(model, aggregation="max"), "aggregation"),
@@ -254,7 +276,10 @@ def test_special_tokens_from_the_tokenizer_or_the_inputs():
     inputs = batch("bert")
     tok = tokenizer_for("bert")
     with_tok = Gradient(model, tokenizer=tok).attribute(inputs)
-    assert not with_tok.mask[:, 0].any() and with_tok.mask.sum(1).tolist() == (inputs["attention_mask"].sum(1) - 2).tolist()
+    assert (
+        not with_tok.mask[:, 0].any()
+        and with_tok.mask.sum(1).tolist() == (inputs["attention_mask"].sum(1) - 2).tolist()
+    )
     special = torch.isin(inputs["input_ids"], torch.tensor(tok.all_special_ids)).long()
     from_inputs = Gradient(model).attribute({**inputs, "special_tokens_mask": special})
     assert torch.equal(from_inputs.mask, with_tok.mask) and torch.equal(from_inputs.scores, with_tok.scores)
@@ -288,7 +313,7 @@ def test_analytic_values_on_a_linear_mean_embedding_model():
     n = inputs["attention_mask"].sum(1, keepdim=True).double()
     weights = model.linear.weight.detach().double()[target]  # [B, D]
     e = model.embeddings(ids).detach().double()
-    real = (ids > 1)
+    real = ids > 1
     expected = {
         "l2": weights.norm(dim=-1, keepdim=True) / n,
         "l1": weights.abs().sum(-1, keepdim=True) / n,
@@ -298,16 +323,72 @@ def test_analytic_values_on_a_linear_mean_embedding_model():
     expected["abs_grad_x_input"] = expected["grad_x_input"].abs()
     for aggregation, values in expected.items():
         result = Gradient(model, aggregation=aggregation, special_ids=[cls]).attribute(inputs, target=target)
-        torch.testing.assert_close(result.scores.double(), (values.expand(ids.shape) * real).double(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(
+            result.scores.double(), (values.expand(ids.shape) * real).double(), rtol=1e-6, atol=1e-7
+        )
         assert torch.equal(result.mask, real)
     dot = expected["grad_x_input"] * real
     for steps, method in ((2, "riemann_left"), (5, "gausslegendre")):
-        ig = IntegratedGradients(model, n_steps=steps, method=method, special_ids=[cls]).attribute(inputs, target=target)
+        ig = IntegratedGradients(model, n_steps=steps, method=method, special_ids=[cls]).attribute(
+            inputs, target=target
+        )
         torch.testing.assert_close(ig.scores.double(), dot, rtol=1e-5, atol=1e-6)
         assert ig.extras["delta"].abs().max() < 1e-5
     zero = Occlusion(model, removal="zero", special_ids=[cls]).attribute(inputs, target=target)
     torch.testing.assert_close(zero.scores.double(), dot, rtol=1e-5, atol=1e-6)
     total = (e * inputs["attention_mask"].unsqueeze(-1)).sum(1, keepdim=True)  # [B, 1, D]
-    deleted = torch.einsum("bd,btd->bt", weights, total / n.unsqueeze(-1) - (total - e) / (n.unsqueeze(-1) - 1))
+    deleted = torch.einsum(
+        "bd,btd->bt", weights, total / n.unsqueeze(-1) - (total - e) / (n.unsqueeze(-1) - 1)
+    )
     delete = Occlusion(model, removal="delete", special_ids=[cls]).attribute(inputs, target=target)
     torch.testing.assert_close(delete.scores.double(), deleted * real, rtol=1e-5, atol=1e-6)
+
+
+def test_capabilities_describe_each_method():
+    """The class attributes that replace name checks outside the package (evaluation, explain, sanity)."""
+    from sgt_nlp.explainers import explainer_class
+
+    assert [n for n, c in EXPLAINERS.items() if c.has_convergence_delta] == ["integrated_gradients"]
+    assert [n for n, c in EXPLAINERS.items() if c.groups_by_words] == ["occlusion"]
+    assert [n for n, c in EXPLAINERS.items() if c.multiplies_by_inputs] == ["integrated_gradients"]
+    assert [n for n, c in EXPLAINERS.items() if "aggregation" in c.run_settings] == ["gradient", "smoothgrad"]
+    assert Gradient.aggregations == SmoothGrad.aggregations == AGGREGATIONS
+    assert IntegratedGradients.default_aggregations == ("sum", "abs_sum") and not Random.aggregations
+    # signed: the signed gradient reductions, IG's sum, occlusion; never l2 or the uniform random baseline
+    assert (
+        Gradient.scores_signed("grad_x_input")
+        and not Gradient.scores_signed()
+        and not SmoothGrad.scores_signed("l2")
+    )
+    assert IntegratedGradients.scores_signed() and not IntegratedGradients.scores_signed("abs_sum")
+    assert Occlusion.scores_signed() and not Random.scores_signed()
+    run = {"aggregation": "l1", "n_steps": 7, "seed": 3, "internal_batch_size": 8, "removal": "delete"}
+    assert IntegratedGradients.select_settings(run) == {"n_steps": 7, "internal_batch_size": 8}
+    assert Random.select_settings(run) == {"seed": 3} and Gradient.select_settings({}) == {}
+    assert explainer_class("occlusion") is Occlusion
+    with pytest.raises(ValueError, match="allowed: gradient"):
+        explainer_class("lime")
+
+
+def test_word_ids_group_occlusion_and_are_ignored_by_piece_explainers():
+    model = model_for("bert")
+    tok = tokenizer_for("bert")
+    inputs = batch("bert")
+    mask = (
+        inputs["attention_mask"].bool()
+        & (inputs["input_ids"] != tok.cls_token_id)
+        & (inputs["input_ids"] != tok.sep_token_id)
+    )
+    word_ids = (torch.cumsum(mask.long(), dim=1) - 1).div(2, rounding_mode="floor").masked_fill(~mask, -1)
+    grouped = Occlusion(model, tokenizer=tok).attribute(inputs, word_ids=word_ids)
+    assert grouped.params["unit"] == "word"
+    for i in range(word_ids.shape[0]):
+        row, ids = grouped.scores[i], word_ids[i]
+        for w in ids[ids >= 0].unique().tolist():
+            values = row[ids == w]
+            assert torch.all(values == values[0])
+    plain = Gradient(model, tokenizer=tok)
+    with_ids = plain.attribute(inputs, word_ids=word_ids)
+    assert torch.equal(with_ids.scores, plain.attribute(inputs).scores) and "unit" not in with_ids.params
+    with pytest.raises(ValueError, match="word_ids"):
+        Occlusion(model, tokenizer=tok).attribute(inputs, word_ids=word_ids[:, :3])

@@ -1,7 +1,9 @@
 """Batched token-level explainers for Hugging Face classifiers, one module per method.
 
 Every explainer is ``Explainer(model, target_output=..., **settings)`` with
-``attribute(inputs, target=None) -> Attribution``; see ``docs/explainers.md``.
+``attribute(inputs, target=None, word_ids=None) -> Attribution``, and describes itself to the code that uses
+it through class attributes (``aggregations``, ``scores_signed()``, ``has_convergence_delta``,
+``groups_by_words``, ``multiplies_by_inputs``, ``run_settings``); see ``docs/explainers.md``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ EXPLAINERS: dict[str, type[Explainer]] = {
 }
 
 
-def get_explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
-    """Build the explainer registered as ``name`` with its settings; unknown names list the allowed ones."""
+def explainer_class(name: str) -> type[Explainer]:
+    """The class registered as ``name`` (its capabilities are class attributes); unknown names list the
+    allowed ones."""
     try:
-        cls = EXPLAINERS[name]
+        return EXPLAINERS[name]
     except KeyError:
         raise ValueError(f"unknown explainer {name!r}; allowed: {', '.join(EXPLAINERS)}") from None
-    return cls(model, **kwargs)
+
+
+def get_explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
+    """Build the explainer registered as ``name`` with its settings; unknown names list the allowed ones."""
+    return explainer_class(name)(model, **kwargs)
 
 
 __all__ = [
@@ -44,5 +51,6 @@ __all__ = [
     "Occlusion",
     "Random",
     "SmoothGrad",
+    "explainer_class",
     "get_explainer",
 ]

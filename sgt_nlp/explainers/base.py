@@ -14,7 +14,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -71,14 +71,58 @@ def content_seed(seed: int, token_ids: torch.Tensor, *salt: int) -> int:
 
 
 class Explainer(ABC):
-    """Base class: ``attribute(inputs, target=None) -> Attribution`` over a Hugging Face classifier.
+    """Base class: ``attribute(inputs, target=None, word_ids=None) -> Attribution`` over a Hugging Face
+    classifier.
 
     ``target_output`` picks the explained scalar: the target's ``logit``, ``log_prob`` or ``prob``. Special
     tokens are recognised from ``special_ids`` or the ``tokenizer`` (else from the model config, which for
     BERT knows only the pad id: pass the tokenizer), and from a ``special_tokens_mask`` in ``inputs``.
+
+    The class attributes below describe a method to the code that uses it (evaluation, sanity checks,
+    ``explain``), so that no code outside this package needs to branch on a method's name (captum's
+    ``has_convergence_delta`` / ``multiplies_by_inputs`` pattern).
     """
 
-    name: str = "explainer"
+    #: the registry name (``get_explainer(name)``), written next to the scores
+    name: ClassVar[str] = "explainer"
+    #: the values ``aggregation=`` accepts (how per-dimension values become one score per token); empty when
+    #: the method has no aggregation setting
+    aggregations: ClassVar[tuple[str, ...]] = ()
+    #: the aggregation used when none is given (None without aggregations)
+    default_aggregation: ClassVar[str | None] = None
+    #: the aggregation variants a sanity check expands a bare method name to (empty: the method as it is)
+    default_aggregations: ClassVar[tuple[str, ...]] = ()
+    #: the aggregations whose scores carry a sign (a token can speak against the target)
+    signed_aggregations: ClassVar[frozenset[str]] = frozenset()
+    #: whether the scores carry a sign, for methods without aggregations (see :meth:`scores_signed`)
+    signed: ClassVar[bool] = False
+    #: ``Attribution.extras["delta"]`` holds a per-example completeness gap (captum's
+    #: ``has_convergence_delta``)
+    has_convergence_delta: ClassVar[bool] = False
+    #: ``attribute(..., word_ids=...)`` scores whole words (all pieces of a word together); explainers without
+    #: it score pieces and ignore ``word_ids``
+    groups_by_words: ClassVar[bool] = False
+    #: the attribution multiplies a gradient by the input (or input minus baseline) before any aggregation
+    #: (captum's ``multiplies_by_inputs``); gradient aggregations ``grad_x_input`` / ``abs_grad_x_input`` do
+    #: the same afterwards
+    multiplies_by_inputs: ClassVar[bool] = False
+    #: the run-wide settings (constructor keywords) a command passes on when the explainer takes them:
+    #: ``aggregation`` (the embedding-gradient reduction of ``--aggregation``), ``n_steps``, ``n_samples``,
+    #: ``noise_std``, ``seed``, ``internal_batch_size``, ``removal``; see :func:`select_settings`
+    run_settings: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def scores_signed(cls, aggregation: str | None = None) -> bool:
+        """Whether the scores carry a sign under ``aggregation`` (None: the default aggregation)."""
+        if not cls.aggregations:
+            return cls.signed
+        return (aggregation or cls.default_aggregation) in cls.signed_aggregations
+
+    @classmethod
+    def select_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of a command's run-wide ``settings`` that this explainer takes
+        (:attr:`run_settings`)."""
+        return {key: settings[key] for key in cls.run_settings if key in settings}
 
     def __init__(
         self,
@@ -105,8 +149,15 @@ class Explainer(ABC):
 
     # -- public API ------------------------------------------------------------------------------------
 
-    def attribute(self, inputs: Inputs, target: torch.Tensor | None = None) -> Attribution:
-        """Scores for a padded batch; ``target`` None explains the predicted class of each example."""
+    def attribute(
+        self, inputs: Inputs, target: torch.Tensor | None = None, word_ids: torch.Tensor | None = None
+    ) -> Attribution:
+        """Scores for a padded batch; ``target`` None explains the predicted class of each example.
+
+        ``word_ids`` ``[B, T]`` (negative: no word) groups word pieces into words; explainers that
+        :attr:`groups_by_words` score each word as a whole (every piece of it gets the word's score), the
+        others ignore it.
+        """
         with self._explaining():
             prepared = self._prepare(inputs)
             mask = self.real_positions(prepared)
@@ -114,14 +165,26 @@ class Explainer(ABC):
                 target = torch.as_tensor(target, device=mask.device).long().view(-1)
                 if target.shape[0] != mask.shape[0]:
                     raise ValueError(f"target has {target.shape[0]} entries for a batch of {mask.shape[0]}")
+            grouped = word_ids is not None and self.groups_by_words
+            if grouped:
+                word_ids = torch.as_tensor(word_ids).long().to(mask.device)
+                if word_ids.shape != mask.shape:
+                    raise ValueError(
+                        f"word_ids {tuple(word_ids.shape)} and input_ids {tuple(mask.shape)} differ in shape"
+                    )
+                prepared["word_ids"] = word_ids
             scores, logits, target, extras = self._attribute(prepared, target, mask)
         scores = scores.float().masked_fill(~mask, 0.0)
-        return Attribution(scores, mask, logits, target, self.name, self.params(), extras)
+        params = self.params()
+        if grouped:
+            params["unit"] = "word"
+        return Attribution(scores, mask, logits, target, self.name, params, extras)
 
     def real_positions(self, inputs: Inputs) -> torch.Tensor:
         """Boolean ``[B, T]``: attended positions that hold no special token."""
         return maskable_positions(
-            inputs["input_ids"], inputs.get("attention_mask"), self.special_ids, inputs.get("special_tokens_mask")
+            inputs["input_ids"], inputs.get("attention_mask"), self.special_ids,
+            inputs.get("special_tokens_mask"),
         )
 
     def params(self) -> dict[str, Any]:
@@ -134,7 +197,10 @@ class Explainer(ABC):
     def _attribute(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Return ``(scores [B,T], logits [B,C], target [B], extras)``; runs in eval mode, grad enabled."""
+        """Return ``(scores [B,T], logits [B,C], target [B], extras)``; runs in eval mode, grad enabled.
+
+        ``inputs`` holds the model inputs on the model's device, and ``word_ids`` when the explainer
+        :attr:`groups_by_words` and the caller gave them."""
 
     # -- shared machinery ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sgt_nlp.explainers.base import Explainer
-from sgt_nlp.saliency import AGGREGATIONS, aggregate_token_saliency, embedding_gradients
+from sgt_nlp.saliency import AGGREGATIONS, SIGNED_AGGREGATIONS, aggregate_token_saliency, embedding_gradients
 
 
 def check_aggregation(aggregation: str, allowed: Iterable[str] = AGGREGATIONS) -> str:
@@ -24,10 +24,16 @@ class Gradient(Explainer):
     ``abs_grad_x_input``): the same scores the SGT trainer masks by, so training and evaluation agree.
 
     Equals captum ``Saliency(abs=False)`` (and ``InputXGradient`` for ``grad_x_input``) on a forward over
-    ``inputs_embeds``, aggregated the same way. The forward pass that gives the gradient also gives the logits.
+    ``inputs_embeds``, aggregated the same way. The forward pass that gives the gradient also gives the
+    logits.
     """
 
     name = "gradient"
+    aggregations = AGGREGATIONS
+    default_aggregation = "l2"
+    default_aggregations = AGGREGATIONS
+    signed_aggregations = SIGNED_AGGREGATIONS
+    run_settings = ("aggregation",)
 
     def __init__(
         self,

@@ -34,6 +34,13 @@ class IntegratedGradients(Explainer):
     """
 
     name = "integrated_gradients"
+    aggregations = IG_AGGREGATIONS
+    default_aggregation = "sum"
+    default_aggregations = ("sum", "abs_sum")
+    signed_aggregations = frozenset({"sum"})
+    has_convergence_delta = True
+    multiplies_by_inputs = True
+    run_settings = ("n_steps", "internal_batch_size")
 
     def __init__(
         self,
@@ -63,7 +70,9 @@ class IntegratedGradients(Explainer):
         self.method = method
         self.internal_batch_size = internal_batch_size
         self.aggregation = check_aggregation(aggregation, IG_AGGREGATIONS)
-        self.mask_token_id = mask_token_id if mask_token_id is not None else getattr(tokenizer, "mask_token_id", None)
+        if mask_token_id is None:
+            mask_token_id = getattr(tokenizer, "mask_token_id", None)
+        self.mask_token_id = mask_token_id
 
     def params(self) -> dict[str, Any]:
         return {
@@ -82,7 +91,9 @@ class IntegratedGradients(Explainer):
         else:
             token_id = self.mask_token_id if self.baseline == "mask_token" else self.pad_token_id
             if token_id is None:
-                raise ValueError(f"baseline={self.baseline!r} needs its token id: pass tokenizer= or mask_token_id=")
+                raise ValueError(
+                    f"baseline={self.baseline!r} needs its token id: pass tokenizer= or mask_token_id="
+                )
             with torch.no_grad():  # through the layer: Gemma's embedding scales its rows
                 ids = torch.tensor([token_id], device=embeddings.device)
                 vector = word_embedding_layer(self.model)(ids)[0].to(embeddings.dtype)

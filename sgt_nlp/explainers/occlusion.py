@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgt_nlp.explainers.base import Attribution, Explainer, row_lengths
+from sgt_nlp.explainers.base import Explainer, row_lengths
 from sgt_nlp.saliency import embedding_forward_kwargs
 
 REMOVALS: tuple[str, ...] = ("delete", "mask_token", "pad_token", "zero")
@@ -27,13 +27,16 @@ class Occlusion(Explainer):
     ``mask_token`` equals captum ``Occlusion`` (window one token, baseline the mask embedding) on a forward
     over ``inputs_embeds``; with ``word_ids`` it equals captum ``FeatureAblation`` with one feature per word.
 
-    ``attribute(inputs, target, word_ids=None)``: ``word_ids`` ``[B, T]`` groups pieces into words (negative
-    = no word); all real pieces of a word are removed together and each receives the word's score. All
+    With ``attribute(inputs, target, word_ids=...)`` (``[B, T]``, negative = no word) all real pieces of a
+    word are removed together and each receives the word's score. All
     occluded variants of the batch go through the model ``internal_batch_size`` rows at a time, sorted by
     length and trimmed to their longest real row.
     """
 
     name = "occlusion"
+    signed = True  # removing a piece can raise the target output: a negative score
+    groups_by_words = True
+    run_settings = ("removal",)
 
     def __init__(
         self,
@@ -53,36 +56,25 @@ class Occlusion(Explainer):
             raise ValueError(f"internal_batch_size must be positive or None, got {internal_batch_size}")
         self.removal = removal
         self.internal_batch_size = internal_batch_size
-        self.mask_token_id = mask_token_id if mask_token_id is not None else getattr(tokenizer, "mask_token_id", None)
-        needed = {"mask_token": self.mask_token_id, "pad_token": self.pad_token_id, "delete": self.pad_token_id}
+        if mask_token_id is None:
+            mask_token_id = getattr(tokenizer, "mask_token_id", None)
+        self.mask_token_id = mask_token_id
+        needed = {
+            "mask_token": self.mask_token_id, "pad_token": self.pad_token_id, "delete": self.pad_token_id
+        }
         if removal in needed and needed[removal] is None:
             raise ValueError(f"removal={removal!r} needs its token id: pass tokenizer= (or mask_token_id=)")
-        self._word_ids: torch.Tensor | None = None
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "removal": self.removal}
 
-    def attribute(
-        self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None = None, word_ids: torch.Tensor | None = None
-    ) -> Attribution:
-        """As ``Explainer.attribute``; with ``word_ids`` each word is occluded as a whole."""
-        self._word_ids = None if word_ids is None else torch.as_tensor(word_ids).long()
-        try:
-            result = super().attribute(inputs, target)
-        finally:
-            self._word_ids = None
-        if word_ids is not None:
-            result.params["unit"] = "word"
-        return result
-
-    def _groups(self, mask: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` group index per real position (−1 elsewhere), 0..G_i−1 in order of first appearance."""
-        if self._word_ids is None:
+    @staticmethod
+    def _groups(mask: torch.Tensor, word_ids: torch.Tensor | None) -> torch.Tensor:
+        """``[B, T]`` group index per real position (−1 elsewhere), 0..G_i−1 in order of first appearance:
+        one group per piece, or per word when ``word_ids`` are given."""
+        if word_ids is None:
             groups = torch.cumsum(mask.long(), dim=1) - 1
             return groups.masked_fill(~mask, -1)
-        word_ids = self._word_ids.to(mask.device)
-        if word_ids.shape != mask.shape:
-            raise ValueError(f"word_ids {tuple(word_ids.shape)} and input_ids {tuple(mask.shape)} differ in shape")
         groups = torch.full_like(word_ids, -1)
         for i in range(mask.shape[0]):
             valid = mask[i] & word_ids[i].ge(0)
@@ -96,12 +88,14 @@ class Occlusion(Explainer):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         logits, target = self._predict(inputs, target)
         full = self._target_values(logits, target)
-        groups = self._groups(mask)
+        groups = self._groups(mask, inputs.get("word_ids"))
         counts = (groups.amax(dim=1) + 1).cpu()
         lengths = row_lengths(inputs).cpu()
         order = torch.argsort(lengths, descending=True, stable=True)
         examples = order.repeat_interleave(counts[order])
-        members = torch.cat([torch.arange(int(counts[i])) for i in order.tolist()]) if len(examples) else examples
+        members = (
+            torch.cat([torch.arange(int(counts[i])) for i in order.tolist()]) if len(examples) else examples
+        )
         drops = torch.zeros(len(examples), device=full.device)
         step = max(1, len(examples) if self.internal_batch_size is None else self.internal_batch_size)
         with torch.no_grad():
@@ -115,9 +109,11 @@ class Occlusion(Explainer):
         scores.index_add_(0, examples.to(mask.device), rows.float() * drops.view(-1, 1))
         return scores, logits, target, {}
 
-    def _occluded_logits(self, inputs: dict[str, torch.Tensor], ex: torch.Tensor, occluded: torch.Tensor) -> torch.Tensor:
+    def _occluded_logits(
+        self, inputs: dict[str, torch.Tensor], ex: torch.Tensor, occluded: torch.Tensor
+    ) -> torch.Tensor:
         """Logits of rows ``inputs[ex]`` with the ``occluded`` positions removed, trimmed at the right."""
-        rows = {k: v[ex] for k, v in inputs.items() if k != "special_tokens_mask"}
+        rows = {k: v[ex] for k, v in inputs.items() if k not in ("special_tokens_mask", "word_ids")}
         if self.removal == "delete":
             rows = self._delete(rows, occluded)
             kwargs = embedding_forward_kwargs(self.model, rows)

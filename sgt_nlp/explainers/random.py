@@ -20,6 +20,7 @@ class Random(Explainer):
     """
 
     name = "random"
+    run_settings = ("seed",)
 
     def __init__(
         self,

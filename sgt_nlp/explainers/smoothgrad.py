@@ -10,7 +10,7 @@ from torch import nn
 
 from sgt_nlp.explainers.base import Explainer, content_seed
 from sgt_nlp.explainers.gradient import check_aggregation
-from sgt_nlp.saliency import aggregate_token_saliency
+from sgt_nlp.saliency import AGGREGATIONS, SIGNED_AGGREGATIONS, aggregate_token_saliency
 
 NOISE_SCALES: tuple[str, ...] = ("range", "absolute")
 
@@ -25,12 +25,17 @@ class SmoothGrad(Explainer):
     ``noise_scale='range'`` (default): ``sigma = noise_std * (max - min)`` of the example's attended embedding
     values, the paper's noise level, portable across models. ``'absolute'``: ``sigma = noise_std``, captum's
     ``stdevs``. Noise is added at every attended position (special tokens too, as captum does), never at
-    padding. It is drawn per example from a generator keyed on ``seed``, the example's token ids and the sample
-    index, so an example gets the same noise in any batch, padding or chunking.
+    padding. It is drawn per example from a generator keyed on ``seed``, the example's token ids and the
+    sample index, so an example gets the same noise in any batch, padding or chunking.
     ``internal_batch_size`` bounds the rows (examples x samples) of one model pass.
     """
 
     name = "smoothgrad"
+    aggregations = AGGREGATIONS
+    default_aggregation = "l2"
+    default_aggregations = AGGREGATIONS
+    signed_aggregations = SIGNED_AGGREGATIONS
+    run_settings = ("aggregation", "n_samples", "noise_std", "seed", "internal_batch_size")
 
     def __init__(
         self,
@@ -116,9 +121,10 @@ class _NoisePlan:
             sigma = torch.full((ids.shape[0],), self.std)
         else:
             values = embeddings.detach().float().cpu()
-            sigma = torch.stack(
-                [self.std * (v[p].max() - v[p].min()) if len(p) else torch.tensor(0.0) for v, p in zip(values, self.positions, strict=True)]
-            )
+            sigma = torch.stack([
+                self.std * (v[p].max() - v[p].min()) if len(p) else torch.tensor(0.0)
+                for v, p in zip(values, self.positions, strict=True)
+            ])
         self.sigma = sigma.to(self.device)
 
     def rows(self, examples: torch.Tensor, samples: torch.Tensor, width: int) -> torch.Tensor:
