@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..eraser.align import TRUNCATIONS
+from ..explainers import EXPLAINERS
 from ..saliency import TARGET_OUTPUTS
 from .checks import SanityConfig, run_sanity_checks
 from .methods import DEFAULT_METHODS, parse_methods
@@ -60,12 +61,9 @@ class SanityArguments:
         "help": "write into an output_dir that already holds files (without it such a folder is refused)"})
 
     def explainer_settings(self) -> dict[str, dict[str, Any]]:
-        """Per explainer name the settings these options give it."""
-        return {
-            "integrated_gradients": {"n_steps": self.ig_steps},
-            "smoothgrad": {"n_samples": self.smoothgrad_samples, "seed": self.seed},
-            "random": {"seed": self.seed},
-        }
+        """Per explainer name the settings these options give it (those its class takes: ``run_settings``)."""
+        run_wide = {"n_steps": self.ig_steps, "n_samples": self.smoothgrad_samples, "seed": self.seed}
+        return {name: cls.select_settings(run_wide) for name, cls in EXPLAINERS.items()}
 
     def to_config(self) -> SanityConfig:
         """The run's :class:`SanityConfig` (``--methods`` parsed with the explainer settings)."""

@@ -9,18 +9,14 @@ from typing import Any
 
 from torch import nn
 
-from ..explainers import EXPLAINERS, Explainer, get_explainer
-from ..explainers.integrated_gradients import IG_AGGREGATIONS
-from ..saliency import AGGREGATIONS, SIGNED_AGGREGATIONS
+from ..explainers import EXPLAINERS, Explainer, explainer_class, get_explainer
 
-#: The aggregation variants a method name without ``:aggregations`` expands to.
+#: The aggregation variants a method name without ``:aggregations`` expands to (each explainer class's
+#: ``default_aggregations``; methods without aggregations are absent).
 DEFAULT_AGGREGATIONS: dict[str, tuple[str, ...]] = {
-    "gradient": AGGREGATIONS,
-    "smoothgrad": AGGREGATIONS,
-    "integrated_gradients": ("sum", "abs_sum"),
+    name: cls.default_aggregations for name, cls in EXPLAINERS.items() if cls.default_aggregations
 }
 DEFAULT_METHODS = "gradient,integrated_gradients,smoothgrad:l2+grad_x_input,random"
-SIGNED_IG_AGGREGATIONS = frozenset({"sum"})
 
 
 @dataclass(frozen=True)
@@ -50,17 +46,14 @@ class MethodSpec:
 
 
 def is_signed(method: str, aggregation: str | None) -> bool:
-    """Signed methods: signed gradient aggregations, IG ``sum`` and occlusion. Random is U(0, 1), positive."""
-    if method in ("gradient", "smoothgrad"):
-        return aggregation in SIGNED_AGGREGATIONS
-    if method == "integrated_gradients":
-        return (aggregation or "sum") in SIGNED_IG_AGGREGATIONS
-    return method == "occlusion"
+    """Whether ``method`` with ``aggregation`` gives signed scores (the explainer class's ``scores_signed``):
+    signed gradient aggregations, IG ``sum`` and occlusion; random is U(0, 1), positive."""
+    return explainer_class(method).scores_signed(aggregation)
 
 
 def parse_methods(text: str, settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[MethodSpec]:
-    """``"gradient,smoothgrad:l2+grad_x_input,random"`` → specs; a bare gradient/smoothgrad/IG expands to
-    :data:`DEFAULT_AGGREGATIONS`. ``settings[method]`` adds explainer settings (e.g. ``n_steps``)."""
+    """``"gradient,smoothgrad:l2+grad_x_input,random"`` → specs; a bare method with aggregations expands to
+    its class's ``default_aggregations``. ``settings[method]`` adds explainer settings (e.g. ``n_steps``)."""
     specs: list[MethodSpec] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -68,10 +61,11 @@ def parse_methods(text: str, settings: Mapping[str, Mapping[str, Any]] | None = 
         name, _, aggs = item.partition(":")
         if name not in EXPLAINERS:
             raise ValueError(f"unknown method {name!r}; allowed: {', '.join(EXPLAINERS)}")
+        cls = explainer_class(name)
         extra = dict((settings or {}).get(name, {}))
-        if name in DEFAULT_AGGREGATIONS:
-            allowed = IG_AGGREGATIONS if name == "integrated_gradients" else AGGREGATIONS
-            chosen = tuple(a for a in aggs.split("+") if a) if aggs else DEFAULT_AGGREGATIONS[name]
+        if cls.aggregations:
+            allowed = cls.aggregations
+            chosen = tuple(a for a in aggs.split("+") if a) if aggs else cls.default_aggregations
             for agg in chosen:
                 if agg not in allowed:
                     raise ValueError(f"unknown aggregation {agg!r} for {name}; allowed: {', '.join(allowed)}")
