@@ -10,6 +10,9 @@ case, not a cycle).
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,15 @@ def test_module_fits_the_line_limit(name):
     if name in OVER_THE_LIMIT_BEING_SPLIT:
         pytest.skip(f"{name}: {lines} lines, being split in issue 12 (OVER_THE_LIMIT_BEING_SPLIT)")
     assert lines <= MAX_LINES, f"{name} has {lines} lines (limit {MAX_LINES}): split it by job"
+
+
+def test_sanity_checks_are_exported_lazily_from_the_package():
+    code = (
+        "import sys, sgt_nlp; assert 'sgt_nlp.sanity' not in sys.modules; "
+        "from sgt_nlp import run_sanity_checks, SanityResult; "
+        "from sgt_nlp.sanity import checks; "
+        "assert run_sanity_checks is checks.run_sanity_checks and SanityResult is checks.SanityResult"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=PACKAGE.parent, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert done.returncode == 0, done.stderr
