@@ -41,7 +41,8 @@ header.top { background: #1d2330; color: #fff; padding: 1.6rem 1.5rem 1.3rem; }
 header.top .inner { max-width: 1280px; margin: 0 auto; }
 header.top h1 { margin: 0 0 0.3rem; font-size: 1.7rem; font-weight: 650; letter-spacing: -0.01em; }
 header.top p { margin: 0; color: #c9d1de; }
-h2 { font-size: 1.25rem; margin: 2.2rem 0 0.6rem; border-bottom: 2px solid var(--line); padding-bottom: 0.3rem; }
+h2 { font-size: 1.25rem; margin: 2.2rem 0 0.6rem; border-bottom: 2px solid var(--line);
+     padding-bottom: 0.3rem; }
 h3 { font-size: 1.02rem; margin: 1.2rem 0 0.4rem; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1rem 1.2rem;
         box-shadow: 0 1px 2px rgba(0,0,0,0.03); }
@@ -50,7 +51,8 @@ h3 { font-size: 1.02rem; margin: 1.2rem 0 0.4rem; }
 .hint { color: var(--muted); font-size: 0.88rem; margin: 0.2rem 0 0.6rem; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; background: #fff; font-size: 0.9rem; }
-th, td { padding: 0.42rem 0.6rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th, td { padding: 0.42rem 0.6rem; border-bottom: 1px solid var(--line); text-align: left;
+         vertical-align: top; }
 table.metrics td { text-align: right; font-variant-numeric: tabular-nums; }
 table.metrics td.method { text-align: left; color: var(--muted); }
 thead th { background: #eef1f5; font-weight: 600; white-space: nowrap; position: sticky; top: 0; }
@@ -62,7 +64,8 @@ td.noise { color: #888; } .ci { font-size: 0.8em; color: #666; font-weight: norm
 table.runs { font-size: 0.82rem; } table.runs code { font-size: 0.78rem; word-break: break-all; }
 ul.problems { margin: 0.3rem 0 0; padding-left: 1.1rem; color: #b35900; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 1rem; }
-.plots figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 0.5rem; }
+.plots figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 8px;
+                padding: 0.5rem; }
 .plots img { width: 100%; height: auto; display: block; }
 .plots figcaption { font-size: 0.82rem; color: var(--muted); padding: 0.3rem 0.4rem 0; }
 .example { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 0.4rem 1rem 1rem;
@@ -81,19 +84,20 @@ footer { color: var(--muted); font-size: 0.8rem; margin-top: 3rem; }
 """
 
 HOW_TO_READ = """
-<p><b>Faithfulness</b> asks whether the words an explanation ranks highest are the ones the model actually uses.
-<b>Comprehensiveness</b> (higher is better) is the drop in the predicted class's probability when the top-ranked
-words are removed; <b>sufficiency</b> (lower is better) is the drop when only they are kept. The <b>AOPC</b>
-columns average these over the bins plotted below (top 1%, 5%, 10%, 20%, 50% of the words).</p>
+<p><b>Faithfulness</b> asks whether the words an explanation ranks highest are the ones the model actually
+uses. <b>Comprehensiveness</b> (higher is better) is the drop in the predicted class's probability when the
+top-ranked words are removed; <b>sufficiency</b> (lower is better) is the drop when only they are kept. The
+<b>AOPC</b> columns average these over the bins plotted below (top 1%, 5%, 10%, 20%, 50% of the words).</p>
 <p><b>Agreement with the human rationale</b>: <b>AUPRC</b> ranks every word by its score against the human
-rationale; <b>token F1</b> and <b>IOU F1</b> compare the top-ranked words (as many as the threshold allows) with
-it. <b>Random</b> is the floor every method should clear; bold marks the best model for each method.</p>
+rationale; <b>token F1</b> and <b>IOU F1</b> compare the top-ranked words (as many as the threshold allows)
+with it. <b>Random</b> is the floor every method should clear; bold marks the best model for each method.</p>
 <p><b>Masked accuracy</b> removes each example's top-k% salient words and re-measures accuracy: the faster it
 falls, the more the explanation found what the model relies on (its mean is the last column, lower is
 better).</p>
 <p><b>Heatmaps</b>: each word is coloured by its score, normalised per example. Signed methods use
 <span style="color:#ca0020;font-weight:600">red</span> for evidence for the predicted class and
-<span style="color:#0571b0;font-weight:600">blue</span> against it; positive-only methods run from white to red.
+<span style="color:#0571b0;font-weight:600">blue</span> against it; positive-only methods run from white to
+red.
 <u><b>Underlined</b></u> words are the human rationale. Hover a word for its raw score.</p>
 """
 
@@ -156,7 +160,9 @@ def build_report(
     verdict_html = ""
     if verdict:
         items = "".join(f"<li>{escape(sentence)}</li>" for sentence in verdict)
-        verdict_html = f'<section id="verdict"><h2>Verdict</h2><div class="card"><ul>{items}</ul></div></section>\n'
+        verdict_html = (
+            f'<section id="verdict"><h2>Verdict</h2><div class="card"><ul>{items}</ul></div></section>\n'
+        )
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -166,9 +172,11 @@ def build_report(
 <style>{PAGE_CSS}{HEATMAP_CSS}</style>
 </head>
 <body>
-<header class="top"><div class="inner"><h1 id="report-title">{escape(title)}</h1><p>{escape(subtitle)}</p></div></header>
+<header class="top"><div class="inner"><h1 id="report-title">{escape(title)}</h1>
+<p>{escape(subtitle)}</p></div></header>
 <main>
-{verdict_html}<section id="how-to-read"><h2>How to read this</h2><div class="card howto">{HOW_TO_READ}</div></section>
+{verdict_html}<section id="how-to-read"><h2>How to read this</h2>
+<div class="card howto">{HOW_TO_READ}</div></section>
 <section id="metrics"><h2>Metrics</h2>
 <p class="hint">One row per model × method; ↑ higher is better, ↓ lower is better. Accuracy and macro F1 do
 not depend on the method.</p>
@@ -196,10 +204,12 @@ def sanity_block(results: Mapping[str, Any] | None) -> str:
     """The report's "Sanity checks" section: one card per named sanity result (empty without results)."""
     if not results:
         return ""
-    parts = [f'<div class="card"><h3>{escape(name)}</h3>{sanity_section(result)}</div>'
-             for name, result in results.items()]
+    parts = [
+        f'<div class="card"><h3>{escape(name)}</h3>{sanity_section(result)}</div>'
+        for name, result in results.items()
+    ]
     return (
-        '<section id="sanity"><h2>Sanity checks</h2><p class="hint">Class sensitivity and model randomisation '
-        "(<code>sgt-nlp sanity</code>): maps that stay the same when the explained class or the weights change "
-        "do not explain the prediction.</p>" + "".join(parts) + "</section>"
+        '<section id="sanity"><h2>Sanity checks</h2><p class="hint">Class sensitivity and model '
+        "randomisation (<code>sgt-nlp sanity</code>): maps that stay the same when the explained class or "
+        "the weights change do not explain the prediction.</p>" + "".join(parts) + "</section>"
     )

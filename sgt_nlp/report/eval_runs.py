@@ -10,7 +10,8 @@ from pathlib import Path
 
 @dataclass
 class EvalRun:
-    """One evaluation folder, read leniently: what is missing is listed in ``problems`` and shown on the page."""
+    """One evaluation folder, read leniently: what is missing is listed in ``problems`` and shown on the
+    page."""
 
     path: Path
     name: str
@@ -43,8 +44,8 @@ def _read_json(path: Path) -> object:
 
 
 def load_eval_dir(path: str | Path) -> EvalRun:
-    """Read one evaluation folder. ``run.json`` and ``summary.json`` are required (they make the table); curves
-    and examples are optional and their absence is recorded in :attr:`EvalRun.problems`."""
+    """Read one evaluation folder. ``run.json`` and ``summary.json`` are required (they make the table);
+    curves and examples are optional and their absence is recorded in :attr:`EvalRun.problems`."""
     path = Path(path)
     for required in ("run.json", "summary.json"):
         if not (path / required).is_file():
@@ -59,7 +60,9 @@ def load_eval_dir(path: str | Path) -> EvalRun:
     result = EvalRun(path=path, name=name, run=run, summary=summary)
     # every removal mode: the extra ones live in removal_<mode>/ with their own summary and results
     folders = [(main_removal, path)] + [
-        (sub.name[len("removal_"):], sub) for sub in sorted(path.glob("removal_*")) if (sub / "summary.json").is_file()
+        (sub.name[len("removal_") :], sub)
+        for sub in sorted(path.glob("removal_*"))
+        if (sub / "summary.json").is_file()
     ]
     for removal, folder in folders:
         if folder != path:

@@ -24,8 +24,8 @@ MEASURE_LABELS: dict[str, str] = {
 }
 
 CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1150px;
-       color: #222; line-height: 1.45; padding: 0 1em; }
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1150px; color: #222; line-height: 1.45; padding: 0 1em; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em;
      border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 table { border-collapse: collapse; font-size: 0.88em; margin: 0.8em 0; }
@@ -59,19 +59,26 @@ def _value(x: Any) -> float:
 
 
 def class_sensitivity_png(result: Any) -> str:
-    """Bar chart (base64 PNG): per method the mean signed and magnitude Spearman, predicted vs other classes."""
+    """Bar chart (base64 PNG): per method the mean signed and magnitude Spearman, predicted vs other
+    classes."""
     result = as_dict(result)
     plt = _pyplot()
     methods = result["methods"]
-    labels = [m["label"] + (" (rounding noise)" if m["precision"]["verdict"] == "noise" else "") for m in methods]
+    labels = [
+        m["label"] + (" (rounding noise)" if m["precision"]["verdict"] == "noise" else "") for m in methods
+    ]
     signed = [_value(m["class_sensitivity"]["spearman"]["mean"]) for m in methods]
     magnitude = [_value(m["class_sensitivity"]["spearman_abs"]["mean"]) for m in methods]
     settings = result.get("settings", {})
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(labels) + 1.4))
     y = range(len(labels))
-    ax.barh([i - 0.2 for i in y], signed, height=0.4, label="Spearman ρ (scores as returned)", color="#2166ac")
+    ax.barh(
+        [i - 0.2 for i in y], signed, height=0.4, label="Spearman ρ (scores as returned)", color="#2166ac"
+    )
     ax.barh([i + 0.2 for i in y], magnitude, height=0.4, label="Spearman ρ (|scores|)", color="#92c5de")
-    ax.axvline(settings.get("insensitive_threshold", 0.9), color="#b2182b", ls="--", lw=1, label="insensitive ≥")
+    ax.axvline(
+        settings.get("insensitive_threshold", 0.9), color="#b2182b", ls="--", lw=1, label="insensitive ≥"
+    )
     ax.axvline(settings.get("sensitive_threshold", 0.5), color="#1b7837", ls=":", lw=1, label="sensitive ≤")
     ax.axvline(0, color="#444", lw=0.6)
     ax.set_yticks(list(y), labels, fontsize=8)
@@ -107,12 +114,14 @@ def stage_similarity_png(result: Any, mode: str) -> str | None:
         ax.set_title(method["label"], fontsize=9)
         ax.set_xticks(x, [_short(s) for s in stages], rotation=60, ha="right", fontsize=7)
         ax.set_ylim(-1.05, 1.05)
-    for ax in list(axes.flat)[len(methods):]:
+    for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
     title = "cumulative, top (head) to bottom (embeddings)" if mode == "cascading" else "one stage at a time"
     fig.suptitle(f"{mode} randomisation: similarity to the original maps ({title})", fontsize=10)
-    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=5, fontsize=8, frameon=False)
+    fig.legend(
+        handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=5, fontsize=8, frameon=False
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return _png(fig)
 
@@ -130,7 +139,8 @@ def sanity_section(result: Any) -> str:
         f"<p class='meta'>{result['examples']} examples, "
         f"target {html.escape(str(settings.get('target_output')))}, "
         f"seed {settings.get('seed')}. Class verdict on the mean signed Spearman ρ of the scores as returned "
-        f"(for positive-only maps that is the magnitude ranking): insensitive ≥ {settings.get('insensitive_threshold')}, "
+        "(for positive-only maps that is the magnitude ranking): "
+        f"insensitive ≥ {settings.get('insensitive_threshold')}, "
         f"sensitive ≤ {settings.get('sensitive_threshold')}. Randomisation verdict on the mean Spearman ρ of "
         f"|scores| after the head (and pooler) and the top encoder layer are re-drawn: insensitive > "
         f"{settings.get('insensitive_threshold')}. A map whose float32 and float64 versions agree less than "
@@ -142,8 +152,10 @@ def sanity_section(result: Any) -> str:
     for mode in ("cascading", "independent"):
         png = stage_similarity_png(result, mode)
         if png is not None:
-            parts += [f"<h2>{mode.capitalize()} randomisation</h2>",
-                      f"<img alt='{mode} randomisation' src='data:image/png;base64,{png}'>"]
+            parts += [
+                f"<h2>{mode.capitalize()} randomisation</h2>",
+                f"<img alt='{mode} randomisation' src='data:image/png;base64,{png}'>",
+            ]
     parts += ["<h2>Model after each stage</h2>", stage_table_html(result)]
     return "\n".join(parts)
 
@@ -154,15 +166,16 @@ def render_sanity_html(result: Any) -> str:
     title = f"Saliency sanity checks: {result.get('model', result.get('model_class', 'model'))}"
     meta = ", ".join(
         f"{k}: {html.escape(str(result[k]))}"
-        for k in ("model_class", "data_dir", "split", "max_length") if k in result
+        for k in ("model_class", "data_dir", "split", "max_length")
+        if k in result
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><p class='meta'>{meta}</p>"
-        "<p class='note'>Class sensitivity: the map explaining the predicted class against the maps explaining "
-        "the other classes; a method whose ranking does not change with the class cannot say which class a "
-        "word supports. Randomisation: maps of the same class after re-initialising the model's layers; maps "
-        "that survive do not depend on what the model learned. See docs/sanity.md.</p>"
+        "<p class='note'>Class sensitivity: the map explaining the predicted class against the maps "
+        "explaining the other classes; a method whose ranking does not change with the class cannot say "
+        "which class a word supports. Randomisation: maps of the same class after re-initialising the "
+        "model's layers; maps that survive do not depend on what the model learned. See docs/sanity.md.</p>"
         f"{sanity_section(result)}</body></html>\n"
     )
 

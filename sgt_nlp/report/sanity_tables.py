@@ -79,7 +79,7 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-# ---- terminal ------------------------------------------------------------------------------------------------------
+# ---- terminal ----------------------------------------------------------------------------------------------
 
 
 def summary_table(result: Any) -> str:
@@ -105,14 +105,16 @@ def stage_table(result: Any, mode: str = "cascading") -> str:
     data = as_dict(result)
     lines = [f"{mode:<40} {'accuracy':>8} {'agreement':>9}"]
     rows = [("original", data["original"])]
-    rows += [(("+ " if mode == "cascading" else "") + r["stage"], r) for r in data["randomization"].get(mode, [])]
+    rows += [
+        (("+ " if mode == "cascading" else "") + r["stage"], r) for r in data["randomization"].get(mode, [])
+    ]
     for name, record in rows:
         accuracy = number(record["accuracy"], False, "-")
         lines.append(f"{name:<40} {accuracy:>8} {number(record['agreement'], False, '-'):>9}")
     return "\n".join(lines)
 
 
-# ---- Markdown ------------------------------------------------------------------------------------------------------
+# ---- Markdown ----------------------------------------------------------------------------------------------
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
@@ -129,13 +131,14 @@ def markdown_table(results: Mapping[str, Any]) -> str:
         for r in verdict_rows(result):
             noise = f" (fp64 ρ {number(r.precision_rho)})" if r.precision_noise else ""
             lines.append(
-                f"| {name} | `{r.label}` | {_yes(r.signed)} | {number(r.class_rho)} | {r.class_verdict}{noise} | "
-                f"{number(r.randomization_rho)} | {r.randomization_verdict or '–'} |"
+                f"| {name} | `{r.label}` | {_yes(r.signed)} | {number(r.class_rho)} | "
+                f"{r.class_verdict}{noise} | {number(r.randomization_rho)} | "
+                f"{r.randomization_verdict or '–'} |"
             )
     return "\n".join(lines)
 
 
-# ---- HTML ----------------------------------------------------------------------------------------------------------
+# ---- HTML --------------------------------------------------------------------------------------------------
 
 
 def _cell(value: Any, signed: bool = True) -> str:
@@ -148,11 +151,13 @@ def _verdict(text: str) -> str:
 
 
 def verdict_table_html(result: Any) -> str:
-    """The verdict table: precision, class sensitivity (every measure), randomisation after head + top layer."""
+    """The verdict table: precision, class sensitivity (every measure), randomisation after head + top
+    layer."""
     head = (
         "<tr><th class='name'>method</th><th>signed</th><th>fp32 vs fp64 ρ</th><th>class ρ</th>"
         "<th>class ρ |·|</th><th>class τ</th><th>class top-10%</th><th>excluded</th><th>class verdict</th>"
-        "<th>ρ |·| after head + top layer</th><th>ρ |·| all randomised</th><th>randomisation verdict</th></tr>"
+        "<th>ρ |·| after head + top layer</th><th>ρ |·| all randomised</th>"
+        "<th>randomisation verdict</th></tr>"
     )
     rows = []
     for r in verdict_rows(result):
@@ -160,7 +165,8 @@ def verdict_table_html(result: Any) -> str:
             f"<tr><td class='name'>{html.escape(r.label)}</td><td>{_yes(r.signed)}</td>"
             f"{_cell(r.precision_rho)}{_cell(r.class_rho)}{_cell(r.class_rho_abs)}{_cell(r.class_tau)}"
             f"{_cell(r.class_top10)}<td>{r.excluded}</td>{_verdict(r.class_verdict)}"
-            f"{_cell(r.randomization_rho)}{_cell(r.all_randomised_rho)}{_verdict(r.randomization_verdict or '–')}</tr>"
+            f"{_cell(r.randomization_rho)}{_cell(r.all_randomised_rho)}"
+            f"{_verdict(r.randomization_verdict or '–')}</tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -174,12 +180,18 @@ def stage_table_html(result: Any, modes: Sequence[str] = ("cascading", "independ
         records = data.get("randomization", {}).get(mode)
         if not records:
             continue
-        rows = [f"<tr><td class='name'>original</td>{_cell(original['accuracy'], False)}"
-                f"{_cell(original['agreement'], False)}<td></td></tr>"]
+        rows = [
+            f"<tr><td class='name'>original</td>{_cell(original['accuracy'], False)}"
+            f"{_cell(original['agreement'], False)}<td></td></tr>"
+        ]
         for r in records:
             modules = html.escape(", ".join(r["modules"]))
-            rows.append(f"<tr><td class='name'>{html.escape(r['stage'])}</td>{_cell(r['accuracy'], False)}"
-                        f"{_cell(r['agreement'], False)}<td class='name'>{modules}</td></tr>")
-        parts.append(f"<h3>{mode}</h3><table><tr><th class='name'>stage</th><th>accuracy</th><th>agreement</th>"
-                     f"<th class='name'>modules re-initialised</th></tr>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr><td class='name'>{html.escape(r['stage'])}</td>{_cell(r['accuracy'], False)}"
+                f"{_cell(r['agreement'], False)}<td class='name'>{modules}</td></tr>"
+            )
+        parts.append(
+            f"<h3>{mode}</h3><table><tr><th class='name'>stage</th><th>accuracy</th><th>agreement</th>"
+            f"<th class='name'>modules re-initialised</th></tr>{''.join(rows)}</table>"
+        )
     return "".join(parts)

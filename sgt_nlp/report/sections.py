@@ -77,13 +77,15 @@ def metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
                 cells.append(f'<td data-metric="{escape(key)}"{data}{bold}>{_fmt(value)}</td>')
             group = ' class="group-start"' if i == 0 else ""
             body.append(
-                f'<tr{group} data-model="{escape(run.name)}" data-method="{escape(method)}" data-removal="{escape(removal)}">'
+                f'<tr{group} data-model="{escape(run.name)}" data-method="{escape(method)}" '
+                f'data-removal="{escape(removal)}">'
                 f'<th scope="row">{escape(run.name)}</th><td class="method">{escape(method)}</td>'
                 f'<td class="removal">{escape(removal)}</td>{"".join(cells)}</tr>'
             )
     return (
-        '<table id="metrics-table" class="metrics"><thead><tr><th scope="col">Model</th><th scope="col">Method'
-        f'</th><th scope="col" title="how removed words are replaced for comp/suff/AOPC">Removal</th>{header}'
+        '<table id="metrics-table" class="metrics"><thead><tr><th scope="col">Model</th>'
+        '<th scope="col">Method</th>'
+        f'<th scope="col" title="how removed words are replaced for comp/suff/AOPC">Removal</th>{header}'
         f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -106,8 +108,12 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
         for method in methods:
             # a difference is only meaningful between rows of the same removal mode
             for removal in [r for r in base.removals if r in other.removals]:
-                a = next((r for r in base.summary if r.get("method") == method and r["removal"] == removal), None)
-                b = next((r for r in other.summary if r.get("method") == method and r["removal"] == removal), None)
+                a = next(
+                    (r for r in base.summary if r.get("method") == method and r["removal"] == removal), None
+                )
+                b = next(
+                    (r for r in other.summary if r.get("method") == method and r["removal"] == removal), None
+                )
                 if a is None or b is None:
                     continue
                 paths = (base.results.get((method, removal)), other.results.get((method, removal)))
@@ -119,7 +125,8 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
                         continue
                     cells.append(_delta_cell(key, vb - va, sign, paths, values_of))
                 rows.append(
-                    f'<tr><th scope="row">{escape(other.name)} − {escape(base.name)}</th><td class="method">{escape(method)}</td>'
+                    f'<tr><th scope="row">{escape(other.name)} − {escape(base.name)}</th>'
+                    f'<td class="method">{escape(method)}</td>'
                     f'<td class="removal">{escape(removal)}</td>{"".join(cells)}</tr>'
                 )
     if not rows:
@@ -130,10 +137,10 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
         f"<h3>Differences against {escape(base.name)}</h3>"
         '<p class="hint">Green: the later model is better on that metric (direction as in the table above); '
         "red: worse; grey ≈: within the noise, not a difference. "
-        f"{escape(bootstrapped)}: paired bootstrap over the examples both folders share (per-example values from "
-        "their results.jsonl, 2000 resamples); a difference counts when its 95% interval, shown beside it, "
-        f"excludes 0. Other columns are not stored per example: a difference below {NOISE_THRESHOLD} counts as "
-        "noise. Rows compare the same removal mode only.</p>"
+        f"{escape(bootstrapped)}: paired bootstrap over the examples both folders share (per-example values "
+        "from their results.jsonl, 2000 resamples); a difference counts when its 95% interval, shown beside "
+        "it, excludes 0. Other columns are not stored per example: a difference below "
+        f"{NOISE_THRESHOLD} counts as noise. Rows compare the same removal mode only.</p>"
         f'<table id="delta-table" class="metrics"><thead><tr><th>Models</th><th>Method</th><th>Removal</th>'
         f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
@@ -149,13 +156,18 @@ def _delta_cell(key: str, delta: float, sign: int, paths: tuple[Path | None, Pat
             interval = f' <span class="ci">[{bounds[0]:+.3f}, {bounds[1]:+.3f}]</span>'
             title = f"95% paired-bootstrap interval over {shared} shared examples"
         else:
-            verdict, title = ("noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)), "no shared examples"
+            verdict, title = (
+                ("noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)),
+                "no shared examples",
+            )
     else:
         verdict = "noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)
         title = f"stated noise threshold: differences below {NOISE_THRESHOLD} are noise"
     mark = "≈ " if verdict == "noise" else ""
-    return (f'<td class="{verdict}" data-metric="{escape(key)}" data-verdict="{verdict}" title="{escape(title)}">'
-            f"{mark}{delta:+.3f}{interval}</td>")
+    return (
+        f'<td class="{verdict}" data-metric="{escape(key)}" data-verdict="{verdict}" title="{escape(title)}">'
+        f"{mark}{delta:+.3f}{interval}</td>"
+    )
 
 
 def _direction(delta: float, sign: int) -> str:
@@ -186,19 +198,23 @@ def runs_table(runs: list[EvalRun]) -> str:
         coverage = info.get("rationale_coverage") or {}
         examples = str(info.get("examples", ""))
         if coverage.get("without_rationale"):  # plausibility covers only the examples with a human rationale
-            examples += f" ({coverage['with_rationale']} with a human rationale: the plausibility columns cover these)"
+            examples += (f" ({coverage['with_rationale']} with a human rationale: the plausibility columns "
+                         "cover these)")
         problems = "".join(f"<li>{escape(p)}</li>" for p in run.problems)
         rows.append(
-            f'<tr><th scope="row">{escape(run.name)}</th><td><code>{escape(info.get("model", ""))}</code></td>'
+            f'<tr><th scope="row">{escape(run.name)}</th>'
+            f'<td><code>{escape(info.get("model", ""))}</code></td>'
             f"<td><code>{escape(info.get('data_dir', ''))}</code> / {escape(info.get('split', ''))}</td>"
             f"<td>{escape(examples)}</td><td>{escape(settings)}"
             f"{'' if threshold is None else f'; threshold={threshold:.4g}'}</td>"
             f"<td>{escape(sgt_text)}</td><td>{escape(trunc) or '–'}</td>"
-            f"<td><code>{escape(run.path)}</code>{f'<ul class=problems>{problems}</ul>' if problems else ''}</td></tr>"
+            f"<td><code>{escape(run.path)}</code>"
+            f"{f'<ul class=problems>{problems}</ul>' if problems else ''}</td></tr>"
         )
     return (
-        '<table id="runs-table" class="runs"><thead><tr><th>Model</th><th>Model path</th><th>Data / split</th>'
-        "<th>Examples</th><th>Settings</th><th>SGT settings</th><th>Truncation</th><th>Folder</th></tr></thead>"
+        '<table id="runs-table" class="runs"><thead><tr><th>Model</th><th>Model path</th>'
+        "<th>Data / split</th><th>Examples</th><th>Settings</th><th>SGT settings</th><th>Truncation</th>"
+        "<th>Folder</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -285,7 +301,8 @@ def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods
             if rec is None or scores is None or len(scores) != len(words):
                 reason = "not in this folder" if rec is None else "no scores for this method"
                 cells.append(
-                    f'<div class="cell missing"><div class="cell-title">{escape(title)}</div>{escape(reason)}</div>'
+                    f'<div class="cell missing"><div class="cell-title">{escape(title)}</div>'
+                    f"{escape(reason)}</div>"
                 )
                 continue
             rationale = rec.get("rationale")
@@ -293,15 +310,18 @@ def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods
                 rationale = None
             signed = any(float(s) < 0 for s in scores)
             cells.append(
-                f'<div class="cell"><div class="cell-title">{escape(title)} {render_heatmap_legend(signed)}</div>'
+                f'<div class="cell"><div class="cell-title">{escape(title)} '
+                f"{render_heatmap_legend(signed)}</div>"
                 f"{render_html_heatmap(words, scores, rationale, signed=signed)}</div>"
             )
     n_rationale = sum(1 for v in first.get("rationale") or [] if v)
     return (
         f'<section class="example" id="example-{index}" data-annotation-id="{escape(annotation_id)}">'
-        f'<h3>{escape(annotation_id)} <span class="gold">gold: {escape(first.get("label"))}</span> {" ".join(predictions)}'
+        f'<h3>{escape(annotation_id)} <span class="gold">gold: {escape(first.get("label"))}</span> '
+        f'{" ".join(predictions)}'
         f'</h3><p class="hint">{len(first.get("words") or [])} words, {n_rationale} in the human rationale '
         "(underlined).</p>"
-        f'<div class="grid" style="grid-template-columns: repeat({len(runs)}, minmax(0, 1fr))">{"".join(cells)}</div>'
+        f'<div class="grid" style="grid-template-columns: repeat({len(runs)}, minmax(0, 1fr))">'
+        f'{"".join(cells)}</div>'
         "</section>"
     )

@@ -60,7 +60,8 @@ def explain(
 def class_sensitivity(
     explainer: Explainer, batches: Sequence[Batch], num_labels: int
 ) -> tuple[list[dict[str, float]], list[np.ndarray], torch.Tensor]:
-    """Per (example, other class) the similarities between the predicted class's map and the other class's map.
+    """Per (example, other class) the similarities between the predicted class's map and the other class's
+    map.
 
     Returns the rows, the predicted-class maps (the originals of the randomisation check) and the logits.
     """
@@ -83,8 +84,13 @@ def class_sensitivity(
 
 
 def precision_check(
-    spec: MethodSpec, model: nn.Module, tokenizer: Any, batches: Sequence[Batch], target_output: str,
-    originals: Sequence[np.ndarray], targets: Sequence[torch.Tensor],
+    spec: MethodSpec,
+    model: nn.Module,
+    tokenizer: Any,
+    batches: Sequence[Batch],
+    target_output: str,
+    originals: Sequence[np.ndarray],
+    targets: Sequence[torch.Tensor],
 ) -> dict[str, float | int | str]:
     """Spearman of the float32 map against the float64 map of the same class: rounding noise disagrees."""
     double = copy.deepcopy(model).double().eval()
@@ -93,7 +99,10 @@ def precision_check(
     mean = summarize(rows)["spearman"]["mean"]
     scale = float(np.median([np.abs(m).max() if m.size else 0.0 for m in originals]))
     return {
-        "spearman": mean, "examples": len(rows), "median_max_abs_score": scale, "verdict": precision_verdict(mean),
+        "spearman": mean,
+        "examples": len(rows),
+        "median_max_abs_score": scale,
+        "verdict": precision_verdict(mean),
     }
 
 
@@ -139,8 +148,10 @@ class SanityResult:
     def from_dict(cls, data: dict[str, Any]) -> SanityResult:
         """The inverse of :meth:`to_dict`: top-level keys that are not fields go to :attr:`inputs`."""
         names = {f.name for f in fields(cls)} - {"inputs"}
-        return cls(**{k: v for k, v in data.items() if k in names},
-                   inputs={k: v for k, v in data.items() if k not in names})
+        return cls(
+            **{k: v for k, v in data.items() if k in names},
+            inputs={k: v for k, v in data.items() if k not in names},
+        )
 
 
 @dataclass
@@ -159,7 +170,9 @@ class SanityConfig:
         if self.max_stages is not None and self.max_stages < 1:
             raise ValueError(f"max_stages must be positive or None, got {self.max_stages}")
         if self.target_output not in TARGET_OUTPUTS:
-            raise ValueError(f"unknown target_output {self.target_output!r}; allowed: {', '.join(TARGET_OUTPUTS)}")
+            raise ValueError(
+                f"unknown target_output {self.target_output!r}; allowed: {', '.join(TARGET_OUTPUTS)}"
+            )
 
 
 def run_sanity_checks(
@@ -192,24 +205,45 @@ def run_sanity_checks(
         explainer = spec.build(model, tokenizer, config.target_output)
         rows, maps, logits = class_sensitivity(explainer, batches, num_labels)
         originals[spec.label] = maps
-        results.append({
-            "label": spec.label, "method": spec.method, "aggregation": spec.aggregation, "signed": spec.signed,
-            "params": _jsonable(explainer.params()), "class_sensitivity": summarize(rows),
-        })
+        results.append(
+            {
+                "label": spec.label,
+                "method": spec.method,
+                "aggregation": spec.aggregation,
+                "signed": spec.signed,
+                "params": _jsonable(explainer.params()),
+                "class_sensitivity": summarize(rows),
+            }
+        )
     assert logits is not None
     predictions = logits.argmax(dim=-1)
     target_batches = _split_like(predictions, batches)
     n_precision = _examples_prefix(batches, config.precision_examples)
     for spec, result in zip(config.methods, results, strict=True):
         result["precision"] = precision_check(
-            spec, model, tokenizer, batches[:n_precision], config.target_output,
-            originals[spec.label], target_batches[:n_precision],
+            spec,
+            model,
+            tokenizer,
+            batches[:n_precision],
+            config.target_output,
+            originals[spec.label],
+            target_batches[:n_precision],
         )
     stage_records: dict[str, list[dict[str, Any]]] = {}
     modes = [m for m, on in (("cascading", config.cascading), ("independent", config.independent)) if on]
     for mode in modes:
         stage_records[mode] = _randomisation(
-            mode, model, tokenizer, batches, config, stages, results, originals, target_batches, labels, progress
+            mode,
+            model,
+            tokenizer,
+            batches,
+            config,
+            stages,
+            results,
+            originals,
+            target_batches,
+            labels,
+            progress,
         )
     _add_verdicts(results, stages)
     return SanityResult(
@@ -218,11 +252,16 @@ def run_sanity_checks(
         num_labels=num_labels,
         examples=int(predictions.shape[0]),
         settings={
-            "target_output": config.target_output, "seed": config.seed, "max_stages": config.max_stages,
+            "target_output": config.target_output,
+            "seed": config.seed,
+            "max_stages": config.max_stages,
             "precision_examples": _count_examples(batches[:n_precision]),
-            "insensitive_threshold": INSENSITIVE_THRESHOLD, "sensitive_threshold": SENSITIVE_THRESHOLD,
-            "precision_threshold": PRECISION_THRESHOLD, "top_fraction": TOP_FRACTION,
-            "class_verdict_measure": "spearman", "randomization_verdict_measure": "spearman_abs",
+            "insensitive_threshold": INSENSITIVE_THRESHOLD,
+            "sensitive_threshold": SENSITIVE_THRESHOLD,
+            "precision_threshold": PRECISION_THRESHOLD,
+            "top_fraction": TOP_FRACTION,
+            "class_verdict_measure": "spearman",
+            "randomization_verdict_measure": "spearman_abs",
         },
         original=_accuracy(logits, predictions, labels),
         stages=[{"stage": s.name, "modules": list(s.modules)} for s in stages],
@@ -233,9 +272,17 @@ def run_sanity_checks(
 
 
 def _randomisation(
-    mode: str, model: nn.Module, tokenizer: Any, batches: Sequence[Batch], config: SanityConfig,
-    stages: Sequence[Stage], results: list[dict[str, Any]], originals: dict[str, list[np.ndarray]],
-    target_batches: Sequence[torch.Tensor], labels: torch.Tensor | None, progress: bool,
+    mode: str,
+    model: nn.Module,
+    tokenizer: Any,
+    batches: Sequence[Batch],
+    config: SanityConfig,
+    stages: Sequence[Stage],
+    results: list[dict[str, Any]],
+    originals: dict[str, list[np.ndarray]],
+    target_batches: Sequence[torch.Tensor],
+    labels: torch.Tensor | None,
+    progress: bool,
 ) -> list[dict[str, Any]]:
     """One randomisation mode (``cascading``: cumulative from the top; ``independent``: one stage at a time).
 
@@ -257,7 +304,9 @@ def _randomisation(
             changed = reinitialize(randomized, stage, config.seed)
             randomized.eval()
         record: dict[str, Any] = {
-            "stage": stage.name, "modules": list(stage.modules), "parameters_changed": changed,
+            "stage": stage.name,
+            "modules": list(stage.modules),
+            "parameters_changed": changed,
             "randomized": [s.name for s in stages[: index + 1]] if mode == "cascading" else [stage.name],
         }
         stage_logits = None

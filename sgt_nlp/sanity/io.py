@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 NON_FINITE: dict[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-# ---- strict JSON with non-finite floats ----------------------------------------------------------------------------
+# ---- strict JSON with non-finite floats --------------------------------------------------------------------
 
 
 def encode_non_finite(value: Any) -> Any:
@@ -63,7 +63,7 @@ def loads_json(text: str) -> Any:
     return decode_non_finite(json.loads(text))
 
 
-# ---- inputs --------------------------------------------------------------------------------------------------------
+# ---- inputs ------------------------------------------------------------------------------------------------
 
 
 def encode_batches(
@@ -96,15 +96,25 @@ def encode_batches(
             )
         else:
             encoding = tokenizer(
-                chunk, pair, is_split_into_words=split, truncation="only_first" if pair else True,
-                max_length=max_length, padding=True, return_tensors="pt",
+                chunk,
+                pair,
+                is_split_into_words=split,
+                truncation="only_first" if pair else True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
             )
-        batches.append({k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+        batches.append(
+            {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        )
     return batches
 
 
 def load_eraser_inputs(
-    data_dir: str, split: str, label_names: Sequence[str], max_examples: int | None = None,
+    data_dir: str,
+    split: str,
+    label_names: Sequence[str],
+    max_examples: int | None = None,
     shuffle_seed: int | None = None,
 ) -> tuple[list[list[str]], list[list[str]], torch.Tensor]:
     """Document words, query words and gold labels (in the model's class order) of an ERASER split.
@@ -121,13 +131,19 @@ def load_eraser_inputs(
         logger.warning("the model has no label names; assuming class i is the split's sorted label i")
         loaded = load_split(data_dir, split, labels=sorted(loaded.labels))
     else:
-        raise ValueError(f"the model's labels {list(label_names)} do not match the split's {sorted(loaded.labels)}")
+        raise ValueError(
+            f"the model's labels {list(label_names)} do not match the split's {sorted(loaded.labels)}"
+        )
     rows = to_hf_dataset(loaded)
     if shuffle_seed is not None:
         rows = rows.shuffle(seed=shuffle_seed)
     if max_examples:
         rows = rows.select(range(min(max_examples, len(rows))))
-    return [list(w) for w in rows["words"]], [list(q) for q in rows["query_words"]], torch.tensor(rows["label"])
+    return (
+        [list(w) for w in rows["words"]],
+        [list(q) for q in rows["query_words"]],
+        torch.tensor(rows["label"]),
+    )
 
 
 def load_model(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
@@ -138,7 +154,7 @@ def load_model(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
-# ---- output --------------------------------------------------------------------------------------------------------
+# ---- output ------------------------------------------------------------------------------------------------
 
 
 def write_outputs(result: SanityResult | Mapping[str, Any], output_dir: str | Path) -> Path:

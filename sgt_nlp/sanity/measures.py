@@ -14,7 +14,8 @@ import torch
 from scipy import stats
 
 MEASURES: tuple[str, ...] = ("spearman", "spearman_abs", "kendall", "top10_overlap")
-#: Mean similarity at or above which maps count as unchanged (class check: insensitive; randomisation: survives).
+#: Mean similarity at or above which maps count as unchanged (class check: insensitive; randomisation:
+#: survives).
 INSENSITIVE_THRESHOLD = 0.9
 #: Mean class similarity at or below which a method counts as class sensitive: a map that explains one class
 #: of several should share at most half of its ranking with the maps of the other classes.
@@ -87,7 +88,8 @@ def similarities(a: ScoreVector, b: ScoreVector) -> dict[str, float]:
 
 
 def summarize(rows: Iterable[Mapping[str, float]]) -> dict[str, dict[str, float | int]]:
-    """Per measure: mean and std over the defined values, ``n`` used and ``excluded`` (NaN, counted, not hidden)."""
+    """Per measure: mean and std over the defined values, ``n`` used and ``excluded`` (NaN, counted, not
+    hidden)."""
     rows = list(rows)
     out: dict[str, dict[str, float | int]] = {}
     for measure in MEASURES:
@@ -103,7 +105,8 @@ def summarize(rows: Iterable[Mapping[str, float]]) -> dict[str, dict[str, float 
 
 
 def class_verdict(mean_similarity: float, degenerate: bool = False) -> str:
-    """``insensitive`` (≥ 0.9: the other classes get the same ranking), ``sensitive`` (≤ 0.5), else ``weak``."""
+    """``insensitive`` (≥ 0.9: the other classes get the same ranking), ``sensitive`` (≤ 0.5), else
+    ``weak``."""
     if degenerate or math.isnan(mean_similarity):
         return "degenerate"
     if mean_similarity >= INSENSITIVE_THRESHOLD:

@@ -55,7 +55,9 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
     """
     base = getattr(model, "base_model", None)
     if base is None or base is model:
-        raise UnknownLayoutError(f"{type(model).__name__} has no base_model; expected a *ForSequenceClassification")
+        raise UnknownLayoutError(
+            f"{type(model).__name__} has no base_model; expected a *ForSequenceClassification"
+        )
     names = {module: name for name, module in model.named_modules()}
     base_name = names[base]
     stages: list[Stage] = []
@@ -63,7 +65,8 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
     head = [n for n in HEAD_NAMES if n in children and _has_parameters(children[n])]
     if not head:
         raise UnknownLayoutError(
-            f"{type(model).__name__}: no classifier head among its children {list(children)} (looked for {HEAD_NAMES})"
+            f"{type(model).__name__}: no classifier head among its children {list(children)} "
+            f"(looked for {HEAD_NAMES})"
         )
     stages.append(Stage("classifier", tuple(head), (True,) * len(head)))
     pooler = [n for n in POOLER_NAMES if n in children and _has_parameters(children[n])]
@@ -79,7 +82,8 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
     layers, layer_path = _layer_list(base)
     if layers is None:
         raise UnknownLayoutError(
-            f"{type(model).__name__}: no encoder layer list under {base_name!r} (looked for {', '.join(LAYER_PATHS)})"
+            f"{type(model).__name__}: no encoder layer list under {base_name!r} "
+            f"(looked for {', '.join(LAYER_PATHS)})"
         )
     albert = layer_path.endswith("albert_layer_groups")
     n_layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", len(layers)))
@@ -107,7 +111,8 @@ def randomization_stages(model: nn.Module) -> list[Stage]:
         owner = name.rpartition(".")[0]
         if not (owner == base_name or owner.startswith(base_name + ".")):
             raise UnknownLayoutError(
-                f"{type(model).__name__}: parameter {name!r} is outside the base model, the head and the pooler"
+                f"{type(model).__name__}: parameter {name!r} is outside the base model, the head and the "
+                "pooler"
             )
         if owner not in shared:
             shared.append(owner)
@@ -176,7 +181,9 @@ def reinitialize(model: nn.Module, stage: Stage, seed: int = 0) -> int:
                     module.reset_parameters()
     changed = sum(not torch.equal(before[n], p) for n, p in stage_parameters(model, stage))
     if before and not changed:
-        raise RuntimeError(f"re-initialising stage {stage.name!r} changed none of its {len(before)} parameters")
+        raise RuntimeError(
+            f"re-initialising stage {stage.name!r} changed none of its {len(before)} parameters"
+        )
     return changed
 
 
@@ -184,7 +191,9 @@ def stage_parameters(model: nn.Module, stage: Stage) -> list[tuple[str, nn.Param
     """The qualified names and parameters a stage owns (only their own ones for non-recursive modules)."""
     out = []
     for path, recursive in zip(stage.modules, stage.recursive, strict=True):
-        out.extend((f"{path}.{n}", p) for n, p in model.get_submodule(path).named_parameters(recurse=recursive))
+        out.extend(
+            (f"{path}.{n}", p) for n, p in model.get_submodule(path).named_parameters(recurse=recursive)
+        )
     return out
 
 
