@@ -41,7 +41,8 @@ def modules() -> dict[str, Path]:
 
 
 def _resolve(name: str, path: Path, node: ast.ImportFrom) -> str:
-    """The absolute module an ``ImportFrom`` names (``from ..x import y`` in ``sgt_nlp.a.b`` → ``sgt_nlp.x``)."""
+    """The absolute module an ``ImportFrom`` names: ``from ..x import y`` in ``sgt_nlp.a.b`` is
+    ``sgt_nlp.x``."""
     if not node.level:
         return node.module or ""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -153,6 +154,11 @@ def test_sanity_checks_are_exported_lazily_from_the_package():
         "from sgt_nlp.sanity import checks; "
         "assert run_sanity_checks is checks.run_sanity_checks and SanityResult is checks.SanityResult"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=PACKAGE.parent, env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE.parent,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
     assert done.returncode == 0, done.stderr

@@ -36,26 +36,43 @@ def test_non_finite_floats_round_trip_at_any_depth_and_none_stays_none():
 def _result(class_rho: float = -0.25, top: float = math.nan) -> SanityResult:
     summary = {"mean": class_rho, "std": 0.1, "n": 4, "excluded": 1}
     method = {
-        "label": "gradient/l2", "method": "gradient", "aggregation": "l2", "signed": False, "params": {},
+        "label": "gradient/l2",
+        "method": "gradient",
+        "aggregation": "l2",
+        "signed": False,
+        "params": {},
         "class_sensitivity": {m: dict(summary) for m in MEASURES},
         "precision": {"spearman": 0.97, "examples": 4, "median_max_abs_score": 1.0, "verdict": "ok"},
-        "class_verdict": "sensitive", "class_verdict_measure": "spearman",
+        "class_verdict": "sensitive",
+        "class_verdict_measure": "spearman",
         "cascading": [{"stage": "classifier", **{m: {**summary, "mean": top} for m in MEASURES}}],
-        "randomization_similarity": top, "randomization_stage": "classifier", "randomization_verdict": "degenerate",
+        "randomization_similarity": top,
+        "randomization_stage": "classifier",
+        "randomization_verdict": "degenerate",
     }
     return SanityResult(
-        model_class="M", model_type=None, num_labels=2, examples=4, settings={"max_stages": None},
-        original={"accuracy": None, "agreement": 1.0}, stages=[{"stage": "classifier", "modules": ["c"]}],
-        randomization={"cascading": [{"stage": "classifier", "accuracy": None, "agreement": 0.5,
-                                      "modules": ["c"]}]},
-        methods=[method], seconds=1.0, inputs={"model": "m_dir", "labels": ["NaN", "POS"]},
+        model_class="M",
+        model_type=None,
+        num_labels=2,
+        examples=4,
+        settings={"max_stages": None},
+        original={"accuracy": None, "agreement": 1.0},
+        stages=[{"stage": "classifier", "modules": ["c"]}],
+        randomization={
+            "cascading": [{"stage": "classifier", "accuracy": None, "agreement": 0.5, "modules": ["c"]}]
+        },
+        methods=[method],
+        seconds=1.0,
+        inputs={"model": "m_dir", "labels": ["NaN", "POS"]},
     )
 
 
 def test_result_writes_strict_json_and_reads_back_typed(tmp_path):
     result = _result()
     data = result.to_dict()
-    assert data["model"] == "m_dir" and "inputs" not in data and list(data)[:2] == ["model_class", "model_type"]
+    assert (
+        data["model"] == "m_dir" and "inputs" not in data and list(data)[:2] == ["model_class", "model_type"]
+    )
     write_outputs(result, tmp_path)
     loaded = load_sanity(tmp_path)
     assert math.isnan(loaded["methods"][0]["randomization_similarity"])
@@ -70,10 +87,20 @@ def test_result_writes_strict_json_and_reads_back_typed(tmp_path):
 def test_one_verdict_row_feeds_the_terminal_html_and_markdown_tables():
     result = _result(class_rho=-0.25, top=math.nan)
     (row,) = verdict_rows(result)
-    assert (row.class_rho, row.excluded, row.signed, row.randomization_verdict) == (-0.25, 1, False, "degenerate")
+    assert (row.class_rho, row.excluded, row.signed, row.randomization_verdict) == (
+        -0.25,
+        1,
+        False,
+        "degenerate",
+    )
     assert math.isnan(row.randomization_rho) and row.all_randomised_rho is not None
     terminal = summary_table(result).splitlines()[2]
     assert terminal.split()[:5] == ["gradient/l2", "no", "+0.970", "-0.250", "-0.250"]
     assert terminal.split()[-3:] == ["-", "-", "degenerate"]  # NaN after the top stage: a dash, twice
-    assert "<td>-0.250</td><td>-0.250</td><td>-0.250</td><td>-0.250</td><td>1</td>" in verdict_table_html(result)
-    assert markdown_table({"m": result}).splitlines()[2] == "| m | `gradient/l2` | no | -0.250 | sensitive | – | degenerate |"
+    assert "<td>-0.250</td><td>-0.250</td><td>-0.250</td><td>-0.250</td><td>1</td>" in verdict_table_html(
+        result
+    )
+    assert (
+        markdown_table({"m": result}).splitlines()[2]
+        == "| m | `gradient/l2` | no | -0.250 | sensitive | – | degenerate |"
+    )
