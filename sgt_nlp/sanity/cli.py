@@ -161,3 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         print(stage_table(data, mode))
         print()
     print(f"wrote {out / 'sanity.json'} and {out / 'sanity.html'}")
+
+
+if __name__ == "__main__":
+    main()
