@@ -12,24 +12,32 @@ from .trainer import SaliencyGuidedTrainer
 if TYPE_CHECKING:
     from .evaluation import EvaluationConfig, EvaluationResult, evaluate_rationales, write_evaluation
     from .explainers import get_explainer
+    from .sanity.checks import SanityConfig, SanityResult, run_sanity_checks
 
 __version__ = "0.1.0"
 
-#: names imported on first use, so that ``import sgt_nlp`` does not load the evaluation stack (captum,
-#: scikit-learn) that training does not need
-_LAZY = {
-    "EvaluationConfig": ".evaluation",
-    "EvaluationResult": ".evaluation",
-    "evaluate_rationales": ".evaluation",
-    "write_evaluation": ".evaluation",
-    "get_explainer": ".explainers",
+#: Public names imported on first use, so that ``import sgt_nlp`` does not load the evaluation stack (captum,
+#: scikit-learn) that training does not need: name -> module that defines it.
+_LAZY_EXPORTS: dict[str, str] = {
+    "EvaluationConfig": "sgt_nlp.evaluation",
+    "EvaluationResult": "sgt_nlp.evaluation",
+    "evaluate_rationales": "sgt_nlp.evaluation",
+    "write_evaluation": "sgt_nlp.evaluation",
+    "get_explainer": "sgt_nlp.explainers",
+    # sanity checks: run_sanity_checks(model, tokenizer, batches, config) -> SanityResult
+    "run_sanity_checks": "sgt_nlp.sanity.checks",
+    "SanityConfig": "sgt_nlp.sanity.checks",
+    "SanityResult": "sgt_nlp.sanity.checks",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """The lazy exports of :data:`_LAZY_EXPORTS`, imported when first asked for."""
+    if name in _LAZY_EXPORTS:
+        value = getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sgt_nlp' has no attribute {name!r}")
 
 
 __all__ = [
@@ -37,8 +45,11 @@ __all__ = [
     "EvaluationResult",
     "SaliencyGuidedTrainer",
     "SaliencyGuidedTrainingArguments",
+    "SanityConfig",
+    "SanityResult",
     "__version__",
     "evaluate_rationales",
     "get_explainer",
+    "run_sanity_checks",
     "write_evaluation",
 ]

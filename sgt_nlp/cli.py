@@ -46,19 +46,26 @@ def _report(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(
         prog="sgt-nlp report",
-        description="Turn one or more 'sgt-nlp evaluate' output folders into one standalone HTML page (metrics "
-        "table, AOPC and masked-accuracy curves, per-word heatmaps beside the human rationale) plus PNG plots.",
+        description="Turn one or more 'sgt-nlp evaluate' output folders into one standalone HTML page "
+        "(metrics table, AOPC and masked-accuracy curves, per-word heatmaps beside the human rationale) plus "
+        "PNG plots.",
     )
-    parser.add_argument("folders", nargs="+", help="output folders of sgt-nlp evaluate (one per model); folders "
-                        "of sgt-nlp sanity (with sanity.json) are added as a sanity-check section")
+    parser.add_argument("folders", nargs="+", help="output folders of sgt-nlp evaluate (one per model); "
+                        "folders of sgt-nlp sanity (with sanity.json) are added as a sanity-check section")
     parser.add_argument("--output", default="report.html", help="the HTML file to write (PNGs go beside it)")
     parser.add_argument("--max_examples", type=int, default=6, help="examples shown as heatmaps")
     args = parser.parse_args(argv)
-    sanity = [f for f in args.folders if (Path(f) / "sanity.json").is_file() and not (Path(f) / "summary.json").is_file()]
+    sanity = [f for f in args.folders
+              if (Path(f) / "sanity.json").is_file() and not (Path(f) / "summary.json").is_file()]
     evaluations = [f for f in args.folders if f not in sanity]
     if not evaluations:
         parser.error("give at least one sgt-nlp evaluate output folder")
-    print(build_report(evaluations, args.output, max_examples=args.max_examples, sanity_dirs=sanity))
+    from .sanity.io import load_sanity
+
+    results: dict[str, object] = {}
+    for folder in sanity:  # titled by folder name; the whole path where two names are equal
+        results[Path(folder).name if Path(folder).name not in results else str(folder)] = load_sanity(folder)
+    print(build_report(evaluations, args.output, max_examples=args.max_examples, sanity=results))
 
 
 def _rescore(argv: list[str]) -> None:
@@ -68,9 +75,9 @@ def _rescore(argv: list[str]) -> None:
 
 
 def _sanity(argv: list[str]) -> None:
-    from .sanity import sanity_main
+    from .sanity.cli import main
 
-    sanity_main(argv)
+    main(argv)
 
 
 def _command_table() -> dict[str, tuple[str, Command]]:

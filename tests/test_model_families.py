@@ -282,7 +282,8 @@ def test_randomisation_stages_cover_every_parameter_and_run(family):
     assert sorted(owned) == sorted(n for n, _ in model.named_parameters())
     batches = [model_inputs(tiny.encode_family(family))]
     config = SanityConfig(methods=parse_methods("gradient:l2"), independent=False, precision_examples=4)
-    result = run_sanity_checks(model, tiny.family_tokenizer(family), batches, config, progress=False)
+    tokenizer = tiny.family_tokenizer(family)
+    result = run_sanity_checks(model, tokenizer, batches, config, progress=False).to_dict()
     records = result["randomization"]["cascading"]
     assert [r["stage"] for r in records] == [s.name for s in stages]
     assert all(r["parameters_changed"] > 0 for r in records)
@@ -373,7 +374,7 @@ def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser
         methods=parse_methods("gradient:l2"), independent=False, precision_examples=4, max_stages=2
     )
     snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
-    result = run_sanity_checks(model, tok, batches, config, progress=False)
+    result = run_sanity_checks(model, tok, batches, config, progress=False).to_dict()
     assert [r["stage"] for r in result["randomization"]["cascading"]] == ["classifier", "final norm"]
     assert all(torch.equal(snapshot[n], p) for n, p in model.named_parameters())  # merged on a copy
 

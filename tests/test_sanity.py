@@ -17,6 +17,7 @@ from torch import nn
 from sgt_nlp import sanity
 from sgt_nlp.explainers import Explainer, get_explainer
 from sgt_nlp.saliency import embedding_gradients
+from sgt_nlp.sanity import cli as sanity_cli
 
 torch.set_num_threads(1)
 
@@ -197,7 +198,7 @@ def test_cascading_stages_cover_every_parameter_once_and_reinitialise_only_their
     assert [(s.name, s.modules) for s in stages] == EXPECTED_STAGES[family]
     owners: dict[str, str] = {}
     for stage in stages:
-        for name, _ in sanity._stage_parameters(model, stage):
+        for name, _ in sanity.stage_parameters(model, stage):
             assert name not in owners, f"{name} in {owners.get(name)} and {stage.name}"
             owners[name] = stage.name
     assert set(owners) == {n for n, _ in model.named_parameters()}
@@ -284,7 +285,7 @@ def test_checks_flag_a_positive_only_explainer_and_pass_a_signed_one_on_a_traine
     ]
     config = sanity.SanityConfig(specs, target_output="log_prob", independent=False, precision_examples=4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = sanity.run_sanity_checks(model, tok, [inputs], config, labels, progress=False)
+    result = sanity.run_sanity_checks(model, tok, [inputs], config, labels, progress=False).to_dict()
     by_label = {m["label"]: m for m in result["methods"]}
     assert by_label["positive_only"]["class_sensitivity"]["spearman"]["mean"] == pytest.approx(1.0)
     assert by_label["positive_only"]["class_verdict"] == "insensitive"
@@ -325,7 +326,7 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
     wordpiece_tokenizer().save_pretrained(tmp_path / "model")
     data = _eraser_folder(tmp_path / "data")
     out = tmp_path / "out"
-    sanity.sanity_main([
+    sanity_cli.main([
         "--model", str(tmp_path / "model"), "--data_dir", str(data), "--output_dir", str(out),
         "--methods", "gradient:l2+grad_x_input,random", "--max_examples", "5", "--batch_size", "3",
         "--max_length", "16", "--precision_examples", "2", "--max_stages", "3",
@@ -351,10 +352,10 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
     assert result["settings"]["precision_examples"] == 3  # whole batches: the first batch holds 3
     page = (out / "sanity.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "gradient/grad_x_input" in page
-    from sgt_nlp.sanity_report import markdown_table
+    from sgt_nlp.report.sanity_tables import markdown_table
 
     assert "| tiny | `gradient/grad_x_input` | yes | -1.000 | sensitive |" in markdown_table({"tiny": result})
-    from sgt_nlp.sanity_report import load_sanity
+    from sgt_nlp.sanity.io import load_sanity
 
     loaded = load_sanity(out)
     assert loaded["methods"][0]["class_sensitivity"]["spearman"]["mean"] == pytest.approx(

@@ -313,14 +313,14 @@ def test_evaluation_scores_the_seen_words_of_each_mode(mode, token_prf, tmp_path
 
 def test_evaluate_and_sanity_parsers_take_the_truncation():
     from sgt_nlp.evaluation import config_from_args
-    from sgt_nlp.sanity import build_parser
+    from sgt_nlp.sanity.cli import make_parser
 
     config = config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "head_tail"])
     assert config.truncation == "head_tail"
     assert EvaluationConfig(model="m", data_dir="d", output_dir="o").truncation == "head"
     with pytest.raises(ValueError, match="truncation='middle'"):
         EvaluationConfig(model="m", data_dir="d", output_dir="o", truncation="middle")
-    args = build_parser().parse_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "tail"])
+    args = make_parser().parse_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "tail"])
     assert args.truncation == "tail"
 
 

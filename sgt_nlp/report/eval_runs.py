@@ -1,0 +1,103 @@
+"""``sgt-nlp evaluate`` output folders read for the report: :class:`EvalRun` and :func:`load_eval_dir`
+(the folder layout is docs/evaluation_output.md's)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class EvalRun:
+    """One evaluation folder, read leniently: what is missing is listed in ``problems`` and shown on the
+    page."""
+
+    path: Path
+    name: str
+    run: dict
+    summary: list[dict]
+    curves: dict[str, dict] = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    #: ``(method, removal) -> results.jsonl``, for the per-example comparison of the difference table
+    results: dict[tuple[str, str], Path] = field(default_factory=dict)
+
+    @property
+    def removals(self) -> list[str]:
+        """Every removal mode of the folder: the main one first, then each ``removal_<mode>`` subfolder's."""
+        return list(dict.fromkeys(str(row.get("removal", "-")) for row in self.summary))
+
+    @property
+    def methods(self) -> list[str]:
+        listed = self.run.get("methods") or []
+        return list(
+            dict.fromkeys([*listed, *(row.get("method") for row in self.summary if row.get("method"))])
+        )
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def load_eval_dir(path: str | Path) -> EvalRun:
+    """Read one evaluation folder. ``run.json`` and ``summary.json`` are required (they make the table);
+    curves and examples are optional and their absence is recorded in :attr:`EvalRun.problems`."""
+    path = Path(path)
+    for required in ("run.json", "summary.json"):
+        if not (path / required).is_file():
+            raise FileNotFoundError(f"{path} is not an evaluation folder: {required} is missing")
+    run = _read_json(path / "run.json")
+    summary = _read_json(path / "summary.json")
+    if not isinstance(run, dict) or not isinstance(summary, list):
+        raise ValueError(f"{path}: run.json must hold an object and summary.json a list of rows")
+    name = str(run.get("model_name") or (summary[0].get("model_name") if summary else None) or path.name)
+    main_removal = str(run.get("removal", "-"))
+    summary = [{**row, "removal": str(row.get("removal", main_removal))} for row in summary]
+    result = EvalRun(path=path, name=name, run=run, summary=summary)
+    # every removal mode: the extra ones live in removal_<mode>/ with their own summary and results
+    folders = [(main_removal, path)] + [
+        (sub.name[len("removal_") :], sub)
+        for sub in sorted(path.glob("removal_*"))
+        if (sub / "summary.json").is_file()
+    ]
+    for removal, folder in folders:
+        if folder != path:
+            extra = _read_json(folder / "summary.json")
+            if isinstance(extra, list):
+                summary.extend({**row, "removal": str(row.get("removal", removal))} for row in extra)
+        for row in summary:
+            method = row.get("method")
+            if row["removal"] == removal and method and (folder / method / "results.jsonl").is_file():
+                result.results[(method, removal)] = folder / method / "results.jsonl"
+    for method in result.methods:
+        curves_path = path / method / "curves.json"
+        if curves_path.is_file():
+            result.curves[method] = _read_json(curves_path)
+        else:
+            result.problems.append(f"{method}/curves.json is missing: no curves for {method}")
+    examples_path = path / "examples.jsonl"
+    if examples_path.is_file():
+        lines = examples_path.read_text(encoding="utf-8").splitlines()
+        result.examples = [json.loads(line) for line in lines if line.strip()]
+    else:
+        result.problems.append("examples.jsonl is missing: no heatmaps")
+    return result
+
+
+def unique_names(runs: list[EvalRun]) -> None:
+    """Two folders with the same model name (e.g. two seeds) get their folder name appended."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.name] = counts.get(run.name, 0) + 1
+    for run in runs:
+        if counts[run.name] > 1:
+            run.name = f"{run.name} ({run.path.name})"
+    seen: dict[str, int] = {}
+    for run in runs:  # still equal (same folder name under different parents): number them
+        seen[run.name] = seen.get(run.name, 0) + 1
+        if seen[run.name] > 1:
+            run.name = f"{run.name} #{seen[run.name]}"

@@ -1,0 +1,327 @@
+"""The sections of the evaluation report, each an HTML fragment from :class:`EvalRun` s: the metrics table,
+the differences against the first model (with paired-bootstrap intervals), the runs table, the curve plots
+and the per-example heatmaps. :mod:`sgt_nlp.report.build` assembles them into the page."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+from .eval_runs import EvalRun
+from .heatmap import render_heatmap_legend, render_html_heatmap
+from .noise import NOISE_THRESHOLD, PER_EXAMPLE_METRICS, compare, per_example_faithfulness
+from .plots import Series, line_plot_png
+
+METRIC_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("accuracy", "Accuracy", 1),
+    ("macro_f1", "Macro F1", 1),
+    ("comprehensiveness", "Comprehensiveness", 1),
+    ("sufficiency", "Sufficiency", -1),
+    ("comprehensiveness_aopc", "AOPC comp.", 1),
+    ("sufficiency_aopc", "AOPC suff.", -1),
+    ("auprc", "AUPRC", 1),
+    ("token_f1", "Token F1", 1),
+    ("iou_f1", "IOU F1", 1),
+    ("masked_accuracy_auc", "Masked-acc. mean", -1),
+)
+
+PLOT_FILES: dict[str, str] = {
+    "aopc_comprehensiveness": "aopc_comprehensiveness.png",
+    "aopc_sufficiency": "aopc_sufficiency.png",
+    "masked_accuracy": "masked_accuracy.png",
+}
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(float(value)) else None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def escape(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+def metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
+    """Rows grouped by method; within a method the best value of each column is bold (when models differ)."""
+    header = "".join(
+        f'<th scope="col" title="{"higher" if sign > 0 else "lower"} is better">{escape(label)} '
+        f'<span class="dir">{"↑" if sign > 0 else "↓"}</span></th>'
+        for _, label, sign in METRIC_COLUMNS
+    )
+    body = []
+    removals = list(dict.fromkeys(r for run in runs for r in run.removals))
+    for method, removal in [(m, r) for m in methods for r in removals]:
+        rows = [(run, row) for run in runs for row in run.summary
+                if row.get("method") == method and row.get("removal") == removal]
+        best: dict[str, float] = {}
+        if len(rows) > 1:
+            for key, _, sign in METRIC_COLUMNS:
+                values = [v for _, row in rows if (v := _number(row.get(key))) is not None]
+                if len(set(values)) > 1:
+                    best[key] = max(values) if sign > 0 else min(values)
+        for i, (run, row) in enumerate(rows):
+            cells = []
+            for key, _, _ in METRIC_COLUMNS:
+                value = _number(row.get(key))
+                bold = ' class="best"' if value is not None and best.get(key) == value else ""
+                data = "" if value is None else f' data-value="{value!r}"'
+                cells.append(f'<td data-metric="{escape(key)}"{data}{bold}>{_fmt(value)}</td>')
+            group = ' class="group-start"' if i == 0 else ""
+            body.append(
+                f'<tr{group} data-model="{escape(run.name)}" data-method="{escape(method)}" '
+                f'data-removal="{escape(removal)}">'
+                f'<th scope="row">{escape(run.name)}</th><td class="method">{escape(method)}</td>'
+                f'<td class="removal">{escape(removal)}</td>{"".join(cells)}</tr>'
+            )
+    return (
+        '<table id="metrics-table" class="metrics"><thead><tr><th scope="col">Model</th>'
+        '<th scope="col">Method</th>'
+        f'<th scope="col" title="how removed words are replaced for comp/suff/AOPC">Removal</th>{header}'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
+    """Each later model minus the first one, per method: the headline comparison in one glance."""
+    if len(runs) < 2:
+        return ""
+    base = runs[0]
+    keys = [c for c in METRIC_COLUMNS if c[0] != "macro_f1"]
+    rows = []
+    per_example: dict[Path, dict[str, dict[str, float]]] = {}
+
+    def values_of(path: Path) -> dict[str, dict[str, float]]:
+        if path not in per_example:
+            per_example[path] = per_example_faithfulness(path)
+        return per_example[path]
+
+    for other in runs[1:]:
+        for method in methods:
+            # a difference is only meaningful between rows of the same removal mode
+            for removal in [r for r in base.removals if r in other.removals]:
+                a = next(
+                    (r for r in base.summary if r.get("method") == method and r["removal"] == removal), None
+                )
+                b = next(
+                    (r for r in other.summary if r.get("method") == method and r["removal"] == removal), None
+                )
+                if a is None or b is None:
+                    continue
+                paths = (base.results.get((method, removal)), other.results.get((method, removal)))
+                cells = []
+                for key, _, sign in keys:
+                    va, vb = _number(a.get(key)), _number(b.get(key))
+                    if va is None or vb is None:
+                        cells.append("<td>–</td>")
+                        continue
+                    cells.append(_delta_cell(key, vb - va, sign, paths, values_of))
+                rows.append(
+                    f'<tr><th scope="row">{escape(other.name)} − {escape(base.name)}</th>'
+                    f'<td class="method">{escape(method)}</td>'
+                    f'<td class="removal">{escape(removal)}</td>{"".join(cells)}</tr>'
+                )
+    if not rows:
+        return ""
+    header = "".join(f"<th>{escape(label)}</th>" for _, label, _ in keys)
+    bootstrapped = ", ".join(label for key, label, _ in keys if key in PER_EXAMPLE_METRICS)
+    return (
+        f"<h3>Differences against {escape(base.name)}</h3>"
+        '<p class="hint">Green: the later model is better on that metric (direction as in the table above); '
+        "red: worse; grey ≈: within the noise, not a difference. "
+        f"{escape(bootstrapped)}: paired bootstrap over the examples both folders share (per-example values "
+        "from their results.jsonl, 2000 resamples); a difference counts when its 95% interval, shown beside "
+        "it, excludes 0. Other columns are not stored per example: a difference below "
+        f"{NOISE_THRESHOLD} counts as noise. Rows compare the same removal mode only.</p>"
+        f'<table id="delta-table" class="metrics"><thead><tr><th>Models</th><th>Method</th><th>Removal</th>'
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _delta_cell(key: str, delta: float, sign: int, paths: tuple[Path | None, Path | None], values_of) -> str:
+    """One cell of the difference table: coloured only when the difference is larger than the noise."""
+    interval = ""
+    if key in PER_EXAMPLE_METRICS and all(paths):
+        base_values, other_values = values_of(paths[0]).get(key, {}), values_of(paths[1]).get(key, {})
+        verdict, bounds, shared = compare(base_values, other_values, sign)
+        if bounds is not None:
+            interval = f' <span class="ci">[{bounds[0]:+.3f}, {bounds[1]:+.3f}]</span>'
+            title = f"95% paired-bootstrap interval over {shared} shared examples"
+        else:
+            verdict, title = (
+                ("noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)),
+                "no shared examples",
+            )
+    else:
+        verdict = "noise" if abs(delta) < NOISE_THRESHOLD else _direction(delta, sign)
+        title = f"stated noise threshold: differences below {NOISE_THRESHOLD} are noise"
+    mark = "≈ " if verdict == "noise" else ""
+    return (
+        f'<td class="{verdict}" data-metric="{escape(key)}" data-verdict="{verdict}" title="{escape(title)}">'
+        f"{mark}{delta:+.3f}{interval}</td>"
+    )
+
+
+def _direction(delta: float, sign: int) -> str:
+    return "better" if delta * sign > 0 else "worse"
+
+
+def runs_table(runs: list[EvalRun]) -> str:
+    rows = []
+    for run in runs:
+        info = run.run
+        truncation = info.get("truncation") or {}
+        trunc = ""
+        if truncation.get("examples"):
+            trunc = f"{truncation.get('examples_truncated', 0)}/{truncation['examples']} examples truncated"
+            if truncation.get("rationale_words"):
+                trunc += (
+                    f"; {truncation.get('rationale_words_truncated', 0)}/{truncation['rationale_words']} "
+                    "rationale words cut"
+                )
+        sgt = info.get("sgt_settings")
+        sgt_text = ", ".join(f"{k}={v}" for k, v in sgt.items()) if isinstance(sgt, dict) and sgt else "plain"
+        settings = ", ".join(
+            f"{key}={info[key]}"
+            for key in ("removal", "aggregation", "word_aggregation", "max_length")
+            if key in info
+        )
+        threshold = _number(info.get("threshold"))
+        coverage = info.get("rationale_coverage") or {}
+        examples = str(info.get("examples", ""))
+        if coverage.get("without_rationale"):  # plausibility covers only the examples with a human rationale
+            examples += (f" ({coverage['with_rationale']} with a human rationale: the plausibility columns "
+                         "cover these)")
+        problems = "".join(f"<li>{escape(p)}</li>" for p in run.problems)
+        rows.append(
+            f'<tr><th scope="row">{escape(run.name)}</th>'
+            f'<td><code>{escape(info.get("model", ""))}</code></td>'
+            f"<td><code>{escape(info.get('data_dir', ''))}</code> / {escape(info.get('split', ''))}</td>"
+            f"<td>{escape(examples)}</td><td>{escape(settings)}"
+            f"{'' if threshold is None else f'; threshold={threshold:.4g}'}</td>"
+            f"<td>{escape(sgt_text)}</td><td>{escape(trunc) or '–'}</td>"
+            f"<td><code>{escape(run.path)}</code>"
+            f"{f'<ul class=problems>{problems}</ul>' if problems else ''}</td></tr>"
+        )
+    return (
+        '<table id="runs-table" class="runs"><thead><tr><th>Model</th><th>Model path</th>'
+        "<th>Data / split</th><th>Examples</th><th>Settings</th><th>SGT settings</th><th>Truncation</th>"
+        "<th>Folder</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _curve_series(runs: list[EvalRun], methods: list[str], kind: str) -> list[Series]:
+    series = []
+    for method in methods:
+        for run in runs:
+            curves = run.curves.get(method) or {}
+            if kind == "masked_accuracy":
+                part = curves.get("masked_accuracy") or {}
+                x, y = part.get("fractions"), part.get("accuracy")
+            else:
+                part = curves.get("aopc") or {}
+                x, y = part.get("thresholds"), part.get(kind)
+            if x and y and len(x) == len(y):
+                series.append(Series(run.name, method, [100 * float(v) for v in x], [float(v) for v in y]))
+    return series
+
+
+def plots(runs: list[EvalRun], methods: list[str]) -> dict[str, bytes]:
+    return {
+        "aopc_comprehensiveness": line_plot_png(
+            _curve_series(runs, methods, "comprehensiveness"),
+            "AOPC: comprehensiveness per bin (higher is better)",
+            "top-k% most salient words removed",
+            "drop in p(predicted class)",
+            note="Removing the words a faithful explanation ranks first should hurt the prediction most.",
+        ),
+        "aopc_sufficiency": line_plot_png(
+            _curve_series(runs, methods, "sufficiency"),
+            "AOPC: sufficiency per bin (lower is better)",
+            "top-k% most salient words kept (the rest removed)",
+            "drop in p(predicted class)",
+            note="Keeping only the words a faithful explanation ranks first should preserve the prediction.",
+        ),
+        "masked_accuracy": line_plot_png(
+            _curve_series(runs, methods, "masked_accuracy"),
+            "Accuracy as the most salient words are removed",
+            "top-k% most salient words removed",
+            "accuracy",
+            note="A faithful explanation makes accuracy fall fast; Random is the reference.",
+            ylim=(0.0, 1.02),
+        ),
+    }
+
+
+def shared_examples(runs: list[EvalRun], limit: int) -> list[str]:
+    """Annotation ids shown by every folder that has examples, in the first folder's order."""
+    with_examples = [run for run in runs if run.examples]
+    if not with_examples:
+        return []
+    common = set.intersection(*({ex.get("annotation_id") for ex in run.examples} for run in with_examples))
+    ordered = [
+        ex.get("annotation_id") for ex in with_examples[0].examples if ex.get("annotation_id") in common
+    ]
+    return list(dict.fromkeys(ordered))[:limit]
+
+
+def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods: list[str]) -> str:
+    records = {
+        run.name: next((ex for ex in run.examples if ex.get("annotation_id") == annotation_id), None)
+        for run in runs
+    }
+    first = next(rec for rec in records.values() if rec is not None)
+    predictions = []
+    for run in runs:
+        rec = records[run.name]
+        if rec is None:
+            continue
+        prediction = rec.get("prediction")
+        correct = prediction == rec.get("label")
+        predictions.append(
+            f'<span class="pred {"ok" if correct else "wrong"}">{escape(run.name)}: {escape(prediction)} '
+            f"{'✓' if correct else '✗'}</span>"
+        )
+    cells = []
+    for method in methods:
+        for run in runs:
+            rec = records[run.name]
+            title = f"{run.name} · {method}"
+            scores = (rec or {}).get("scores", {}).get(method)
+            words = (rec or {}).get("words") or []
+            if rec is None or scores is None or len(scores) != len(words):
+                reason = "not in this folder" if rec is None else "no scores for this method"
+                cells.append(
+                    f'<div class="cell missing"><div class="cell-title">{escape(title)}</div>'
+                    f"{escape(reason)}</div>"
+                )
+                continue
+            rationale = rec.get("rationale")
+            if rationale is not None and len(rationale) != len(words):
+                rationale = None
+            signed = any(float(s) < 0 for s in scores)
+            cells.append(
+                f'<div class="cell"><div class="cell-title">{escape(title)} '
+                f"{render_heatmap_legend(signed)}</div>"
+                f"{render_html_heatmap(words, scores, rationale, signed=signed)}</div>"
+            )
+    n_rationale = sum(1 for v in first.get("rationale") or [] if v)
+    return (
+        f'<section class="example" id="example-{index}" data-annotation-id="{escape(annotation_id)}">'
+        f'<h3>{escape(annotation_id)} <span class="gold">gold: {escape(first.get("label"))}</span> '
+        f'{" ".join(predictions)}'
+        f'</h3><p class="hint">{len(first.get("words") or [])} words, {n_rationale} in the human rationale '
+        "(underlined).</p>"
+        f'<div class="grid" style="grid-template-columns: repeat({len(runs)}, minmax(0, 1fr))">'
+        f'{"".join(cells)}</div>'
+        "</section>"
+    )
