@@ -45,6 +45,7 @@ from .eraser import load_split
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words, encode_words
 from .eraser.results import result_record, verify_results, write_results
 from .explainers import EXPLAINERS, get_explainer
+from .loading import load_classifier, match_label_order, model_label_names, resolve_device
 from .metrics import (
     DEFAULT_AOPC_THRESHOLDS,
     hard_rationale_from_scores,
@@ -57,6 +58,7 @@ from .metrics import (
     top_k_indices,
 )
 from .saliency import embedding_forward_kwargs
+from .sampling import seeded_subset
 from .validation import (
     UsageError,
     check_device,
@@ -263,29 +265,6 @@ class _Plan:
     slots: dict[tuple[str, int], int]
 
 
-def _resolve_device(device: str, state) -> torch.device:
-    if state is not None and state.num_processes > 1:
-        return state.device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _label_order(model_config, split_labels: Sequence[str], model_path: str) -> list[str]:
-    """The split's label names in the model's class order; an error when they cannot be matched."""
-    id2label = {int(k): v for k, v in (model_config.id2label or {}).items()}
-    names = [id2label.get(i, f"LABEL_{i}") for i in range(model_config.num_labels)]
-    if set(split_labels) <= set(names):  # a split may lack classes (all positive, say): the model's order holds
-        return names
-    if all(n == f"LABEL_{i}" for i, n in enumerate(names)) and len(names) == len(split_labels):
-        logger.warning("%s has no label names; assuming class i is the split's sorted label i: %s", model_path, sorted(split_labels))
-        return sorted(split_labels)
-    raise ValueError(
-        f"the model's labels {names} (config.id2label of {model_path}) do not match the split's labels "
-        f"{sorted(split_labels)}"
-    )
-
-
 class _Evaluator:
     """Holds the model, tokenizer and explainers of one run; ``run_batch`` does all work for a batch of examples."""
 
@@ -485,13 +464,12 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
     check_device(config.device)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available()) if distributed else None
-    device = _resolve_device(config.device, state)
+    device = resolve_device(config.device, state)
     is_main = state is None or state.is_main_process
-    from .training import load_classifier
 
     split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
     model, tokenizer, folder = load_classifier(config.model, device)
-    labels = _label_order(model.config, split.labels, config.model)
+    labels = match_label_order(model_label_names(model.config), split.labels, config.model)
     if list(split.labels) != labels:
         split = load_split(config.data_dir, config.split, labels=labels)
     if is_main:
@@ -549,15 +527,13 @@ def evaluate_rationales(config: EvaluationConfig, stats: dict[str, Any] | None =
 
 
 def _choose(total: int, limit: int | None, sample: str, seed: int) -> list[int]:
-    """Which annotations to evaluate, in file order: the first ``limit``, or a seeded random ``limit``.
-
-    ERASER files are often sorted by class (movies test: 100 NEG, then 99 POS), so a prefix can be one class.
-    """
+    """Which annotations to evaluate, in file order: the first ``limit``, or a seeded random ``limit``
+    (:func:`sgt_nlp.sampling.seeded_subset`; ERASER files are often sorted by class, so a prefix can be one)."""
     if not limit or limit >= total:
         return list(range(total))
     if sample == "first":
         return list(range(limit))
-    return sorted(np.random.default_rng(seed).choice(total, size=limit, replace=False).tolist())
+    return seeded_subset(total, limit, seed)
 
 
 def _mean_fraction(split, chosen: list[int]) -> float:
@@ -1026,7 +1002,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"plausibility (AUPRC, token and IOU F1) covers the {covered['with_rationale']} of {covered['examples']} "
                   "examples that have a human rationale; faithfulness covers all")
         if args.update_model_card and Path(config.model).is_dir():
-            from .training import add_evaluation_to_model_card
+            from .model_card import add_evaluation_to_model_card
 
             description = (f"`sgt-nlp evaluate` on `{config.data_dir}` ({config.split}, {run['examples']} examples), "
                            f"removal `{config.removal}`, max_length {config.max_length} ({config.truncation} truncation).")

@@ -26,7 +26,7 @@ def explain_texts(
 ) -> list[dict]:
     """Per text: the words the model saw (``truncation`` picks them when the text exceeds ``max_length``), the
     predicted label and its probability, and one score per seen word for the prediction."""
-    from .training import load_classifier
+    from .loading import load_classifier
 
     model, tokenizer, _ = load_classifier(model_path, torch.device(device))
     kwargs = {"aggregation": aggregation} if method in ("gradient", "smoothgrad") else {}

@@ -686,15 +686,10 @@ def load_eraser_inputs(
     often sorted by class: Movies' val split starts with 100 NEG reviews).
     """
     from .eraser import load_split, to_hf_dataset
+    from .loading import match_label_order
 
     loaded = load_split(data_dir, split)
-    if set(loaded.labels) <= set(label_names):  # a split may lack classes: the model's order holds
-        loaded = load_split(data_dir, split, labels=list(label_names))
-    elif all(n == f"LABEL_{i}" for i, n in enumerate(label_names)) and len(label_names) == len(loaded.labels):
-        logger.warning("the model has no label names; assuming class i is the split's sorted label i")
-        loaded = load_split(data_dir, split, labels=sorted(loaded.labels))
-    else:
-        raise ValueError(f"the model's labels {list(label_names)} do not match the split's {sorted(loaded.labels)}")
+    loaded = load_split(data_dir, split, labels=match_label_order(label_names, loaded.labels))
     rows = to_hf_dataset(loaded)
     if shuffle_seed is not None:
         rows = rows.shuffle(seed=shuffle_seed)
@@ -705,7 +700,7 @@ def load_eraser_inputs(
 
 def load_model(path: str, device: str = "cpu"):
     """Model and tokenizer from a folder (or 'minilm'), in eval mode, with right padding."""
-    from .training import load_classifier
+    from .loading import load_classifier
 
     model, tokenizer, _ = load_classifier(path, device)
     return model, tokenizer
@@ -829,9 +824,9 @@ def sanity_main(argv: list[str]) -> None:
     check_positive("--max_stages", args.max_stages)
     check_device(args.device)
     check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier sanity run?)")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from .loading import model_label_names, resolve_device
+
+    device = resolve_device(args.device)
     settings = {
         "integrated_gradients": {"n_steps": args.ig_steps},
         "smoothgrad": {"n_samples": args.smoothgrad_samples, "seed": args.seed},
@@ -839,8 +834,7 @@ def sanity_main(argv: list[str]) -> None:
     }
     specs = parse_methods(args.methods, settings)
     model, tokenizer = load_model(args.model, device)
-    id2label = {int(k): v for k, v in (model.config.id2label or {}).items()}
-    label_names = [id2label.get(i, f"LABEL_{i}") for i in range(model.config.num_labels)]
+    label_names = model_label_names(model.config)
     words, queries, labels = load_eraser_inputs(
         args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
     )

@@ -324,7 +324,8 @@ def test_lora_trains_adapters_and_head_only(tmp_path, family, saliency_pass):
 
 def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser_dir):
     pytest.importorskip("peft")
-    from sgt_nlp.training import load_classifier, main
+    from sgt_nlp.finetune import main
+    from sgt_nlp.loading import load_classifier
 
     base = save_family(tmp_path / "base", trained_looking(tiny.tiny_family_model("gpt2", seed=5)), "gpt2")
     out = tmp_path / "adapter"
@@ -422,7 +423,7 @@ def test_loaded_gpt2_tokenizer_encodes_split_words_like_running_text(tmp_path):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2TokenizerFast
 
-    from sgt_nlp.training import load_tokenizer
+    from sgt_nlp.loading import load_tokenizer
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=True)
     bpe.train_from_iterator(

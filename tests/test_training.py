@@ -12,7 +12,7 @@ import pytest
 import yaml
 from transformers import AutoModelForSequenceClassification
 
-from sgt_nlp.training import DataArguments, main, parse_args
+from sgt_nlp.finetune import DataArguments, main, parse_args
 from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_max_train_samples_draws_both_classes_in_file_order():
     """ERASER files are sorted by class: taking the first N rows would train on one class only."""
     from datasets import Dataset
 
-    from sgt_nlp.training import random_subset
+    from sgt_nlp.sampling import random_subset
 
     rows = Dataset.from_dict({"row": list(range(40)), "label": ["NEG"] * 20 + ["POS"] * 20})
     subset = random_subset(rows, 10, seed=0)
