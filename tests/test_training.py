@@ -137,8 +137,8 @@ def test_json_config_file(tmp_path, model_dir):
 
 
 def test_script_help_lists_sgt_options():
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_sgt.py"), "--help"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "sgt_nlp.finetune", "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
     assert done.returncode == 0
     for option in ("--sgt_mask_fraction", "--sgt_saliency_pass", "--data_dir", "--max_length", "--learning_rate"):
         assert option in done.stdout
