@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding
 
-import sgt_nlp.trainer as trainer_module
+import sgt_nlp.objective as objective_module
 from sgt_nlp import SaliencyGuidedTrainer, SaliencyGuidedTrainingArguments
 from sgt_nlp.eraser.align import align_words
 from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
@@ -127,13 +127,13 @@ def test_nothing_masked_gives_zero_kl_and_one_step_masks_only_words(tmp_path, mo
     trainer = make_trainer(tmp_path, family, model)
     tok = trainer.processing_class
     chosen = []
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         chosen.append(positions.clone())
         return real_apply(embeddings, positions, replacements)
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with padding_side(tok, side):
         batch_ids = next(iter(trainer.get_train_dataloader()))["input_ids"]

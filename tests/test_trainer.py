@@ -16,7 +16,7 @@ from transformers import (
     TrainingArguments,
 )
 
-import sgt_nlp.trainer as trainer_module
+import sgt_nlp.objective as objective_module
 from sgt_nlp import SaliencyGuidedTrainer, SaliencyGuidedTrainingArguments
 from sgt_nlp.masking import maskable_positions, special_ids_of, tokens_to_mask_per_sequence
 from sgt_nlp.saliency import aggregate_token_saliency, embedding_gradients
@@ -68,13 +68,13 @@ def one_batch(trainer):
 def masked_positions_of_a_training_step(trainer, monkeypatch) -> tuple[dict, torch.Tensor]:
     """One training-mode compute_loss on a batch; returns the batch and the positions handed to apply_mask."""
     captured = {}
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         captured["positions"] = positions.clone()
         return real_apply(embeddings, positions, replacements)
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     batch = one_batch(trainer)
     trainer.model.train()
     trainer.compute_loss(trainer.model, dict(batch))
@@ -173,13 +173,13 @@ def test_saliency_selection_counts_its_forwards_and_gradients(tmp_path, monkeypa
 def test_random_selection_masks_k_real_tokens_reproducibly(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, sgt_mask_selection="random", sgt_mask_fraction=0.4)
     captured = []
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         captured.append(positions.clone())
         return real_apply(embeddings, positions, replacements)
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     batch = one_batch(trainer)
     trainer.model.train()
     for _ in range(3):
@@ -197,14 +197,14 @@ def test_random_selection_masks_k_real_tokens_reproducibly(tmp_path, monkeypatch
 def test_loss_is_task_loss_plus_weighted_kl_by_hand(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, sgt_kl_weight=0.7, sgt_mask_strategy="random_token")
     captured = {}
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         out = real_apply(embeddings, positions, replacements)
         captured["masked"] = out.clone()
         return out
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     batch = one_batch(trainer)
     model = trainer.model.train()
     loss = trainer.compute_loss(model, dict(batch))
@@ -285,7 +285,7 @@ def test_fraction_zero_evaluates_like_the_plain_trainer(tmp_path, monkeypatch):
     sgt = make_trainer(tmp_path / "b", sgt_mask_fraction=0.0)
     forwards = []
     sgt.model.register_forward_hook(lambda module, args, output: forwards.append(1))
-    monkeypatch.setattr(SaliencyGuidedTrainer, "_saliency_in_eval_mode", lambda *a, **k: pytest.fail("saliency pass"))
+    monkeypatch.setattr(objective_module, "eval_mode_saliency", lambda *a, **k: pytest.fail("saliency pass"))
     expected, metrics = plain.evaluate(), sgt.evaluate()
     assert "eval_masked_accuracy" not in metrics and "eval_kl_loss" not in metrics
     assert metrics["eval_loss"] == expected["eval_loss"]
@@ -362,7 +362,7 @@ def test_bf16_trains_with_finite_loss(tmp_path):
 def test_degenerate_saliency_is_replaced_and_counted(tmp_path, monkeypatch):
     """fp16 underflow gives all-zero or non-finite gradients: those rows are masked at random and counted."""
     trainer = make_trainer(tmp_path)
-    real_aggregate = trainer_module.aggregate_token_saliency
+    real_aggregate = objective_module.aggregate_token_saliency
 
     def underflowing(grads, embeddings, aggregation):
         scores = real_aggregate(grads, embeddings, aggregation)
@@ -370,7 +370,7 @@ def test_degenerate_saliency_is_replaced_and_counted(tmp_path, monkeypatch):
         scores[1] = float("nan")
         return scores
 
-    monkeypatch.setattr(trainer_module, "aggregate_token_saliency", underflowing)
+    monkeypatch.setattr(objective_module, "aggregate_token_saliency", underflowing)
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert all(h["sgt_degenerate_saliency"] == 2 for h in logs)
