@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sgt_nlp.eraser.data import Annotation, Document, parse_json_line
+from sgt_nlp.eraser.data import parse_json_line
+from sgt_nlp.eraser.records import Annotation, Document
 
 SCORE_FIELDS: tuple[str, ...] = (
     "classification_scores",
