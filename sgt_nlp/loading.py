@@ -1,8 +1,8 @@
-"""Loading a classifier folder: the model path ('minilm' or a local folder), the tokenizer, full or LoRA-adapter
-weights, the device (``auto``) and the model's label names matched to a data split's.
+"""Loading a classifier folder: the model path ('minilm' or a local folder), the tokenizer, full or
+LoRA-adapter weights, the device (``auto``) and the model's label names matched to a data split's.
 
-Every command that reads a trained model (evaluate, sanity, explain, the experiment runner) loads it here, so that
-a model is read the same way wherever it is evaluated.
+Every command that reads a trained model (evaluate, sanity, explain, the experiment runner) loads it here, so
+that a model is read the same way wherever it is evaluated.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ def resolve_model_path(name_or_path: str) -> str:
 def resolve_device(device: str, state: Any = None):
     """The ``torch.device`` a command runs on.
 
-    ``auto`` is CUDA when a GPU is visible, else the CPU; any other name (``cpu``, ``cuda``, ``cuda:1``, ``mps``)
-    is taken as it is. Under several processes (an ``accelerate`` ``PartialState`` with ``num_processes > 1``)
-    each process uses the device the launcher gave it, whatever ``device`` says.
+    ``auto`` is CUDA when a GPU is visible, else the CPU; any other name (``cpu``, ``cuda``, ``cuda:1``,
+    ``mps``) is taken as it is. Under several processes (an ``accelerate`` ``PartialState`` with
+    ``num_processes > 1``) each process uses the device the launcher gave it, whatever ``device`` says.
     """
     import torch
 
@@ -70,8 +70,11 @@ def load_tokenizer(folder: str):
         # the previous one, unlike the same word in running text
         tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
         if _byte_level_without_prefix_space(tokenizer):
-            logger.warning("%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words "
-                           "will differ from running text", folder)
+            logger.warning(
+                "%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words "
+                "will differ from running text",
+                folder,
+            )
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship without one
@@ -133,7 +136,9 @@ def load_adapter_classifier(folder: str | Path):
         raise ValueError(f"{folder}: an adapter folder needs the classifier's config.json (labels)")
     config = AutoConfig.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base_path, config=config, ignore_mismatched_sizes=True  # the head comes from the adapter
+        base_path,
+        config=config,
+        ignore_mismatched_sizes=True,  # the head comes from the adapter
     )
     return peft.PeftModel.from_pretrained(model, str(folder))
 
@@ -157,16 +162,18 @@ def load_classifier(name_or_path: str, device: Any = "cpu"):
     return model.to(device).eval(), load_tokenizer(folder), folder
 
 
-# ---- label order ----------------------------------------------------------------------------------------------
+# ---- label order -------------------------------------------------------------------------------------------
 
 
 def model_label_names(config: Any) -> list[str]:
-    """The model's class names in class-id order (``config.id2label``; ``LABEL_i`` where a name is missing)."""
+    """The model's class names in class-id order (``config.id2label``; ``LABEL_i`` for a missing name)."""
     id2label = {int(k): v for k, v in (config.id2label or {}).items()}
     return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
 
 
-def match_label_order(model_labels: Sequence[str], split_labels: Sequence[str], source: str = "the model") -> list[str]:
+def match_label_order(
+    model_labels: Sequence[str], split_labels: Sequence[str], source: str = "the model"
+) -> list[str]:
     """A data split's label names in the model's class order (position = class id).
 
     The model's own names hold whenever they cover the split's labels (a split may lack a class: a test set
@@ -178,8 +185,11 @@ def match_label_order(model_labels: Sequence[str], split_labels: Sequence[str], 
     if set(split_labels) <= set(names):
         return names
     if all(n == f"LABEL_{i}" for i, n in enumerate(names)) and len(names) == len(split_labels):
-        logger.warning("%s has no label names; assuming class i is the split's sorted label i: %s",
-                       source, sorted(split_labels))
+        logger.warning(
+            "%s has no label names; assuming class i is the split's sorted label i: %s",
+            source,
+            sorted(split_labels),
+        )
         return sorted(split_labels)
     raise ValueError(
         f"the model's labels {names} (config.id2label of {source}) do not match the split's labels "

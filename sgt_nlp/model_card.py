@@ -22,7 +22,9 @@ def write_model_card(
     evaluation_table: str | None = None,
 ) -> Path:
     """A Hugging Face model card (README.md with YAML front matter) recording how the model was trained."""
-    trained_with = "saliency-guided training" if sgt_settings.get("sgt_mask_fraction", 0) > 0 else "plain fine-tuning"
+    trained_with = (
+        "saliency-guided training" if sgt_settings.get("sgt_mask_fraction", 0) > 0 else "plain fine-tuning"
+    )
     lines = [
         "---",
         f"library_name: {'peft' if 'lora_r' in sgt_settings else 'transformers'}",
@@ -35,7 +37,8 @@ def write_model_card(
         "",
         f"# Text classifier trained with sgt_nlp ({trained_with})",
         "",
-        f"Base model: `{base_model}`. Data: {data_description}. Labels: {', '.join(f'`{x}`' for x in labels)}.",
+        f"Base model: `{base_model}`. Data: {data_description}. "
+        f"Labels: {', '.join(f'`{x}`' for x in labels)}.",
         "",
         "## Saliency Guided Training settings",
         "",
@@ -47,7 +50,9 @@ def write_model_card(
     for title, metrics in (("Training", train_metrics), ("Validation", eval_metrics)):
         if metrics:
             lines += [f"## {title} metrics", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
+            lines += [
+                f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
+            ]
             lines.append("")
     if evaluation_table:
         lines += [EVALUATION_HEADING, "", evaluation_table.strip(), ""]
@@ -55,8 +60,8 @@ def write_model_card(
         "## How it was trained",
         "",
         "With `sgt_nlp.SaliencyGuidedTrainer` (Ismail, Corrada Bravo & Feizi, NeurIPS 2021): each step the "
-        "lowest-saliency real tokens are masked in embedding space and KL(p(x) || p(masked x)) is added to the "
-        "task loss. With `sgt_mask_fraction = 0` this is plain fine-tuning.",
+        "lowest-saliency real tokens are masked in embedding space and KL(p(x) || p(masked x)) is added to "
+        "the task loss. With `sgt_mask_fraction = 0` this is plain fine-tuning.",
         "",
     ]
     if "lora_r" in sgt_settings:

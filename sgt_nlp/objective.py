@@ -80,7 +80,9 @@ def prepare_batch(
     input_ids = inputs["input_ids"]
     model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
     forward_kwargs = embedding_forward_kwargs(model, model_inputs)
-    forward_kwargs.update({k: v for k, v in model_inputs.items() if k not in forward_kwargs and k != "input_ids"})
+    forward_kwargs.update(
+        {k: v for k, v in model_inputs.items() if k not in forward_kwargs and k != "input_ids"}
+    )
     if "position_ids" in forward_kwargs:  # the clean forward numbers positions as the masked one does
         model_inputs["position_ids"] = forward_kwargs["position_ids"]
     candidates = maskable_positions(input_ids, inputs.get("attention_mask"), special_ids, special_tokens_mask)
@@ -105,8 +107,12 @@ def eval_mode_saliency(
     detached leaf copy of ``embeddings``; ``target`` is ``label`` (gold) or ``prediction``."""
     with evaluation_mode(model):
         grads, _, logits = embedding_gradients(
-            model, {"input_ids": batch.input_ids}, batch.labels if target == "label" else None, output,
-            embeddings=embeddings, forward_kwargs=batch.forward_kwargs,
+            model,
+            {"input_ids": batch.input_ids},
+            batch.labels if target == "label" else None,
+            output,
+            embeddings=embeddings,
+            forward_kwargs=batch.forward_kwargs,
         )
     return grads, logits
 
@@ -123,7 +129,11 @@ def reused_saliency(
 
 
 def clean_pass(
-    model: nn.Module, unwrapped: nn.Module, batch: SGTBatch, args: SaliencyGuidedTrainingArguments, training: bool
+    model: nn.Module,
+    unwrapped: nn.Module,
+    batch: SGTBatch,
+    args: SaliencyGuidedTrainingArguments,
+    training: bool,
 ) -> CleanPass:
     """The clean forward and the saliency it needs.
 
@@ -138,7 +148,9 @@ def clean_pass(
     if not training:
         word_embeddings = embedding(batch.input_ids).detach()
         if not needs_saliency:
-            logits = forward_from_embeddings(unwrapped, word_embeddings, batch.forward_kwargs, batch.input_ids)
+            logits = forward_from_embeddings(
+                unwrapped, word_embeddings, batch.forward_kwargs, batch.input_ids
+            )
             return CleanPass(logits.detach(), word_embeddings, None)
         grads, logits = eval_mode_saliency(unwrapped, word_embeddings, batch, target, output)
         return CleanPass(logits, word_embeddings, grads)
@@ -147,7 +159,9 @@ def clean_pass(
         with torch.no_grad():
             leaf_source = embedding(batch.input_ids)
         grads, _ = eval_mode_saliency(unwrapped, leaf_source, batch, target, output)
-    logits, word_embeddings = forward_capturing_embeddings(model, embedding, batch.model_inputs, batch.input_ids)
+    logits, word_embeddings = forward_capturing_embeddings(
+        model, embedding, batch.model_inputs, batch.input_ids
+    )
     if needs_saliency and args.sgt_saliency_pass == "reuse":
         grads = reused_saliency(logits, word_embeddings, batch.labels, target, output)
     return CleanPass(logits, word_embeddings, grads)
@@ -253,8 +267,8 @@ def mask_embeddings(
     candidates: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """``embeddings`` with the ``positions`` replaced by ``strategy``'s embeddings (a random non-special token,
-    the mask token, zeros, or a per-dimension uniform draw)."""
+    """``embeddings`` with the ``positions`` replaced by ``strategy``'s embeddings (a random non-special
+    token, the mask token, zeros, or a per-dimension uniform draw)."""
     replacements = replacement_embeddings(
         strategy,
         embeddings,
@@ -290,7 +304,9 @@ def sgt_loss(
     task_loss = F.cross_entropy(logits.float(), labels.view(-1))
     log_p = F.log_softmax(logits.float(), dim=-1)
     log_q = F.log_softmax(masked_logits.float(), dim=-1)
-    kl = F.kl_div(log_q, log_p.detach() if detach_kl_target else log_p, log_target=True, reduction="batchmean")
+    kl = F.kl_div(
+        log_q, log_p.detach() if detach_kl_target else log_p, log_target=True, reduction="batchmean"
+    )
     return task_loss + kl_weight * kl, task_loss, kl
 
 

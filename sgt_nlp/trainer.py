@@ -62,7 +62,8 @@ class SaliencyGuidedTrainer(Trainer):
         check_model(self.model, self.processing_class, self.args)
         self._special_ids = special_ids_of(self.processing_class, self.model.config)
         check_datasets(
-            {"train_dataset": self.train_dataset, "eval_dataset": self.eval_dataset}, self.model.config.num_labels
+            {"train_dataset": self.train_dataset, "eval_dataset": self.eval_dataset},
+            self.model.config.num_labels,
         )
 
     # ---- the loss ------------------------------------------------------------------------------------
@@ -83,7 +84,8 @@ class SaliencyGuidedTrainer(Trainer):
         return torch.Generator().manual_seed(seed)
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
-        # Every evaluation draws the same replacement tokens, so eval_masked_accuracy compares across evaluations.
+        # Every evaluation draws the same replacement tokens, so eval_masked_accuracy compares across
+        # evaluations.
         self._eval_calls = 0
         return super().evaluate(*args, **kwargs)
 
@@ -117,13 +119,21 @@ class SaliencyGuidedTrainer(Trainer):
             args.sgt_mask_selection, scores, batch.candidates, args.sgt_mask_fraction, generator
         )
         masked = objective.mask_embeddings(
-            args.sgt_mask_strategy, clean.embeddings, positions, word_embedding_layer(unwrapped),
-            mask_token_id=getattr(self.processing_class, "mask_token_id", None), special_ids=self._special_ids,
-            candidates=batch.candidates, generator=generator,
+            args.sgt_mask_strategy,
+            clean.embeddings,
+            positions,
+            word_embedding_layer(unwrapped),
+            mask_token_id=getattr(self.processing_class, "mask_token_id", None),
+            special_ids=self._special_ids,
+            candidates=batch.candidates,
+            generator=generator,
         )
-        # The masked forward must not open a second DDP forward (DDP would then see the word embedding table as
-        # unused and mark it ready twice); FSDP, whose parameters only exist inside the wrapper, needs the wrapper.
-        masked_logits = objective.masked_forward(model if self.is_fsdp_enabled else unwrapped, masked, batch, training)
+        # The masked forward must not open a second DDP forward (DDP would then see the word embedding table
+        # as unused and mark it ready twice); FSDP, whose parameters only exist inside the wrapper, needs the
+        # wrapper.
+        masked_logits = objective.masked_forward(
+            model if self.is_fsdp_enabled else unwrapped, masked, batch, training
+        )
         loss, task_loss, kl = objective.sgt_loss(
             clean.logits, masked_logits, batch.labels, args.sgt_kl_weight, args.sgt_detach_kl_target
         )
@@ -159,7 +169,8 @@ class SaliencyGuidedTrainer(Trainer):
             self._metrics[mode][name].append(float(value))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        # Evaluation logs carry "<prefix>_runtime" (eval_runtime, test_runtime, ...); training step logs carry "loss".
+        # Evaluation logs carry "<prefix>_runtime" (eval_runtime, test_runtime, ...); training step logs carry
+        # "loss".
         prefix = next(
             (k[: -len("runtime")] for k in logs if k.endswith("_runtime") and k != "train_runtime"), None
         )

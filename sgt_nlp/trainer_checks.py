@@ -59,18 +59,19 @@ def check_model(model: nn.Module, processing_class: Any, args: Any) -> None:
     if args.sgt_saliency_aggregation == "signed_mean":
         logger.warning(
             "sgt_saliency_aggregation='signed_mean' is ~0 for every token of BERT-family models: the word "
-            "embedding enters a LayerNorm, whose input gradient has zero mean over dimensions, so the ranking "
-            "is rounding noise (near-random masking). Prefer 'l2' (magnitude) or 'grad_x_input'."
+            "embedding enters a LayerNorm, whose input gradient has zero mean over dimensions, so the "
+            "ranking is rounding noise (near-random masking). Prefer 'l2' (magnitude) or 'grad_x_input'."
         )
     if processing_class is None:
         logger.warning(
             "No processing_class (tokenizer) given: special tokens are taken from the model config "
-            "(pad/bos/eos/sep/cls ids); pass the tokenizer so that every special token is excluded from masking"
+            "(pad/bos/eos/sep/cls ids); pass the tokenizer so that every special token is excluded from "
+            "masking"
         )
 
 
 def check_datasets(datasets: dict[str, Any], num_labels: int) -> None:
-    """:func:`check_dataset` on each named dataset (a dict of splits is checked split by split; None skipped)."""
+    """:func:`check_dataset` on each named dataset (a dict of splits split by split; None is skipped)."""
     for name, dataset in datasets.items():
         if isinstance(dataset, dict):
             for key, split in dataset.items():
@@ -90,17 +91,20 @@ def check_dataset(dataset: Any, name: str, num_labels: int) -> None:
     label_column = next((c for c in LABEL_COLUMNS if c in columns), None)
     if label_column is None:
         raise ValueError(
-            f"{name} has no label column (looked for {', '.join(LABEL_COLUMNS)}; found {', '.join(columns)}). "
+            f"{name} has no label column (looked for {', '.join(LABEL_COLUMNS)}; "
+            f"found {', '.join(columns)}). "
             "SGT needs gold labels: its saliency target and task loss are the label's."
         )
-    values = dataset[label_column] if hasattr(dataset, "column_names") else [row[label_column] for row in dataset]
+    values = (
+        dataset[label_column] if hasattr(dataset, "column_names") else [row[label_column] for row in dataset]
+    )
     values = list(values)
     not_ids = [i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
     if not_ids:
         row = not_ids[0]
         raise ValueError(
-            f"{name} row {row}: {label_column}={values[row]!r} is not a class id; map label names to integers "
-            f"0..num_labels-1 first ({len(not_ids)} such rows)"
+            f"{name} row {row}: {label_column}={values[row]!r} is not a class id; map label names to "
+            f"integers 0..num_labels-1 first ({len(not_ids)} such rows)"
         )
     labels = torch.as_tensor(values)
     bad = ((labels < 0) | (labels >= num_labels)).nonzero().flatten()

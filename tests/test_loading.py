@@ -37,7 +37,9 @@ def test_label_order_follows_the_model(caplog):
     with caplog.at_level(logging.WARNING):
         assert match_label_order(["LABEL_0", "LABEL_1"], ("pos", "neg"), "m") == ["neg", "pos"]
     assert "m has no label names" in caplog.text
-    with pytest.raises(ValueError, match=r"\(config.id2label of m\) do not match the split's labels \['x', 'y'\]"):
+    with pytest.raises(
+        ValueError, match=r"\(config.id2label of m\) do not match the split's labels \['x', 'y'\]"
+    ):
         match_label_order(["a", "b"], ("y", "x"), "m")
     with pytest.raises(ValueError, match="do not match"):
         match_label_order(["LABEL_0", "LABEL_1", "LABEL_2"], ("a", "b"))

@@ -1,4 +1,4 @@
-"""The steps of the SGT objective (sgt_nlp.objective), each without a Trainer, against hand-computed values."""
+"""The steps of the SGT objective (sgt_nlp.objective), each without a Trainer, against values by hand."""
 
 from __future__ import annotations
 
@@ -45,8 +45,15 @@ def test_detached_kl_target_sends_no_gradient_to_the_clean_logits(detach):
 def test_degenerate_rows_are_counted_and_ranked_at_random():
     scores = torch.tensor([[0.0, 0.0, 0.0], [1.0, float("nan"), 2.0], [0.3, 0.1, 0.2], [0.0, 0.0, 0.0]])
     candidates = torch.tensor([[True, True, False], [True, True, True], [True, True, True], [False] * 3])
-    fixed, degenerate = objective.replace_degenerate_scores(scores, candidates, torch.Generator().manual_seed(0))
-    assert degenerate.tolist() == [True, True, False, False]  # the last row has nothing to mask: not degenerate
+    fixed, degenerate = objective.replace_degenerate_scores(
+        scores, candidates, torch.Generator().manual_seed(0)
+    )
+    assert degenerate.tolist() == [
+        True,
+        True,
+        False,
+        False,
+    ]  # the last row has nothing to mask: not degenerate
     assert torch.equal(fixed[2], scores[2]) and torch.isfinite(fixed).all()
     assert fixed[0].abs().sum() > 0 and ((fixed[:2] >= 0) & (fixed[:2] < 1)).all()
     none, zeros = objective.saliency_scores(None, torch.zeros(4, 3, 2), "l2", candidates, torch.Generator())
@@ -63,7 +70,9 @@ def test_saliency_scores_aggregate_the_gradient_per_token():
 
 def test_choose_mask_takes_floor_fraction_of_the_lowest_real_tokens():
     scores = torch.tensor([[5.0, 1.0, 4.0, 2.0, 3.0, 0.0], [9.0, 3.0, 1.0, 2.0, 0.0, 0.0]])
-    candidates = torch.tensor([[False, True, True, True, True, False], [False, True, True, True, False, False]])
+    candidates = torch.tensor(
+        [[False, True, True, True, True, False], [False, True, True, True, False, False]]
+    )
     k, positions = objective.choose_mask("saliency", scores, candidates, 0.5, torch.Generator())
     assert k.tolist() == [2, 1]
     assert positions.nonzero().tolist() == [[0, 1], [0, 3], [1, 2]]
@@ -77,19 +86,38 @@ def test_step_values_count_masked_maskable_and_correct():
     k = torch.tensor([2, 0])
     degenerate = torch.tensor([False, True])
     values = objective.step_values(torch.tensor(0.5), torch.tensor(0.1), positions, candidates, k, degenerate)
-    counts = {name: int(values[name]) for name in
-              ("_masked_tokens", "_maskable_tokens", "sgt_unmasked_sequences", "sgt_degenerate_saliency")}
-    assert counts == {"_masked_tokens": 2, "_maskable_tokens": 4, "sgt_unmasked_sequences": 1,
-                      "sgt_degenerate_saliency": 1}
+    counts = {
+        name: int(values[name])
+        for name in (
+            "_masked_tokens",
+            "_maskable_tokens",
+            "sgt_unmasked_sequences",
+            "sgt_degenerate_saliency",
+        )
+    }
+    assert counts == {
+        "_masked_tokens": 2,
+        "_maskable_tokens": 4,
+        "sgt_unmasked_sequences": 1,
+        "sgt_degenerate_saliency": 1,
+    }
     assert "_correct" not in values
     masked_logits = torch.tensor([[0.0, 1.0], [2.0, 1.0]])
-    evaluated = objective.step_values(torch.tensor(0.5), torch.tensor(0.1), positions, candidates, k, degenerate,
-                                      masked_logits, torch.tensor([1, 1]))
+    evaluated = objective.step_values(
+        torch.tensor(0.5),
+        torch.tensor(0.1),
+        positions,
+        candidates,
+        k,
+        degenerate,
+        masked_logits,
+        torch.tensor([1, 1]),
+    )
     assert int(evaluated["_correct"]) == 1 and int(evaluated["_seen"]) == 2
 
 
 class _Linear(nn.Module):
-    """logits = sum over tokens of embedding @ W: the embedding gradient of class c is W[:, c] at every token."""
+    """logits = sum over tokens of embedding @ W: the embedding gradient of class c is W[:, c] everywhere."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,16 +1,16 @@
-"""Read ERASER dataset folders into the dataclasses of :mod:`sgt_nlp.eraser.records`, validating everything the
-official scorer relies on.
+"""Read ERASER dataset folders into the dataclasses of :mod:`sgt_nlp.eraser.records`, validating everything
+the official scorer relies on.
 
 Layout (the conventions of ERASER's ``rationale_benchmark/utils.py``): ``<dir>/{split}.jsonl`` holds one
-annotation per line; documents live either in ``<dir>/docs/<docid>`` (one sentence per line, tokens separated by
-spaces; empty lines and empty tokens dropped) or in ``<dir>/docs.jsonl`` (``{"docid", "document"}``, split on
-``\\n`` then on ``" "`` with no filtering). Token offsets index the flattened document.
+annotation per line; documents live either in ``<dir>/docs/<docid>`` (one sentence per line, tokens separated
+by spaces; empty lines and empty tokens dropped) or in ``<dir>/docs.jsonl`` (``{"docid", "document"}``, split
+on ``\\n`` then on ``" "`` with no filtering). Token offsets index the flattened document.
 
-Upstream quirks are handled, never silently: empty spans (``start_token == end_token``) are skipped and counted,
-annotations without evidence are kept and listed, sentence index ``-1`` is accepted and counted, ``docids: null``
-is filled from the evidences (or the annotation-id prefix before ``:``). Everything skipped lands in a
-:class:`LoadReport`. Real errors (missing document, offset past the end, duplicate id, unknown label, malformed
-record) raise :class:`ERASERDataError` naming the file, the line and the field.
+Upstream quirks are handled, never silently: empty spans (``start_token == end_token``) are skipped and
+counted, annotations without evidence are kept and listed, sentence index ``-1`` is accepted and counted,
+``docids: null`` is filled from the evidences (or the annotation-id prefix before ``:``). Everything skipped
+lands in a :class:`LoadReport`. Real errors (missing document, offset past the end, duplicate id, unknown
+label, malformed record) raise :class:`ERASERDataError` naming the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sgt_nlp.eraser.records import Annotation, Document, ERASERDataError, ERASERSplit, Evidence, LoadReport
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # documents
 
 
@@ -70,7 +70,7 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
     return documents
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # annotations
 
 
@@ -84,7 +84,10 @@ def read_utf8(path: Path) -> str:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line_no = data.count(b"\n", 0, exc.start) + 1
         raise ERASERDataError(
-            path, line_no, None, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}"
+            path,
+            line_no,
+            None,
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}",
         ) from None
 
 
@@ -138,8 +141,9 @@ def read_annotations(
 ) -> list[Annotation]:
     """Parse and structurally validate ``{split}.jsonl`` (documents are checked by :func:`load_split`).
 
-    Checks: valid JSON objects, ``annotation_id`` present and unique, ``classification`` a string in ``labels``
-    (when given), evidences a list of lists of well-formed spans. Empty spans are skipped and counted in ``report``.
+    Checks: valid JSON objects, ``annotation_id`` present and unique, ``classification`` a string in
+    ``labels`` (when given), evidences a list of lists of well-formed spans. Empty spans are skipped and
+    counted in ``report``.
     """
     path = Path(path)
     if not path.is_file():
@@ -249,7 +253,10 @@ def _check_against_documents(
                 raise ERASERDataError(path, ann.line, f"docids[{j}]", f"document {docid!r} does not exist")
             if len(documents[docid]) == 0:
                 raise ERASERDataError(
-                    path, ann.line, f"docids[{j}]", f"document {docid!r} has no tokens: nothing to classify or explain"
+                    path,
+                    ann.line,
+                    f"docids[{j}]",
+                    f"document {docid!r} has no tokens: nothing to classify or explain",
                 )
         for ev in ann.all_evidences:
             where = "evidences[{}][{}]".format(*ev.source_index)
@@ -260,9 +267,11 @@ def _check_against_documents(
                 )
             if ev.docid not in ann.docids:
                 raise ERASERDataError(
-                    path, ann.line, f"{where}.docid",
-                    f"document {ev.docid!r} is not in the annotation's docids {list(ann.docids)}: the model never "
-                    "sees this rationale",
+                    path,
+                    ann.line,
+                    f"{where}.docid",
+                    f"document {ev.docid!r} is not in the annotation's docids {list(ann.docids)}: the model "
+                    "never sees this rationale",
                 )
             if ev.end_token > len(doc):
                 raise ERASERDataError(
@@ -312,4 +321,3 @@ def _parse_doc_file(path: Path) -> Document:
 def _read_doc_if_exists(docs_dir: Path, docid: str) -> Document | None:
     path = docs_dir / docid
     return _parse_doc_file(path) if path.is_file() else None
-

@@ -21,12 +21,13 @@ def to_hf_dataset(split: ERASERSplit, query_mode: str = "pair", separator: str =
     """A ``datasets.Dataset`` with one row per annotation, in file order, scored on whitespace words.
 
     ``words`` starts with the words of the annotation's documents (``docids`` order, concatenated; ERASER
-    baselines put the documents first). ``query_mode="pair"`` (default) keeps the query out of ``words`` and in
-    ``query_words`` so a tokenizer encodes ``(words, query_words)`` as a text pair and truncation can cut the
-    document only (see :func:`sgt_nlp.eraser.align.align_words`). ``query_mode="append"`` gives the flat input
-    ``doc words + [separator] + query words`` (separator omitted when the query is empty). ``rationale_mask`` and
-    ``is_document_word`` have one 0/1 entry per word of ``words``; the first ``sum(doc_lengths)`` words are the
-    documents, and ``doc_lengths`` splits them back into per-document scores for the results file.
+    baselines put the documents first). ``query_mode="pair"`` (default) keeps the query out of ``words`` and
+    in ``query_words`` so a tokenizer encodes ``(words, query_words)`` as a text pair and truncation can cut
+    the document only (see :func:`sgt_nlp.eraser.align.align_words`). ``query_mode="append"`` gives the flat
+    input ``doc words + [separator] + query words`` (separator omitted when the query is empty).
+    ``rationale_mask`` and ``is_document_word`` have one 0/1 entry per word of ``words``; the first
+    ``sum(doc_lengths)`` words are the documents, and ``doc_lengths`` splits them back into per-document
+    scores for the results file.
     """
     import datasets
 

@@ -1,8 +1,8 @@
 """The ERASER data model: an annotation (its evidence spans and label), a document, a loaded split, the report
 of what loading kept, skipped and repaired, and the error that names a file, line and field.
 
-Token offsets index the flattened document (its sentences concatenated); evidence groups are each sufficient on
-their own (ERASER's convention), and an annotation's ``docids`` say which documents the model reads.
+Token offsets index the flattened document (its sentences concatenated); evidence groups are each sufficient
+on their own (ERASER's convention), and an annotation's ``docids`` say which documents the model reads.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Evidence:
     text: str = ""
     start_sentence: int = -1
     end_sentence: int = -1
-    #: (group, position) in the source line, so errors name the field as written even after empty spans are dropped
+    #: (group, position) in the source line, so errors name the field as written even after empty spans
+    #: are dropped
     source_index: tuple[int, int] = field(default=(-1, -1), compare=False, repr=False)
 
     def __len__(self) -> int:
@@ -73,9 +74,10 @@ class Document:
 class Annotation:
     """One line of ``{split}.jsonl``.
 
-    ``evidences`` are evidence *groups* (each sufficient on its own, possibly spanning documents), with empty spans
-    already removed and groups left empty by that removal dropped. ``docids`` is never empty: it comes from the
-    record, else from the evidences (first-appearance order), else from the annotation-id prefix before ``:``.
+    ``evidences`` are evidence *groups* (each sufficient on its own, possibly spanning documents), with empty
+    spans already removed and groups left empty by that removal dropped. ``docids`` is never empty: it comes
+    from the record, else from the evidences (first-appearance order), else from the annotation-id prefix
+    before ``:``.
     """
 
     annotation_id: str
@@ -85,8 +87,9 @@ class Annotation:
     docids: tuple[str, ...]
     query_type: str | None = None
     line: int = 0
-    #: the empty spans (``start_token == end_token``) left out of ``evidences``; the official scorer still counts
-    #: them as gold spans that no prediction can match, so span-level recall keeps them (see ``gold_spans``)
+    #: the empty spans (``start_token == end_token``) left out of ``evidences``; the official scorer still
+    #: counts them as gold spans that no prediction can match, so span-level recall keeps them (see
+    #: ``gold_spans``)
     empty_evidences: tuple[Evidence, ...] = ()
 
     @property
@@ -96,7 +99,7 @@ class Annotation:
 
     @property
     def evidence_docids(self) -> tuple[str, ...]:
-        """Docids that carry at least one span, in first-appearance order (the docids results files may list)."""
+        """Docids that carry at least one span, in first-appearance order (those a results file may list)."""
         return tuple(dict.fromkeys(ev.docid for ev in self.all_evidences))
 
     def rationale_mask(self, document: Document) -> np.ndarray:
@@ -169,4 +172,3 @@ class ERASERSplit:
     def mean_rationale_fraction(self) -> float:
         """Mean of :meth:`rationale_fractions`: the default comprehensiveness/sufficiency threshold."""
         return float(self.rationale_fractions().mean()) if self.annotations else 0.0
-
