@@ -78,7 +78,7 @@ def kl_with_nothing_masked(trainer, model, batch) -> tuple[float, float]:
     return metrics["kl_loss"][-1], metrics["_masked_tokens"][-1]
 
 
-# ---- the embeddings forward reads the token the input_ids forward reads ------------------------------------------
+# ---- the embeddings forward reads the token the input_ids forward reads ------------------------------------
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -110,7 +110,7 @@ def test_decoder_predictions_do_not_depend_on_padding_side(family):
     torch.testing.assert_close(logits["left"], logits["right"], rtol=1e-4, atol=1e-5)
 
 
-# ---- one SGT step per family ---------------------------------------------------------------------------------------
+# ---- one SGT step per family -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -169,7 +169,7 @@ def test_scaled_embeddings_give_replacements_through_the_layer():
     assert not torch.allclose(replaced[0, 1], layer.weight[9])  # Gemma scales rows by sqrt(hidden)
 
 
-# ---- explanations and evaluation -----------------------------------------------------------------------------------
+# ---- explanations and evaluation ---------------------------------------------------------------------------
 
 EXPLAINER_SETTINGS = {
     "gradient": {"aggregation": "l2"},
@@ -193,7 +193,8 @@ def test_scores_and_predictions_do_not_depend_on_batch_or_padding(family):
             )
             assert int(single.logits.argmax()) == int(reference.logits[i].argmax())
         if family not in tiny.DECODER_FAMILIES:
-            continue  # ModernBERT, like BERT, pools position 0: left padding puts a pad there (sgt_nlp pads right)
+            # ModernBERT, like BERT, pools position 0: left padding puts a pad there (sgt_nlp pads right)
+            continue
         left = explainer.attribute(tiny.encode_family(family, padding_side="left"))
         for a, b in zip(left.per_example(), reference.per_example(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"{family} {name}")
@@ -258,11 +259,11 @@ def test_word_alignment_for_byte_level_and_sentencepiece_tokenizers(kind):
     assert alignment.words_kept == [4, 2]
 
 
-# ---- sanity checks -------------------------------------------------------------------------------------------------
+# ---- sanity checks -----------------------------------------------------------------------------------------
 
 
 def trained_looking(model, seed=0):
-    """Every parameter moved off its initial value (norms start at their init, which re-drawing would repeat)."""
+    """Every parameter moved off its initial value (norms start at their init, which re-drawing repeats)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -288,7 +289,7 @@ def test_randomisation_stages_cover_every_parameter_and_run(family):
     assert all(r["parameters_changed"] > 0 for r in records)
 
 
-# ---- LoRA (PEFT) ---------------------------------------------------------------------------------------------------
+# ---- LoRA (PEFT) -------------------------------------------------------------------------------------------
 
 LORA_TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
 
@@ -379,7 +380,7 @@ def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser
     assert all(torch.equal(snapshot[n], p) for n, p in model.named_parameters())  # merged on a copy
 
 
-# ---- what cannot work is refused at construction ------------------------------------------------------------------
+# ---- what cannot work is refused at construction -----------------------------------------------------------
 
 
 def test_decoder_without_pad_token_id_is_refused(tmp_path):
