@@ -43,7 +43,8 @@ from tqdm.auto import tqdm
 
 from .eraser import load_split
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words, encode_words
-from .eraser.results import result_record, verify_results, write_results
+from .eraser.results import result_record, write_results
+from .eraser.verify import verify_results
 from .explainers import EXPLAINERS, get_explainer
 from .loading import load_classifier, match_label_order, model_label_names, resolve_device
 from .metrics import (

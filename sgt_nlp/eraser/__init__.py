@@ -25,9 +25,9 @@ from sgt_nlp.eraser.results import (
     ResultsError,
     read_results,
     result_record,
-    verify_results,
     write_results,
 )
+from sgt_nlp.eraser.verify import verify_results
 
 __all__ = [
     "HF_COLUMNS",
