@@ -7,12 +7,16 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words
 from .explainers import EXPLAINERS, get_explainer
 from .saliency import AGGREGATIONS
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 
 def explain_texts(
@@ -110,7 +114,7 @@ class ExplainArguments:
     html: str = field(default="explanation.html", metadata={"help": "where to write the HTML page"})
 
 
-def make_parser():
+def make_parser() -> HfArgumentParser:
     """``sgt-nlp explain``'s parser, generated from :class:`ExplainArguments`."""
     from transformers import HfArgumentParser
 

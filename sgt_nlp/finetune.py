@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,12 @@ from .finetune_data import DataArguments, load_raw_splits, tokenize_splits
 from .loading import load_tokenizer, require_peft, resolve_model_path
 from .model_card import write_model_card
 from .validation import UsageError, check_output_dir, check_positive, remove_outputs
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import EvalPrediction, HfArgumentParser
+
+    from .trainer import SaliencyGuidedTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +99,7 @@ class RunArguments:
     )
 
 
-def add_lora(model, model_args: ModelArguments):
+def add_lora(model: nn.Module, model_args: ModelArguments) -> nn.Module:
     """``model`` wrapped with LoRA adapters (task SEQ_CLS: the head trains in full, as modules_to_save)."""
     peft = require_peft()
     targets = model_args.lora_target_modules
@@ -111,7 +118,7 @@ def add_lora(model, model_args: ModelArguments):
         raise ValueError(f"LoRA on {type(model).__name__}: {exc} (set --lora_target_modules)") from exc
 
 
-def classification_metrics(eval_pred) -> dict[str, float]:
+def classification_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     """Accuracy and macro F1 from a Trainer ``EvalPrediction``."""
     from sklearn.metrics import f1_score
 
@@ -127,7 +134,7 @@ def classification_metrics(eval_pred) -> dict[str, float]:
 # ---- entry point ------------------------------------------------------------------------------------------
 
 
-def make_parser():
+def make_parser() -> HfArgumentParser:
     """``sgt-nlp train``'s parser: model, data, ``sgt_*`` and output-folder options first, then the ~200 stock
     ``TrainingArguments`` options (nothing hidden, only ordered so that --help starts with what is ours)."""
     from transformers import HfArgumentParser
@@ -154,7 +161,10 @@ def make_parser():
     return parser
 
 
-def parse_args(argv: list[str] | None = None):
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, SaliencyGuidedTrainingArguments, RunArguments]:
+    """The four argument dataclasses from ``argv`` (or ``sys.argv``); one ``.json`` file of options works."""
     parser = make_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
@@ -167,7 +177,7 @@ def run_training(
     data_args: DataArguments,
     training_args: SaliencyGuidedTrainingArguments,
     run_args: RunArguments | None = None,
-):
+) -> SaliencyGuidedTrainer:
     """Load data and model, train, evaluate, save model + tokenizer + model card; returns the trainer.
 
     An ``output_dir`` that already holds files is refused (before anything is loaded) unless

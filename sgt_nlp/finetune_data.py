@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from .validation import (
     first_data_line,
     sorted_label_names,
 )
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +100,7 @@ class DataArguments:
             raise UsageError(f"--truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
 
 
-def load_raw_splits(data: DataArguments):
+def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[str]]:
     """(train, validation, label names) as ``datasets.Dataset`` objects with the original columns."""
     import datasets
 
@@ -169,7 +173,14 @@ def _split_source(data: DataArguments, split: str) -> str:
     )
 
 
-def tokenize_splits(train, validation, labels, tokenizer, data: DataArguments, max_length: int):
+def tokenize_splits(
+    train: Dataset,
+    validation: Dataset | None,
+    labels: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    data: DataArguments,
+    max_length: int,
+) -> tuple[Dataset, Dataset | None]:
     """Tokenized train/validation datasets with integer ``labels`` columns, checked against ``labels``.
 
     Long inputs are cut by ``data.truncation`` (:func:`sgt_nlp.eraser.align.select_kept_words`).

@@ -11,7 +11,13 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def resolve_device(device: str, state: Any = None):
+def resolve_device(device: str, state: Any = None) -> torch.device:
     """The ``torch.device`` a command runs on.
 
     ``auto`` is CUDA when a GPU is visible, else the CPU; any other name (``cpu``, ``cuda``, ``cuda:1``,
@@ -55,7 +61,7 @@ def resolve_device(device: str, state: Any = None):
     return torch.device(device)
 
 
-def load_tokenizer(folder: str):
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     """The folder's tokenizer, ready for word lists: byte-level BPE gets ``add_prefix_space`` (which
     ``is_split_into_words`` needs), padding goes right (BERT-family heads read position 0; decoder heads read
     the last non-padding token either way), and a tokenizer without a pad token pads with its EOS."""
@@ -107,7 +113,7 @@ def is_adapter_folder(folder: str | Path) -> bool:
     return (Path(folder) / ADAPTER_CONFIG).is_file()
 
 
-def require_peft():
+def require_peft() -> ModuleType:
     """The ``peft`` module, or an ImportError that says how to install it."""
     try:
         import peft
@@ -116,7 +122,7 @@ def require_peft():
     return peft
 
 
-def load_adapter_classifier(folder: str | Path):
+def load_adapter_classifier(folder: str | Path) -> nn.Module:
     """A ``PeftModel`` from an adapter folder written by ``sgt-nlp train --lora_r``: the base model named
     in ``adapter_config.json`` (a local folder) with the folder's ``config.json`` (labels, pad id) and
     adapter."""
@@ -143,7 +149,9 @@ def load_adapter_classifier(folder: str | Path):
     return peft.PeftModel.from_pretrained(model, str(folder))
 
 
-def load_classifier(name_or_path: str, device: Any = "cpu"):
+def load_classifier(
+    name_or_path: str, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, PreTrainedTokenizerBase, str]:
     """``(model in eval mode on device, tokenizer, folder)`` for a trained classifier folder or 'minilm'.
 
     A LoRA adapter folder (``adapter_config.json``) loads as a ``PeftModel`` over its base model, unmerged, so
