@@ -12,7 +12,7 @@ Command = Callable[[list[str]], int | None]
 
 
 def _train(argv: list[str]) -> None:
-    from .training import main
+    from .finetune import main
 
     main(argv)
 

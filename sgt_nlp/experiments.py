@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from .sampling import seeded_subset
+
 logger = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
@@ -205,7 +207,7 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
 def truncation_supported() -> bool:
     """Whether training and evaluation both accept a ``truncation`` setting (head/tail/head_tail)."""
     from .evaluation import EvaluationConfig
-    from .training import DataArguments
+    from .finetune_data import DataArguments
 
     return all("truncation" in {f.name for f in fields(cls)} for cls in (DataArguments, EvaluationConfig))
 
@@ -403,7 +405,7 @@ def write_sst2_as_eraser(source: str | Path, out: str | Path, train_examples: in
         rows = read_sst2_tsv(source / filename)
         chosen = range(len(rows))
         if split == "train" and train_examples is not None and train_examples < len(rows):
-            chosen = sorted(np.random.default_rng(seed).choice(len(rows), size=train_examples, replace=False))
+            chosen = seeded_subset(len(rows), train_examples, seed)
         lines = []
         for i in chosen:
             label, words = rows[int(i)]
@@ -491,7 +493,7 @@ def export_half_precision_model(source: str, destination: str | Path) -> Path:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from .training import resolve_model_path
+    from .loading import resolve_model_path
 
     folder = resolve_model_path(source)
     destination = Path(destination)
@@ -704,7 +706,7 @@ class Experiment:
 
         from .config import SaliencyGuidedTrainingArguments
         from .eraser import load_split
-        from .training import DataArguments, ModelArguments, RunArguments, run_training
+        from .finetune import DataArguments, ModelArguments, RunArguments, run_training
 
         model = self.spec.model
         if model == "tiny":

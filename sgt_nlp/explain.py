@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import html
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words
 from .explainers import EXPLAINERS, explainer_class, get_explainer
+from .saliency import AGGREGATIONS
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 
 def explain_texts(
@@ -26,9 +31,10 @@ def explain_texts(
 ) -> list[dict]:
     """Per text: the words the model saw (``truncation`` picks them when the text exceeds ``max_length``), the
     predicted label and its probability, and one score per seen word for the prediction."""
-    from .training import load_classifier
+    from .loading import load_classifier, resolve_device
 
-    model, tokenizer, _ = load_classifier(model_path, torch.device(device))
+    device = resolve_device(device)
+    model, tokenizer, _ = load_classifier(model_path, device)
     settings = explainer_class(method).select_settings({"aggregation": aggregation})
     explainer = get_explainer(method, model, tokenizer=tokenizer, **settings)
     words = [text.split() for text in texts]
@@ -65,10 +71,9 @@ def write_html(results: list[dict], path: Path, method: str) -> Path:
         blocks.append(f"<section>{render_html_heatmap(r['words'], r['scores'], title=title)}</section>")
     signed = any(s < 0 for r in results for s in r["scores"])
     page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>sgt-nlp explain</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}"
-        f"{HEATMAP_CSS}</style></head><body><h1>Word saliency ({html.escape(method)})</h1>"
-        f"<p>{render_heatmap_legend(signed)}</p>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>sgt-nlp explain</title><style>"
+        f"body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}}{HEATMAP_CSS}</style>"
+        f"</head><body><h1>Word saliency ({html.escape(method)})</h1><p>{render_heatmap_legend(signed)}</p>"
         + "".join(blocks)
         + "</body></html>"
     )
@@ -77,30 +82,59 @@ def write_html(results: list[dict], path: Path, method: str) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parser = argparse.ArgumentParser(
+@dataclass
+class ExplainArguments:
+    """The options of ``sgt-nlp explain`` (each default lives here; the parser is made from the fields)."""
+
+    model: str = field(metadata={"help": "model folder (or 'minilm'); required"})
+    text: str | None = field(default=None, metadata={"help": "the text to explain (or --file)"})
+    file: str | None = field(
+        default=None, metadata={"help": "a UTF-8 file with one text per line (or --text)"}
+    )
+    method: str = field(default="gradient", metadata={"help": "the explainer", "choices": list(EXPLAINERS)})
+    aggregation: str = field(
+        default="grad_x_input",
+        metadata={
+            "help": "token score for gradient/smoothgrad (grad_x_input is signed)",
+            "choices": list(AGGREGATIONS),
+        },
+    )
+    word_aggregation: str = field(
+        default="first", metadata={"help": "word pieces -> word score", "choices": list(WORD_AGGREGATIONS)}
+    )
+    max_length: int = field(default=512, metadata={"help": "word pieces per input; longer texts are cut"})
+    truncation: str = field(
+        default="head",
+        metadata={
+            "help": "which words of a long text the model sees: head, tail or head_tail",
+            "choices": list(TRUNCATIONS),
+        },
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 or auto"})
+    html: str = field(default="explanation.html", metadata={"help": "where to write the HTML page"})
+
+
+def make_parser() -> HfArgumentParser:
+    """``sgt-nlp explain``'s parser, generated from :class:`ExplainArguments`."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(
+        ExplainArguments,
         prog="sgt-nlp explain",
         description="Explain a classifier's prediction for one text or a file of texts (one per line): a "
         "per-word heatmap in the terminal and an HTML page.",
     )
-    parser.add_argument("--model", required=True, help="model folder (or 'minilm')")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help="the text to explain")
-    source.add_argument("--file", help="a UTF-8 file with one text per line")
-    parser.add_argument("--method", default="gradient", choices=list(EXPLAINERS))
-    parser.add_argument("--aggregation", default="grad_x_input",
-                        choices=("l2", "l1", "signed_mean", "grad_x_input", "abs_grad_x_input"),
-                        help="token score for gradient/smoothgrad (default: grad_x_input, signed)")
-    parser.add_argument("--word_aggregation", default="first", choices=WORD_AGGREGATIONS)
-    parser.add_argument("--max_length", type=int, default=512)
-    parser.add_argument("--truncation", default="head", choices=TRUNCATIONS,
-                        help="which words of a long text the model sees: head (default), tail or head_tail")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--html", default="explanation.html", help="where to write the HTML page")
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``sgt-nlp explain``: explain each text, print its heatmap and write the HTML page."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = make_parser()
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     from .validation import UsageError, check_device, check_positive
 
+    if (args.text is None) == (args.file is None):
+        parser.error("give exactly one of --text or --file")
     check_positive("--max_length", args.max_length, allow_none=False)
     check_device(args.device)
     if Path(args.html).is_dir():
@@ -116,8 +150,16 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--file {path} has no non-empty line")
     from .report import render_terminal_heatmap
 
-    results = explain_texts(args.model, texts, args.method, args.aggregation, args.word_aggregation,
-                            args.max_length, args.device, args.truncation)
+    results = explain_texts(
+        args.model,
+        texts,
+        args.method,
+        args.aggregation,
+        args.word_aggregation,
+        args.max_length,
+        args.device,
+        args.truncation,
+    )
     colour = sys.stdout.isatty() or os.environ.get("FORCE_COLOR")
     for r in results:
         print(f"prediction: {r['prediction']} (p = {r['probability']:.3f})")

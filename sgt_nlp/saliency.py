@@ -251,18 +251,20 @@ def embedding_gradients(
     target: torch.Tensor | None = None,
     target_output: str = "logit",
     embeddings: torch.Tensor | None = None,
+    forward_kwargs: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradient of each example's target output with respect to its word embeddings.
 
     Runs the model in whatever mode it is in, on a detached leaf copy of the word embeddings, with
     ``torch.autograd.grad``: no parameter ``.grad`` is touched and no DDP hook fires. ``target`` None means
-    the predicted class. Returns ``(grads [B,T,D], embeddings [B,T,D], logits [B,C])``.
+    the predicted class. ``forward_kwargs`` (default: :func:`embedding_forward_kwargs` of ``inputs``) are the
+    forward's other arguments. Returns ``(grads [B,T,D], embeddings [B,T,D], logits [B,C])``.
     """
     if embeddings is None:
         embeddings = word_embedding_layer(model)(inputs["input_ids"])
     leaf = embeddings.detach().requires_grad_(True)
     with torch.enable_grad():
-        kwargs = embedding_forward_kwargs(model, inputs)
+        kwargs = embedding_forward_kwargs(model, inputs) if forward_kwargs is None else forward_kwargs
         logits = forward_from_embeddings(model, leaf, kwargs, inputs["input_ids"])
         if target is None:
             target = logits.argmax(dim=-1)

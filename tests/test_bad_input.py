@@ -238,7 +238,7 @@ def test_train_refuses_bad_input_up_front(tmp_path, capsys, model_dir, case, dat
 
 
 def test_integer_labels_keep_their_value_as_class_id(tmp_path):
-    from sgt_nlp.training import DataArguments, load_raw_splits, tokenize_splits
+    from sgt_nlp.finetune_data import DataArguments, load_raw_splits, tokenize_splits
 
     rows = [("good", 2), ("bad", 10), ("fun", 0), ("sad", 1), ("slow", 10)]
     data = DataArguments(train_file=str(write_csv(tmp_path / "t.csv", rows)))

@@ -22,8 +22,8 @@ from sgt_nlp.evaluation import (
     make_parser,
     write_evaluation,
 )
+from sgt_nlp.loading import load_classifier
 from sgt_nlp.saliency import AGGREGATIONS
-from sgt_nlp.training import load_classifier
 from tests import tiny
 from tests.test_training import write_eraser
 

@@ -274,7 +274,7 @@ def test_empty_gold_spans_count_in_span_recall_as_in_the_scorer(tmp_path: Path) 
 
 
 def test_sentence_truth_follows_sentence_indices_and_falls_back_to_token_overlap() -> None:
-    from sgt_nlp.eraser.data import Annotation, Document, Evidence
+    from sgt_nlp.eraser import Annotation, Document, Evidence
     from sgt_nlp.metrics.scores import _sentence_truth
 
     doc = Document("d", (("a", "b"), ("c", "d"), ("e", "f"), ("g",)))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding
 
-import sgt_nlp.trainer as trainer_module
+import sgt_nlp.objective as objective_module
 from sgt_nlp import SaliencyGuidedTrainer, SaliencyGuidedTrainingArguments
 from sgt_nlp.eraser.align import align_words
 from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
@@ -78,7 +78,7 @@ def kl_with_nothing_masked(trainer, model, batch) -> tuple[float, float]:
     return metrics["kl_loss"][-1], metrics["_masked_tokens"][-1]
 
 
-# ---- the embeddings forward reads the token the input_ids forward reads ------------------------------------------
+# ---- the embeddings forward reads the token the input_ids forward reads ------------------------------------
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -110,7 +110,7 @@ def test_decoder_predictions_do_not_depend_on_padding_side(family):
     torch.testing.assert_close(logits["left"], logits["right"], rtol=1e-4, atol=1e-5)
 
 
-# ---- one SGT step per family ---------------------------------------------------------------------------------------
+# ---- one SGT step per family -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -127,13 +127,13 @@ def test_nothing_masked_gives_zero_kl_and_one_step_masks_only_words(tmp_path, mo
     trainer = make_trainer(tmp_path, family, model)
     tok = trainer.processing_class
     chosen = []
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         chosen.append(positions.clone())
         return real_apply(embeddings, positions, replacements)
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with padding_side(tok, side):
         batch_ids = next(iter(trainer.get_train_dataloader()))["input_ids"]
@@ -169,7 +169,7 @@ def test_scaled_embeddings_give_replacements_through_the_layer():
     assert not torch.allclose(replaced[0, 1], layer.weight[9])  # Gemma scales rows by sqrt(hidden)
 
 
-# ---- explanations and evaluation -----------------------------------------------------------------------------------
+# ---- explanations and evaluation ---------------------------------------------------------------------------
 
 EXPLAINER_SETTINGS = {
     "gradient": {"aggregation": "l2"},
@@ -193,7 +193,8 @@ def test_scores_and_predictions_do_not_depend_on_batch_or_padding(family):
             )
             assert int(single.logits.argmax()) == int(reference.logits[i].argmax())
         if family not in tiny.DECODER_FAMILIES:
-            continue  # ModernBERT, like BERT, pools position 0: left padding puts a pad there (sgt_nlp pads right)
+            # ModernBERT, like BERT, pools position 0: left padding puts a pad there (sgt_nlp pads right)
+            continue
         left = explainer.attribute(tiny.encode_family(family, padding_side="left"))
         for a, b in zip(left.per_example(), reference.per_example(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"{family} {name}")
@@ -258,11 +259,11 @@ def test_word_alignment_for_byte_level_and_sentencepiece_tokenizers(kind):
     assert alignment.words_kept == [4, 2]
 
 
-# ---- sanity checks -------------------------------------------------------------------------------------------------
+# ---- sanity checks -----------------------------------------------------------------------------------------
 
 
 def trained_looking(model, seed=0):
-    """Every parameter moved off its initial value (norms start at their init, which re-drawing would repeat)."""
+    """Every parameter moved off its initial value (norms start at their init, which re-drawing repeats)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -289,7 +290,7 @@ def test_randomisation_stages_cover_every_parameter_and_run(family):
     assert all(r["parameters_changed"] > 0 for r in records)
 
 
-# ---- LoRA (PEFT) ---------------------------------------------------------------------------------------------------
+# ---- LoRA (PEFT) -------------------------------------------------------------------------------------------
 
 LORA_TARGETS = {"bert": ["query", "value"], "llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
 
@@ -325,7 +326,8 @@ def test_lora_trains_adapters_and_head_only(tmp_path, family, saliency_pass):
 
 def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser_dir):
     pytest.importorskip("peft")
-    from sgt_nlp.training import load_classifier, main
+    from sgt_nlp.finetune import main
+    from sgt_nlp.loading import load_classifier
 
     base = save_family(tmp_path / "base", trained_looking(tiny.tiny_family_model("gpt2", seed=5)), "gpt2")
     out = tmp_path / "adapter"
@@ -379,7 +381,7 @@ def test_lora_adapter_folder_trains_evaluates_and_passes_sanity(tmp_path, eraser
     assert all(torch.equal(snapshot[n], p) for n, p in model.named_parameters())  # merged on a copy
 
 
-# ---- what cannot work is refused at construction ------------------------------------------------------------------
+# ---- what cannot work is refused at construction -----------------------------------------------------------
 
 
 def test_decoder_without_pad_token_id_is_refused(tmp_path):
@@ -423,7 +425,7 @@ def test_loaded_gpt2_tokenizer_encodes_split_words_like_running_text(tmp_path):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2TokenizerFast
 
-    from sgt_nlp.training import load_tokenizer
+    from sgt_nlp.loading import load_tokenizer
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=True)
     bpe.train_from_iterator(

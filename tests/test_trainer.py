@@ -16,7 +16,7 @@ from transformers import (
     TrainingArguments,
 )
 
-import sgt_nlp.trainer as trainer_module
+import sgt_nlp.objective as objective_module
 from sgt_nlp import SaliencyGuidedTrainer, SaliencyGuidedTrainingArguments
 from sgt_nlp.masking import maskable_positions, special_ids_of, tokens_to_mask_per_sequence
 from sgt_nlp.saliency import aggregate_token_saliency, embedding_gradients
@@ -28,20 +28,40 @@ def make_dataset(family="bert", repeat=2, num_labels=2):
     texts = [s for s, _ in tiny.SENTENCES] * repeat
     labels = [(y if num_labels == 2 else i % num_labels) for i, (_, y) in enumerate(tiny.SENTENCES * repeat)]
     ds = datasets.Dataset.from_dict({"text": texts, "label": labels})
-    return ds.map(lambda b: tok(b["text"], truncation=True, max_length=32), batched=True, remove_columns=["text"])
+    return ds.map(
+        lambda b: tok(b["text"], truncation=True, max_length=32), batched=True, remove_columns=["text"]
+    )
 
 
 def make_args(tmp_path, **overrides):
     values = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_train_epochs=1, learning_rate=1e-3,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=7, data_seed=7,
-        sgt_mask_strategy="zero", dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_train_epochs=1,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=7,
+        data_seed=7,
+        sgt_mask_strategy="zero",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
     )
     values.update(overrides)
     return SaliencyGuidedTrainingArguments(**values)
 
 
-def make_trainer(tmp_path, family="bert", model=None, num_labels=2, trainer_cls=SaliencyGuidedTrainer, dataset=None, **overrides):
+def make_trainer(
+    tmp_path,
+    family="bert",
+    model=None,
+    num_labels=2,
+    trainer_cls=SaliencyGuidedTrainer,
+    dataset=None,
+    **overrides,
+):
     tok = tiny.tokenizer_for(family)
     model = model if model is not None else tiny.tiny_model(family, num_labels=num_labels, seed=1)
     args = make_args(tmp_path, **overrides)
@@ -49,7 +69,11 @@ def make_trainer(tmp_path, family="bert", model=None, num_labels=2, trainer_cls=
         args = args.to_training_arguments()
     ds = dataset if dataset is not None else make_dataset(family, num_labels=num_labels)
     return trainer_cls(
-        model=model, args=args, train_dataset=ds, eval_dataset=ds, processing_class=tok,
+        model=model,
+        args=args,
+        train_dataset=ds,
+        eval_dataset=ds,
+        processing_class=tok,
         data_collator=DataCollatorWithPadding(tok),
     )
 
@@ -68,13 +92,13 @@ def one_batch(trainer):
 def masked_positions_of_a_training_step(trainer, monkeypatch) -> tuple[dict, torch.Tensor]:
     """One training-mode compute_loss on a batch; returns the batch and the positions handed to apply_mask."""
     captured = {}
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         captured["positions"] = positions.clone()
         return real_apply(embeddings, positions, replacements)
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     batch = one_batch(trainer)
     trainer.model.train()
     trainer.compute_loss(trainer.model, dict(batch))
@@ -93,7 +117,9 @@ def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, ag
     trainer.model.eval()
     grads, emb, _ = embedding_gradients(trainer.model, inputs, target=batch["labels"])
     scores = aggregate_token_saliency(grads, emb, aggregation)
-    candidates = maskable_positions(batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class))
+    candidates = maskable_positions(
+        batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class)
+    )
     k = tokens_to_mask_per_sequence(candidates, 0.4)
     for row in range(len(scores)):
         chosen = positions[row].nonzero().flatten().tolist()
@@ -106,13 +132,17 @@ def test_masked_positions_are_the_k_lowest_real_tokens(tmp_path, monkeypatch, ag
 
 @pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
 def test_highest_selection_masks_the_k_most_salient_real_tokens(tmp_path, monkeypatch, saliency_pass):
-    trainer = make_trainer(tmp_path, sgt_mask_selection="highest", sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.4)
+    trainer = make_trainer(
+        tmp_path, sgt_mask_selection="highest", sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.4
+    )
     batch, masked = masked_positions_of_a_training_step(trainer, monkeypatch)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     trainer.model.eval()
     grads, emb, _ = embedding_gradients(trainer.model, inputs, target=batch["labels"])
     scores = aggregate_token_saliency(grads, emb, "l2")
-    candidates = maskable_positions(batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class))
+    candidates = maskable_positions(
+        batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class)
+    )
     k = tokens_to_mask_per_sequence(candidates, 0.4)
     for row in range(len(scores)):
         real = candidates[row].nonzero().flatten()
@@ -121,7 +151,7 @@ def test_highest_selection_masks_the_k_most_salient_real_tokens(tmp_path, monkey
 
 
 class ForwardAndGradientCounter:
-    """Counts model forwards (a hook on the model) and ``torch.autograd.grad`` calls (the saliency gradient)."""
+    """Counts model forwards (a hook on the model) and ``torch.autograd.grad`` calls (saliency gradients)."""
 
     def __init__(self, model, monkeypatch):
         self.forwards, self.grads = 0, 0
@@ -138,7 +168,10 @@ class ForwardAndGradientCounter:
 @pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
 def test_random_selection_takes_no_saliency_and_still_trains(tmp_path, monkeypatch, saliency_pass):
     trainer = make_trainer(
-        tmp_path, sgt_mask_selection="random", sgt_saliency_pass=saliency_pass, sgt_mask_fraction=0.5,
+        tmp_path,
+        sgt_mask_selection="random",
+        sgt_saliency_pass=saliency_pass,
+        sgt_mask_fraction=0.5,
         sgt_mask_strategy="random_token",
     )
     counter = ForwardAndGradientCounter(trainer.model, monkeypatch)
@@ -146,7 +179,8 @@ def test_random_selection_takes_no_saliency_and_still_trains(tmp_path, monkeypat
     trainer.train()
     steps = trainer.state.global_step
     assert steps == 4
-    # Two forwards per step (clean and masked), whichever saliency pass is configured, and no saliency gradient.
+    # Two forwards per step (clean and masked), whichever saliency pass is configured, and no saliency
+    # gradient.
     assert (counter.forwards, counter.grads) == (2 * steps, 0)
     after = params(trainer.model)
     assert "classifier.weight" in [n for n in before if not torch.equal(before[n], after[n])]
@@ -173,19 +207,21 @@ def test_saliency_selection_counts_its_forwards_and_gradients(tmp_path, monkeypa
 def test_random_selection_masks_k_real_tokens_reproducibly(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, sgt_mask_selection="random", sgt_mask_fraction=0.4)
     captured = []
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         captured.append(positions.clone())
         return real_apply(embeddings, positions, replacements)
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     batch = one_batch(trainer)
     trainer.model.train()
     for _ in range(3):
         trainer._rng_step = -1  # the same (seed, step, micro-step) key as the first call
         trainer.compute_loss(trainer.model, dict(batch))
-    candidates = maskable_positions(batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class))
+    candidates = maskable_positions(
+        batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class)
+    )
     k = tokens_to_mask_per_sequence(candidates, 0.4)
     first = captured[0]
     assert first.sum(dim=-1).tolist() == k.tolist() and not (first & ~candidates).any()
@@ -197,14 +233,14 @@ def test_random_selection_masks_k_real_tokens_reproducibly(tmp_path, monkeypatch
 def test_loss_is_task_loss_plus_weighted_kl_by_hand(tmp_path, monkeypatch):
     trainer = make_trainer(tmp_path, sgt_kl_weight=0.7, sgt_mask_strategy="random_token")
     captured = {}
-    real_apply = trainer_module.apply_mask
+    real_apply = objective_module.apply_mask
 
     def spy(embeddings, positions, replacements):
         out = real_apply(embeddings, positions, replacements)
         captured["masked"] = out.clone()
         return out
 
-    monkeypatch.setattr(trainer_module, "apply_mask", spy)
+    monkeypatch.setattr(objective_module, "apply_mask", spy)
     batch = one_batch(trainer)
     model = trainer.model.train()
     loss = trainer.compute_loss(model, dict(batch))
@@ -214,7 +250,8 @@ def test_loss_is_task_loss_plus_weighted_kl_by_hand(tmp_path, monkeypatch):
     p = logits.softmax(-1)
     q = masked_logits.softmax(-1)
     kl = sum(
-        sum(p[i, c] * (math.log(p[i, c]) - math.log(q[i, c])) for c in range(p.shape[1])) for i in range(len(p))
+        sum(p[i, c] * (math.log(p[i, c]) - math.log(q[i, c])) for c in range(p.shape[1]))
+        for i in range(len(p))
     ) / len(p)
     ce = -sum(math.log(p[i, y]) for i, y in enumerate(batch["labels"].tolist())) / len(p)
     assert float(loss.detach()) == pytest.approx(float(ce) + 0.7 * float(kl), rel=1e-5, abs=1e-6)
@@ -230,10 +267,18 @@ def test_training_changes_parameters_and_logs_metrics(tmp_path):
     assert "classifier.weight" in changed and any("encoder.layer.0" in n for n in changed)
     train_logs = [h for h in trainer.state.log_history if "loss" in h]
     assert train_logs
-    for key in ("task_loss", "kl_loss", "sgt_masked_token_share", "sgt_unmasked_sequences", "sgt_degenerate_saliency"):
+    for key in (
+        "task_loss",
+        "kl_loss",
+        "sgt_masked_token_share",
+        "sgt_unmasked_sequences",
+        "sgt_degenerate_saliency",
+    ):
         assert key in train_logs[0], key
     assert all(0.3 < h["sgt_masked_token_share"] <= 0.5 for h in train_logs)
-    assert all(h["loss"] == pytest.approx(h["task_loss"] + h["kl_loss"], rel=1e-4, abs=1e-6) for h in train_logs)
+    assert all(
+        h["loss"] == pytest.approx(h["task_loss"] + h["kl_loss"], rel=1e-4, abs=1e-6) for h in train_logs
+    )
     eval_logs = [h for h in trainer.state.log_history if "eval_loss" in h]
     assert eval_logs and 0.0 <= eval_logs[0]["eval_masked_accuracy"] <= 1.0
     for key in ("eval_task_loss", "eval_kl_loss", "eval_sgt_masked_token_share"):
@@ -241,9 +286,14 @@ def test_training_changes_parameters_and_logs_metrics(tmp_path):
 
 
 def test_repeated_evaluations_mask_alike(tmp_path):
-    trainer = make_trainer(tmp_path, sgt_mask_strategy="random_token", sgt_mask_fraction=0.5, per_device_eval_batch_size=4)
+    trainer = make_trainer(
+        tmp_path, sgt_mask_strategy="random_token", sgt_mask_fraction=0.5, per_device_eval_batch_size=4
+    )
     first, second = trainer.evaluate(), trainer.evaluate()
-    assert first["eval_kl_loss"] == second["eval_kl_loss"] and first["eval_masked_accuracy"] == second["eval_masked_accuracy"]
+    assert (
+        first["eval_kl_loss"] == second["eval_kl_loss"]
+        and first["eval_masked_accuracy"] == second["eval_masked_accuracy"]
+    )
 
 
 def test_eval_masked_accuracy_matches_a_hand_count(tmp_path):
@@ -255,7 +305,9 @@ def test_eval_masked_accuracy_matches_a_hand_count(tmp_path):
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     grads, emb, _ = embedding_gradients(model, inputs, target=batch["labels"])
     scores = aggregate_token_saliency(grads, emb, "l2")
-    candidates = maskable_positions(batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class))
+    candidates = maskable_positions(
+        batch["input_ids"], batch["attention_mask"], special_ids_of(trainer.processing_class)
+    )
     k = tokens_to_mask_per_sequence(candidates, 0.9)
     masked = emb.clone()
     for row in range(len(emb)):
@@ -270,9 +322,13 @@ def test_eval_masked_accuracy_matches_a_hand_count(tmp_path):
 
 
 def test_fraction_zero_equals_the_plain_trainer(tmp_path):
-    plain = make_trainer(tmp_path / "a", trainer_cls=Trainer, model=tiny.tiny_model("bert", seed=1, dropout=0.1))
+    plain = make_trainer(
+        tmp_path / "a", trainer_cls=Trainer, model=tiny.tiny_model("bert", seed=1, dropout=0.1)
+    )
     plain.train()
-    sgt = make_trainer(tmp_path / "b", sgt_mask_fraction=0.0, model=tiny.tiny_model("bert", seed=1, dropout=0.1))
+    sgt = make_trainer(
+        tmp_path / "b", sgt_mask_fraction=0.0, model=tiny.tiny_model("bert", seed=1, dropout=0.1)
+    )
     sgt.train()
     a, b = params(plain.model), params(sgt.model)
     assert all(torch.equal(a[n], b[n]) for n in a)
@@ -285,7 +341,7 @@ def test_fraction_zero_evaluates_like_the_plain_trainer(tmp_path, monkeypatch):
     sgt = make_trainer(tmp_path / "b", sgt_mask_fraction=0.0)
     forwards = []
     sgt.model.register_forward_hook(lambda module, args, output: forwards.append(1))
-    monkeypatch.setattr(SaliencyGuidedTrainer, "_saliency_in_eval_mode", lambda *a, **k: pytest.fail("saliency pass"))
+    monkeypatch.setattr(objective_module, "eval_mode_saliency", lambda *a, **k: pytest.fail("saliency pass"))
     expected, metrics = plain.evaluate(), sgt.evaluate()
     assert "eval_masked_accuracy" not in metrics and "eval_kl_loss" not in metrics
     assert metrics["eval_loss"] == expected["eval_loss"]
@@ -318,12 +374,17 @@ class StopAt(TrainerCallback):
 
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     common = dict(
-        sgt_mask_strategy="random_token", num_train_epochs=2, save_strategy="steps", save_steps=3,
+        sgt_mask_strategy="random_token",
+        num_train_epochs=2,
+        save_strategy="steps",
+        save_steps=3,
         per_device_train_batch_size=4,
     )
     full = make_trainer(tmp_path / "full", model=tiny.tiny_model("bert", seed=1, dropout=0.1), **common)
     full.train()
-    interrupted = make_trainer(tmp_path / "part", model=tiny.tiny_model("bert", seed=1, dropout=0.1), **common)
+    interrupted = make_trainer(
+        tmp_path / "part", model=tiny.tiny_model("bert", seed=1, dropout=0.1), **common
+    )
     interrupted.add_callback(StopAt(3))
     interrupted.train()
     assert interrupted.state.global_step == 3
@@ -346,7 +407,9 @@ def test_gradient_checkpointing_gives_the_same_update(tmp_path):
 
 def test_reentrant_checkpointing_is_refused(tmp_path):
     with pytest.raises(ValueError, match="use_reentrant"):
-        make_trainer(tmp_path, gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True})
+        make_trainer(
+            tmp_path, gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True}
+        )
 
 
 def test_bf16_trains_with_finite_loss(tmp_path):
@@ -362,7 +425,7 @@ def test_bf16_trains_with_finite_loss(tmp_path):
 def test_degenerate_saliency_is_replaced_and_counted(tmp_path, monkeypatch):
     """fp16 underflow gives all-zero or non-finite gradients: those rows are masked at random and counted."""
     trainer = make_trainer(tmp_path)
-    real_aggregate = trainer_module.aggregate_token_saliency
+    real_aggregate = objective_module.aggregate_token_saliency
 
     def underflowing(grads, embeddings, aggregation):
         scores = real_aggregate(grads, embeddings, aggregation)
@@ -370,7 +433,7 @@ def test_degenerate_saliency_is_replaced_and_counted(tmp_path, monkeypatch):
         scores[1] = float("nan")
         return scores
 
-    monkeypatch.setattr(trainer_module, "aggregate_token_saliency", underflowing)
+    monkeypatch.setattr(objective_module, "aggregate_token_saliency", underflowing)
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert all(h["sgt_degenerate_saliency"] == 2 for h in logs)
@@ -383,7 +446,9 @@ def test_degenerate_saliency_is_replaced_and_counted(tmp_path, monkeypatch):
 @pytest.mark.parametrize("family", tiny.FAMILIES)
 @pytest.mark.parametrize("num_labels", [2, 3])
 def test_every_bert_family_model_trains(tmp_path, family, num_labels):
-    trainer = make_trainer(tmp_path, family=family, num_labels=num_labels, max_steps=2, sgt_mask_strategy="random_token")
+    trainer = make_trainer(
+        tmp_path, family=family, num_labels=num_labels, max_steps=2, sgt_mask_strategy="random_token"
+    )
     head = [n for n, _ in trainer.model.named_parameters()][-1]
     before = params(trainer.model)[head]
     trainer.train()
@@ -411,9 +476,17 @@ def test_roberta_left_padding_keeps_positions(tmp_path):
 def test_arguments_have_help_and_validate():
     parser = HfArgumentParser(SaliencyGuidedTrainingArguments)
     help_text = parser.format_help()
-    for name in ("sgt_mask_fraction", "sgt_kl_weight", "sgt_mask_strategy", "sgt_saliency_aggregation", "sgt_saliency_target"):
+    for name in (
+        "sgt_mask_fraction",
+        "sgt_kl_weight",
+        "sgt_mask_strategy",
+        "sgt_saliency_aggregation",
+        "sgt_saliency_target",
+    ):
         assert f"--{name}" in help_text
-    (args,) = parser.parse_args_into_dataclasses(["--output_dir", "x", "--sgt_mask_fraction", "0.3", "--sgt_mask_strategy", "uniform"])
+    (args,) = parser.parse_args_into_dataclasses(
+        ["--output_dir", "x", "--sgt_mask_fraction", "0.3", "--sgt_mask_strategy", "uniform"]
+    )
     assert args.sgt_mask_fraction == 0.3 and args.sgt_mask_strategy == "uniform"
     with pytest.raises(ValueError, match="sgt_saliency_aggregation='max' is not one of: l2"):
         SaliencyGuidedTrainingArguments(output_dir="x", sgt_saliency_aggregation="max")
@@ -422,7 +495,9 @@ def test_arguments_have_help_and_validate():
     (args,) = parser.parse_args_into_dataclasses(["--output_dir", "x", "--sgt_mask_selection", "random"])
     assert args.sgt_mask_selection == "random" and args.sgt_settings()["sgt_mask_selection"] == "random"
     assert SaliencyGuidedTrainingArguments(output_dir="x").sgt_mask_selection == "saliency"
-    with pytest.raises(ValueError, match="sgt_mask_selection='lowest' is not one of: saliency, random, highest"):
+    with pytest.raises(
+        ValueError, match="sgt_mask_selection='lowest' is not one of: saliency, random, highest"
+    ):
         SaliencyGuidedTrainingArguments(output_dir="x", sgt_mask_selection="lowest")
 
 
@@ -443,8 +518,12 @@ def test_mask_token_strategy_needs_a_mask_token(tmp_path):
     tok = tiny.wordpiece_tokenizer()
     args = make_args(tmp_path, sgt_mask_strategy="mask_token")
     with pytest.raises(ValueError, match="needs a tokenizer with a mask token"):
-        SaliencyGuidedTrainer(model=tiny.tiny_model(), args=args, train_dataset=make_dataset(), processing_class=None)
-    SaliencyGuidedTrainer(model=tiny.tiny_model(), args=args, train_dataset=make_dataset(), processing_class=tok)
+        SaliencyGuidedTrainer(
+            model=tiny.tiny_model(), args=args, train_dataset=make_dataset(), processing_class=None
+        )
+    SaliencyGuidedTrainer(
+        model=tiny.tiny_model(), args=args, train_dataset=make_dataset(), processing_class=tok
+    )
 
 
 def test_model_without_input_embeddings_is_refused(tmp_path):
@@ -458,7 +537,9 @@ def test_model_without_input_embeddings_is_refused(tmp_path):
 def test_multilabel_and_regression_heads_are_refused(tmp_path, problem_type, num_labels):
     model = tiny.tiny_model(num_labels=num_labels, problem_type=problem_type)
     with pytest.raises(ValueError, match="single-label classification"):
-        make_trainer(tmp_path, model=model, num_labels=num_labels, dataset=make_dataset().map(lambda r: {"label": 0}))
+        make_trainer(
+            tmp_path, model=model, num_labels=num_labels, dataset=make_dataset().map(lambda r: {"label": 0})
+        )
 
 
 def test_unmaskable_sequences_batch_of_one_and_zero_k_are_logged(tmp_path):
@@ -477,5 +558,7 @@ def test_unmaskable_sequences_batch_of_one_and_zero_k_are_logged(tmp_path):
 
 def test_plain_training_arguments_are_accepted(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
-    trainer = SaliencyGuidedTrainer(model=tiny.tiny_model(), args=args, processing_class=tiny.wordpiece_tokenizer())
+    trainer = SaliencyGuidedTrainer(
+        model=tiny.tiny_model(), args=args, processing_class=tiny.wordpiece_tokenizer()
+    )
     assert isinstance(trainer.args, SaliencyGuidedTrainingArguments) and trainer.args.sgt_mask_fraction == 0.5

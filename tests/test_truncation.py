@@ -13,7 +13,7 @@ from sgt_nlp.eraser import align_words, encode_words, load_split, select_kept_wo
 from sgt_nlp.evaluation import BatchEvaluator, EvaluationConfig, evaluate_folder
 from sgt_nlp.explainers import EXPLAINERS
 from sgt_nlp.explainers.random import Random
-from sgt_nlp.training import DataArguments, load_raw_splits, tokenize_splits
+from sgt_nlp.finetune_data import DataArguments, load_raw_splits, tokenize_splits
 from tests import tiny
 
 MODES = ("head", "tail", "head_tail")
@@ -364,7 +364,7 @@ def test_csv_text_is_cut_like_word_lists(mode):
 
 
 def test_the_model_card_records_the_truncation(tmp_path, model_dir, long_data):
-    from sgt_nlp.training import main
+    from sgt_nlp.finetune import main
 
     out = tmp_path / "out"
     main(["--model_name_or_path", str(model_dir), "--data_dir", str(long_data), "--output_dir", str(out),

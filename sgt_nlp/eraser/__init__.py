@@ -9,8 +9,9 @@ from sgt_nlp.eraser.align import (
     encode_words,
     select_kept_words,
 )
-from sgt_nlp.eraser.data import (
-    HF_COLUMNS,
+from sgt_nlp.eraser.data import load_documents, load_split, parse_json_line, read_annotations, read_utf8
+from sgt_nlp.eraser.hf import HF_COLUMNS, to_hf_dataset
+from sgt_nlp.eraser.records import (
     SPLITS,
     Annotation,
     Document,
@@ -18,19 +19,15 @@ from sgt_nlp.eraser.data import (
     ERASERSplit,
     Evidence,
     LoadReport,
-    load_documents,
-    load_split,
-    read_annotations,
-    to_hf_dataset,
 )
 from sgt_nlp.eraser.results import (
     SCORE_FIELDS,
     ResultsError,
     read_results,
     result_record,
-    verify_results,
     write_results,
 )
+from sgt_nlp.eraser.verify import verify_results
 
 __all__ = [
     "HF_COLUMNS",
@@ -51,7 +48,9 @@ __all__ = [
     "encode_words",
     "load_documents",
     "load_split",
+    "parse_json_line",
     "read_annotations",
+    "read_utf8",
     "read_results",
     "result_record",
     "select_kept_words",

@@ -1,186 +1,27 @@
-"""Read ERASER dataset folders into plain dataclasses, validating everything the official scorer relies on.
+"""Read ERASER dataset folders into the dataclasses of :mod:`sgt_nlp.eraser.records`, validating everything
+the official scorer relies on.
 
-Layout (ERASER ``rationale_benchmark/utils.py`` conventions, see REFERENCE §2.1): ``<dir>/{split}.jsonl`` holds one
-annotation per line; documents live either in ``<dir>/docs/<docid>`` (one sentence per line, tokens separated by
-spaces; empty lines and empty tokens dropped) or in ``<dir>/docs.jsonl`` (``{"docid", "document"}``, split on
-``\\n`` then on ``" "`` with no filtering). Token offsets index the flattened document.
+Layout (the conventions of ERASER's ``rationale_benchmark/utils.py``): ``<dir>/{split}.jsonl`` holds one
+annotation per line; documents live either in ``<dir>/docs/<docid>`` (one sentence per line, tokens separated
+by spaces; empty lines and empty tokens dropped) or in ``<dir>/docs.jsonl`` (``{"docid", "document"}``, split
+on ``\\n`` then on ``" "`` with no filtering). Token offsets index the flattened document.
 
-Upstream quirks are handled, never silently: empty spans (``start_token == end_token``) are skipped and counted,
-annotations without evidence are kept and listed, sentence index ``-1`` is accepted and counted, ``docids: null``
-is filled from the evidences (or the annotation-id prefix before ``:``). Everything skipped lands in a
-:class:`LoadReport`. Real errors (missing document, offset past the end, duplicate id, unknown label, malformed
-record) raise :class:`ERASERDataError` naming the file, the line and the field.
+Upstream quirks are handled, never silently: empty spans (``start_token == end_token``) are skipped and
+counted, annotations without evidence are kept and listed, sentence index ``-1`` is accepted and counted,
+``docids: null`` is filled from the evidences (or the annotation-id prefix before ``:``). Everything skipped
+lands in a :class:`LoadReport`. Real errors (missing document, offset past the end, duplicate id, unknown
+label, malformed record) raise :class:`ERASERDataError` naming the file, the line and the field.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
-import numpy as np
+from sgt_nlp.eraser.records import Annotation, Document, ERASERDataError, ERASERSplit, Evidence, LoadReport
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-
-class ERASERDataError(ValueError):
-    """A dataset file violates the ERASER format; ``path``, ``line`` (1-based) and ``field`` say where."""
-
-    def __init__(self, path: str | Path, line: int | None, field_name: str | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.field = field_name
-        where = self.path + (f", line {line}" if line is not None else "")
-        where += f", field '{field_name}'" if field_name else ""
-        super().__init__(f"{where}: {message}")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One human rationale span: tokens ``[start_token, end_token)`` of the flattened document ``docid``."""
-
-    docid: str
-    start_token: int
-    end_token: int
-    text: str = ""
-    start_sentence: int = -1
-    end_sentence: int = -1
-    #: (group, position) in the source line, so errors name the field as written even after empty spans are dropped
-    source_index: tuple[int, int] = field(default=(-1, -1), compare=False, repr=False)
-
-    def __len__(self) -> int:
-        return self.end_token - self.start_token
-
-
-@dataclass(frozen=True)
-class Document:
-    """A document as sentences of tokens; ERASER offsets index :attr:`tokens`, the flattened view."""
-
-    docid: str
-    sentences: tuple[tuple[str, ...], ...]
-
-    @cached_property
-    def tokens(self) -> tuple[str, ...]:
-        return tuple(token for sentence in self.sentences for token in sentence)
-
-    @cached_property
-    def sentence_starts(self) -> tuple[int, ...]:
-        """Offset of each sentence's first token in :attr:`tokens` (to map token spans to sentences)."""
-        starts, offset = [], 0
-        for sentence in self.sentences:
-            starts.append(offset)
-            offset += len(sentence)
-        return tuple(starts)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One line of ``{split}.jsonl``.
-
-    ``evidences`` are evidence *groups* (each sufficient on its own, possibly spanning documents), with empty spans
-    already removed and groups left empty by that removal dropped. ``docids`` is never empty: it comes from the
-    record, else from the evidences (first-appearance order), else from the annotation-id prefix before ``:``.
-    """
-
-    annotation_id: str
-    query: str
-    evidences: tuple[tuple[Evidence, ...], ...]
-    classification: str
-    docids: tuple[str, ...]
-    query_type: str | None = None
-    line: int = 0
-    #: the empty spans (``start_token == end_token``) left out of ``evidences``; the official scorer still counts
-    #: them as gold spans that no prediction can match, so span-level recall keeps them (see ``gold_spans``)
-    empty_evidences: tuple[Evidence, ...] = ()
-
-    @property
-    def all_evidences(self) -> tuple[Evidence, ...]:
-        """Every span of every group (the scorer's truth set flattens the groups)."""
-        return tuple(ev for group in self.evidences for ev in group)
-
-    @property
-    def evidence_docids(self) -> tuple[str, ...]:
-        """Docids that carry at least one span, in first-appearance order (the docids results files may list)."""
-        return tuple(dict.fromkeys(ev.docid for ev in self.all_evidences))
-
-    def rationale_mask(self, document: Document) -> np.ndarray:
-        """Boolean per flattened token of ``document``: True where any span of any group covers it."""
-        mask = np.zeros(len(document), dtype=bool)
-        for ev in self.all_evidences:
-            if ev.docid == document.docid:
-                mask[ev.start_token : ev.end_token] = True
-        return mask
-
-
-@dataclass
-class LoadReport:
-    """What loading a split kept, skipped and repaired; nothing is dropped without being counted here."""
-
-    path: str
-    annotations: int = 0
-    documents: int = 0
-    evidence_spans: int = 0
-    empty_spans_skipped: int = 0
-    empty_span_annotation_ids: list[str] = field(default_factory=list)
-    empty_groups_dropped: int = 0
-    annotations_without_evidence: list[str] = field(default_factory=list)
-    sentence_index_minus_one: int = 0
-    docids_from_evidences: int = 0
-    docids_from_annotation_id: int = 0
-    evidence_text_mismatches: int = 0
-    blank_lines_skipped: int = 0
-
-    def summary(self) -> str:
-        """One human-readable line, for logs and the evaluation summary."""
-        return (
-            f"{self.path}: {self.annotations} annotations, {self.documents} documents, "
-            f"{self.evidence_spans} evidence spans; skipped {self.empty_spans_skipped} empty spans "
-            f"(in {len(set(self.empty_span_annotation_ids))} annotations) and {self.empty_groups_dropped} "
-            f"emptied groups; {len(self.annotations_without_evidence)} annotations without evidence; "
-            f"{self.sentence_index_minus_one} spans with sentence index -1; docids filled from evidences "
-            f"{self.docids_from_evidences}x, from annotation id {self.docids_from_annotation_id}x; "
-            f"{self.evidence_text_mismatches} span texts differ from the document; "
-            f"{self.blank_lines_skipped} blank lines skipped"
-        )
-
-
-@dataclass
-class ERASERSplit:
-    """A loaded split: annotations in file order, the documents they need, the label set and the report."""
-
-    name: str
-    annotations: list[Annotation]
-    documents: dict[str, Document]
-    labels: tuple[str, ...]
-    report: LoadReport
-
-    def __len__(self) -> int:
-        return len(self.annotations)
-
-    @property
-    def label_to_id(self) -> dict[str, int]:
-        return {label: i for i, label in enumerate(self.labels)}
-
-    def rationale_fractions(self) -> np.ndarray:
-        """Per annotation: human-rationale tokens / tokens, over the annotation's documents."""
-        fractions = []
-        for ann in self.annotations:
-            docs = [self.documents[d] for d in ann.docids]
-            covered = sum(int(ann.rationale_mask(doc).sum()) for doc in docs)
-            fractions.append(covered / max(1, sum(len(doc) for doc in docs)))
-        return np.asarray(fractions, dtype=float)
-
-    def mean_rationale_fraction(self) -> float:
-        """Mean of :meth:`rationale_fractions`: the default comprehensiveness/sufficiency threshold (§2.4)."""
-        return float(self.rationale_fractions().mean()) if self.annotations else 0.0
-
-
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # documents
 
 
@@ -229,7 +70,7 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
     return documents
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # annotations
 
 
@@ -243,7 +84,10 @@ def read_utf8(path: Path) -> str:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line_no = data.count(b"\n", 0, exc.start) + 1
         raise ERASERDataError(
-            path, line_no, None, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}"
+            path,
+            line_no,
+            None,
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}",
         ) from None
 
 
@@ -297,8 +141,9 @@ def read_annotations(
 ) -> list[Annotation]:
     """Parse and structurally validate ``{split}.jsonl`` (documents are checked by :func:`load_split`).
 
-    Checks: valid JSON objects, ``annotation_id`` present and unique, ``classification`` a string in ``labels``
-    (when given), evidences a list of lists of well-formed spans. Empty spans are skipped and counted in ``report``.
+    Checks: valid JSON objects, ``annotation_id`` present and unique, ``classification`` a string in
+    ``labels`` (when given), evidences a list of lists of well-formed spans. Empty spans are skipped and
+    counted in ``report``.
     """
     path = Path(path)
     if not path.is_file():
@@ -408,7 +253,10 @@ def _check_against_documents(
                 raise ERASERDataError(path, ann.line, f"docids[{j}]", f"document {docid!r} does not exist")
             if len(documents[docid]) == 0:
                 raise ERASERDataError(
-                    path, ann.line, f"docids[{j}]", f"document {docid!r} has no tokens: nothing to classify or explain"
+                    path,
+                    ann.line,
+                    f"docids[{j}]",
+                    f"document {docid!r} has no tokens: nothing to classify or explain",
                 )
         for ev in ann.all_evidences:
             where = "evidences[{}][{}]".format(*ev.source_index)
@@ -419,9 +267,11 @@ def _check_against_documents(
                 )
             if ev.docid not in ann.docids:
                 raise ERASERDataError(
-                    path, ann.line, f"{where}.docid",
-                    f"document {ev.docid!r} is not in the annotation's docids {list(ann.docids)}: the model never "
-                    "sees this rationale",
+                    path,
+                    ann.line,
+                    f"{where}.docid",
+                    f"document {ev.docid!r} is not in the annotation's docids {list(ann.docids)}: the model "
+                    "never sees this rationale",
                 )
             if ev.end_token > len(doc):
                 raise ERASERDataError(
@@ -471,72 +321,3 @@ def _parse_doc_file(path: Path) -> Document:
 def _read_doc_if_exists(docs_dir: Path, docid: str) -> Document | None:
     path = docs_dir / docid
     return _parse_doc_file(path) if path.is_file() else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Hugging Face dataset
-
-HF_COLUMNS: tuple[str, ...] = (
-    "annotation_id",
-    "docids",
-    "doc_lengths",
-    "words",
-    "query",
-    "query_words",
-    "label",
-    "rationale_mask",
-    "is_document_word",
-)
-
-
-def to_hf_dataset(split: ERASERSplit, query_mode: str = "pair", separator: str = "[SEP]"):
-    """A ``datasets.Dataset`` with one row per annotation, in file order, scored on whitespace words.
-
-    ``words`` starts with the words of the annotation's documents (``docids`` order, concatenated; ERASER
-    baselines put the documents first). ``query_mode="pair"`` (default) keeps the query out of ``words`` and in
-    ``query_words`` so a tokenizer encodes ``(words, query_words)`` as a text pair and truncation can cut the
-    document only (see :func:`sgt_nlp.eraser.align.align_words`). ``query_mode="append"`` gives the flat input
-    ``doc words + [separator] + query words`` (separator omitted when the query is empty). ``rationale_mask`` and
-    ``is_document_word`` have one 0/1 entry per word of ``words``; the first ``sum(doc_lengths)`` words are the
-    documents, and ``doc_lengths`` splits them back into per-document scores for the results file.
-    """
-    import datasets
-
-    if query_mode not in ("pair", "append"):
-        raise ValueError(f"query_mode must be 'pair' or 'append', got {query_mode!r}")
-    label_to_id = split.label_to_id
-    rows: dict[str, list] = {name: [] for name in HF_COLUMNS}
-    for ann in split.annotations:
-        docs = [split.documents[d] for d in ann.docids]
-        words = [token for doc in docs for token in doc.tokens]
-        mask = [int(v) for doc in docs for v in ann.rationale_mask(doc)]
-        is_doc = [1] * len(words)
-        query_words = ann.query.split()
-        if query_mode == "append" and query_words:
-            extra = [separator, *query_words]
-            words += extra
-            mask += [0] * len(extra)
-            is_doc += [0] * len(extra)
-        rows["annotation_id"].append(ann.annotation_id)
-        rows["docids"].append(list(ann.docids))
-        rows["doc_lengths"].append([len(doc) for doc in docs])
-        rows["words"].append(words)
-        rows["query"].append(ann.query)
-        rows["query_words"].append(query_words)
-        rows["label"].append(label_to_id[ann.classification])
-        rows["rationale_mask"].append(mask)
-        rows["is_document_word"].append(is_doc)
-    features = datasets.Features(
-        {
-            "annotation_id": datasets.Value("string"),
-            "docids": datasets.Sequence(datasets.Value("string")),
-            "doc_lengths": datasets.Sequence(datasets.Value("int32")),
-            "words": datasets.Sequence(datasets.Value("string")),
-            "query": datasets.Value("string"),
-            "query_words": datasets.Sequence(datasets.Value("string")),
-            "label": datasets.ClassLabel(names=list(split.labels)),
-            "rationale_mask": datasets.Sequence(datasets.Value("int8")),
-            "is_document_word": datasets.Sequence(datasets.Value("int8")),
-        }
-    )
-    return datasets.Dataset.from_dict(rows, features=features)

@@ -157,7 +157,7 @@ def _print_summary(config: EvaluationConfig, rows: list[dict[str, Any]], update_
             f"{covered['examples']} examples that have a human rationale; faithfulness covers all"
         )
     if update_model_card and Path(config.model).is_dir():
-        from ..training import add_evaluation_to_model_card
+        from ..model_card import add_evaluation_to_model_card
 
         description = (
             f"`sgt-nlp evaluate` on `{config.data_dir}` ({config.split}, {run['examples']} "

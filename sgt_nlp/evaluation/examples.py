@@ -5,40 +5,18 @@ out."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-
-import numpy as np
 
 from ..eraser import ERASERSplit
+from ..sampling import seeded_subset
 from ..validation import UsageError
 from .records import Example, ExampleOutput
 
 logger = logging.getLogger(__name__)
 
 
-def label_order(model_config, split_labels: Sequence[str], model_path: str) -> list[str]:
-    """The split's label names in the model's class order; an error when they cannot be matched."""
-    id2label = {int(k): v for k, v in (model_config.id2label or {}).items()}
-    names = [id2label.get(i, f"LABEL_{i}") for i in range(model_config.num_labels)]
-    if set(split_labels) <= set(
-        names
-    ):  # a split may lack classes (all positive, say): the model's order holds
-        return names
-    if all(n == f"LABEL_{i}" for i, n in enumerate(names)) and len(names) == len(split_labels):
-        logger.warning(
-            "%s has no label names; assuming class i is the split's sorted label i: %s",
-            model_path,
-            sorted(split_labels),
-        )
-        return sorted(split_labels)
-    raise ValueError(
-        f"the model's labels {names} (config.id2label of {model_path}) do not match the split's labels "
-        f"{sorted(split_labels)}"
-    )
-
-
 def choose_examples(total: int, limit: int | None, sample: str, seed: int) -> list[int]:
-    """Which annotations to evaluate, in file order: the first ``limit``, or a seeded random ``limit``.
+    """Which annotations to evaluate, in file order: the first ``limit``, or a seeded random ``limit``
+    (:func:`sgt_nlp.sampling.seeded_subset`).
 
     ERASER files are often sorted by class (movies test: 100 NEG, then 99 POS), so a prefix can be one class.
     """
@@ -46,7 +24,7 @@ def choose_examples(total: int, limit: int | None, sample: str, seed: int) -> li
         return list(range(total))
     if sample == "first":
         return list(range(limit))
-    return sorted(np.random.default_rng(seed).choice(total, size=limit, replace=False).tolist())
+    return seeded_subset(total, limit, seed)
 
 
 def mean_rationale_fraction(split: ERASERSplit, chosen: list[int]) -> float:

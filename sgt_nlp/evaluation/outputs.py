@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..eraser.results import result_record, verify_results, write_results
+from ..eraser.results import result_record, write_results
+from ..eraser.verify import verify_results
 from ..explainers import explainer_class
 from ..metrics import (
     hard_rationale_from_scores,

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..eraser import load_split
-from ..eraser.results import read_results, verify_results, write_results
+from ..eraser.results import read_results, write_results
+from ..eraser.verify import verify_results
 from ..metrics import score_records
 from .summary import aopc_curve, score_columns, summary_table
 

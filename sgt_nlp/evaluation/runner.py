@@ -20,12 +20,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..eraser import ERASERSplit, load_split
+from ..loading import load_classifier, match_label_order, model_label_names, resolve_device
 from ..validation import check_device, check_max_length
 from .config import EvaluationConfig
 from .evaluator import BatchEvaluator
 from .examples import (
     choose_examples,
-    label_order,
     make_examples,
     mean_rationale_fraction,
     rationale_coverage,
@@ -66,14 +66,6 @@ def _process_state(config: EvaluationConfig):
     return PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
 
 
-def _resolve_device(device: str, state) -> torch.device:
-    if state is not None and state.num_processes > 1:
-        return state.device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _model_device(model: torch.nn.Module) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
@@ -101,7 +93,7 @@ def evaluate_rationales(
     is_main = state is None or state.is_main_process
     split = data if isinstance(data, ERASERSplit) else load_split(data, config.split)
     model_path = config.model or getattr(model, "name_or_path", None) or type(model).__name__
-    labels = label_order(model.config, split.labels, model_path)
+    labels = match_label_order(model_label_names(model.config), split.labels, model_path)
     if list(split.labels) != labels:
         split = dataclasses.replace(split, labels=tuple(labels))
     if is_main:
@@ -167,13 +159,12 @@ def evaluate_rationales(
 def evaluate_folder(config: EvaluationConfig, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Load ``config.model`` and ``config.data_dir``, evaluate, write ``config.output_dir``; returns the
     summary rows (one per method and removal mode; empty on all processes but the main one)."""
-    from ..training import load_classifier
 
     started = time.perf_counter()
     check_device(config.device)
     state = _process_state(config)
     split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
-    model, tokenizer, folder = load_classifier(config.model, _resolve_device(config.device, state))
+    model, tokenizer, folder = load_classifier(config.model, resolve_device(config.device, state))
     result = evaluate_rationales(model, tokenizer, split, config, stats)
     if result is None:
         return []

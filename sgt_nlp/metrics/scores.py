@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sgt_nlp.eraser.data import Annotation, Document
+from sgt_nlp.eraser.records import Annotation, Document
 from sgt_nlp.metrics.classification import accuracy, classification_prf
 from sgt_nlp.metrics.faithfulness import (
     DEFAULT_AOPC_THRESHOLDS,

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..eraser.align import TRUNCATIONS
 from ..explainers import EXPLAINERS
+from ..loading import model_label_names, resolve_device
 from ..saliency import TARGET_OUTPUTS
 from .checks import SanityConfig, run_sanity_checks
 from .methods import DEFAULT_METHODS, parse_methods
@@ -112,7 +113,6 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
-    import torch
 
     from ..report.sanity_tables import stage_table, summary_table
     from ..validation import check_device, check_max_length, check_output_dir, check_positive
@@ -125,13 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     check_output_dir(
         args.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier sanity run?)"
     )
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     config = args.to_config()
     model, tokenizer = load_model(args.model, device)
-    id2label = {int(k): v for k, v in (model.config.id2label or {}).items()}
-    label_names = [id2label.get(i, f"LABEL_{i}") for i in range(model.config.num_labels)]
+    label_names = model_label_names(model.config)
     words, queries, labels = load_eraser_inputs(
         args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
     )

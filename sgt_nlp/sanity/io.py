@@ -123,17 +123,10 @@ def load_eraser_inputs(
     often sorted by class: Movies' val split starts with 100 NEG reviews).
     """
     from ..eraser import load_split, to_hf_dataset
+    from ..loading import match_label_order
 
     loaded = load_split(data_dir, split)
-    if set(loaded.labels) <= set(label_names):  # a split may lack classes: the model's order holds
-        loaded = load_split(data_dir, split, labels=list(label_names))
-    elif all(n == f"LABEL_{i}" for i, n in enumerate(label_names)) and len(label_names) == len(loaded.labels):
-        logger.warning("the model has no label names; assuming class i is the split's sorted label i")
-        loaded = load_split(data_dir, split, labels=sorted(loaded.labels))
-    else:
-        raise ValueError(
-            f"the model's labels {list(label_names)} do not match the split's {sorted(loaded.labels)}"
-        )
+    loaded = load_split(data_dir, split, labels=match_label_order(label_names, loaded.labels))
     rows = to_hf_dataset(loaded)
     if shuffle_seed is not None:
         rows = rows.shuffle(seed=shuffle_seed)
@@ -148,7 +141,7 @@ def load_eraser_inputs(
 
 def load_model(path: str, device: str = "cpu") -> tuple[nn.Module, Any]:
     """Model and tokenizer from a folder (or 'minilm'), in eval mode, with right padding."""
-    from ..training import load_classifier
+    from ..loading import load_classifier
 
     model, tokenizer, _ = load_classifier(path, device)
     return model, tokenizer

