@@ -97,31 +97,11 @@ def _command_table() -> dict[str, tuple[str, Command]]:
 def main(argv: list[str] | None = None) -> int:
     """Runs a subcommand. Errors print one line on stderr (no traceback unless ``--debug``) and give exit status
     2 for a bad option or output folder (:class:`~sgt_nlp.validation.UsageError`, as argparse) and 1 otherwise."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    name = f"sgt-nlp {argv[0]}" if argv and not argv[0].startswith("-") else "sgt-nlp"
-    try:
-        return _dispatch(argv)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if debug:
-            raise
-        from .validation import UsageError
+    from .validation import run_reporting_errors
 
-        usage = isinstance(exc, UsageError)
-        kind = "" if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: "
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
-            message = f"{exc.filename}: {message}"
-        print(f"{name}: error: {kind}{message}", file=sys.stderr)
-        if not usage:
-            print(f"(run '{name} ... --debug' for the traceback)", file=sys.stderr)
-        return 2 if usage else 1
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = f"sgt-nlp {argv[0]}" if argv and not argv[0].startswith("-") else "sgt-nlp"
+    return run_reporting_errors(name, _dispatch, argv)
 
 
 def _dispatch(argv: list[str]) -> int:

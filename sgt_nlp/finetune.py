@@ -281,8 +281,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main as cli_main
+    from .validation import run_reporting_errors
 
-    sys.exit(
-        cli_main(["train", *sys.argv[1:]])
-    )  # the CLI's error handling: one line on stderr, --debug for more
+    # the CLI's error handling: one line on stderr, --debug for the traceback
+    sys.exit(run_reporting_errors("sgt-nlp train", main, sys.argv[1:]))

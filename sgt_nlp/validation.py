@@ -9,7 +9,8 @@ folder) exits with status 2, every other error with status 1 (see :func:`sgt_nlp
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 
@@ -171,3 +172,31 @@ def sorted_label_names(values: Iterable[object]) -> list[str]:
     if names and all(as_number(name) is not None for name in names):
         return sorted(names, key=lambda name: (as_number(name), name))
     return sorted(names)
+
+
+def run_reporting_errors(name: str, command: Callable[[list[str]], object], argv: list[str]) -> int:
+    """Runs ``command(argv)`` the way every ``sgt-nlp`` entry point reports errors: one line on stderr naming
+    ``name`` (no traceback unless ``--debug`` is in ``argv``), exit status 2 for a :class:`UsageError` (as
+    argparse) and 1 for anything else, 130 when interrupted; 0, or the command's own int status, on success."""
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        status = command(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        usage = isinstance(exc, UsageError)
+        kind = "" if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: "
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
+            message = f"{exc.filename}: {message}"
+        print(f"{name}: error: {kind}{message}", file=sys.stderr)
+        if not usage:
+            print(f"(run '{name} ... --debug' for the traceback)", file=sys.stderr)
+        return 2 if usage else 1
+    return status if isinstance(status, int) else 0
