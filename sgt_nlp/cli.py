@@ -30,7 +30,7 @@ def _demo(argv: list[str]) -> None:
 
 
 def _experiment(argv: list[str]) -> None:
-    from .experiments import main
+    from .experiments.cli import main
 
     main(argv)
 

@@ -99,6 +99,8 @@ NEUTRAL_WORDS: tuple[str, ...] = tuple(
 )
 
 _TEMPLATES = {"contrastive": CONTRASTIVE_TEMPLATES, "lexical": LEXICAL_TEMPLATES}
+#: the task variants ``SyntheticConfig.templates`` accepts
+TEMPLATE_NAMES = tuple(_TEMPLATES)
 
 
 @dataclass(frozen=True)

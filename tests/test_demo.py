@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sgt_nlp.demo import build_parser, demo_spec, main, method_sentences
+from sgt_nlp.demo import demo_spec, main, method_sentences, parse_settings
 from tests import tiny
 from tests.test_training import write_eraser
 
@@ -27,7 +27,7 @@ def test_sentences_say_helped_hurt_or_noise_with_the_interval():
     vs_random = {**vs_plain, "control": "random_mask",
                  "rows": [row("gradient", "comprehensiveness_aopc", 0.001, -0.02, 0.03, "within noise")]}
     result = {"datasets": {"synthetic": {"comparisons": [vs_plain, vs_random]}}}
-    spec = demo_spec(build_parser().parse_args([]))
+    spec = demo_spec(parse_settings([]))
     sentences = method_sentences(result, spec)
     assert sentences[0].startswith("Accuracy: SGT -0.010 [-0.030, +0.010] vs plain (test, 2 seed(s))")
     gradient, ig, random = sentences[1:]
@@ -40,12 +40,12 @@ def test_sentences_say_helped_hurt_or_noise_with_the_interval():
 
 
 def test_command_line_changes_the_demo_preset():
-    spec = demo_spec(build_parser().parse_args(["--seeds", "0,1", "--no_random_mask", "--removal", "random_token"]))
+    spec = demo_spec(parse_settings(["--seeds", "0,1", "--no_random_mask", "--removal", "random_token"]))
     assert spec.seeds == (0, 1) and list(spec.arms) == ["plain", "sgt"] and spec.removals == ("random_token",)
-    default = demo_spec(build_parser().parse_args([]))
+    default = demo_spec(parse_settings([]))
     assert default.arms["random_mask"]["sgt_mask_selection"] == "random" and default.model == "tiny"
     assert default.datasets[0].test_examples is None  # the full test split
-    quick = demo_spec(build_parser().parse_args(["--quick"]))
+    quick = demo_spec(parse_settings(["--quick"]))
     assert quick.datasets[0].synthetic["n_train"] < default.datasets[0].synthetic["n_train"]
 
 
@@ -83,5 +83,5 @@ def test_demo_never_wipes_another_experiments_records(tmp_path):
     (out / "spec.json").write_text(json.dumps({"name": "cpu", "model": "minilm", "arms": {}, "datasets": []}))
     (out / "precious.txt").write_text("keep")
     with pytest.raises(SpecError, match="other settings"):
-        run_demo(demo_spec(build_parser().parse_args(["--quick"])), out)
+        run_demo(demo_spec(parse_settings(["--quick"])), out)
     assert (out / "precious.txt").read_text() == "keep"
