@@ -87,9 +87,9 @@ class DemoSettings:
     sgt_mask_strategy: str = _sgt_option("sgt_mask_strategy")
     removal: str = field(default=DEMO.removals[0], metadata={
         "choices": list(REMOVALS),
-        "help": "how words are removed for the faithfulness metrics (default: delete, ERASER's)"})
+        "help": "how words are removed for the faithfulness metrics (delete: ERASER's)"})
     max_eval_examples: int | None = field(default=None, metadata={
-        "help": "evaluate a seeded sample of N test examples (default: all)"})
+        "help": "evaluate a seeded sample of N test examples (unset: all)"})
     no_random_mask: bool = field(default=False, metadata={"help": "leave out the random-mask control arm"})
     quick: bool = field(default=False, metadata={"help": "a tiny run (seconds) that exercises every step"})
 
