@@ -56,6 +56,8 @@ from .metrics import (
     token_prf,
     top_k_indices,
 )
+from .metrics.registry import SUMMARY_METRICS
+from .metrics.registry import columns as metric_columns
 from .saliency import embedding_forward_kwargs
 from .validation import (
     UsageError,
@@ -764,12 +766,8 @@ def _write_per_example(path, method, annotations, examples, outputs, truth, soft
     path.write_text("".join(lines))
 
 
-SUMMARY_COLUMNS = (
-    ("accuracy", "acc"), ("macro_f1", "F1"), ("comprehensiveness", "comp"), ("sufficiency", "suff"),
-    ("comprehensiveness_aopc", "comp AOPC"), ("sufficiency_aopc", "suff AOPC"), ("auprc", "AUPRC"),
-    ("token_f1", "token F1"), ("iou_f1", "IOU F1"), ("auprc_visible", "AUPRC seen"),
-    ("token_f1_visible", "token F1 seen"), ("tokens_to_flip", "to flip"), ("masked_accuracy_auc", "masked acc"),
-)
+#: (key, title) of the summary table's metric columns, from the metric registry
+SUMMARY_COLUMNS = metric_columns(SUMMARY_METRICS)
 
 
 def _aopc_curve(thresholds: Sequence[float], classification_scores: dict) -> dict[str, list[float]]:
