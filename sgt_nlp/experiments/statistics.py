@@ -19,18 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics.registry import oriented
 from .spec import ExperimentSpec
 
-#: per-example metrics: (key, title, +1 when higher is better / -1 when lower is better)
-FAITHFULNESS_METRICS = (
-    ("comprehensiveness", "comp", +1), ("sufficiency", "suff", -1),
-    ("comprehensiveness_aopc", "comp AOPC", +1), ("sufficiency_aopc", "suff AOPC", -1),
-    ("comprehensiveness_aopc_vs_empty", "comp AOPC / empty drop", +1),
-    ("sufficiency_aopc_vs_empty", "suff AOPC / empty drop", -1),
-    ("comprehensiveness_naopc", "comp NAOPC (evaluated bounds)", +1),
-    ("sufficiency_naopc", "suff NAOPC (evaluated bounds)", -1),
-)
-AGREEMENT_METRICS = (("auprc_visible", "AUPRC seen", +1), ("token_f1_visible", "token F1 seen", +1))
+#: per-example metrics, as ``(key, title, direction)`` from the metric registry (+1: higher is better)
+FAITHFULNESS_METRICS = oriented((
+    "comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc",
+    "comprehensiveness_aopc_vs_empty", "sufficiency_aopc_vs_empty", "comprehensiveness_naopc",
+    "sufficiency_naopc",
+))
+#: agreement with human rationales over the words the model saw (datasets with rationales only)
+AGREEMENT_METRICS = oriented(("auprc_visible", "token_f1_visible"))
 ALL_METRICS = FAITHFULNESS_METRICS + AGREEMENT_METRICS
 #: metrics the one-line verdict per method is read from
 VERDICT_METRICS = ("comprehensiveness_aopc", "sufficiency_aopc", "comprehensiveness_naopc",
