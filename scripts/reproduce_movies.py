@@ -22,11 +22,15 @@ import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sgt_nlp.experiments import PRESETS, SHARED_DATA, DatasetSpec, Experiment, ExperimentSpec  # noqa: E402
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 #: the old script's 'smoke' configuration for the test suite: a given tiny model, 2 seeds, seconds
 SMOKE = replace(
@@ -72,7 +76,7 @@ def movies_spec(config: str, sweep: list[float] | None, model: str | None,
     return spec
 
 
-def make_parser():  # -> transformers.HfArgumentParser
+def make_parser() -> HfArgumentParser:
     """The script's parser, generated from :class:`ReproduceArguments`."""
     from transformers import HfArgumentParser
 

@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import SaliencyGuidedTrainingArguments
 from .experiments import (
@@ -33,6 +33,9 @@ from .experiments import (
 )
 from .report.experiment import METHOD_TITLES
 from .synthetic import TEMPLATE_NAMES
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +230,7 @@ def publish_shortcuts(out: Path, spec: ExperimentSpec, result: dict[str, Any]) -
                 link.symlink_to(os.path.relpath(target, folder), target_is_directory=True)
 
 
-def make_parser():  # -> transformers.HfArgumentParser
+def make_parser() -> HfArgumentParser:
     """The parser of ``sgt-nlp demo``, generated from :class:`DemoSettings`."""
     from transformers import HfArgumentParser
 

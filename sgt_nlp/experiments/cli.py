@@ -7,10 +7,14 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .data import SHARED_DATA, export_half_precision_model
 from .runner import Experiment
 from .spec import PRESETS, ExperimentSpec, SpecError, load_spec, validate_spec
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 DESCRIPTION = (
     "Train and evaluate arms (plain, SGT, random-mask, ...) x seeds x datasets, with learning-rate selection "
@@ -45,7 +49,7 @@ class ExperimentArguments:
         "whose machine has no hub: carry FOLDER)"})
 
 
-def make_parser():  # -> transformers.HfArgumentParser (imported here: transformers is slow to import)
+def make_parser() -> HfArgumentParser:
     """The parser of ``sgt-nlp experiment``, generated from :class:`ExperimentArguments`."""
     from transformers import HfArgumentParser
 
