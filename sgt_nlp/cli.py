@@ -46,15 +46,17 @@ def _report(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(
         prog="sgt-nlp report",
-        description="Turn one or more 'sgt-nlp evaluate' output folders into one standalone HTML page (metrics "
-        "table, AOPC and masked-accuracy curves, per-word heatmaps beside the human rationale) plus PNG plots.",
+        description="Turn one or more 'sgt-nlp evaluate' output folders into one standalone HTML page "
+        "(metrics table, AOPC and masked-accuracy curves, per-word heatmaps beside the human rationale) plus "
+        "PNG plots.",
     )
-    parser.add_argument("folders", nargs="+", help="output folders of sgt-nlp evaluate (one per model); folders "
-                        "of sgt-nlp sanity (with sanity.json) are added as a sanity-check section")
+    parser.add_argument("folders", nargs="+", help="output folders of sgt-nlp evaluate (one per model); "
+                        "folders of sgt-nlp sanity (with sanity.json) are added as a sanity-check section")
     parser.add_argument("--output", default="report.html", help="the HTML file to write (PNGs go beside it)")
     parser.add_argument("--max_examples", type=int, default=6, help="examples shown as heatmaps")
     args = parser.parse_args(argv)
-    sanity = [f for f in args.folders if (Path(f) / "sanity.json").is_file() and not (Path(f) / "summary.json").is_file()]
+    sanity = [f for f in args.folders
+              if (Path(f) / "sanity.json").is_file() and not (Path(f) / "summary.json").is_file()]
     evaluations = [f for f in args.folders if f not in sanity]
     if not evaluations:
         parser.error("give at least one sgt-nlp evaluate output folder")
@@ -75,11 +77,14 @@ def _sanity(argv: list[str]) -> None:
 
 def _command_table() -> dict[str, tuple[str, Command]]:
     return {
-        "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report", _demo),
-        "experiment": ("arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals (resumable)",
-                       _experiment),
-        "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)", _train),
-        "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, agreement)", _evaluate),
+        "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report",
+                 _demo),
+        "experiment": ("arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals "
+                       "(resumable)", _experiment),
+        "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)",
+                  _train),
+        "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, "
+                     "agreement)", _evaluate),
         "explain": ("per-word saliency heatmap of a prediction, in the terminal and as HTML", _explain),
         "report": ("one HTML report (tables, curves, heatmaps) from evaluation folders", _report),
         "rescore": ("score evaluation folders again from their results files (after a scorer fix)", _rescore),
@@ -88,8 +93,9 @@ def _command_table() -> dict[str, tuple[str, Command]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs a subcommand. Errors print one line on stderr (no traceback unless ``--debug``) and give exit status
-    2 for a bad option or output folder (:class:`~sgt_nlp.validation.UsageError`, as argparse) and 1 otherwise."""
+    """Runs a subcommand. Errors print one line on stderr (no traceback unless ``--debug``) and give exit
+    status 2 for a bad option or output folder (:class:`~sgt_nlp.validation.UsageError`, as argparse) and 1
+    otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -124,11 +130,12 @@ def _dispatch(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="sgt-nlp",
         description="Saliency Guided Training for Hugging Face text classifiers, and rationale evaluation.",
-        epilog=f"subcommands:\n{usage}\n\n'sgt-nlp <subcommand> --help' lists each one's options. Errors are one "
-        "line on stderr (exit status 2: a bad option, 1: anything else); add --debug for the traceback.",
+        epilog=f"subcommands:\n{usage}\n\n'sgt-nlp <subcommand> --help' lists each one's options. Errors are "
+        "one line on stderr (exit status 2: a bad option, 1: anything else); add --debug for the traceback.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=list(commands), metavar="subcommand", help="one of: " + ", ".join(commands))
+    parser.add_argument("command", choices=list(commands), metavar="subcommand",
+                        help="one of: " + ", ".join(commands))
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
