@@ -55,6 +55,7 @@ class Stage:
     started: float = field(default_factory=time.perf_counter)
 
     def log(self, stage: str, dataset: str, arm: str = "-", seed: int | str = "-", detail: str = "") -> None:
+        """One progress line at INFO level."""
         elapsed = time.perf_counter() - self.started
         logger.info("[%s] %-9s dataset=%s arm=%s seed=%s elapsed=%.0fs %s", time.strftime("%H:%M:%S"),
                     stage, dataset, arm, seed, elapsed, detail)

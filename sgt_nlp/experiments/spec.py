@@ -73,6 +73,8 @@ class ExperimentSpec:
     baseline: str = "plain"
 
     def compared_pairs(self) -> list[tuple[str, str]]:
+        """(treatment, control) pairs: ``comparisons`` when given, else every arm but the baseline and
+        random_mask against each of those two."""
         if self.comparisons:
             return [tuple(pair) for pair in self.comparisons]
         controls = [a for a in (self.baseline, "random_mask") if a in self.arms]
