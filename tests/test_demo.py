@@ -107,3 +107,13 @@ def test_demo_options_default_to_the_demo_preset_and_the_training_arguments():
     assert (settings.sgt_mask_fraction, settings.sgt_kl_weight, settings.removal) == (0.5, 1.0, "delete")
     assert demo_spec(DemoSettings()) == demo_spec(settings)
     assert parse_settings(["--sgt_mask_strategy", "zero", "--quick"]).sgt_mask_strategy == "zero"
+
+
+def test_demo_verdict_metrics_are_registered_verdict_metrics_of_the_runner():
+    from sgt_nlp.demo import VERDICT_METRICS
+    from sgt_nlp.experiments import VERDICT_METRICS as RUNNER_VERDICT_METRICS
+    from sgt_nlp.metrics.registry import direction
+
+    keys = [key for key, _ in VERDICT_METRICS]
+    assert keys == ["comprehensiveness_aopc", "comprehensiveness_naopc", "auprc_visible"]
+    assert set(keys) <= set(RUNNER_VERDICT_METRICS) and all(direction(key) == +1 for key in keys)
