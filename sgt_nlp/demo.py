@@ -12,39 +12,95 @@ sentence per method with paired bootstrap 95 % intervals over test examples, als
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .config import SaliencyGuidedTrainingArguments
 from .experiments import (
-    METHOD_TITLES,
     PRESETS,
+    REMOVALS,
     DatasetSpec,
     Experiment,
     ExperimentSpec,
     SpecError,
 )
+from .report.experiment import METHOD_TITLES
+from .synthetic import TEMPLATE_NAMES
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 logger = logging.getLogger(__name__)
 
 #: the demo's verdict reads comprehensiveness AOPC (faithfulness), its confidence-normalised NAOPC (a less
 #: confident model has a smaller AOPC for that reason alone) and AUPRC against the planted rationale
 VERDICT_METRICS = (("comprehensiveness_aopc", "comprehensiveness AOPC"),
-                   ("comprehensiveness_naopc", "comprehensiveness NAOPC"), ("auprc_visible", "AUPRC vs the rationale"))
-QUICK_SYNTHETIC = {"n_train": 96, "n_val": 16, "n_test": 16, "min_words": 40, "max_words": 100, "templates": "lexical"}
+                   ("comprehensiveness_naopc", "comprehensiveness NAOPC"),
+                   ("auprc_visible", "AUPRC vs the rationale"))
+
+#: the demo preset: the defaults of every option below that it sets
+DEMO = PRESETS["demo"]
+DEMO_TASK = DEMO.datasets[0]
+#: ``--quick``: the demo preset's synthetic task, cut to a few dozen documents
+QUICK_SYNTHETIC = {**DEMO_TASK.synthetic, "n_train": 96, "n_val": 16, "n_test": 16}
 
 
-def demo_spec(args: argparse.Namespace) -> ExperimentSpec:
+def _sgt_option(name: str) -> Any:
+    """An ``sgt_*`` option exactly as :class:`SaliencyGuidedTrainingArguments` defines it (default, help,
+    choices)."""
+    owner = next(f for f in fields(SaliencyGuidedTrainingArguments) if f.name == name)
+    return field(default=owner.default, metadata=dict(owner.metadata))
+
+
+@dataclass
+class DemoSettings:
+    """The options of ``sgt-nlp demo``. Defaults come from their owners: the ``demo`` preset (task, training,
+    removal) and :class:`SaliencyGuidedTrainingArguments` (the ``sgt_*`` settings of the SGT arm)."""
+
+    output_dir: str = field(default="sgt_demo", metadata={
+        "help": "where to write data, models and the report"})
+    seeds: str = field(default=",".join(map(str, DEMO.seeds)), metadata={
+        "help": "comma-separated seeds, pooled in the intervals"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "an ERASER folder instead of the synthetic task"})
+    model: str | None = field(default=None, metadata={
+        "help": "a model folder, or 'minilm' for the PyPI MiniLM, instead of a small BERT built from a "
+        "config"})
+    templates: str = field(default=DEMO_TASK.synthetic["templates"], metadata={
+        "choices": list(TEMPLATE_NAMES),
+        "help": "synthetic task variant: lexical (label words) or contrastive (same words, order decides; "
+        "harder)"})
+    n_train: int = field(default=DEMO_TASK.synthetic["n_train"], metadata={
+        "help": "synthetic training documents"})
+    n_test: int = field(default=DEMO_TASK.synthetic["n_test"], metadata={"help": "synthetic test documents"})
+    epochs: float = field(default=DEMO_TASK.epochs, metadata={"help": "training epochs of every arm"})
+    learning_rate: float = field(default=DEMO_TASK.learning_rates[0], metadata={
+        "help": "every arm's learning rate"})
+    batch_size: int = field(default=DEMO_TASK.batch_size, metadata={"help": "training batch size"})
+    max_length: int = field(default=DEMO_TASK.max_length, metadata={"help": "word pieces per document"})
+    sgt_mask_fraction: float = _sgt_option("sgt_mask_fraction")
+    sgt_kl_weight: float = _sgt_option("sgt_kl_weight")
+    sgt_mask_strategy: str = _sgt_option("sgt_mask_strategy")
+    removal: str = field(default=DEMO.removals[0], metadata={
+        "choices": list(REMOVALS),
+        "help": "how words are removed for the faithfulness metrics (delete: ERASER's)"})
+    max_eval_examples: int | None = field(default=None, metadata={
+        "help": "evaluate a seeded sample of N test examples (unset: all)"})
+    no_random_mask: bool = field(default=False, metadata={"help": "leave out the random-mask control arm"})
+    quick: bool = field(default=False, metadata={"help": "a tiny run (seconds) that exercises every step"})
+
+
+def demo_spec(args: DemoSettings) -> ExperimentSpec:
     """The ``demo`` preset with the command line's changes."""
-    spec = PRESETS["demo"]
-    dataset = spec.datasets[0]
+    spec = DEMO
+    dataset = DEMO_TASK
     if args.data_dir:
         dataset = DatasetSpec(name=Path(args.data_dir).name or "data", source="eraser",
                               path=str(Path(args.data_dir).resolve()), max_length=dataset.max_length,
@@ -53,9 +109,10 @@ def demo_spec(args: argparse.Namespace) -> ExperimentSpec:
     else:
         dataset = replace(dataset, synthetic={**dataset.synthetic, "templates": args.templates,
                                               "n_train": args.n_train, "n_test": args.n_test})
-    dataset = replace(dataset, epochs=args.epochs, learning_rates=(args.learning_rate,), batch_size=args.batch_size,
-                      max_length=args.max_length, test_examples=args.max_eval_examples)
-    arms = {"plain": {"sgt_mask_fraction": 0.0}}
+    dataset = replace(dataset, epochs=args.epochs, learning_rates=(args.learning_rate,),
+                      batch_size=args.batch_size, max_length=args.max_length,
+                      test_examples=args.max_eval_examples)
+    arms: dict[str, dict[str, Any]] = {"plain": {"sgt_mask_fraction": 0.0}}
     sgt = {"sgt_mask_fraction": args.sgt_mask_fraction, "sgt_kl_weight": args.sgt_kl_weight,
            "sgt_mask_strategy": args.sgt_mask_strategy}
     arms["sgt"] = sgt
@@ -73,8 +130,8 @@ def demo_spec(args: argparse.Namespace) -> ExperimentSpec:
 
 def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
     """One plain sentence per method: for each verdict metric, did SGT help, by how much, with the paired 95 %
-    interval vs plain (and vs random-mask when it ran). "Helped"/"hurt" need the whole interval vs plain on one
-    side of 0; a gap whose interval covers 0 "made no difference beyond noise", however large it looks."""
+    interval vs plain (and vs random-mask when it ran). "Helped"/"hurt" need the whole interval vs plain on
+    one side of 0; a gap whose interval covers 0 "made no difference beyond noise", however large it looks."""
     sentences = []
     for name, data in result["datasets"].items():
         comparisons = {(c["treatment"], c["control"]): c for c in data["comparisons"]}
@@ -86,8 +143,9 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
         methods = list(dict.fromkeys(r["method"] for r in vs_plain["rows"]))
         accuracy = vs_plain["accuracy"]
         sentences.append(
-            f"Accuracy: SGT {_signed(accuracy)} vs plain (test, {len(vs_plain['seeds'])} seed(s)); faithfulness "
-            f"below is under removal '{removal}', intervals are paired bootstrap 95 % over test examples."
+            f"Accuracy: SGT {_signed(accuracy)} vs plain (test, {len(vs_plain['seeds'])} seed(s)); "
+            f"faithfulness below is under removal '{removal}', intervals are paired bootstrap 95 % over test "
+            "examples."
         )
         for method in methods:
             parts = []
@@ -95,7 +153,8 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
                 row = _row(vs_plain, removal, method, metric)
                 if row is None or math.isnan(row["difference"]["mean"]):
                     continue
-                word = {"better": "helped", "worse": "hurt"}.get(row["outcome"], "made no difference beyond noise")
+                word = {"better": "helped", "worse": "hurt"}.get(row["outcome"],
+                                                                 "made no difference beyond noise")
                 text = f"{title}: SGT {word} ({_signed(row['difference'])} vs plain"
                 other = _row(vs_random, removal, method, metric) if vs_random else None
                 if other is not None and not math.isnan(other["difference"]["mean"]):
@@ -121,8 +180,8 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(output_dir)
     started = time.perf_counter()
-    logger.info("the demo trains and evaluates %d models per seed: about 3.5 minutes per seed on two CPU cores "
-                "(--quick: about a minute)", len(spec.arms))
+    logger.info("the demo trains and evaluates %d models per seed: about 3.5 minutes per seed on two CPU "
+                "cores (--quick: about a minute)", len(spec.arms))
     experiment = Experiment(spec, out, out / "work", keep_models=True)
     try:
         result = experiment.run()
@@ -140,7 +199,8 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     dataset = spec.datasets[0]
     lr = result["datasets"][dataset.name]["learning_rate"]
     seed = spec.seeds[0]
-    eval_dirs = [out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval" / "main" for arm in spec.arms]
+    eval_dirs = [out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval" / "main"
+                 for arm in spec.arms]
     eval_dirs = [d for d in eval_dirs if (d / "summary.json").is_file()]
     report = build_report(eval_dirs, out / "report.html", verdict=sentences) if eval_dirs else None
     return {"verdict": sentences, "report": report, "table": (out / "results.md").read_text(),
@@ -170,45 +230,29 @@ def publish_shortcuts(out: Path, spec: ExperimentSpec, result: dict[str, Any]) -
                 link.symlink_to(os.path.relpath(target, folder), target_is_directory=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sgt-nlp demo",
-        description="Train the same small BERT three times (plain, SGT, random-mask) on a synthetic task with "
-        "planted rationales, explain every model on the full test split (Gradient, Integrated Gradients, Random) "
-        "and write paired bootstrap comparisons, a one-sentence verdict per method and an HTML report. Offline; "
-        "the experiment runner's 'demo' preset (sgt-nlp experiment --preset demo).",
+def make_parser() -> HfArgumentParser:
+    """The parser of ``sgt-nlp demo``, generated from :class:`DemoSettings`."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(
+        DemoSettings, prog="sgt-nlp demo",
+        description="Train the same small BERT three times (plain, SGT, random-mask) on a synthetic task "
+        "with planted rationales, explain every model on the full test split (Gradient, Integrated "
+        "Gradients, Random) and write paired bootstrap comparisons, a one-sentence verdict per method and an "
+        "HTML report. Offline; the experiment runner's 'demo' preset (sgt-nlp experiment --preset demo).",
     )
-    d = PRESETS["demo"].datasets[0]
-    parser.add_argument("--output_dir", default="sgt_demo", help="where to write data, models and the report")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds, pooled in the intervals (default: 0)")
-    parser.add_argument("--data_dir", default=None, help="an ERASER folder instead of the synthetic task")
-    parser.add_argument("--model", default=None, help="a model folder, or 'minilm' for the PyPI MiniLM, instead "
-                        "of a small BERT built from a config")
-    parser.add_argument("--templates", default=d.synthetic["templates"], choices=("lexical", "contrastive"),
-                        help="synthetic task variant: lexical (label words) or contrastive (same words, order "
-                        "decides; harder)")
-    parser.add_argument("--n_train", type=int, default=d.synthetic["n_train"], help="synthetic training documents")
-    parser.add_argument("--n_test", type=int, default=d.synthetic["n_test"], help="synthetic test documents")
-    parser.add_argument("--epochs", type=float, default=d.epochs)
-    parser.add_argument("--learning_rate", type=float, default=d.learning_rates[0])
-    parser.add_argument("--batch_size", type=int, default=d.batch_size)
-    parser.add_argument("--max_length", type=int, default=d.max_length)
-    parser.add_argument("--sgt_mask_fraction", type=float, default=0.5)
-    parser.add_argument("--sgt_kl_weight", type=float, default=1.0)
-    parser.add_argument("--sgt_mask_strategy", default="random_token",
-                        choices=("random_token", "mask_token", "zero", "uniform"))
-    parser.add_argument("--removal", default="delete", choices=("delete", "mask_token", "random_token"),
-                        help="how words are removed for the faithfulness metrics (default: delete, ERASER's)")
-    parser.add_argument("--max_eval_examples", type=int, default=None,
-                        help="evaluate a seeded sample of N test examples (default: all)")
-    parser.add_argument("--no_random_mask", action="store_true", help="leave out the random-mask control arm")
-    parser.add_argument("--quick", action="store_true", help="a tiny run (seconds) that exercises every step")
-    return parser
+
+
+def parse_settings(argv: list[str] | None = None) -> DemoSettings:
+    """:class:`DemoSettings` from command-line arguments."""
+    (settings,) = make_parser().parse_args_into_dataclasses(args=argv)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Runs the demo and prints the task, the arms, the verdict and where the report is."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    args = build_parser().parse_args(argv)
+    args = parse_settings(argv)
     spec = demo_spec(args)
     result = run_demo(spec, args.output_dir)
     if not args.data_dir:

@@ -1,4 +1,5 @@
-"""A synthetic rationale task in the ERASER format, where the true rationale of every example is known exactly.
+"""A synthetic rationale task in the ERASER format, where the true rationale of every example is known
+exactly.
 
 Why it exists: the demo must show, on a laptop CPU and without network, whether saliency-guided training (SGT)
 makes explanations more faithful and closer to the truth. Real rationale data sets (ERASER Movies) are large
@@ -10,8 +11,8 @@ How a document is built (one per annotation, ``NEG``/``POS`` balanced exactly wi
 * **Evidence phrases.** Each label has six phrase templates; one to three phrases of the document's label are
   planted at random positions, each an evidence group of its own (each is sufficient on its own).
   ``templates="lexical"`` (default): each label has words of its own (``truly wonderful`` is POS,
-  ``painfully dull`` NEG). ``templates="contrastive"`` (harder): both labels use the *same words in a different
-  order* (``good not bad`` is POS, ``bad not good`` NEG).
+  ``painfully dull`` NEG). ``templates="contrastive"`` (harder): both labels use the *same words in a
+  different order* (``good not bad`` is POS, ``bad not good`` NEG).
 * **Near-miss phrases.** One or two per document: the words of a template of either label in an order that is
   no template (``wonderful truly``, ``not bad good``), chosen independently of the label, so they carry no
   signal but make "this word occurs" an unreliable cue.
@@ -20,9 +21,9 @@ How a document is built (one per annotation, ``NEG``/``POS`` balanced exactly wi
 
 How hard it is, measured on 2000 training documents (logistic regression on word counts vs word and bigram
 counts; test accuracy): lexical 0.86 vs 1.00, contrastive 0.51 vs 1.00. In the lexical task single words help
-but near-misses cap them, so a model must read phrases to go beyond; in the contrastive task every word has the
-same distribution in both classes, so no word-frequency shortcut exists at all (a 2-layer BERT trained from
-scratch for a few CPU minutes did not learn it, which is why it is not the default).
+but near-misses cap them, so a model must read phrases to go beyond; in the contrastive task every word has
+the same distribution in both classes, so no word-frequency shortcut exists at all (a 2-layer BERT trained
+from scratch for a few CPU minutes did not learn it, which is why it is not the default).
 
 Why the comparison it feeds is not rigged: both models see the same files, token for token; the rationales are
 fixed by the generator before any model exists, not derived from either model's saliency; the task has no
@@ -99,11 +100,14 @@ NEUTRAL_WORDS: tuple[str, ...] = tuple(
 )
 
 _TEMPLATES = {"contrastive": CONTRASTIVE_TEMPLATES, "lexical": LEXICAL_TEMPLATES}
+#: the task variants ``SyntheticConfig.templates`` accepts
+TEMPLATE_NAMES = tuple(_TEMPLATES)
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Everything that shapes the generated data; written to ``synthetic.json`` beside the data for provenance."""
+    """Everything that shapes the generated data; written to ``synthetic.json`` beside the data for
+    provenance."""
 
     seed: int = 0
     n_train: int = 2000
@@ -144,7 +148,8 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class SyntheticExample:
-    """One generated document with its exact rationale: ``spans`` are ``(start, end, sentence)`` token spans."""
+    """One generated document with its exact rationale: ``spans`` are ``(start, end, sentence)`` token
+    spans."""
 
     annotation_id: str
     label: str
@@ -314,7 +319,8 @@ def find_evidence_phrases(tokens: Sequence[str], templates: str = "lexical") -> 
 
 
 def _check_rationale_exact(example: SyntheticExample, templates: str) -> None:
-    """The planted spans must be every template occurrence, all of the planted label (a generator invariant)."""
+    """The planted spans must be every template occurrence, all of the planted label (a generator
+    invariant)."""
     found = find_evidence_phrases(example.tokens, templates)
     expected = sorted((start, end, example.planted_label) for start, end, _ in example.spans)
     if found != expected:
@@ -324,8 +330,8 @@ def _check_rationale_exact(example: SyntheticExample, templates: str) -> None:
 def generate_split(split: str, n: int, config: SyntheticConfig) -> list[SyntheticExample]:
     """``n`` examples of ``split``, labels balanced exactly (POS gets the extra one when ``n`` is odd).
 
-    Each split has its own random stream (seeded by ``seed`` and the split name), so changing ``n_train`` never
-    changes the test set.
+    Each split has its own random stream (seeded by ``seed`` and the split name), so changing ``n_train``
+    never changes the test set.
     """
     rng = random.Random(f"sgt_nlp.synthetic:{config.seed}:{split}")
     labels = [LABELS[(i + 1) % 2] for i in range(n)]
@@ -397,12 +403,13 @@ def describe(config: SyntheticConfig | None = None) -> str:
     near = "; ".join(f"'{' '.join(orders[0])}'" for orders in _near_miss_orders(config.templates)[:3])
     vocab = len(synthetic_vocabulary(config.templates))
     shortcut = (
-        "Both labels use the same words, only in a different order, so every word is equally frequent in both "
-        "classes: no bag-of-words shortcut exists, and a model must locate the phrases and read their order."
+        "Both labels use the same words, only in a different order, so every word is equally frequent in "
+        "both classes: no bag-of-words shortcut exists, and a model must locate the phrases and read their "
+        "order."
         if config.templates == "contrastive"
-        else "Each label has words of its own, but near-misses made of the same words in another order appear "
-        "in both classes, so a word's presence is an unreliable cue (with the default settings word counts alone reach about 86% "
-        "accuracy): a model must read the phrases to do better."
+        else "Each label has words of its own, but near-misses made of the same words in another order "
+        "appear in both classes, so a word's presence is an unreliable cue (with the default settings word "
+        "counts alone reach about 86% accuracy): a model must read the phrases to do better."
     )
     return (
         f"Synthetic rationale task ({config.templates} templates, seed {config.seed}; "
@@ -410,16 +417,18 @@ def describe(config: SyntheticConfig | None = None) -> str:
         f"{config.min_words}-{config.max_words} tokens, {vocab}-word vocabulary).\n"
         f"The label ({'/'.join(LABELS)}, balanced) is set by {config.evidence_per_doc[0]}-"
         f"{config.evidence_per_doc[1]} planted evidence phrases of that label ({examples}; "
-        f"{len(pairs)} templates per label) placed at random among neutral filler sentences, in which frequent "
-        f"distractor words ({', '.join(FREQUENT_WORDS[:6])}, ...) make up {config.frequent_share:.0%} of the "
-        f"filler in both classes alike, plus {config.near_miss_per_doc[0]}-{config.near_miss_per_doc[1]} "
-        f"near-miss phrases ({near}, ...) whose words match an evidence phrase but whose order matches neither "
-        f"label, drawn independently of the label.\n"
+        f"{len(pairs)} templates per label) placed at random among neutral filler sentences, in which "
+        f"frequent distractor words ({', '.join(FREQUENT_WORDS[:6])}, ...) make up "
+        f"{config.frequent_share:.0%} of the filler in both classes alike, plus "
+        f"{config.near_miss_per_doc[0]}-{config.near_miss_per_doc[1]} "
+        f"near-miss phrases ({near}, ...) whose words match an evidence phrase but whose order matches "
+        f"neither label, drawn independently of the label.\n"
         f"{shortcut}\n"
-        f"The planted tokens are the exact and complete rationale (the generator checks that no template occurs "
-        f"anywhere else); label noise flips {config.label_noise:.0%} of the labels without moving the evidence.\n"
-        "The comparison is not rigged: both models are trained on the same files from the same initial weights, "
-        "and the rationales are fixed by the generator before any model exists, never derived from either "
-        "model's saliency. If SGT does not help, the report shows it: equal or lower AUPRC and "
+        f"The planted tokens are the exact and complete rationale (the generator checks that no template "
+        f"occurs anywhere else); label noise flips {config.label_noise:.0%} of the labels without moving the "
+        "evidence.\n"
+        "The comparison is not rigged: both models are trained on the same files from the same initial "
+        "weights, and the rationales are fixed by the generator before any model exists, never derived from "
+        "either model's saliency. If SGT does not help, the report shows it: equal or lower AUPRC and "
         "comprehensiveness than the plain model at the same accuracy."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sgt_nlp.demo import build_parser, demo_spec, main, method_sentences
+from sgt_nlp.demo import demo_spec, main, method_sentences, parse_settings
 from tests import tiny
 from tests.test_training import write_eraser
 
@@ -19,7 +19,8 @@ def row(method, metric, mean, low, high, outcome):
 
 
 def test_sentences_say_helped_hurt_or_noise_with_the_interval():
-    vs_plain = {"treatment": "sgt", "control": "plain", "seeds": [0, 1], "accuracy": interval(-0.01, -0.03, 0.01),
+    vs_plain = {"treatment": "sgt", "control": "plain", "seeds": [0, 1],
+                "accuracy": interval(-0.01, -0.03, 0.01),
                 "rows": [row("gradient", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
                          row("gradient", "auprc_visible", 0.01, -0.01, 0.03, "within noise"),
                          row("integrated_gradients", "comprehensiveness_aopc", -0.04, -0.06, -0.01, "worse"),
@@ -27,25 +28,27 @@ def test_sentences_say_helped_hurt_or_noise_with_the_interval():
     vs_random = {**vs_plain, "control": "random_mask",
                  "rows": [row("gradient", "comprehensiveness_aopc", 0.001, -0.02, 0.03, "within noise")]}
     result = {"datasets": {"synthetic": {"comparisons": [vs_plain, vs_random]}}}
-    spec = demo_spec(build_parser().parse_args([]))
+    spec = demo_spec(parse_settings([]))
     sentences = method_sentences(result, spec)
     assert sentences[0].startswith("Accuracy: SGT -0.010 [-0.030, +0.010] vs plain (test, 2 seed(s))")
     gradient, ig, random = sentences[1:]
-    assert gradient == ("Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs plain, "
-                        "+0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no difference "
-                        "beyond noise (+0.010 [-0.010, +0.030] vs plain).")
-    assert ig.startswith("Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain")
+    assert gradient == ("Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs "
+                        "plain, +0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no "
+                        "difference beyond noise (+0.010 [-0.010, +0.030] vs plain).")
+    assert ig.startswith(
+        "Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain")
     # a 0.010 gap whose interval covers 0 is noise, not "more than one point"
-    assert random == "Random: comprehensiveness AOPC: SGT made no difference beyond noise (+0.010 [-0.002, +0.020] vs plain)."
+    assert random == ("Random: comprehensiveness AOPC: SGT made no difference beyond noise "
+                      "(+0.010 [-0.002, +0.020] vs plain).")
 
 
 def test_command_line_changes_the_demo_preset():
-    spec = demo_spec(build_parser().parse_args(["--seeds", "0,1", "--no_random_mask", "--removal", "random_token"]))
+    spec = demo_spec(parse_settings(["--seeds", "0,1", "--no_random_mask", "--removal", "random_token"]))
     assert spec.seeds == (0, 1) and list(spec.arms) == ["plain", "sgt"] and spec.removals == ("random_token",)
-    default = demo_spec(build_parser().parse_args([]))
+    default = demo_spec(parse_settings([]))
     assert default.arms["random_mask"]["sgt_mask_selection"] == "random" and default.model == "tiny"
     assert default.datasets[0].test_examples is None  # the full test split
-    quick = demo_spec(build_parser().parse_args(["--quick"]))
+    quick = demo_spec(parse_settings(["--quick"]))
     assert quick.datasets[0].synthetic["n_train"] < default.datasets[0].synthetic["n_train"]
 
 
@@ -83,5 +86,34 @@ def test_demo_never_wipes_another_experiments_records(tmp_path):
     (out / "spec.json").write_text(json.dumps({"name": "cpu", "model": "minilm", "arms": {}, "datasets": []}))
     (out / "precious.txt").write_text("keep")
     with pytest.raises(SpecError, match="other settings"):
-        run_demo(demo_spec(build_parser().parse_args(["--quick"])), out)
+        run_demo(demo_spec(parse_settings(["--quick"])), out)
     assert (out / "precious.txt").read_text() == "keep"
+
+
+def test_demo_options_default_to_the_demo_preset_and_the_training_arguments():
+    from dataclasses import fields
+
+    from sgt_nlp.config import SaliencyGuidedTrainingArguments
+    from sgt_nlp.demo import DemoSettings
+
+    owner = {f.name: f for f in fields(SaliencyGuidedTrainingArguments)}
+    for option in (f for f in fields(DemoSettings) if f.name.startswith("sgt_")):
+        assert option.default == owner[option.name].default
+        assert option.metadata["help"] == owner[option.name].metadata["help"]
+    settings = parse_settings([])
+    assert (settings.n_train, settings.n_test, settings.templates) == (1600, 200, "lexical")
+    training = (settings.epochs, settings.learning_rate, settings.batch_size, settings.max_length)
+    assert training == (4, 1e-3, 32, 128)
+    assert (settings.sgt_mask_fraction, settings.sgt_kl_weight, settings.removal) == (0.5, 1.0, "delete")
+    assert demo_spec(DemoSettings()) == demo_spec(settings)
+    assert parse_settings(["--sgt_mask_strategy", "zero", "--quick"]).sgt_mask_strategy == "zero"
+
+
+def test_demo_verdict_metrics_are_registered_verdict_metrics_of_the_runner():
+    from sgt_nlp.demo import VERDICT_METRICS
+    from sgt_nlp.experiments import VERDICT_METRICS as RUNNER_VERDICT_METRICS
+    from sgt_nlp.metrics.registry import direction
+
+    keys = [key for key, _ in VERDICT_METRICS]
+    assert keys == ["comprehensiveness_aopc", "comprehensiveness_naopc", "auprc_visible"]
+    assert set(keys) <= set(RUNNER_VERDICT_METRICS) and all(direction(key) == +1 for key in keys)

@@ -26,7 +26,7 @@ from sgt_nlp.experiments import (
     write_sst2_as_eraser,
 )
 
-# ---- paired bootstrap ----------------------------------------------------------------------------------------------
+# ---- paired bootstrap --------------------------------------------------------------------------------------
 
 
 def test_bootstrap_of_constant_differences_is_a_point():
@@ -42,7 +42,8 @@ def test_bootstrap_of_two_examples_spans_their_values():
 
 
 def test_bootstrap_keeps_the_seeds_of_an_example_together():
-    """Two seeds with the same per-example differences give the interval of one seed (examples are the unit)."""
+    """Two seeds with the same per-example differences give the interval of one seed (examples are the
+    unit)."""
     one = paired_bootstrap(np.array([[1.0, 3.0, 2.0]]), resamples=3000, seed=1)
     two = paired_bootstrap(np.array([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]]), resamples=3000, seed=1)
     assert (two["low"], two["mean"], two["high"]) == (one["low"], one["mean"], one["high"])
@@ -69,13 +70,14 @@ def test_verdict_words_read_the_interval_in_the_metric_direction():
     assert verdict_words(better_high, +1) == "better" and verdict_words(better_high, -1) == "worse"
     assert verdict_words({"mean": 0.01, "low": -0.01, "high": 0.03}, +1) == "within noise"
     assert verdict_words({"mean": 0.0002, "low": 0.0001, "high": 0.0003}, +1) == "negligible"
-    assert method_verdict("better", "better", "sgt", "plain") == "sgt beats plain and random-mask beyond the interval"
+    assert method_verdict("better", "better", "sgt", "plain") == (
+        "sgt beats plain and random-mask beyond the interval")
     assert "masking in general" in method_verdict("better", "within noise", "sgt", "plain")
     assert method_verdict("within noise", "worse", "sgt", "plain") == "sgt is worse than random-mask"
     assert method_verdict("within noise", None, "sgt", "plain") == "within noise"
 
 
-# ---- per-example metrics -----------------------------------------------------------------------------------------
+# ---- per-example metrics -----------------------------------------------------------------------------------
 
 
 def ordering(p_full, p_comp_bins, p_suff_bins, p_empty, predicted=(0, 0)):
@@ -89,8 +91,8 @@ def ordering(p_full, p_comp_bins, p_suff_bins, p_empty, predicted=(0, 0)):
 
 
 def test_per_example_metrics_by_hand():
-    columns = ordering(p_full=[0.9, 0.8], p_comp_bins=[(0.6, 0.4), (0.8, 0.7)], p_suff_bins=[(0.9, 0.7), (0.5, 0.6)],
-                       p_empty=[0.5, 0.78], predicted=(1, 0))
+    columns = ordering(p_full=[0.9, 0.8], p_comp_bins=[(0.6, 0.4), (0.8, 0.7)],
+                       p_suff_bins=[(0.9, 0.7), (0.5, 0.6)], p_empty=[0.5, 0.78], predicted=(1, 0))
     m = per_example_metrics(columns, labels=[1, 1])
     assert m["correct"].tolist() == [1.0, 0.0]
     assert m["comprehensiveness"] == pytest.approx([0.3, 0.0])
@@ -98,7 +100,8 @@ def test_per_example_metrics_by_hand():
     assert m["comprehensiveness_aopc"] == pytest.approx([0.4, 0.05])  # mean of (0.3, 0.5) and (0.0, 0.1)
     assert m["sufficiency_aopc"] == pytest.approx([0.1, 0.25])
     # empty-input drop 0.4 for the first example; 0.02 < MIN_EMPTY_DROP for the second: undefined
-    assert m["comprehensiveness_aopc_vs_empty"][0] == pytest.approx(1.0) and np.isnan(m["comprehensiveness_aopc_vs_empty"][1])
+    assert m["comprehensiveness_aopc_vs_empty"][0] == pytest.approx(1.0)
+    assert np.isnan(m["comprehensiveness_aopc_vs_empty"][1])
     assert m["sufficiency_aopc_vs_empty"][0] == pytest.approx(0.25)
     assert m["auprc_visible"][0] == 0.5 and np.isnan(m["auprc_visible"][1])
 
@@ -106,9 +109,11 @@ def test_per_example_metrics_by_hand():
 def test_naopc_uses_the_extremes_of_the_evaluated_orderings_and_random_is_averaged_over_draws():
     full = [0.9, 0.9]
     orderings = {
-        "gradient": ordering(full, [(0.5, 0.5), (0.1, 0.1)], [(0.9, 0.9), (0.9, 0.9)], [0.1, 0.1]),  # comp AOPC .4, .8
+        # comp AOPC .4, .8
+        "gradient": ordering(full, [(0.5, 0.5), (0.1, 0.1)], [(0.9, 0.9), (0.9, 0.9)], [0.1, 0.1]),
         "random": ordering(full, [(0.8, 0.8), (0.5, 0.5)], [(0.5, 0.5), (0.9, 0.9)], [0.1, 0.1]),  # .1, .4
-        "random_draw1": ordering(full, [(0.7, 0.7), (0.3, 0.3)], [(0.7, 0.7), (0.9, 0.9)], [0.1, 0.1]),  # .2, .6
+        # .2, .6
+        "random_draw1": ordering(full, [(0.7, 0.7), (0.3, 0.3)], [(0.7, 0.7), (0.9, 0.9)], [0.1, 0.1]),
     }
     methods = method_metrics(orderings, labels=[0, 0])
     assert set(methods) == {"gradient", "random"}
@@ -121,13 +126,14 @@ def test_naopc_uses_the_extremes_of_the_evaluated_orderings_and_random_is_averag
     assert min_max_normalise(np.array([0.3]), np.array([0.1]), np.array([0.5]))[0] == pytest.approx(0.5)
 
 
-# ---- specs ---------------------------------------------------------------------------------------------------------
+# ---- specs -------------------------------------------------------------------------------------------------
 
 
 def test_spec_from_json_and_yaml_with_preset_overrides(tmp_path):
     raw = {"preset": "cpu", "name": "mine", "seeds": [4], "datasets": [{"name": "sst2", "epochs": 1}]}
     (tmp_path / "spec.json").write_text(json.dumps(raw))
-    (tmp_path / "spec.yaml").write_text("preset: cpu\nname: mine\nseeds: [4]\ndatasets:\n  - name: sst2\n    epochs: 1\n")
+    (tmp_path / "spec.yaml").write_text(
+        "preset: cpu\nname: mine\nseeds: [4]\ndatasets:\n  - name: sst2\n    epochs: 1\n")
     for name in ("spec.json", "spec.yaml"):
         spec = load_spec(tmp_path / name)
         sst2 = next(d for d in spec.datasets if d.name == "sst2")
@@ -139,7 +145,8 @@ def test_spec_from_json_and_yaml_with_preset_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"preset": "smoke", "datasets": [{"name": "synthetic", "trucation": "head"}]}, "datasets[0].trucation"),
+        ({"preset": "smoke", "datasets": [{"name": "synthetic", "trucation": "head"}]},
+         "datasets[0].trucation"),
         ({"preset": "smoke", "arms": {"plain": {"sgt_mask_fraction": 0.0}, "x": {"mask": 1}}}, "arms.x.mask"),
         ({"preset": "smoke", "methods": ["gradient", "lime"]}, "methods: 'lime'"),
         ({"preset": "nope"}, "preset: 'nope'"),
@@ -173,7 +180,7 @@ def test_default_comparisons_pit_every_treatment_against_plain_and_random_mask()
     assert spec.compared_pairs() == [("sgt", "plain")]
 
 
-# ---- SST-2 ---------------------------------------------------------------------------------------------------------
+# ---- SST-2 -------------------------------------------------------------------------------------------------
 
 
 def test_sst2_tsv_with_crlf_and_any_header_becomes_an_eraser_folder(tmp_path):
@@ -181,7 +188,8 @@ def test_sst2_tsv_with_crlf_and_any_header_becomes_an_eraser_folder(tmp_path):
 
     src = tmp_path / "sst2"
     src.mkdir()
-    train = "label\tsentence\r\n" + "".join(f"{i % 2}\tword{i} is {'good' if i % 2 else 'bad'}\r\n" for i in range(10))
+    train = "label\tsentence\r\n" + "".join(f"{i % 2}\tword{i} is {'good' if i % 2 else 'bad'}\r\n"
+                                           for i in range(10))
     (src / "train.tsv").write_bytes(train.encode())
     (src / "dev.tsv").write_text("label\tcontent\n0\tdull .\n1\tfine film .\n")
     (src / "test.tsv").write_text("label\tcontent\n1\tgreat .\n")
@@ -197,7 +205,7 @@ def test_sst2_tsv_with_crlf_and_any_header_becomes_an_eraser_folder(tmp_path):
         read_sst2_tsv(src / "test.tsv")
 
 
-# ---- the runner on the smoke preset --------------------------------------------------------------------------------
+# ---- the runner on the smoke preset ------------------------------------------------------------------------
 
 
 def smoke(**changes):
@@ -214,7 +222,8 @@ def test_gate_marks_failed_runs_and_excludes_them(tmp_path):
     assert data["seeds_failed_gate"] == [0] and data["comparisons"] == [] and data["seeds_evaluated"] == []
     assert experiment.trained_runs == ["synthetic/plain_seed0_lr0.001"]  # the other arms are not trained
     assert experiment.evaluated_runs == []
-    assert read_json(tmp_path / "out" / "synthetic" / "plain_seed0_lr0.001" / "train.json")["gate_passed"] is False
+    plain = read_json(tmp_path / "out" / "synthetic" / "plain_seed0_lr0.001" / "train.json")
+    assert plain["gate_passed"] is False
     assert "failed the convergence gate" in (tmp_path / "out" / "results.md").read_text()
     again = Experiment(spec, tmp_path / "out", tmp_path / "work")
     again.run()
@@ -226,7 +235,8 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     experiment = Experiment(spec, out, work)
     result = experiment.run()
-    assert sorted(experiment.evaluated_runs) == [f"synthetic/{a}_seed0_lr0.001" for a in ("plain", "random_mask", "sgt")]
+    assert sorted(experiment.evaluated_runs) == [f"synthetic/{a}_seed0_lr0.001"
+                                                 for a in ("plain", "random_mask", "sgt")]
     data = result["datasets"]["synthetic"]
     assert data["seeds_evaluated"] == [0] and data["missing"] == []
     pairs = [(c["treatment"], c["control"]) for c in data["comparisons"]]
@@ -258,7 +268,7 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     assert "plain_seed5" in data["missing"] and data["seeds_evaluated"] == [0]
 
 
-# ---- spec files, the fp16 export, the gpu preset -------------------------------------------------------------------
+# ---- spec files, the fp16 export, the gpu preset -----------------------------------------------------------
 
 
 def test_spec_files_match_the_presets():
@@ -266,7 +276,8 @@ def test_spec_files_match_the_presets():
 
     specs = Path(__file__).resolve().parents[1] / "specs"
     for name, preset in PRESETS.items():
-        assert load_spec(specs / f"{name}.json") == preset, f"specs/{name}.json is stale: rewrite it with spec_to_dict"
+        assert load_spec(specs / f"{name}.json") == preset, (
+            f"specs/{name}.json is stale: rewrite it with spec_to_dict")
     assert load_spec(specs / "cpu_sst2_quick.yaml").datasets[0].learning_rates == (5e-5,)
 
 
@@ -287,10 +298,11 @@ def test_half_precision_export_halves_the_file_and_loads_in_fp32(tmp_path):
 
 
 def test_gpu_preset_runs_with_a_smoke_sized_override(tmp_path):
-    """The gpu preset's settings (methods, bf16 request, batch sizes) on a tiny synthetic task; on a CPU the bf16
-    request is ignored, the rest is the code path the H200 runs."""
+    """The gpu preset's settings (methods, bf16 request, batch sizes) on a tiny synthetic task; on a CPU the
+    bf16 request is ignored, the rest is the code path the H200 runs."""
     gpu = PRESETS["gpu"]
-    assert gpu.mixed_precision == "bf16" and gpu.datasets[0].max_length == 512 and gpu.datasets[0].test_examples is None
+    assert gpu.mixed_precision == "bf16" and gpu.datasets[0].max_length == 512
+    assert gpu.datasets[0].test_examples is None
     tiny_task = replace(PRESETS["smoke"].datasets[0], max_length=48)
     spec = replace(gpu, datasets=(tiny_task,), model="tiny", seeds=(0,), random_draws=2, ig_steps=2,
                    smoothgrad_samples=2, bootstrap_resamples=100, tiny_model={"hidden_size": 32, "layers": 1})
@@ -298,16 +310,19 @@ def test_gpu_preset_runs_with_a_smoke_sized_override(tmp_path):
     data = experiment.run()["datasets"]["synthetic"]
     assert data["seeds_evaluated"] == [0] and len(experiment.evaluated_runs) == 3
     assert {r["method"] for r in data["comparisons"][0]["rows"]} == set(gpu.methods)
-    assert read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "train.json")["device"] in ("cpu", "cuda")
+    train = read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "train.json")
+    assert train["device"] in ("cpu", "cuda")
 
 
 def test_head_tail_truncation_reaches_training_and_evaluation(tmp_path):
     """The movies presets cut head+tail: the setting goes to DataArguments and EvaluationConfig alike."""
     task = replace(PRESETS["smoke"].datasets[0], max_length=24, truncation="head_tail")
-    spec = smoke(datasets=(task,), arms={"plain": {"sgt_mask_fraction": 0.0}, "sgt": {"sgt_mask_fraction": 0.5}})
+    spec = smoke(datasets=(task,),
+                 arms={"plain": {"sgt_mask_fraction": 0.0}, "sgt": {"sgt_mask_fraction": 0.5}})
     experiment = Experiment(spec, tmp_path / "out", tmp_path / "work", keep_models=True)
     experiment.run()
-    run = json.loads((tmp_path / "work" / "synthetic" / "sgt_seed0_lr0.001" / "eval" / "main" / "run.json").read_text())
+    run_dir = tmp_path / "work" / "synthetic" / "sgt_seed0_lr0.001" / "eval" / "main"
+    run = json.loads((run_dir / "run.json").read_text())
     assert run["config"]["truncation"] == "head_tail" and run["config"]["max_length"] == 24
     record = read_json(tmp_path / "out" / "synthetic" / "sgt_seed0_lr0.001" / "eval.json.gz")
     assert min(record["examples"]["words_kept"]) < 12  # documents of 12-24 words were cut to the seen words
@@ -327,4 +342,46 @@ def test_tiny_model_and_vocabulary_are_the_same_in_every_session(tmp_path):
     second = tiny_initial_model(spec, data, ["NEG", "POS"], 0, tmp_path / "b")
     assert (first / "vocab.txt").read_text() == (second / "vocab.txt").read_text()
     a, b = (AutoModelForSequenceClassification.from_pretrained(f) for f in (first, second))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    assert all(torch.equal(x, y) for x, y in pairs)
+
+
+# ---- the command line and the rendered tables --------------------------------------------------------------
+
+
+def test_command_line_cuts_the_spec_to_datasets_and_seeds():
+    from sgt_nlp.experiments import ExperimentArguments, make_parser
+    from sgt_nlp.experiments.cli import selected_spec
+
+    spec = selected_spec(ExperimentArguments(preset="cpu", datasets="movies", seeds="2,0"))
+    assert [d.name for d in spec.datasets] == ["movies"] and spec.seeds == (2, 0)
+    assert spec.arms == PRESETS["cpu"].arms
+    with pytest.raises(SpecError, match=r"--datasets: \['sst3'\]"):
+        selected_spec(ExperimentArguments(preset="cpu", datasets="sst2,sst3"))
+    (args,) = make_parser().parse_args_into_dataclasses(
+        args=["--preset", "smoke", "--only_finished", "--export_model", "minilm", "out"])
+    assert args.only_finished is True and args.export_model == ["minilm", "out"] and args.keep_models is False
+
+
+def test_result_tables_read_titles_and_directions_from_the_rows():
+    from sgt_nlp.report.experiment import markdown, metric_titles
+
+    interval = {"mean": -0.02, "low": -0.03, "high": -0.01, "pairs": 4, "examples": 2}
+    row = {"removal": "delete", "method": "gradient_l2", "metric": "sufficiency_aopc", "title": "suff AOPC",
+           "direction": -1, "treatment_mean": 0.1, "control_mean": 0.12, "difference": interval,
+           "outcome": "better"}
+    comparison = {"treatment": "sgt", "control": "plain", "seeds": [0], "accuracy": interval, "rows": [row]}
+    data = {"settings": {"gate": 0.5}, "learning_rate": 1e-3, "seeds": [3], "seeds_failed_gate": [],
+            "seeds_evaluated": [3], "missing": [], "comparisons": [comparison],
+            "arms": {"plain": {"val_accuracy": [0.9, 0.0], "test_accuracy": None, "seconds_per_epoch": None,
+                               "seeds_evaluated": [3]}},
+            "verdicts": [{"treatment": "sgt", "removal": "delete", "method": "gradient_l2",
+                          "metric": "sufficiency_aopc", "verdict": "within noise"}]}
+    assert metric_titles(data) == {"sufficiency_aopc": ("suff AOPC", -1)}
+    text = markdown({"spec": "mine", "datasets": {"d": data}}, "the scheme")
+    assert text.startswith("# Experiment `mine`\n\nthe scheme\n")
+    assert "Learning rate 0.001 (chosen on plain validation, seed 3)" in text
+    assert "| method | suff AOPC (delete) |" in text
+    assert "| Gradient (l2, the trained score) | within noise |" in text
+    assert "| delete | gradient_l2 | suff AOPC ↓ | 0.120 | 0.100 | -0.020 [-0.030, -0.010] | better |" in text
+    assert "| plain | 0.900 ± 0.000 | - | - | [3] |" in text

@@ -20,15 +20,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sgt_nlp"
 MAX_LINES = 450
 
-#: Modules still over MAX_LINES on this branch, each being split by another helper of issue 12; the lead
-#: empties this list once the branches are merged (then every module must fit).
-OVER_THE_LIMIT_BEING_SPLIT: frozenset[str] = frozenset({
-    "sgt_nlp.evaluation",  # i12a: evaluation.py -> evaluation/
-    "sgt_nlp.experiments",  # i12d: experiments.py -> experiments/
-    "sgt_nlp.training",  # i12c: training.py -> model loading, model cards, ... in their own modules
-    "sgt_nlp.eraser.data",  # i12c: eraser/data.py split
-    "sgt_nlp.eraser.results",  # 467 lines; not assigned to a helper of issue 12
-})
 
 
 def module_name(path: Path) -> str:
@@ -142,8 +133,6 @@ def test_report_renders_without_importing_the_sanity_checks():
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_module_fits_the_line_limit(name):
     lines = len(modules()[name].read_text(encoding="utf-8").splitlines())
-    if name in OVER_THE_LIMIT_BEING_SPLIT:
-        pytest.skip(f"{name}: {lines} lines, being split in issue 12 (OVER_THE_LIMIT_BEING_SPLIT)")
     assert lines <= MAX_LINES, f"{name} has {lines} lines (limit {MAX_LINES}): split it by job"
 
 

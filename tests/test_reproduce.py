@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("reproduce_movies", ROOT / "scripts" / "reproduce_movies.py")
+    path = ROOT / "scripts" / "reproduce_movies.py"
+    spec = importlib.util.spec_from_file_location("reproduce_movies", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
@@ -45,18 +46,21 @@ def test_reproduction_runs_the_runner_and_skips_finished_runs(tmp_path):
     data_root = tmp_path / "data"
     write_eraser(data_root / "eraser_movies")
     # write_eraser makes train and val; the experiment evaluates on test: reuse val as test
-    (data_root / "eraser_movies" / "test.jsonl").write_text((data_root / "eraser_movies" / "val.jsonl").read_text())
+    folder = data_root / "eraser_movies"
+    (folder / "test.jsonl").write_text((folder / "val.jsonl").read_text())
     model_dir = save_tiny_classifier(tmp_path / "model")
     out = tmp_path / "out"
-    argv = ["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root), "--output_dir", str(out),
-            "--seeds", "0"]
+    argv = ["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root),
+            "--output_dir", str(out), "--seeds", "0"]
     script.main(argv)
     result = json.loads((out / "results.json").read_text())
     movies = result["datasets"]["movies"]
     assert movies["seeds_evaluated"] == [0]
-    assert [(c["treatment"], c["control"]) for c in movies["comparisons"]] == [("sgt", "plain"), ("sgt", "random_mask")]
+    pairs = [(c["treatment"], c["control"]) for c in movies["comparisons"]]
+    assert pairs == [("sgt", "plain"), ("sgt", "random_mask")]
     assert {r["method"] for r in movies["comparisons"][0]["rows"]} == {"gradient_l2", "gradient", "random"}
-    assert "AUPRC seen" in (out / "results.md").read_text()  # movies has human rationales: agreement is reported
+    # movies has human rationales: agreement is reported
+    assert "AUPRC seen" in (out / "results.md").read_text()
     before = {p: p.stat().st_mtime for p in out.rglob("*.json*")}
     script.main([*argv, "--only_finished"])
     after = {p: p.stat().st_mtime for p in out.rglob("*.json*") if not p.name.startswith("results")}

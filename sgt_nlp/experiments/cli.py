@@ -1,0 +1,97 @@
+"""``sgt-nlp experiment``: its options (:class:`ExperimentArguments`, one default each), parser and entry
+point."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .data import SHARED_DATA, export_half_precision_model
+from .runner import Experiment
+from .spec import PRESETS, ExperimentSpec, SpecError, load_spec, validate_spec
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
+DESCRIPTION = (
+    "Train and evaluate arms (plain, SGT, random-mask, ...) x seeds x datasets, with learning-rate selection "
+    "on the plain arm, a convergence gate, evaluation on the full test split and paired bootstrap intervals; "
+    "resumes after interruption. Presets: " + ", ".join(PRESETS) + "."
+)
+
+
+@dataclass
+class ExperimentArguments:
+    """The options of ``sgt-nlp experiment``: which spec, where its records and heavy files go, which part."""
+
+    preset: str | None = field(default=None, metadata={"help": "a built-in protocol",
+                                                       "choices": list(PRESETS)})
+    spec: str | None = field(default=None, metadata={
+        "help": "a JSON or YAML spec file (may start from a preset with 'preset: <name>')"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "small records and results (commit it to resume in another session)"})
+    work_dir: str | None = field(default=None, metadata={
+        "help": "models, checkpoints, raw evaluations (default: runs/experiment_<name>)"})
+    data_root: str = field(default=str(SHARED_DATA), metadata={
+        "help": "where relative dataset paths are read"})
+    datasets: str | None = field(default=None, metadata={
+        "help": "comma-separated subset of the spec's datasets"})
+    seeds: str | None = field(default=None, metadata={"help": "override the seeds, e.g. 0,1"})
+    keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
+    only_finished: bool = field(default=False, metadata={
+        "help": "train and evaluate nothing: aggregate the finished runs and list the missing ones"})
+    export_model: str | None = field(default=None, metadata={
+        "nargs": 2, "metavar": ("MODEL", "FOLDER"),
+        "help": "write an fp16 copy of MODEL (a folder or 'minilm') to FOLDER and exit (for the gpu preset, "
+        "whose machine has no hub: carry FOLDER)"})
+
+
+def make_parser() -> HfArgumentParser:
+    """The parser of ``sgt-nlp experiment``, generated from :class:`ExperimentArguments`."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(ExperimentArguments, prog="sgt-nlp experiment", description=DESCRIPTION)
+
+
+def selected_spec(args: ExperimentArguments) -> ExperimentSpec:
+    """The preset or spec file, cut to ``--datasets`` and ``--seeds``, validated (a :class:`SpecError` names
+    the option or field)."""
+    spec = PRESETS[args.preset] if args.preset else load_spec(args.spec)
+    if args.datasets:
+        wanted = args.datasets.split(",")
+        unknown = [d for d in wanted if d not in {x.name for x in spec.datasets}]
+        if unknown:
+            raise SpecError(f"--datasets: {unknown} not in the spec ({[d.name for d in spec.datasets]})")
+        spec = replace(spec, datasets=tuple(d for d in spec.datasets if d.name in wanted))
+    if args.seeds:
+        spec = replace(spec, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    return validate_spec(spec, args.spec or f"preset {args.preset}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs (or resumes) an experiment and prints its ``results.md``."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = make_parser()
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    if args.export_model:
+        print(export_half_precision_model(*args.export_model))
+        return
+    if args.preset and args.spec:
+        parser.error("argument --spec: not allowed with argument --preset")
+    if not args.preset and not args.spec:
+        parser.error("give --preset or --spec")
+    if not args.output_dir:
+        parser.error("give --output_dir")
+    try:
+        spec = selected_spec(args)
+    except SpecError as exc:
+        parser.error(str(exc))
+    experiment = Experiment(spec, args.output_dir, args.work_dir or f"runs/experiment_{spec.name}",
+                            data_root=args.data_root, keep_models=args.keep_models,
+                            only_finished=args.only_finished)
+    experiment.run()
+    print((Path(args.output_dir) / "results.md").read_text())

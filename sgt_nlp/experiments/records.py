@@ -1,0 +1,95 @@
+"""Records of an experiment's runs: ids, atomic JSON files, the spec-change check, compact evaluations."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the layout of train.json and eval.json.gz (written into each, and into spec.json)
+RECORD_VERSION = 1
+
+
+def run_id(arm: str, seed: int, learning_rate: float) -> str:
+    """A run's folder name, e.g. ``plain_seed0_lr0.0001``."""
+    return f"{arm}_seed{seed}_lr{learning_rate:g}"
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON record (gzipped when the name ends in ``.gz``), or None when there is none."""
+    if not path.is_file():
+        return None
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle)
+    return json.loads(path.read_text())
+
+
+def write_json(path: Path, data: Any) -> None:
+    """A JSON record (gzipped, compact, for ``.gz``), written to a temporary name first so that an interrupted
+    write never leaves a record that looks finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".gz":
+        with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+    else:
+        tmp.write_text(json.dumps(data, indent=2, default=list))
+    os.replace(tmp, path)
+
+
+#: settings that change no record: seeds may be added, the gate is re-read, intervals recomputed
+FREE_FIELDS = ("name", "seeds", "bootstrap_resamples", "comparisons", "eval_batch_size", "record_version")
+FREE_DATASET_FIELDS = ("gate", "learning_rates")
+
+
+def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields whose change would make the records of ``previous`` (a spec.json) wrong for ``current``.
+
+    Datasets and arms are compared where both specs have them (a spec may add or leave out some)."""
+    changed = [key for key in current if key not in (*FREE_FIELDS, "datasets", "arms")
+               and previous.get(key) != current[key]]
+    for arm, settings in current["arms"].items():
+        if arm in previous.get("arms", {}) and previous["arms"][arm] != settings:
+            changed.append(f"arms.{arm}")
+    old_datasets = {d["name"]: d for d in previous.get("datasets", [])}
+    for dataset in current["datasets"]:
+        old = old_datasets.get(dataset["name"])
+        if old is None:
+            continue
+        changed += [f"datasets.{dataset['name']}.{key}" for key in dataset
+                    if key not in FREE_DATASET_FIELDS and old.get(key) != dataset[key]]
+    return changed
+
+
+def example_columns(lines: list[dict[str, Any]]) -> dict[str, list]:
+    """What an evaluation record holds once per example (the same for every ordering)."""
+    return {"annotation_id": [e["annotation_id"] for e in lines],
+            "label": [int(e["label"]) for e in lines],
+            "words_kept": [int(e["words_kept"]) for e in lines],
+            "aopc_thresholds": lines[0]["aopc_thresholds"] if lines else []}
+
+
+def compact_ordering(lines: list[dict[str, Any]]) -> dict[str, list]:
+    """One ordering's ``per_example.jsonl`` lines as columns of p(ŷ), ŷ the prediction on the full input,
+    rounded to 6 decimals: everything the metrics need, a few MB gzipped for thousands of examples."""
+
+    def at_prediction(probs: list[float], e: dict[str, Any]) -> float:
+        return round(float(probs[int(np.argmax(e["probs"]))]), 6)
+
+    return {
+        "predicted": [int(np.argmax(e["probs"])) for e in lines],
+        "p_full": [at_prediction(e["probs"], e) for e in lines],
+        "p_empty": [at_prediction(e["empty_probs"], e) for e in lines],
+        "p_comp": [at_prediction(e["comp_probs"], e) for e in lines],
+        "p_suff": [at_prediction(e["suff_probs"], e) for e in lines],
+        "p_comp_aopc": [[at_prediction(p, e) for p in e["comp_aopc_probs"]] for e in lines],
+        "p_suff_aopc": [[at_prediction(p, e) for p in e["suff_aopc_probs"]] for e in lines],
+        "tokens_to_flip": [int(e["tokens_to_flip"]) for e in lines],
+        "auprc_visible": [e["auprc_visible"] for e in lines],
+        "token_f1_visible": [e["token_f1_visible"] for e in lines],
+    }

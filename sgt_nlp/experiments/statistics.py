@@ -1,0 +1,301 @@
+"""What an experiment's records say: per-example metrics, their normalisations, paired bootstrap intervals,
+outcomes and verdicts, aggregated over arms and seeds. Pure functions of the records (no files, no models).
+
+Per-example metrics of one model, ordering and removal mode, with ŷ the prediction on the full input and
+p = p(ŷ | x): comprehensiveness and sufficiency at the threshold, their AOPC over the bins, AOPC divided by
+the empty input's drop (Carton et al. 2020), and NAOPC with the bounds taken over the evaluated orderings
+(Edin et al. 2025). A treatment and a control are compared by the mean of per-example differences, pairing
+the two models of a seed on the same test example, pooling seeds and resampling test examples
+(:func:`paired_bootstrap`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from ..metrics.registry import oriented
+from .spec import ExperimentSpec
+
+#: per-example metrics, as ``(key, title, direction)`` from the metric registry (+1: higher is better)
+FAITHFULNESS_METRICS = oriented((
+    "comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc",
+    "comprehensiveness_aopc_vs_empty", "sufficiency_aopc_vs_empty", "comprehensiveness_naopc",
+    "sufficiency_naopc",
+))
+#: agreement with human rationales over the words the model saw (datasets with rationales only)
+AGREEMENT_METRICS = oriented(("auprc_visible", "token_f1_visible"))
+ALL_METRICS = FAITHFULNESS_METRICS + AGREEMENT_METRICS
+#: metrics the one-line verdict per method is read from
+VERDICT_METRICS = ("comprehensiveness_aopc", "sufficiency_aopc", "comprehensiveness_naopc",
+                   "sufficiency_naopc", "auprc_visible")
+#: a difference whose interval excludes 0 but whose size is below this is called negligible (not
+#: better/worse)
+NEGLIGIBLE = 0.0005
+#: an empty-input drop below this makes the "/ empty drop" normalisation undefined for that example
+MIN_EMPTY_DROP = 0.05
+
+#: how the intervals, outcomes and normalisations are defined: the note at the top of ``results.md``
+SCHEME = (
+    "Intervals: paired bootstrap 95 % percentile intervals of treatment − control, pairing the two models of "
+    "a seed on the same test example, pooling seeds, resampling test examples with replacement "
+    "(all seeds of a drawn example together). Outcome 'better'/'worse': the whole interval on one side of 0 "
+    "in the metric's good direction (↑ higher is better, ↓ lower is better). 'comp/suff AOPC / empty drop': "
+    "AOPC divided by the example's drop when every seen word is removed (Carton et al. 2020), examples with "
+    f"a drop below {MIN_EMPTY_DROP} left out. 'NAOPC (evaluated bounds)': per-example min–max "
+    "normalisation of AOPC (Edin et al. 2025) with the bounds taken over the orderings evaluated for that "
+    "model (all methods and random draws), not over all orderings as in the paper."
+)
+
+# ---- per-example metrics -----------------------------------------------------------------------------------
+
+
+def per_example_metrics(ordering: dict[str, list], labels: Sequence[int]) -> dict[str, np.ndarray]:
+    """Raw per-example metrics of one ordering (one method's ranking), from its compact record.
+
+    With ŷ the prediction on the full input and p = p(ŷ|x): comprehensiveness = p - p(ŷ | top words
+    removed), sufficiency = p - p(ŷ | only the top words kept) at the threshold; the AOPC versions average the
+    drops over the bins (ERASER). ``*_vs_empty`` divide the AOPC by the drop of the empty input,
+    d0 = p - p(ŷ | every seen word removed) (Carton et al. 2020's null-input normalisation), NaN where
+    d0 < ``MIN_EMPTY_DROP``.
+    """
+    p = np.asarray(ordering["p_full"], dtype=float)
+
+    def column(key: str) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in ordering[key]], dtype=float)
+
+    empty_drop = p - column("p_empty")
+    usable = empty_drop >= MIN_EMPTY_DROP
+    safe = np.where(usable, empty_drop, 1.0)
+    comp_aopc = (p[:, None] - np.asarray(ordering["p_comp_aopc"], dtype=float)).mean(axis=1)
+    suff_aopc = (p[:, None] - np.asarray(ordering["p_suff_aopc"], dtype=float)).mean(axis=1)
+    return {
+        "correct": (np.asarray(ordering["predicted"]) == np.asarray(labels)).astype(float),
+        "comprehensiveness": p - column("p_comp"),
+        "sufficiency": p - column("p_suff"),
+        "comprehensiveness_aopc": comp_aopc,
+        "sufficiency_aopc": suff_aopc,
+        "comprehensiveness_aopc_vs_empty": np.where(usable, comp_aopc / safe, np.nan),
+        "sufficiency_aopc_vs_empty": np.where(usable, suff_aopc / safe, np.nan),
+        "auprc_visible": column("auprc_visible"),
+        "token_f1_visible": column("token_f1_visible"),
+    }
+
+
+def min_max_normalise(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``(values - low) / (high - low)`` per example; NaN where the range is (numerically) empty.
+
+    >>> min_max_normalise(np.array([0.2, 0.5]), np.array([0.0, 0.5]), np.array([0.4, 0.5])).tolist()
+    [0.5, nan]
+    """
+    span = high - low
+    ok = span > 1e-9
+    return np.where(ok, (values - low) / np.where(ok, span, 1.0), np.nan)
+
+
+def method_metrics(orderings: dict[str, dict[str, list]],
+                   labels: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-example metrics per reported method, for one run and one removal mode.
+
+    ``random`` is the per-example mean over its draws (``random``, ``random_draw1``, ...). NAOPC (Edin et al.
+    2025) normalises each example's AOPC by the lowest and highest AOPC of that example *among the orderings
+    evaluated for this model* (every method and every random draw): ``(AOPC - min) / (max - min)``, the same
+    for sufficiency (0 = the best ordering found, lower is better). The paper's bounds are the extremes over
+    all orderings (exact or by beam search); ours are those of the evaluated orderings, an inner
+    approximation.
+    """
+    raw = {name: per_example_metrics(columns, labels) for name, columns in orderings.items()}
+    for key in ("comprehensiveness_aopc", "sufficiency_aopc"):
+        stacked = np.stack([m[key] for m in raw.values()])
+        low, high = stacked.min(axis=0), stacked.max(axis=0)
+        normalised_key = key.replace("_aopc", "_naopc")
+        for metrics in raw.values():
+            metrics[normalised_key] = min_max_normalise(metrics[key], low, high)
+    draws = [name for name in raw if name == "random" or name.startswith("random_draw")]
+    methods = {name: metrics for name, metrics in raw.items() if name not in draws}
+    if draws:
+        with warnings.catch_warnings():  # an example without a value in every draw stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            methods["random"] = {key: np.nanmean(np.stack([raw[d][key] for d in draws]), axis=0)
+                                 for key in raw[draws[0]]}
+    return methods
+
+
+# ---- paired bootstrap --------------------------------------------------------------------------------------
+
+
+def paired_bootstrap(differences: np.ndarray, resamples: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """Mean of paired differences and its percentile bootstrap interval, resampling test examples.
+
+    ``differences[s, i]`` = treatment - control on test example ``i`` in seed ``s`` (the two models of a seed
+    scored on the same example); NaN marks a pair without a value (left out). The statistic is the mean over
+    all (seed, example) pairs. Each resample draws examples with replacement and keeps every seed's pair of
+    each drawn example together (seeds are pooled, examples are the resampled unit: the test set is the
+    sample).
+
+    >>> paired_bootstrap(np.array([[0.1, 0.1, 0.1]]), resamples=50)["low"]
+    0.1
+    """
+    d = np.atleast_2d(np.asarray(differences, dtype=float))
+    valid = ~np.isnan(d)
+    n_examples = d.shape[1]
+    if not valid.any():
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "pairs": 0, "examples": n_examples}
+    values = np.where(valid, d, 0.0)
+    sums, counts = values.sum(axis=0), valid.sum(axis=0)  # per example, over seeds
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_examples, size=(resamples, n_examples))
+    boot_counts = counts[draws].sum(axis=1)
+    boot = sums[draws].sum(axis=1) / np.where(boot_counts > 0, boot_counts, 1)
+    boot = boot[boot_counts > 0]
+    alpha = (1.0 - level) / 2.0
+    return {
+        "mean": float(sums.sum() / counts.sum()),
+        "low": float(np.quantile(boot, alpha)),
+        "high": float(np.quantile(boot, 1.0 - alpha)),
+        "pairs": int(counts.sum()),
+        "examples": int((counts > 0).sum()),
+    }
+
+
+def verdict_words(interval: dict[str, float], direction: int) -> str:
+    """``better`` / ``worse`` when the whole interval lies on one side of 0 (in the metric's good direction),
+    ``negligible`` when it does but the mean difference is below ``NEGLIGIBLE`` (the table's precision), else
+    ``within noise``."""
+    if any(math.isnan(interval[k]) for k in ("low", "high")):
+        return "no data"
+    if abs(interval["mean"]) < NEGLIGIBLE and (interval["low"] > 0 or interval["high"] < 0):
+        return "negligible"
+    if direction * interval["low"] > 0 and direction * interval["high"] > 0:
+        return "better"
+    if direction * interval["low"] < 0 and direction * interval["high"] < 0:
+        return "worse"
+    return "within noise"
+
+
+def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str, baseline: str) -> str:
+    """One phrase from the two comparisons of a treatment (e.g. SGT vs plain and vs random-mask)."""
+    if vs_random_mask is None:
+        return {"better": f"{treatment} beats {baseline} beyond the interval",
+                "worse": f"{treatment} is worse than {baseline}"}.get(vs_baseline, "within noise")
+    if vs_baseline == "better" and vs_random_mask == "better":
+        return f"{treatment} beats {baseline} and random-mask beyond the interval"
+    if vs_baseline == "better":
+        return (f"{treatment} beats {baseline} but not random-mask (" + vs_random_mask
+                + "): masking in general explains the gain")
+    if "worse" in (vs_baseline, vs_random_mask):
+        pairs = ((baseline, vs_baseline), ("random-mask", vs_random_mask))
+        which = [name for name, v in pairs if v == "worse"]
+        return f"{treatment} is worse than {' and '.join(which)}"
+    return "within noise"
+
+
+# ---- aggregation -------------------------------------------------------------------------------------------
+
+
+def _run_metrics(record: dict[str, Any]) -> dict[str, dict[str, dict[str, np.ndarray]]] | None:
+    """Per removal mode and method, the per-example metrics of one run (None when it was not evaluated)."""
+    evaluation = record.get("evaluation")
+    if not evaluation:
+        return None
+    labels = evaluation["examples"]["label"]
+    return {removal: method_metrics(orderings, labels)
+            for removal, orderings in evaluation["orderings"].items()}
+
+
+def _correct(run_metrics: dict[str, dict[str, dict[str, np.ndarray]]]) -> np.ndarray:
+    """Per test example, 1 when the model's prediction is right (the same in every removal mode and
+    method)."""
+    first_removal = next(iter(run_metrics.values()))
+    return next(iter(first_removal.values()))["correct"]
+
+
+def _mean_sd(values: list[float]) -> list[float] | None:
+    """``[mean, sd]`` of the values that exist (sd 0 for one value), None when there are none."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return None
+    return [float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0]
+
+
+def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Arm summaries, paired comparisons with bootstrap intervals, and verdicts, from the run records."""
+    result: dict[str, Any] = {"spec": spec.name, "datasets": {}}
+    for dataset in spec.datasets:
+        records = runs.get(dataset.name, [])
+        metric_keys = FAITHFULNESS_METRICS + (AGREEMENT_METRICS if dataset.agreement else ())
+        by_run = {(r["arm"], r["seed"]): r for r in records}
+        computed = {key: _run_metrics(r) for key, r in by_run.items()}
+        seeds_evaluated = sorted({s for (a, s), m in computed.items() if m is not None})
+        failed = sorted({r["seed"] for r in records if r.get("training") and not r["gate_passed"]})
+        arms = {}
+        for arm in spec.arms:
+            trained = [by_run[(arm, s)]["training"] for s in spec.seeds if (arm, s) in by_run
+                       and by_run[(arm, s)].get("training")]
+            accuracy = [float(np.mean(_correct(computed[(arm, s)]))) for s in seeds_evaluated
+                        if computed.get((arm, s))]
+            arms[arm] = {
+                "settings": spec.arms[arm],
+                "val_accuracy": _mean_sd([t["val_accuracy"] for t in trained]),
+                "test_accuracy": _mean_sd(accuracy),
+                "seconds_per_epoch": _mean_sd([t.get("seconds_per_epoch") for t in trained]),
+                "seeds_trained": [t["seed"] for t in trained],
+                "seeds_evaluated": [s for s in seeds_evaluated if computed.get((arm, s))],
+            }
+        comparisons = []
+        for treatment, control in spec.compared_pairs():
+            seeds = [s for s in seeds_evaluated
+                     if computed.get((treatment, s)) and computed.get((control, s))]
+            if not seeds:
+                continue
+            first = computed[(treatment, seeds[0])]
+            accuracy_diff = np.stack([_correct(computed[(treatment, s)]) - _correct(computed[(control, s)])
+                                      for s in seeds])
+            entry = {"treatment": treatment, "control": control, "seeds": seeds,
+                     "accuracy": paired_bootstrap(accuracy_diff, spec.bootstrap_resamples), "rows": []}
+            for removal, methods in first.items():
+                for method in methods:
+                    for key, title, direction in metric_keys:
+                        t = np.stack([computed[(treatment, s)][removal][method][key] for s in seeds])
+                        c = np.stack([computed[(control, s)][removal][method][key] for s in seeds])
+                        interval = paired_bootstrap(t - c, spec.bootstrap_resamples)
+                        entry["rows"].append({
+                            "removal": removal, "method": method, "metric": key, "title": title,
+                            "direction": direction,
+                            "treatment_mean": float(np.nanmean(t)) if np.isfinite(t).any() else None,
+                            "control_mean": float(np.nanmean(c)) if np.isfinite(c).any() else None,
+                            "difference": interval, "outcome": verdict_words(interval, direction),
+                        })
+            comparisons.append(entry)
+        result["datasets"][dataset.name] = {
+            "settings": asdict(dataset),
+            "learning_rate": next((r["learning_rate"] for r in records), None),
+            "seeds": list(spec.seeds), "seeds_failed_gate": failed, "seeds_evaluated": seeds_evaluated,
+            "arms": arms, "comparisons": comparisons,
+            "verdicts": verdicts(spec, comparisons),
+            "missing": [f"{arm}_seed{seed}" for seed in spec.seeds if seed not in failed for arm in spec.arms
+                        if not computed.get((arm, seed))],
+        }
+    return result
+
+
+def verdicts(spec: ExperimentSpec, comparisons: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Per treatment, method, removal and verdict metric: the phrase from its two comparisons."""
+    out = []
+    outcome = {(c["treatment"], c["control"], r["removal"], r["method"], r["metric"]): r["outcome"]
+               for c in comparisons for r in c["rows"]}
+    treatments = list(dict.fromkeys(c["treatment"] for c in comparisons))
+    for treatment in treatments:
+        for (t, control, removal, method, metric), vs_baseline in outcome.items():
+            if t != treatment or control != spec.baseline or metric not in VERDICT_METRICS:
+                continue
+            vs_random = outcome.get((treatment, "random_mask", removal, method, metric))
+            out.append({"treatment": treatment, "removal": removal, "method": method, "metric": metric,
+                        "verdict": method_verdict(vs_baseline, vs_random, treatment, spec.baseline)})
+    return out
