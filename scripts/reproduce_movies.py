@@ -34,9 +34,21 @@ if TYPE_CHECKING:
 
 #: the old script's 'smoke' configuration for the test suite: a given tiny model, 2 seeds, seconds
 SMOKE = replace(
-    PRESETS["smoke"], name="movies_smoke", seeds=(0, 1), methods=("gradient_l2", "gradient", "random"),
-    datasets=(DatasetSpec(name="movies", source="eraser", path="eraser_movies", max_length=48, epochs=1,
-                          learning_rates=(1e-3,), batch_size=4),),
+    PRESETS["smoke"],
+    name="movies_smoke",
+    seeds=(0, 1),
+    methods=("gradient_l2", "gradient", "random"),
+    datasets=(
+        DatasetSpec(
+            name="movies",
+            source="eraser",
+            path="eraser_movies",
+            max_length=48,
+            epochs=1,
+            learning_rates=(1e-3,),
+            batch_size=4,
+        ),
+    ),
 )
 
 
@@ -44,24 +56,34 @@ SMOKE = replace(
 class ReproduceArguments:
     """The script's options: which preset's movies part, where records and models go, which changes."""
 
-    config: str = field(default="cpu", metadata={"choices": ["cpu", "gpu", "smoke"],
-                                                 "help": "the runner preset whose movies part runs"})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "records and results (default: runs/reproduce_<config>)"})
-    work_dir: str | None = field(default=None, metadata={
-        "help": "models and raw evaluations (default: <output_dir>/work)"})
+    config: str = field(
+        default="cpu",
+        metadata={"choices": ["cpu", "gpu", "smoke"], "help": "the runner preset whose movies part runs"},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "records and results (default: runs/reproduce_<config>)"}
+    )
+    work_dir: str | None = field(
+        default=None, metadata={"help": "models and raw evaluations (default: <output_dir>/work)"}
+    )
     data_root: str = field(default=str(SHARED_DATA), metadata={"help": "folder holding eraser_movies/"})
     seeds: str | None = field(default=None, metadata={"help": "override the preset's seeds, e.g. 0,1,2"})
-    sweep: str | None = field(default=None, metadata={
-        "help": "SGT mask fractions to compare, e.g. 0.1,0.3,0.5,0.7"})
+    sweep: str | None = field(
+        default=None, metadata={"help": "SGT mask fractions to compare, e.g. 0.1,0.3,0.5,0.7"}
+    )
     model: str | None = field(default=None, metadata={"help": "override the model (a folder or 'minilm')"})
     keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
-    only_finished: bool = field(default=False, metadata={
-        "help": "train and evaluate nothing: aggregate the finished runs and list the missing ones"})
+    only_finished: bool = field(
+        default=False,
+        metadata={
+            "help": "train and evaluate nothing: aggregate the finished runs and list the missing ones"
+        },
+    )
 
 
-def movies_spec(config: str, sweep: list[float] | None, model: str | None,
-                seeds: str | None) -> ExperimentSpec:
+def movies_spec(
+    config: str, sweep: list[float] | None, model: str | None, seeds: str | None
+) -> ExperimentSpec:
     """The movies part of a runner preset, with one SGT arm per swept fraction."""
     spec = SMOKE if config == "smoke" else PRESETS[config]
     spec = replace(spec, datasets=tuple(d for d in spec.datasets if d.name == "movies"))
@@ -80,8 +102,9 @@ def make_parser() -> HfArgumentParser:
     """The script's parser, generated from :class:`ReproduceArguments`."""
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(ReproduceArguments, description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    return HfArgumentParser(
+        ReproduceArguments, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,8 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     sweep = [float(f) for f in args.sweep.split(",")] if args.sweep else None
     spec = movies_spec(args.config, sweep, args.model, args.seeds)
     out = Path(args.output_dir or f"runs/reproduce_{args.config}")
-    Experiment(spec, out, args.work_dir or out / "work", data_root=args.data_root,
-               keep_models=args.keep_models, only_finished=args.only_finished).run()
+    Experiment(
+        spec,
+        out,
+        args.work_dir or out / "work",
+        data_root=args.data_root,
+        keep_models=args.keep_models,
+        only_finished=args.only_finished,
+    ).run()
     print((out / "results.md").read_text())
 
 

@@ -50,13 +50,20 @@ def _report(argv: list[str]) -> None:
         "(metrics table, AOPC and masked-accuracy curves, per-word heatmaps beside the human rationale) plus "
         "PNG plots.",
     )
-    parser.add_argument("folders", nargs="+", help="output folders of sgt-nlp evaluate (one per model); "
-                        "folders of sgt-nlp sanity (with sanity.json) are added as a sanity-check section")
+    parser.add_argument(
+        "folders",
+        nargs="+",
+        help="output folders of sgt-nlp evaluate (one per model); "
+        "folders of sgt-nlp sanity (with sanity.json) are added as a sanity-check section",
+    )
     parser.add_argument("--output", default="report.html", help="the HTML file to write (PNGs go beside it)")
     parser.add_argument("--max_examples", type=int, default=6, help="examples shown as heatmaps")
     args = parser.parse_args(argv)
-    sanity = [f for f in args.folders
-              if (Path(f) / "sanity.json").is_file() and not (Path(f) / "summary.json").is_file()]
+    sanity = [
+        f
+        for f in args.folders
+        if (Path(f) / "sanity.json").is_file() and not (Path(f) / "summary.json").is_file()
+    ]
     evaluations = [f for f in args.folders if f not in sanity]
     if not evaluations:
         parser.error("give at least one sgt-nlp evaluate output folder")
@@ -82,14 +89,22 @@ def _sanity(argv: list[str]) -> None:
 
 def _command_table() -> dict[str, tuple[str, Command]]:
     return {
-        "demo": ("plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report",
-                 _demo),
-        "experiment": ("arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals "
-                       "(resumable)", _experiment),
-        "train": ("fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)",
-                  _train),
-        "evaluate": ("explain a model's predictions on an ERASER split and score them (faithfulness, "
-                     "agreement)", _evaluate),
+        "demo": (
+            "plain vs saliency-guided training on a synthetic task, evaluated, with an HTML report",
+            _demo,
+        ),
+        "experiment": (
+            "arms x seeds x datasets: train, gate, evaluate, paired bootstrap intervals (resumable)",
+            _experiment,
+        ),
+        "train": (
+            "fine-tune a classifier with Saliency Guided Training (HF Trainer options + sgt_*)",
+            _train,
+        ),
+        "evaluate": (
+            "explain a model's predictions on an ERASER split and score them (faithfulness, agreement)",
+            _evaluate,
+        ),
         "explain": ("per-word saliency heatmap of a prediction, in the terminal and as HTML", _explain),
         "report": ("one HTML report (tables, curves, heatmaps) from evaluation folders", _report),
         "rescore": ("score evaluation folders again from their results files (after a scorer fix)", _rescore),
@@ -118,8 +133,9 @@ def _dispatch(argv: list[str]) -> int:
         "one line on stderr (exit status 2: a bad option, 1: anything else); add --debug for the traceback.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=list(commands), metavar="subcommand",
-                        help="one of: " + ", ".join(commands))
+    parser.add_argument(
+        "command", choices=list(commands), metavar="subcommand", help="one of: " + ", ".join(commands)
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2

@@ -41,9 +41,11 @@ logger = logging.getLogger(__name__)
 
 #: the demo's verdict reads comprehensiveness AOPC (faithfulness), its confidence-normalised NAOPC (a less
 #: confident model has a smaller AOPC for that reason alone) and AUPRC against the planted rationale
-VERDICT_METRICS = (("comprehensiveness_aopc", "comprehensiveness AOPC"),
-                   ("comprehensiveness_naopc", "comprehensiveness NAOPC"),
-                   ("auprc_visible", "AUPRC vs the rationale"))
+VERDICT_METRICS = (
+    ("comprehensiveness_aopc", "comprehensiveness AOPC"),
+    ("comprehensiveness_naopc", "comprehensiveness NAOPC"),
+    ("auprc_visible", "AUPRC vs the rationale"),
+)
 
 #: the demo preset: the defaults of every option below that it sets
 DEMO = PRESETS["demo"]
@@ -64,35 +66,54 @@ class DemoSettings:
     """The options of ``sgt-nlp demo``. Defaults come from their owners: the ``demo`` preset (task, training,
     removal) and :class:`SaliencyGuidedTrainingArguments` (the ``sgt_*`` settings of the SGT arm)."""
 
-    output_dir: str = field(default="sgt_demo", metadata={
-        "help": "where to write data, models and the report"})
-    seeds: str = field(default=",".join(map(str, DEMO.seeds)), metadata={
-        "help": "comma-separated seeds, pooled in the intervals"})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "an ERASER folder instead of the synthetic task"})
-    model: str | None = field(default=None, metadata={
-        "help": "a model folder, or 'minilm' for the PyPI MiniLM, instead of a small BERT built from a "
-        "config"})
-    templates: str = field(default=DEMO_TASK.synthetic["templates"], metadata={
-        "choices": list(TEMPLATE_NAMES),
-        "help": "synthetic task variant: lexical (label words) or contrastive (same words, order decides; "
-        "harder)"})
-    n_train: int = field(default=DEMO_TASK.synthetic["n_train"], metadata={
-        "help": "synthetic training documents"})
+    output_dir: str = field(
+        default="sgt_demo", metadata={"help": "where to write data, models and the report"}
+    )
+    seeds: str = field(
+        default=",".join(map(str, DEMO.seeds)),
+        metadata={"help": "comma-separated seeds, pooled in the intervals"},
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "an ERASER folder instead of the synthetic task"}
+    )
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "a model folder, or 'minilm' for the PyPI MiniLM, instead of a small BERT built from a "
+            "config"
+        },
+    )
+    templates: str = field(
+        default=DEMO_TASK.synthetic["templates"],
+        metadata={
+            "choices": list(TEMPLATE_NAMES),
+            "help": "synthetic task variant: lexical (label words) or contrastive (same words, order decides; "
+            "harder)",
+        },
+    )
+    n_train: int = field(
+        default=DEMO_TASK.synthetic["n_train"], metadata={"help": "synthetic training documents"}
+    )
     n_test: int = field(default=DEMO_TASK.synthetic["n_test"], metadata={"help": "synthetic test documents"})
     epochs: float = field(default=DEMO_TASK.epochs, metadata={"help": "training epochs of every arm"})
-    learning_rate: float = field(default=DEMO_TASK.learning_rates[0], metadata={
-        "help": "every arm's learning rate"})
+    learning_rate: float = field(
+        default=DEMO_TASK.learning_rates[0], metadata={"help": "every arm's learning rate"}
+    )
     batch_size: int = field(default=DEMO_TASK.batch_size, metadata={"help": "training batch size"})
     max_length: int = field(default=DEMO_TASK.max_length, metadata={"help": "word pieces per document"})
     sgt_mask_fraction: float = _sgt_option("sgt_mask_fraction")
     sgt_kl_weight: float = _sgt_option("sgt_kl_weight")
     sgt_mask_strategy: str = _sgt_option("sgt_mask_strategy")
-    removal: str = field(default=DEMO.removals[0], metadata={
-        "choices": list(REMOVALS),
-        "help": "how words are removed for the faithfulness metrics (delete: ERASER's)"})
-    max_eval_examples: int | None = field(default=None, metadata={
-        "help": "evaluate a seeded sample of N test examples (unset: all)"})
+    removal: str = field(
+        default=DEMO.removals[0],
+        metadata={
+            "choices": list(REMOVALS),
+            "help": "how words are removed for the faithfulness metrics (delete: ERASER's)",
+        },
+    )
+    max_eval_examples: int | None = field(
+        default=None, metadata={"help": "evaluate a seeded sample of N test examples (unset: all)"}
+    )
     no_random_mask: bool = field(default=False, metadata={"help": "leave out the random-mask control arm"})
     quick: bool = field(default=False, metadata={"help": "a tiny run (seconds) that exercises every step"})
 
@@ -102,29 +123,60 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
     spec = DEMO
     dataset = DEMO_TASK
     if args.data_dir:
-        dataset = DatasetSpec(name=Path(args.data_dir).name or "data", source="eraser",
-                              path=str(Path(args.data_dir).resolve()), max_length=dataset.max_length,
-                              epochs=dataset.epochs, learning_rates=dataset.learning_rates,
-                              batch_size=dataset.batch_size)
+        dataset = DatasetSpec(
+            name=Path(args.data_dir).name or "data",
+            source="eraser",
+            path=str(Path(args.data_dir).resolve()),
+            max_length=dataset.max_length,
+            epochs=dataset.epochs,
+            learning_rates=dataset.learning_rates,
+            batch_size=dataset.batch_size,
+        )
     else:
-        dataset = replace(dataset, synthetic={**dataset.synthetic, "templates": args.templates,
-                                              "n_train": args.n_train, "n_test": args.n_test})
-    dataset = replace(dataset, epochs=args.epochs, learning_rates=(args.learning_rate,),
-                      batch_size=args.batch_size, max_length=args.max_length,
-                      test_examples=args.max_eval_examples)
+        dataset = replace(
+            dataset,
+            synthetic={
+                **dataset.synthetic,
+                "templates": args.templates,
+                "n_train": args.n_train,
+                "n_test": args.n_test,
+            },
+        )
+    dataset = replace(
+        dataset,
+        epochs=args.epochs,
+        learning_rates=(args.learning_rate,),
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        test_examples=args.max_eval_examples,
+    )
     arms: dict[str, dict[str, Any]] = {"plain": {"sgt_mask_fraction": 0.0}}
-    sgt = {"sgt_mask_fraction": args.sgt_mask_fraction, "sgt_kl_weight": args.sgt_kl_weight,
-           "sgt_mask_strategy": args.sgt_mask_strategy}
+    sgt = {
+        "sgt_mask_fraction": args.sgt_mask_fraction,
+        "sgt_kl_weight": args.sgt_kl_weight,
+        "sgt_mask_strategy": args.sgt_mask_strategy,
+    }
     arms["sgt"] = sgt
     if not args.no_random_mask:
         arms["random_mask"] = {**sgt, "sgt_mask_selection": "random"}
     removals = (args.removal,)  # one removal mode keeps the demo within minutes; the presets evaluate two
-    spec = replace(spec, datasets=(dataset,), arms=arms, seeds=tuple(int(s) for s in args.seeds.split(",")),
-                   removals=removals, model=args.model or "tiny")
+    spec = replace(
+        spec,
+        datasets=(dataset,),
+        arms=arms,
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        removals=removals,
+        model=args.model or "tiny",
+    )
     if args.quick:
         synthetic = dataset.synthetic if args.data_dir else {**QUICK_SYNTHETIC, "templates": args.templates}
-        spec = replace(spec, datasets=(replace(dataset, epochs=1.0, max_length=96, synthetic=synthetic),),
-                       ig_steps=4, random_draws=2, bootstrap_resamples=500)
+        spec = replace(
+            spec,
+            datasets=(replace(dataset, epochs=1.0, max_length=96, synthetic=synthetic),),
+            ig_steps=4,
+            random_draws=2,
+            bootstrap_resamples=500,
+        )
     return spec
 
 
@@ -153,8 +205,9 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
                 row = _row(vs_plain, removal, method, metric)
                 if row is None or math.isnan(row["difference"]["mean"]):
                     continue
-                word = {"better": "helped", "worse": "hurt"}.get(row["outcome"],
-                                                                 "made no difference beyond noise")
+                word = {"better": "helped", "worse": "hurt"}.get(
+                    row["outcome"], "made no difference beyond noise"
+                )
                 text = f"{title}: SGT {word} ({_signed(row['difference'])} vs plain"
                 other = _row(vs_random, removal, method, metric) if vs_random else None
                 if other is not None and not math.isnan(other["difference"]["mean"]):
@@ -165,8 +218,14 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
 
 
 def _row(comparison: dict[str, Any], removal: str, method: str, metric: str) -> dict[str, Any] | None:
-    return next((r for r in comparison["rows"] if r["removal"] == removal and r["method"] == method
-                 and r["metric"] == metric), None)
+    return next(
+        (
+            r
+            for r in comparison["rows"]
+            if r["removal"] == removal and r["method"] == method and r["metric"] == metric
+        ),
+        None,
+    )
 
 
 def _signed(interval: dict[str, float]) -> str:
@@ -180,8 +239,11 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(output_dir)
     started = time.perf_counter()
-    logger.info("the demo trains and evaluates %d models per seed: about 3.5 minutes per seed on two CPU "
-                "cores (--quick: about a minute)", len(spec.arms))
+    logger.info(
+        "the demo trains and evaluates %d models per seed: about 3.5 minutes per seed on two CPU "
+        "cores (--quick: about a minute)",
+        len(spec.arms),
+    )
     experiment = Experiment(spec, out, out / "work", keep_models=True)
     try:
         result = experiment.run()
@@ -199,12 +261,18 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     dataset = spec.datasets[0]
     lr = result["datasets"][dataset.name]["learning_rate"]
     seed = spec.seeds[0]
-    eval_dirs = [out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval" / "main"
-                 for arm in spec.arms]
+    eval_dirs = [
+        out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval" / "main" for arm in spec.arms
+    ]
     eval_dirs = [d for d in eval_dirs if (d / "summary.json").is_file()]
     report = build_report(eval_dirs, out / "report.html", verdict=sentences) if eval_dirs else None
-    return {"verdict": sentences, "report": report, "table": (out / "results.md").read_text(),
-            "seconds": time.perf_counter() - started, "result": result}
+    return {
+        "verdict": sentences,
+        "report": report,
+        "table": (out / "results.md").read_text(),
+        "seconds": time.perf_counter() - started,
+        "result": result,
+    }
 
 
 def publish_shortcuts(out: Path, spec: ExperimentSpec, result: dict[str, Any]) -> None:
@@ -235,7 +303,8 @@ def make_parser() -> HfArgumentParser:
     from transformers import HfArgumentParser
 
     return HfArgumentParser(
-        DemoSettings, prog="sgt-nlp demo",
+        DemoSettings,
+        prog="sgt-nlp demo",
         description="Train the same small BERT three times (plain, SGT, random-mask) on a synthetic task "
         "with planted rationales, explain every model on the full test split (Gradient, Integrated "
         "Gradients, Random) and write paired bootstrap comparisons, a one-sentence verdict per method and an "
@@ -272,8 +341,11 @@ def arms_table(result: dict[str, Any]) -> str:
     lines = ["| arm | val accuracy | test accuracy | s/epoch |", "|---|---|---|---|"]
     for data in result["datasets"].values():
         for arm, info in data["arms"].items():
-            cells = [_mean_sd(info["val_accuracy"]), _mean_sd(info["test_accuracy"]),
-                     _mean_sd(info["seconds_per_epoch"], 0)]
+            cells = [
+                _mean_sd(info["val_accuracy"]),
+                _mean_sd(info["test_accuracy"]),
+                _mean_sd(info["seconds_per_epoch"], 0),
+            ]
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

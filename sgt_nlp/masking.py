@@ -108,7 +108,11 @@ def select_mask_positions(
         raise ValueError(f"unknown mask selection {selection!r}; allowed: {', '.join(MASK_SELECTIONS)}")
     if scores is None:
         raise ValueError(f"mask selection {selection!r} ranks tokens by saliency and needs scores")
-    return lowest_k_mask(scores, candidates, k) if selection == "saliency" else highest_k_mask(scores, candidates, k)
+    return (
+        lowest_k_mask(scores, candidates, k)
+        if selection == "saliency"
+        else highest_k_mask(scores, candidates, k)
+    )
 
 
 def replacement_embeddings(

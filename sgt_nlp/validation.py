@@ -30,7 +30,9 @@ def parse_name_list(option: str, text: str, allowed: Sequence[str]) -> tuple[str
     """A comma-separated option value as a tuple of known names; empty lists and unknown names are errors."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     if not names:
-        raise UsageError(f"{option} {text!r} names nothing; give a comma-separated list of: {', '.join(allowed)}")
+        raise UsageError(
+            f"{option} {text!r} names nothing; give a comma-separated list of: {', '.join(allowed)}"
+        )
     unknown = [name for name in names if name not in allowed]
     if unknown:
         raise UsageError(f"{option}: unknown {', '.join(unknown)}; allowed: {', '.join(allowed)}")
@@ -52,8 +54,10 @@ def check_device(device: str) -> None:
     if not device.startswith("cuda"):
         raise UsageError(f"--device {device!r} is not one of cpu, auto, cuda, cuda:N, mps")
     if not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
-                         "use --device cpu or auto")
+        raise UsageError(
+            f"--device {device}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
+            "use --device cpu or auto"
+        )
     index = device.partition(":")[2]
     if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
         raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
@@ -62,13 +66,17 @@ def check_device(device: str) -> None:
 # ---- output folders -----------------------------------------------------------------------------------------
 
 
-def check_output_dir(path: str | Path, *, overwrite: bool, what: str, flag: str = "--overwrite_output_dir") -> None:
+def check_output_dir(
+    path: str | Path, *, overwrite: bool, what: str, flag: str = "--overwrite_output_dir"
+) -> None:
     """Refuse an output folder that is a file, or one that holds anything unless ``overwrite`` was asked for."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--output_dir {path} is a file, not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UsageError(f"--output_dir {path} already holds {what}; choose a new folder or pass {flag} to replace it")
+        raise UsageError(
+            f"--output_dir {path} already holds {what}; choose a new folder or pass {flag} to replace it"
+        )
 
 
 def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterable[str] = ()) -> list[str]:
@@ -79,7 +87,9 @@ def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterabl
     """
     folder = Path(folder)
     removed = []
-    candidates = [folder / name for name in names] + [p for pattern in subfolders for p in folder.glob(pattern)]
+    candidates = [folder / name for name in names] + [
+        p for pattern in subfolders for p in folder.glob(pattern)
+    ]
     for path in candidates:
         if path.is_dir():
             shutil.rmtree(path)
@@ -95,7 +105,11 @@ def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterabl
 
 
 def check_max_length(
-    tokenizer, max_length: int, query_words: Sequence[Sequence[str]], where: Sequence[str], option: str = "--max_length"
+    tokenizer,
+    max_length: int,
+    query_words: Sequence[Sequence[str]],
+    where: Sequence[str],
+    option: str = "--max_length",
 ) -> None:
     """Every input must leave room for at least one document piece after its query and the special tokens.
 
@@ -108,9 +122,13 @@ def check_max_length(
     specials = tokenizer.num_special_tokens_to_add(pair=bool(with_query))
     if not with_query:
         if max_length <= specials:
-            raise UsageError(f"{option} {max_length} leaves no room for text: the special tokens alone take {specials}")
+            raise UsageError(
+                f"{option} {max_length} leaves no room for text: the special tokens alone take {specials}"
+            )
         return
-    pieces = tokenizer([list(query_words[i]) for i in with_query], is_split_into_words=True, add_special_tokens=False)
+    pieces = tokenizer(
+        [list(query_words[i]) for i in with_query], is_split_into_words=True, add_special_tokens=False
+    )
     for i, ids in zip(with_query, pieces["input_ids"], strict=True):
         needed = len(ids) + specials
         if max_length <= needed:

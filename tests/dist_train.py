@@ -36,11 +36,22 @@ def main() -> None:
         lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
         model = get_peft_model(model, lora)
     trainer = make_trainer(
-        out, model=model, dataset=make_dataset(repeat=2), sgt_saliency_pass=args.saliency_pass,
-        per_device_train_batch_size=args.per_device, sgt_mask_strategy=args.strategy, num_train_epochs=2,
+        out,
+        model=model,
+        dataset=make_dataset(repeat=2),
+        sgt_saliency_pass=args.saliency_pass,
+        per_device_train_batch_size=args.per_device,
+        sgt_mask_strategy=args.strategy,
+        num_train_epochs=2,
         ddp_backend="gloo" if "RANK" in os.environ else None,
-        **({"fsdp": "full_shard", "fsdp_config": {"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]}}
-           if args.fsdp else {}),
+        **(
+            {
+                "fsdp": "full_shard",
+                "fsdp_config": {"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]},
+            }
+            if args.fsdp
+            else {}
+        ),
     )
     trainer.train()
     # FSDP2 parameters are sharded DTensors: gather each to its full value

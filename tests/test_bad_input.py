@@ -20,7 +20,9 @@ from tests.test_training import write_csv, write_eraser
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     folder = tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
-    (folder / "README.md").write_text("---\ntags:\n- sgt_nlp\n---\n\n# card\n\n## How it was trained\n\nby hand\n")
+    (folder / "README.md").write_text(
+        "---\ntags:\n- sgt_nlp\n---\n\n# card\n\n## How it was trained\n\nby hand\n"
+    )
     return folder
 
 
@@ -73,32 +75,88 @@ def bad_bytes_in_document(folder: Path) -> None:
 # (case, change to the data folder or None, extra options, exit status, the words the message must contain)
 EVALUATE_CASES = [
     ("empty methods", None, ["--methods", ","], 2, ["--methods ','", "names nothing"]),
-    ("negative max_length", None, ["--max_length", "-5"], 2, ["--max_length must be a positive integer, got -5"]),
+    (
+        "negative max_length",
+        None,
+        ["--max_length", "-5"],
+        2,
+        ["--max_length must be a positive integer, got -5"],
+    ),
     ("zero max_length", None, ["--max_length", "0"], 2, ["--max_length must be a positive integer, got 0"]),
     # the query "what is the sentiment ?" is 5 pieces, plus [CLS] [SEP] [SEP]: 8 leave no room for the document
-    ("max_length below the query", None, ["--max_length", "8"], 2,
-     ["val.jsonl, line 1, field 'query'", "take 8 pieces"]),
-    ("zero max_examples", None, ["--max_examples", "0"], 2, ["--max_examples must be a positive integer, got 0"]),
+    (
+        "max_length below the query",
+        None,
+        ["--max_length", "8"],
+        2,
+        ["val.jsonl, line 1, field 'query'", "take 8 pieces"],
+    ),
+    (
+        "zero max_examples",
+        None,
+        ["--max_examples", "0"],
+        2,
+        ["--max_examples must be a positive integer, got 0"],
+    ),
     ("unknown removal", None, ["--removal", "delete,erase"], 2, ["--removal: unknown erase"]),
     ("bad aopc bins", None, ["--aopc_thresholds", "0.1,x"], 2, ["--aopc_thresholds '0.1,x'"]),
-    ("empty document", empty_document, [], 1, ["val.jsonl, line 3, field 'docids[0]'", "'val_2' has no tokens"]),
-    ("evidence outside docids", evidence_outside_docids, [], 1,
-     ["val.jsonl, line 4, field 'evidences[0][0].docid'", "not in the annotation's docids ['val_3']"]),
-    ("non-UTF-8 annotation file", bad_bytes_in_annotations, [], 1,
-     ["val.jsonl, line 6: not UTF-8 text: byte 0xe9 at column"]),
-    ("non-UTF-8 document", bad_bytes_in_document, [], 1, ["val_1, line 2: not UTF-8 text: byte 0xff at column 6"]),
+    (
+        "empty document",
+        empty_document,
+        [],
+        1,
+        ["val.jsonl, line 3, field 'docids[0]'", "'val_2' has no tokens"],
+    ),
+    (
+        "evidence outside docids",
+        evidence_outside_docids,
+        [],
+        1,
+        ["val.jsonl, line 4, field 'evidences[0][0].docid'", "not in the annotation's docids ['val_3']"],
+    ),
+    (
+        "non-UTF-8 annotation file",
+        bad_bytes_in_annotations,
+        [],
+        1,
+        ["val.jsonl, line 6: not UTF-8 text: byte 0xe9 at column"],
+    ),
+    (
+        "non-UTF-8 document",
+        bad_bytes_in_document,
+        [],
+        1,
+        ["val_1, line 2: not UTF-8 text: byte 0xff at column 6"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("case,change,options,status,expected", EVALUATE_CASES, ids=[c[0] for c in EVALUATE_CASES])
-def test_evaluate_refuses_bad_input_up_front(tmp_path, capsys, model_dir, case, change, options, status, expected):
+@pytest.mark.parametrize(
+    "case,change,options,status,expected", EVALUATE_CASES, ids=[c[0] for c in EVALUATE_CASES]
+)
+def test_evaluate_refuses_bad_input_up_front(
+    tmp_path, capsys, model_dir, case, change, options, status, expected
+):
     data = write_eraser(tmp_path / "data")
     if change is not None:
         change(data)
     out = tmp_path / "out"
     card = (model_dir / "README.md").read_text()
-    code, err = run_cli(capsys, "evaluate", "--model", model_dir, "--data_dir", data, "--split", "val",
-                        "--output_dir", out, "--methods", "random", *options)
+    code, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        model_dir,
+        "--data_dir",
+        data,
+        "--split",
+        "val",
+        "--output_dir",
+        out,
+        "--methods",
+        "random",
+        *options,
+    )
     assert code == status, err
     for words in expected:
         assert words in err
@@ -109,8 +167,18 @@ def test_evaluate_refuses_bad_input_up_front(tmp_path, capsys, model_dir, case, 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys, model_dir):
-    code, err = run_cli(capsys, "evaluate", "--model", model_dir, "--data_dir", write_eraser(tmp_path / "d"),
-                        "--output_dir", tmp_path / "out", "--device", "cuda")
+    code, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        model_dir,
+        "--data_dir",
+        write_eraser(tmp_path / "d"),
+        "--output_dir",
+        tmp_path / "out",
+        "--device",
+        "cuda",
+    )
     assert code == 2 and "--device cuda: no CUDA GPU is visible" in err and not (tmp_path / "out").exists()
 
 
@@ -118,14 +186,28 @@ def test_output_dir_that_is_a_file_or_holds_files(tmp_path, capsys, model_dir):
     data = write_eraser(tmp_path / "data")
     as_file = tmp_path / "results"
     as_file.write_text("keep me")
-    code, err = run_cli(capsys, "evaluate", "--model", model_dir, "--data_dir", data, "--split", "val",
-                        "--output_dir", as_file, "--methods", "random")
+    code, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        model_dir,
+        "--data_dir",
+        data,
+        "--split",
+        "val",
+        "--output_dir",
+        as_file,
+        "--methods",
+        "random",
+    )
     assert code == 2 and f"--output_dir {as_file} is a file" in err and as_file.read_text() == "keep me"
     folder = tmp_path / "old"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    for command in (["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--methods", "random"],
-                    ["sanity", "--model", model_dir, "--data_dir", data, "--methods", "random"]):
+    for command in (
+        ["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--methods", "random"],
+        ["sanity", "--model", model_dir, "--data_dir", data, "--methods", "random"],
+    ):
         code, err = run_cli(capsys, *command, "--output_dir", folder)
         assert code == 2 and "already holds files" in err and "--overwrite_output_dir" in err
         assert [p.name for p in folder.iterdir()] == ["notes.txt"]
@@ -133,8 +215,20 @@ def test_output_dir_that_is_a_file_or_holds_files(tmp_path, capsys, model_dir):
 
 def test_debug_shows_the_traceback(tmp_path, model_dir):
     with pytest.raises(UsageError, match="names nothing"):
-        cli.main(["evaluate", "--model", str(model_dir), "--data_dir", str(tmp_path), "--output_dir",
-                  str(tmp_path / "o"), "--methods", ",", "--debug"])
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--data_dir",
+                str(tmp_path),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--methods",
+                ",",
+                "--debug",
+            ]
+        )
 
 
 # ---- what must work, and what must not be lost ------------------------------------------------------------------
@@ -144,8 +238,20 @@ def test_a_split_of_one_class_is_evaluated(tmp_path, capsys, model_dir):
     data = write_eraser(tmp_path / "data")
     lines = [line for line in (data / "val.jsonl").read_text().splitlines() if '"POS"' in line]
     (data / "val.jsonl").write_text("\n".join(lines) + "\n")
-    code, err = run_cli(capsys, "evaluate", "--model", model_dir, "--data_dir", data, "--split", "val",
-                        "--output_dir", tmp_path / "out", "--methods", "random")
+    code, err = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        model_dir,
+        "--data_dir",
+        data,
+        "--split",
+        "val",
+        "--output_dir",
+        tmp_path / "out",
+        "--methods",
+        "random",
+    )
     assert code == 0, err
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["labels"] == ["NEG", "POS"] and run["examples"] == len(lines) == 4
@@ -162,10 +268,21 @@ def test_overwriting_an_evaluation_clears_what_it_wrote_and_leaves_the_card(tmp_
     code, err = run_cli(capsys, *common, "--methods", "random")
     assert code == 2 and "--overwrite_output_dir" in err
     assert run_cli(capsys, *common, "--methods", "random", "--overwrite_output_dir")[0] == 0
-    assert {p.name for p in out.iterdir()} == {"random", "run.json", "summary.json", "summary.md", "examples.jsonl",
-                                              "notes.txt"}
-    assert (model_dir / "README.md").read_text() == card  # the model card changes only with --update_model_card
-    assert run_cli(capsys, *common, "--methods", "random", "--overwrite_output_dir", "--update_model_card")[0] == 0
+    assert {p.name for p in out.iterdir()} == {
+        "random",
+        "run.json",
+        "summary.json",
+        "summary.md",
+        "examples.jsonl",
+        "notes.txt",
+    }
+    assert (
+        model_dir / "README.md"
+    ).read_text() == card  # the model card changes only with --update_model_card
+    assert (
+        run_cli(capsys, *common, "--methods", "random", "--overwrite_output_dir", "--update_model_card")[0]
+        == 0
+    )
     updated = (model_dir / "README.md").read_text()
     assert "## Rationale evaluation" in updated and "| random | delete |" in updated
     (model_dir / "README.md").write_text(card)
@@ -184,8 +301,21 @@ def test_threshold_and_coverage_with_unannotated_examples(tmp_path, capsys, mode
     negative = [i + 1 for i, line in enumerate(lines) if '"NEG"' in line]
     for line_no in negative:
         _rewrite_line(data / "val.jsonl", line_no, drop_evidence)
-    code = cli.main(["evaluate", "--model", str(model_dir), "--data_dir", str(data), "--split", "val",
-                     "--output_dir", str(tmp_path / "out"), "--methods", "random"])
+    code = cli.main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--data_dir",
+            str(data),
+            "--split",
+            "val",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--methods",
+            "random",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     # every POS sentence has a 2-word rationale: the mean fraction is over the POS sentences only
@@ -201,9 +331,27 @@ def test_threshold_and_coverage_with_unannotated_examples(tmp_path, capsys, mode
 
 
 def train_args(model_dir: Path, out: Path, *data: str) -> list[str]:
-    return ["train", "--model_name_or_path", str(model_dir), "--output_dir", str(out), "--report_to", "none",
-            "--use_cpu", "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--max_length", "32",
-            "--disable_tqdm", "true", "--save_strategy", "no", *data]  # data options last: they may override
+    return [
+        "train",
+        "--model_name_or_path",
+        str(model_dir),
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_length",
+        "32",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        *data,
+    ]  # data options last: they may override
 
 
 def _csv_with_bytes(path: Path) -> str:
@@ -212,17 +360,41 @@ def _csv_with_bytes(path: Path) -> str:
 
 
 TRAIN_CASES = [
-    ("empty label cell", lambda d: ["--train_file", str(write_csv(d / "t.csv", [("good", "pos"), ("bad", "")]))],
-     1, ["t.csv, line 3, field 'label': empty cell"]),
-    ("empty text cell", lambda d: ["--train_file", str(write_csv(d / "t.csv", [("", "pos"), ("bad", "neg")]))],
-     1, ["t.csv, line 2, field 'text': empty cell"]),
-    ("non-UTF-8 CSV", lambda d: ["--train_file", _csv_with_bytes(d / "t.csv")],
-     1, ["t.csv, line 3: not UTF-8 text: byte 0xe9 at column 6"]),
-    ("zero max_train_samples", lambda d: ["--train_file", str(write_csv(d / "t.csv", [("good", "pos")])),
-                                         "--max_train_samples", "0"],
-     2, ["--max_train_samples must be a positive integer, got 0"]),
-    ("max_length below the query", lambda d: ["--data_dir", str(write_eraser(d / "e")), "--max_length", "8"],
-     2, ["train.jsonl, annotation 'train_0', field 'query'", "take 8 pieces"]),
+    (
+        "empty label cell",
+        lambda d: ["--train_file", str(write_csv(d / "t.csv", [("good", "pos"), ("bad", "")]))],
+        1,
+        ["t.csv, line 3, field 'label': empty cell"],
+    ),
+    (
+        "empty text cell",
+        lambda d: ["--train_file", str(write_csv(d / "t.csv", [("", "pos"), ("bad", "neg")]))],
+        1,
+        ["t.csv, line 2, field 'text': empty cell"],
+    ),
+    (
+        "non-UTF-8 CSV",
+        lambda d: ["--train_file", _csv_with_bytes(d / "t.csv")],
+        1,
+        ["t.csv, line 3: not UTF-8 text: byte 0xe9 at column 6"],
+    ),
+    (
+        "zero max_train_samples",
+        lambda d: [
+            "--train_file",
+            str(write_csv(d / "t.csv", [("good", "pos")])),
+            "--max_train_samples",
+            "0",
+        ],
+        2,
+        ["--max_train_samples must be a positive integer, got 0"],
+    ),
+    (
+        "max_length below the query",
+        lambda d: ["--data_dir", str(write_eraser(d / "e")), "--max_length", "8"],
+        2,
+        ["train.jsonl, annotation 'train_0', field 'query'", "take 8 pieces"],
+    ),
 ]
 
 
@@ -246,7 +418,10 @@ def test_integer_labels_keep_their_value_as_class_id(tmp_path):
     assert labels == ["0", "1", "2", "10"]  # as strings sorted, "10" would come before "2"
     tokenized, _ = tokenize_splits(train, None, labels, tiny.wordpiece_tokenizer(), data, 16)
     assert tokenized["labels"] == [2, 3, 0, 1, 3]
-    assert sorted_label_names(["b", "a", "B"]) == ["B", "a", "b"] and sorted_label_names([1.5, 0.5]) == ["0.5", "1.5"]
+    assert sorted_label_names(["b", "a", "B"]) == ["B", "a", "b"] and sorted_label_names([1.5, 0.5]) == [
+        "0.5",
+        "1.5",
+    ]
 
 
 def test_train_keeps_an_existing_model_and_leaves_no_checkpoints(tmp_path, capsys, model_dir):
@@ -261,7 +436,9 @@ def test_train_keeps_an_existing_model_and_leaves_no_checkpoints(tmp_path, capsy
     code, err = run_cli(capsys, *args)
     assert code == 2 and f"--output_dir {out} already holds files" in err
     assert (out / "model.safetensors").read_bytes() == weights
-    (out / "checkpoint-99").mkdir()  # a stale checkpoint of an earlier run goes when the folder is overwritten
+    (
+        out / "checkpoint-99"
+    ).mkdir()  # a stale checkpoint of an earlier run goes when the folder is overwritten
     assert run_cli(capsys, *args, "--overwrite_output_dir", "--keep_checkpoints")[0] == 0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     shutil.rmtree(out)
@@ -273,18 +450,47 @@ def test_train_help_starts_with_our_options(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: sgt-nlp train --model_name_or_path")
     groups = [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
-    assert groups[:5] == ["model:", "data:", "saliency-guided training (sgt_*; see the README's table):",
-                          "output folder:", "Hugging Face TrainingArguments:"]
+    assert groups[:5] == [
+        "model:",
+        "data:",
+        "saliency-guided training (sgt_*; see the README's table):",
+        "output folder:",
+        "Hugging Face TrainingArguments:",
+    ]
     assert text.index("--sgt_mask_fraction") < text.index("--learning_rate")
 
 
 def test_sanity_checks_max_length_and_output_folder_before_explaining(tmp_path, capsys, model_dir):
     data = write_eraser(tmp_path / "data")
     out = tmp_path / "out"
-    code, err = run_cli(capsys, "sanity", "--model", model_dir, "--data_dir", data, "--methods", "random",
-                        "--max_length", "8", "--output_dir", out)
+    code, err = run_cli(
+        capsys,
+        "sanity",
+        "--model",
+        model_dir,
+        "--data_dir",
+        data,
+        "--methods",
+        "random",
+        "--max_length",
+        "8",
+        "--output_dir",
+        out,
+    )
     assert code == 2 and "val.jsonl, example 0, field 'query'" in err and "take 8 pieces" in err
-    code, err = run_cli(capsys, "sanity", "--model", model_dir, "--data_dir", data, "--methods", "random",
-                        "--max_examples", "0", "--output_dir", out)
+    code, err = run_cli(
+        capsys,
+        "sanity",
+        "--model",
+        model_dir,
+        "--data_dir",
+        data,
+        "--methods",
+        "random",
+        "--max_examples",
+        "0",
+        "--output_dir",
+        out,
+    )
     assert code == 2 and "--max_examples must be a positive integer, got 0" in err
     assert not out.exists()

@@ -14,32 +14,51 @@ def interval(mean, low, high):
 
 
 def row(method, metric, mean, low, high, outcome):
-    return {"removal": "delete", "method": method, "metric": metric, "difference": interval(mean, low, high),
-            "outcome": outcome}
+    return {
+        "removal": "delete",
+        "method": method,
+        "metric": metric,
+        "difference": interval(mean, low, high),
+        "outcome": outcome,
+    }
 
 
 def test_sentences_say_helped_hurt_or_noise_with_the_interval():
-    vs_plain = {"treatment": "sgt", "control": "plain", "seeds": [0, 1],
-                "accuracy": interval(-0.01, -0.03, 0.01),
-                "rows": [row("gradient", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
-                         row("gradient", "auprc_visible", 0.01, -0.01, 0.03, "within noise"),
-                         row("integrated_gradients", "comprehensiveness_aopc", -0.04, -0.06, -0.01, "worse"),
-                         row("random", "comprehensiveness_aopc", 0.010, -0.002, 0.020, "within noise")]}
-    vs_random = {**vs_plain, "control": "random_mask",
-                 "rows": [row("gradient", "comprehensiveness_aopc", 0.001, -0.02, 0.03, "within noise")]}
+    vs_plain = {
+        "treatment": "sgt",
+        "control": "plain",
+        "seeds": [0, 1],
+        "accuracy": interval(-0.01, -0.03, 0.01),
+        "rows": [
+            row("gradient", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
+            row("gradient", "auprc_visible", 0.01, -0.01, 0.03, "within noise"),
+            row("integrated_gradients", "comprehensiveness_aopc", -0.04, -0.06, -0.01, "worse"),
+            row("random", "comprehensiveness_aopc", 0.010, -0.002, 0.020, "within noise"),
+        ],
+    }
+    vs_random = {
+        **vs_plain,
+        "control": "random_mask",
+        "rows": [row("gradient", "comprehensiveness_aopc", 0.001, -0.02, 0.03, "within noise")],
+    }
     result = {"datasets": {"synthetic": {"comparisons": [vs_plain, vs_random]}}}
     spec = demo_spec(parse_settings([]))
     sentences = method_sentences(result, spec)
     assert sentences[0].startswith("Accuracy: SGT -0.010 [-0.030, +0.010] vs plain (test, 2 seed(s))")
     gradient, ig, random = sentences[1:]
-    assert gradient == ("Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs "
-                        "plain, +0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no "
-                        "difference beyond noise (+0.010 [-0.010, +0.030] vs plain).")
+    assert gradient == (
+        "Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs "
+        "plain, +0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no "
+        "difference beyond noise (+0.010 [-0.010, +0.030] vs plain)."
+    )
     assert ig.startswith(
-        "Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain")
+        "Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain"
+    )
     # a 0.010 gap whose interval covers 0 is noise, not "more than one point"
-    assert random == ("Random: comprehensiveness AOPC: SGT made no difference beyond noise "
-                      "(+0.010 [-0.002, +0.020] vs plain).")
+    assert random == (
+        "Random: comprehensiveness AOPC: SGT made no difference beyond noise "
+        "(+0.010 [-0.002, +0.020] vs plain)."
+    )
 
 
 def test_command_line_changes_the_demo_preset():

@@ -246,7 +246,9 @@ def test_error_sentence_scores_length(split: ERASERSplit, tmp_path: Path) -> Non
     assert "3 scores" in str(error) and "2 sentences" in str(error)
 
 
-def test_first_line_must_show_hard_spans_and_writer_puts_such_a_line_first(split: ERASERSplit, tmp_path: Path):
+def test_first_line_must_show_hard_spans_and_writer_puts_such_a_line_first(
+    split: ERASERSplit, tmp_path: Path
+):
     """The scorer reads line 1's first rationale to decide whether the file has hard predictions at all."""
     records = records_for(split)
     records[0]["rationales"][0]["hard_rationale_predictions"] = []  # a1's first document got no span

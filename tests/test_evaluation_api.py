@@ -43,8 +43,14 @@ def _without_seconds(rows):
 
 
 def test_objects_in_typed_result_out_and_the_same_files_as_from_folders(tmp_path, model_dir, data_dir):
-    settings = {"split": "val", "methods": ("gradient", "integrated_gradients"), "ig_steps": 4,
-                "batch_size": 3, "model_name": "tiny", "extra_removals": ("mask_token",)}
+    settings = {
+        "split": "val",
+        "methods": ("gradient", "integrated_gradients"),
+        "ig_steps": 4,
+        "batch_size": 3,
+        "model_name": "tiny",
+        "extra_removals": ("mask_token",),
+    }
     model, tokenizer, _ = load_classifier(str(model_dir), "cpu")
     split = load_split(data_dir, "val")
     result = evaluate_rationales(model, tokenizer, split, EvaluationConfig(**settings))
@@ -61,12 +67,18 @@ def test_objects_in_typed_result_out_and_the_same_files_as_from_folders(tmp_path
     assert not any(tmp_path.iterdir())  # nothing written yet
 
     rows = write_evaluation(result, tmp_path / "objects")
-    folder_rows = evaluate_folder(EvaluationConfig(model=str(model_dir), data_dir=str(data_dir),
-                                                   output_dir=str(tmp_path / "folders"), **settings))
+    folder_rows = evaluate_folder(
+        EvaluationConfig(
+            model=str(model_dir), data_dir=str(data_dir), output_dir=str(tmp_path / "folders"), **settings
+        )
+    )
     assert _without_seconds(rows) == _without_seconds(folder_rows)
     assert [r["removal"] for r in rows] == ["delete", "delete", "mask_token", "mask_token"]
-    names = ("gradient/results.jsonl", "integrated_gradients/scores.json",
-             "removal_mask_token/examples.jsonl")
+    names = (
+        "gradient/results.jsonl",
+        "integrated_gradients/scores.json",
+        "removal_mask_token/examples.jsonl",
+    )
     for name in names:
         assert (tmp_path / "objects" / name).read_bytes() == (tmp_path / "folders" / name).read_bytes(), name
     run = json.loads((tmp_path / "objects" / "run.json").read_text())
@@ -89,8 +101,14 @@ def test_data_given_as_a_folder_and_labels_reordered_to_the_model(model_dir, dat
 def test_every_config_field_is_an_option_or_hidden_and_defaults_come_from_the_dataclass():
     parser = make_parser()
     options = {a.dest: a for a in parser._actions}
-    hidden = {"extra_removals", "target_output", "smoothgrad_noise", "shown_examples", "explainer_settings",
-              "per_example"}
+    hidden = {
+        "extra_removals",
+        "target_output",
+        "smoothgrad_noise",
+        "shown_examples",
+        "explainer_settings",
+        "per_example",
+    }
     for f in dataclasses.fields(EvaluationConfig):
         assert (f.name in options) != (f.name in hidden), f.name
     assert tuple(options["aggregation"].choices) == AGGREGATIONS
@@ -100,10 +118,27 @@ def test_every_config_field_is_an_option_or_hidden_and_defaults_come_from_the_da
     assert options["masked_accuracy_curve"].option_strings == ["--no_masked_accuracy_curve"]
     parsed = config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o"])
     assert parsed == EvaluationConfig(model="m", data_dir="d", output_dir="o")
-    changed = config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--methods",
-                                "occlusion,random", "--removal", "mask_token,delete", "--aopc_thresholds",
-                                "0.1,0.3", "--no_masked_accuracy_curve", "--max_examples", "5",
-                                "--threshold", "0.25"])
+    changed = config_from_args(
+        [
+            "--model",
+            "m",
+            "--data_dir",
+            "d",
+            "--output_dir",
+            "o",
+            "--methods",
+            "occlusion,random",
+            "--removal",
+            "mask_token,delete",
+            "--aopc_thresholds",
+            "0.1,0.3",
+            "--no_masked_accuracy_curve",
+            "--max_examples",
+            "5",
+            "--threshold",
+            "0.25",
+        ]
+    )
     assert changed.methods == ("occlusion", "random") and changed.aopc_thresholds == (0.1, 0.3)
     assert (changed.removal, changed.extra_removals) == ("mask_token", ("delete",))
     assert not changed.masked_accuracy_curve and changed.max_examples == 5 and changed.threshold == 0.25
@@ -112,13 +147,22 @@ def test_every_config_field_is_an_option_or_hidden_and_defaults_come_from_the_da
 
 
 def test_explainer_settings_come_from_the_explainers_run_settings():
-    config = EvaluationConfig(batch_size=2, ig_steps=3, seed=4, removal="random_token",
-                              explainer_settings={"random": {"seed": 9}})
+    config = EvaluationConfig(
+        batch_size=2, ig_steps=3, seed=4, removal="random_token", explainer_settings={"random": {"seed": 9}}
+    )
     assert config.explainer_kwargs("gradient") == {"target_output": "logit", "aggregation": "grad_x_input"}
-    assert config.explainer_kwargs("integrated_gradients") == {"target_output": "logit", "n_steps": 3,
-                                                               "internal_batch_size": 16}
+    assert config.explainer_kwargs("integrated_gradients") == {
+        "target_output": "logit",
+        "n_steps": 3,
+        "internal_batch_size": 16,
+    }
     assert config.explainer_kwargs("occlusion") == {"target_output": "logit", "removal": "mask_token"}
     assert config.explainer_kwargs("random") == {"target_output": "logit", "seed": 9}
     assert config.explainer_kwargs("smoothgrad") == {
-        "target_output": "logit", "aggregation": "grad_x_input", "n_samples": 10, "noise_std": 0.1, "seed": 4,
-        "internal_batch_size": 16}
+        "target_output": "logit",
+        "aggregation": "grad_x_input",
+        "n_samples": 10,
+        "noise_std": 0.1,
+        "seed": 4,
+        "internal_batch_size": 16,
+    }

@@ -71,7 +71,8 @@ def test_verdict_words_read_the_interval_in_the_metric_direction():
     assert verdict_words({"mean": 0.01, "low": -0.01, "high": 0.03}, +1) == "within noise"
     assert verdict_words({"mean": 0.0002, "low": 0.0001, "high": 0.0003}, +1) == "negligible"
     assert method_verdict("better", "better", "sgt", "plain") == (
-        "sgt beats plain and random-mask beyond the interval")
+        "sgt beats plain and random-mask beyond the interval"
+    )
     assert "masking in general" in method_verdict("better", "within noise", "sgt", "plain")
     assert method_verdict("within noise", "worse", "sgt", "plain") == "sgt is worse than random-mask"
     assert method_verdict("within noise", None, "sgt", "plain") == "within noise"
@@ -83,16 +84,27 @@ def test_verdict_words_read_the_interval_in_the_metric_direction():
 def ordering(p_full, p_comp_bins, p_suff_bins, p_empty, predicted=(0, 0)):
     n = len(p_full)
     return {
-        "predicted": list(predicted), "p_full": list(p_full), "p_empty": list(p_empty),
-        "p_comp": [b[0] for b in p_comp_bins], "p_suff": [b[0] for b in p_suff_bins],
-        "p_comp_aopc": [list(b) for b in p_comp_bins], "p_suff_aopc": [list(b) for b in p_suff_bins],
-        "tokens_to_flip": [1] * n, "auprc_visible": [0.5, None][:n], "token_f1_visible": [None, 0.25][:n],
+        "predicted": list(predicted),
+        "p_full": list(p_full),
+        "p_empty": list(p_empty),
+        "p_comp": [b[0] for b in p_comp_bins],
+        "p_suff": [b[0] for b in p_suff_bins],
+        "p_comp_aopc": [list(b) for b in p_comp_bins],
+        "p_suff_aopc": [list(b) for b in p_suff_bins],
+        "tokens_to_flip": [1] * n,
+        "auprc_visible": [0.5, None][:n],
+        "token_f1_visible": [None, 0.25][:n],
     }
 
 
 def test_per_example_metrics_by_hand():
-    columns = ordering(p_full=[0.9, 0.8], p_comp_bins=[(0.6, 0.4), (0.8, 0.7)],
-                       p_suff_bins=[(0.9, 0.7), (0.5, 0.6)], p_empty=[0.5, 0.78], predicted=(1, 0))
+    columns = ordering(
+        p_full=[0.9, 0.8],
+        p_comp_bins=[(0.6, 0.4), (0.8, 0.7)],
+        p_suff_bins=[(0.9, 0.7), (0.5, 0.6)],
+        p_empty=[0.5, 0.78],
+        predicted=(1, 0),
+    )
     m = per_example_metrics(columns, labels=[1, 1])
     assert m["correct"].tolist() == [1.0, 0.0]
     assert m["comprehensiveness"] == pytest.approx([0.3, 0.0])
@@ -133,7 +145,8 @@ def test_spec_from_json_and_yaml_with_preset_overrides(tmp_path):
     raw = {"preset": "cpu", "name": "mine", "seeds": [4], "datasets": [{"name": "sst2", "epochs": 1}]}
     (tmp_path / "spec.json").write_text(json.dumps(raw))
     (tmp_path / "spec.yaml").write_text(
-        "preset: cpu\nname: mine\nseeds: [4]\ndatasets:\n  - name: sst2\n    epochs: 1\n")
+        "preset: cpu\nname: mine\nseeds: [4]\ndatasets:\n  - name: sst2\n    epochs: 1\n"
+    )
     for name in ("spec.json", "spec.yaml"):
         spec = load_spec(tmp_path / name)
         sst2 = next(d for d in spec.datasets if d.name == "sst2")
@@ -145,8 +158,10 @@ def test_spec_from_json_and_yaml_with_preset_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"preset": "smoke", "datasets": [{"name": "synthetic", "trucation": "head"}]},
-         "datasets[0].trucation"),
+        (
+            {"preset": "smoke", "datasets": [{"name": "synthetic", "trucation": "head"}]},
+            "datasets[0].trucation",
+        ),
         ({"preset": "smoke", "arms": {"plain": {"sgt_mask_fraction": 0.0}, "x": {"mask": 1}}}, "arms.x.mask"),
         ({"preset": "smoke", "methods": ["gradient", "lime"]}, "methods: 'lime'"),
         ({"preset": "nope"}, "preset: 'nope'"),
@@ -188,8 +203,9 @@ def test_sst2_tsv_with_crlf_and_any_header_becomes_an_eraser_folder(tmp_path):
 
     src = tmp_path / "sst2"
     src.mkdir()
-    train = "label\tsentence\r\n" + "".join(f"{i % 2}\tword{i} is {'good' if i % 2 else 'bad'}\r\n"
-                                           for i in range(10))
+    train = "label\tsentence\r\n" + "".join(
+        f"{i % 2}\tword{i} is {'good' if i % 2 else 'bad'}\r\n" for i in range(10)
+    )
     (src / "train.tsv").write_bytes(train.encode())
     (src / "dev.tsv").write_text("label\tcontent\n0\tdull .\n1\tfine film .\n")
     (src / "test.tsv").write_text("label\tcontent\n1\tgreat .\n")
@@ -235,8 +251,9 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     experiment = Experiment(spec, out, work)
     result = experiment.run()
-    assert sorted(experiment.evaluated_runs) == [f"synthetic/{a}_seed0_lr0.001"
-                                                 for a in ("plain", "random_mask", "sgt")]
+    assert sorted(experiment.evaluated_runs) == [
+        f"synthetic/{a}_seed0_lr0.001" for a in ("plain", "random_mask", "sgt")
+    ]
     data = result["datasets"]["synthetic"]
     assert data["seeds_evaluated"] == [0] and data["missing"] == []
     pairs = [(c["treatment"], c["control"]) for c in data["comparisons"]]
@@ -277,7 +294,8 @@ def test_spec_files_match_the_presets():
     specs = Path(__file__).resolve().parents[1] / "specs"
     for name, preset in PRESETS.items():
         assert load_spec(specs / f"{name}.json") == preset, (
-            f"specs/{name}.json is stale: rewrite it with spec_to_dict")
+            f"specs/{name}.json is stale: rewrite it with spec_to_dict"
+        )
     assert load_spec(specs / "cpu_sst2_quick.yaml").datasets[0].learning_rates == (5e-5,)
 
 
@@ -304,8 +322,17 @@ def test_gpu_preset_runs_with_a_smoke_sized_override(tmp_path):
     assert gpu.mixed_precision == "bf16" and gpu.datasets[0].max_length == 512
     assert gpu.datasets[0].test_examples is None
     tiny_task = replace(PRESETS["smoke"].datasets[0], max_length=48)
-    spec = replace(gpu, datasets=(tiny_task,), model="tiny", seeds=(0,), random_draws=2, ig_steps=2,
-                   smoothgrad_samples=2, bootstrap_resamples=100, tiny_model={"hidden_size": 32, "layers": 1})
+    spec = replace(
+        gpu,
+        datasets=(tiny_task,),
+        model="tiny",
+        seeds=(0,),
+        random_draws=2,
+        ig_steps=2,
+        smoothgrad_samples=2,
+        bootstrap_resamples=100,
+        tiny_model={"hidden_size": 32, "layers": 1},
+    )
     experiment = Experiment(spec, tmp_path / "out", tmp_path / "work")
     data = experiment.run()["datasets"]["synthetic"]
     assert data["seeds_evaluated"] == [0] and len(experiment.evaluated_runs) == 3
@@ -317,8 +344,9 @@ def test_gpu_preset_runs_with_a_smoke_sized_override(tmp_path):
 def test_head_tail_truncation_reaches_training_and_evaluation(tmp_path):
     """The movies presets cut head+tail: the setting goes to DataArguments and EvaluationConfig alike."""
     task = replace(PRESETS["smoke"].datasets[0], max_length=24, truncation="head_tail")
-    spec = smoke(datasets=(task,),
-                 arms={"plain": {"sgt_mask_fraction": 0.0}, "sgt": {"sgt_mask_fraction": 0.5}})
+    spec = smoke(
+        datasets=(task,), arms={"plain": {"sgt_mask_fraction": 0.0}, "sgt": {"sgt_mask_fraction": 0.5}}
+    )
     experiment = Experiment(spec, tmp_path / "out", tmp_path / "work", keep_models=True)
     experiment.run()
     run_dir = tmp_path / "work" / "synthetic" / "sgt_seed0_lr0.001" / "eval" / "main"
@@ -359,7 +387,8 @@ def test_command_line_cuts_the_spec_to_datasets_and_seeds():
     with pytest.raises(SpecError, match=r"--datasets: \['sst3'\]"):
         selected_spec(ExperimentArguments(preset="cpu", datasets="sst2,sst3"))
     (args,) = make_parser().parse_args_into_dataclasses(
-        args=["--preset", "smoke", "--only_finished", "--export_model", "minilm", "out"])
+        args=["--preset", "smoke", "--only_finished", "--export_model", "minilm", "out"]
+    )
     assert args.only_finished is True and args.export_model == ["minilm", "out"] and args.keep_models is False
 
 
@@ -367,16 +396,44 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     from sgt_nlp.report.experiment import markdown, metric_titles
 
     interval = {"mean": -0.02, "low": -0.03, "high": -0.01, "pairs": 4, "examples": 2}
-    row = {"removal": "delete", "method": "gradient_l2", "metric": "sufficiency_aopc", "title": "suff AOPC",
-           "direction": -1, "treatment_mean": 0.1, "control_mean": 0.12, "difference": interval,
-           "outcome": "better"}
+    row = {
+        "removal": "delete",
+        "method": "gradient_l2",
+        "metric": "sufficiency_aopc",
+        "title": "suff AOPC",
+        "direction": -1,
+        "treatment_mean": 0.1,
+        "control_mean": 0.12,
+        "difference": interval,
+        "outcome": "better",
+    }
     comparison = {"treatment": "sgt", "control": "plain", "seeds": [0], "accuracy": interval, "rows": [row]}
-    data = {"settings": {"gate": 0.5}, "learning_rate": 1e-3, "seeds": [3], "seeds_failed_gate": [],
-            "seeds_evaluated": [3], "missing": [], "comparisons": [comparison],
-            "arms": {"plain": {"val_accuracy": [0.9, 0.0], "test_accuracy": None, "seconds_per_epoch": None,
-                               "seeds_evaluated": [3]}},
-            "verdicts": [{"treatment": "sgt", "removal": "delete", "method": "gradient_l2",
-                          "metric": "sufficiency_aopc", "verdict": "within noise"}]}
+    data = {
+        "settings": {"gate": 0.5},
+        "learning_rate": 1e-3,
+        "seeds": [3],
+        "seeds_failed_gate": [],
+        "seeds_evaluated": [3],
+        "missing": [],
+        "comparisons": [comparison],
+        "arms": {
+            "plain": {
+                "val_accuracy": [0.9, 0.0],
+                "test_accuracy": None,
+                "seconds_per_epoch": None,
+                "seeds_evaluated": [3],
+            }
+        },
+        "verdicts": [
+            {
+                "treatment": "sgt",
+                "removal": "delete",
+                "method": "gradient_l2",
+                "metric": "sufficiency_aopc",
+                "verdict": "within noise",
+            }
+        ],
+    }
     assert metric_titles(data) == {"sufficiency_aopc": ("suff AOPC", -1)}
     text = markdown({"spec": "mine", "datasets": {"d": data}}, "the scheme")
     assert text.startswith("# Experiment `mine`\n\nthe scheme\n")

@@ -57,7 +57,9 @@ def captum_args(model, inputs):
     return embeddings, keys, tuple(kwargs[k] for k in keys)
 
 
-def assert_scores_close(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor, rel: float = REL) -> None:
+def assert_scores_close(
+    ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor, rel: float = REL
+) -> None:
     theirs = theirs.detach().masked_fill(~mask, 0.0)
     # The floor covers aggregations that are exactly 0 in theory (signed_mean under a post-embedding LayerNorm).
     atol = rel * float(theirs.abs().max()) + 1e-7
@@ -84,21 +86,36 @@ def test_gradient_equals_captum_saliency_and_input_x_gradient(family, target_out
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(
     ("baseline", "method", "target_output"),
-    [("zero", "gausslegendre", "logit"), ("mask_token", "riemann_trapezoid", "prob"), ("pad_token", "riemann_left", "log_prob")],
+    [
+        ("zero", "gausslegendre", "logit"),
+        ("mask_token", "riemann_trapezoid", "prob"),
+        ("pad_token", "riemann_left", "log_prob"),
+    ],
 )
 def test_integrated_gradients_equals_captum(family, baseline, method, target_output):
     model, inputs = setup(family)
     embeddings, keys, extra = captum_args(model, inputs)
     ig = IntegratedGradients(
-        model, target_output, baseline=baseline, n_steps=16, method=method, internal_batch_size=7,
+        model,
+        target_output,
+        baseline=baseline,
+        n_steps=16,
+        method=method,
+        internal_batch_size=7,
         tokenizer=tokenizer_for(family),
     )
     ours = ig.attribute(inputs)
     with torch.no_grad():
         baselines = ig.baseline_embeddings(inputs, ours.mask)
     theirs, delta = CaptumIntegratedGradients(captum_forward(model, keys, target_output)).attribute(
-        embeddings, baselines=baselines, target=ours.target, additional_forward_args=extra, n_steps=16,
-        method=method, internal_batch_size=40, return_convergence_delta=True,
+        embeddings,
+        baselines=baselines,
+        target=ours.target,
+        additional_forward_args=extra,
+        n_steps=16,
+        method=method,
+        internal_batch_size=40,
+        return_convergence_delta=True,
     )
     assert_scores_close(ours.scores, theirs.sum(-1), ours.mask)
     torch.testing.assert_close(ours.extras["delta"], delta.float(), rtol=0, atol=1e-5)
@@ -114,15 +131,26 @@ def test_smoothgrad_equals_captum_noise_tunnel(family, monkeypatch):
 
     # Zero noise: captum's smoothgrad of raw gradients, aggregated, equals ours with noise_std=0.
     mean_grads = NoiseTunnel(Saliency(forward)).attribute(
-        embeddings, nt_type="smoothgrad", nt_samples=3, stdevs=0.0, target=target,
-        additional_forward_args=extra, abs=False,
+        embeddings,
+        nt_type="smoothgrad",
+        nt_samples=3,
+        stdevs=0.0,
+        target=target,
+        additional_forward_args=extra,
+        abs=False,
     )
     for aggregation in AGGREGATIONS:
-        ours = SmoothGrad(model, n_samples=3, noise_std=0.0, aggregation=aggregation, tokenizer=tok).attribute(inputs)
-        assert_scores_close(ours.scores, aggregate_token_saliency(mean_grads, embeddings, aggregation), ours.mask)
+        ours = SmoothGrad(
+            model, n_samples=3, noise_std=0.0, aggregation=aggregation, tokenizer=tok
+        ).attribute(inputs)
+        assert_scores_close(
+            ours.scores, aggregate_token_saliency(mean_grads, embeddings, aggregation), ours.mask
+        )
 
     # A fixed noise tensor: captum is given exactly the noise our explainer draws.
-    explainer = SmoothGrad(model, n_samples=4, noise_std=0.2, noise_scale="range", tokenizer=tok, internal_batch_size=5)
+    explainer = SmoothGrad(
+        model, n_samples=4, noise_std=0.2, noise_scale="range", tokenizer=tok, internal_batch_size=5
+    )
     noise = explainer.sample_noise(inputs)
     assert noise.abs().sum() > 0
     assert torch.all(noise[~inputs["attention_mask"].bool().unsqueeze(1).expand(noise.shape[:3])] == 0)
@@ -133,13 +161,20 @@ def test_smoothgrad_equals_captum_noise_tunnel(family, monkeypatch):
 
     monkeypatch.setattr(NoiseTunnel, "_add_noise_to_input", staticmethod(fixed_noise))
     mean_grads = NoiseTunnel(Saliency(forward)).attribute(
-        embeddings, nt_type="smoothgrad", nt_samples=4, stdevs=1.0, target=target,
-        additional_forward_args=extra, abs=False,
+        embeddings,
+        nt_type="smoothgrad",
+        nt_samples=4,
+        stdevs=1.0,
+        target=target,
+        additional_forward_args=extra,
+        abs=False,
     )
     for aggregation in ("l2", "grad_x_input"):
         explainer.aggregation = aggregation
         ours = explainer.attribute(inputs, target=target)
-        assert_scores_close(ours.scores, aggregate_token_saliency(mean_grads, embeddings, aggregation), ours.mask)
+        assert_scores_close(
+            ours.scores, aggregate_token_saliency(mean_grads, embeddings, aggregation), ours.mask
+        )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -148,13 +183,22 @@ def test_occlusion_mask_token_equals_captum_occlusion(family, target_output):
     model, inputs = setup(family)
     embeddings, keys, extra = captum_args(model, inputs)
     tok = tokenizer_for(family)
-    ours = Occlusion(model, target_output, removal="mask_token", tokenizer=tok, internal_batch_size=9).attribute(inputs)
-    baselines = word_embedding_layer(model).weight[tok.mask_token_id].detach().expand_as(embeddings).contiguous()
+    ours = Occlusion(
+        model, target_output, removal="mask_token", tokenizer=tok, internal_batch_size=9
+    ).attribute(inputs)
+    baselines = (
+        word_embedding_layer(model).weight[tok.mask_token_id].detach().expand_as(embeddings).contiguous()
+    )
     dim = embeddings.shape[-1]
     with torch.no_grad():
         theirs = CaptumOcclusion(captum_forward(model, keys, target_output)).attribute(
-            embeddings, sliding_window_shapes=(1, dim), strides=(1, dim), baselines=baselines, target=ours.target,
-            additional_forward_args=extra, perturbations_per_eval=8,
+            embeddings,
+            sliding_window_shapes=(1, dim),
+            strides=(1, dim),
+            baselines=baselines,
+            target=ours.target,
+            additional_forward_args=extra,
+            perturbations_per_eval=8,
         )
     assert_scores_close(ours.scores, theirs[..., 0], ours.mask)
 
@@ -176,11 +220,17 @@ def test_word_occlusion_equals_captum_feature_ablation(family):
     # Captum: one feature per word, every other position its own feature (not compared).
     n_words = int(word_ids.max()) + 1
     feature = torch.where(word_ids >= 0, word_ids, n_words + torch.arange(word_ids.shape[1]))
-    baselines = word_embedding_layer(model).weight[tok.mask_token_id].detach().expand_as(embeddings).contiguous()
+    baselines = (
+        word_embedding_layer(model).weight[tok.mask_token_id].detach().expand_as(embeddings).contiguous()
+    )
     with torch.no_grad():
         theirs = FeatureAblation(captum_forward(model, keys)).attribute(
-            embeddings, baselines=baselines, target=ours.target, additional_forward_args=extra,
-            feature_mask=feature.unsqueeze(-1).expand_as(embeddings).contiguous(), perturbations_per_eval=4,
+            embeddings,
+            baselines=baselines,
+            target=ours.target,
+            additional_forward_args=extra,
+            feature_mask=feature.unsqueeze(-1).expand_as(embeddings).contiguous(),
+            perturbations_per_eval=4,
         )
     assert_scores_close(ours.scores, theirs[..., 0], ours.mask)
     # Pieces of one word share the word's score.

@@ -70,9 +70,7 @@ def test_highest_k_picks_exactly_the_k_highest_candidates():
 
 
 # Two rows of 10 positions: [CLS] 7 real [SEP] [PAD] and [CLS] 4 real [SEP] [PAD]x4.
-RANDOM_CANDIDATES = torch.tensor(
-    [[False] + [True] * 7 + [False, False], [False] + [True] * 4 + [False] * 5]
-)
+RANDOM_CANDIDATES = torch.tensor([[False] + [True] * 7 + [False, False], [False] + [True] * 4 + [False] * 5])
 
 
 def test_random_k_masks_exactly_k_candidates_and_never_special_or_padding():
@@ -92,7 +90,10 @@ def test_random_k_is_reproducible_and_covers_every_candidate_unlike_lowest_k():
     scores = torch.arange(10.0).expand(2, 10)
     lowest = lowest_k_mask(scores, RANDOM_CANDIDATES, k)
     draws = torch.stack(
-        [select_mask_positions("random", None, RANDOM_CANDIDATES, k, torch.Generator().manual_seed(s)) for s in range(200)]
+        [
+            select_mask_positions("random", None, RANDOM_CANDIDATES, k, torch.Generator().manual_seed(s))
+            for s in range(200)
+        ]
     )
     hits = draws.sum(dim=0)
     assert torch.equal(hits > 0, RANDOM_CANDIDATES)  # every candidate is drawn at some point, nothing else is
@@ -119,8 +120,14 @@ def test_replacement_strategies(strategy):
     positions = torch.tensor([[False, True, False, True, False, False]])
     generator = torch.Generator().manual_seed(1)
     repl = replacement_embeddings(
-        strategy, embeddings, positions, weight, mask_token_id=4, special_ids=[0, 1, 2, 3, 4],
-        candidates=candidates, generator=generator,
+        strategy,
+        embeddings,
+        positions,
+        weight,
+        mask_token_id=4,
+        special_ids=[0, 1, 2, 3, 4],
+        candidates=candidates,
+        generator=generator,
     )
     masked = apply_mask(embeddings, positions, repl)
     assert not masked.requires_grad
@@ -150,7 +157,9 @@ def test_random_token_draws_are_reproducible_with_the_generator():
 
 def test_mask_token_strategy_without_mask_token_is_an_error():
     with pytest.raises(ValueError, match="mask token"):
-        replacement_embeddings("mask_token", torch.zeros(1, 2, 3), torch.ones(1, 2, dtype=torch.bool), torch.zeros(5, 3))
+        replacement_embeddings(
+            "mask_token", torch.zeros(1, 2, 3), torch.ones(1, 2, dtype=torch.bool), torch.zeros(5, 3)
+        )
 
 
 def test_aggregations_by_hand():

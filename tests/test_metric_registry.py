@@ -12,8 +12,10 @@ def test_summary_table_columns_are_registered_and_titled():
     assert [key for key, _ in SUMMARY_COLUMNS] == list(SUMMARY_METRICS)
     assert all(key in METRICS for key in SUMMARY_METRICS)
     header = summary_table([]).splitlines()[0]
-    assert header == ("| model | method | removal | acc | F1 | comp | suff | comp AOPC | suff AOPC | AUPRC "
-                      "| token F1 | IOU F1 | AUPRC seen | token F1 seen | to flip | masked acc |")
+    assert header == (
+        "| model | method | removal | acc | F1 | comp | suff | comp AOPC | suff AOPC | AUPRC "
+        "| token F1 | IOU F1 | AUPRC seen | token F1 seen | to flip | masked acc |"
+    )
 
 
 def test_every_summary_row_metric_is_registered():
@@ -34,8 +36,17 @@ def test_experiment_and_report_tables_are_registered():
 
 @pytest.mark.parametrize(
     ("key", "sign"),
-    [("comprehensiveness", 1), ("sufficiency", -1), ("comprehensiveness_aopc", 1), ("sufficiency_aopc", -1),
-     ("auprc", 1), ("token_f1", 1), ("tokens_to_flip", -1), ("masked_accuracy_auc", -1), ("accuracy", 1)],
+    [
+        ("comprehensiveness", 1),
+        ("sufficiency", -1),
+        ("comprehensiveness_aopc", 1),
+        ("sufficiency_aopc", -1),
+        ("auprc", 1),
+        ("token_f1", 1),
+        ("tokens_to_flip", -1),
+        ("masked_accuracy_auc", -1),
+        ("accuracy", 1),
+    ],
 )
 def test_directions_of_known_metrics(key, sign):
     assert direction(key) == sign
@@ -52,6 +63,8 @@ def test_lookup_errors_and_validation():
         Metric("x", "x", 0, "no direction")
     assert get_metric("comprehensiveness").long_title == "Comprehensiveness"
     assert get_metric("auprc").long_title == "AUPRC"
-    assert registry.columns(["comprehensiveness", "sufficiency"]) == (("comprehensiveness", "comp"),
-                                                                      ("sufficiency", "suff"))
+    assert registry.columns(["comprehensiveness", "sufficiency"]) == (
+        ("comprehensiveness", "comp"),
+        ("sufficiency", "suff"),
+    )
     assert all(m.description for m in METRICS.values())

@@ -262,15 +262,19 @@ def test_empty_gold_spans_count_in_span_recall_as_in_the_scorer(tmp_path: Path) 
     truth = gold_spans(split.annotations)
     assert truth[("a2", "d2")] == {(2, 4), (3, 3)}
     hard = {"a1": {"d1": [(1, 3), (5, 6)], "d2": [(0, 2)]}, "a2": {"d2": [(2, 4)]}, "d3:0": {}}
-    records = [result_record(ann, LABELS, [0.5, 0.5], hard_spans=hard[ann.annotation_id])
-               for ann in split.annotations]
+    records = [
+        result_record(ann, LABELS, [0.5, 0.5], hard_spans=hard[ann.annotation_id])
+        for ann in split.annotations
+    ]
     scores = score_records(records, split.annotations, split.documents, LABELS)
     # every non-empty gold span predicted exactly: 4 hits of 4 predicted, of 5 gold spans (one empty)
     assert scores["rationale_prf"]["instance_micro"] == pytest.approx({"p": 1.0, "r": 0.8, "f1": 8 / 9})
     assert scores["iou_scores"][0]["micro"] == pytest.approx({"p": 1.0, "r": 0.8, "f1": 8 / 9})
     # per key recall: (a1,d1) 1, (a1,d2) 1, (a2,d2) 1/2 -> macro R 5/6, F1(1, 5/6) = 10/11
     assert scores["iou_scores"][0]["macro"]["r"] == pytest.approx(5 / 6)
-    assert scores["token_prf"]["instance_micro"] == pytest.approx({"p": 1.0, "r": 1.0, "f1": 1.0})  # no tokens
+    assert scores["token_prf"]["instance_micro"] == pytest.approx(
+        {"p": 1.0, "r": 1.0, "f1": 1.0}
+    )  # no tokens
 
 
 def test_sentence_truth_follows_sentence_indices_and_falls_back_to_token_overlap() -> None:
@@ -278,7 +282,9 @@ def test_sentence_truth_follows_sentence_indices_and_falls_back_to_token_overlap
     from sgt_nlp.metrics.scores import _sentence_truth
 
     doc = Document("d", (("a", "b"), ("c", "d"), ("e", "f"), ("g",)))
-    indexed = Evidence("d", 2, 3, start_sentence=1, end_sentence=3)  # sentences 1 and 2, as the scorer reads it
+    indexed = Evidence(
+        "d", 2, 3, start_sentence=1, end_sentence=3
+    )  # sentences 1 and 2, as the scorer reads it
     unindexed = Evidence("d", 6, 7, start_sentence=-1, end_sentence=-1)  # token 6 lies in sentence 3
     ann = Annotation("x", "", ((indexed,), (unindexed,)), "POS", ("d",))
     assert _sentence_truth(ann, doc).tolist() == [False, True, True, True]
@@ -289,8 +295,10 @@ def test_classification_report_rows_are_the_gold_classes(tmp_path: Path) -> None
     all-zero row that would drag the macro average down."""
     split = load_split(write_toy_dataset(tmp_path), "train", labels=LABELS)
     labels = (*LABELS, "NEUTRAL")
-    records = [result_record(ann, labels, p) for ann, p in
-               zip(split.annotations, ([0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]), strict=True)]
+    records = [
+        result_record(ann, labels, p)
+        for ann, p in zip(split.annotations, ([0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]), strict=True)
+    ]
     prf = score_records(records, split.annotations, split.documents, labels)["classification_scores"]["prf"]
     assert "NEUTRAL" not in prf
     # gold POS, NEG, NEG; predicted POS, NEG, POS: NEG P 1 R 1/2 F1 2/3; POS P 1/2 R 1 F1 2/3

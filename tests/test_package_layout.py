@@ -21,7 +21,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sgt_nlp"
 MAX_LINES = 450
 
 
-
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

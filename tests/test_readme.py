@@ -74,8 +74,15 @@ def test_every_readme_command_runs(tmp_path):
         done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
         ran.append(args[0] if args[0] != "sgt-nlp" else f"sgt-nlp {args[1]}")
-    assert {"sgt-nlp demo", "sgt-nlp train", "sgt-nlp evaluate", "sgt-nlp rescore", "sgt-nlp report", "sgt-nlp explain",
-            "sgt-nlp sanity"} <= set(ran)
+    assert {
+        "sgt-nlp demo",
+        "sgt-nlp train",
+        "sgt-nlp evaluate",
+        "sgt-nlp rescore",
+        "sgt-nlp report",
+        "sgt-nlp explain",
+        "sgt-nlp sanity",
+    } <= set(ran)
     assert (tmp_path / "sgt_demo" / "report.html").is_file()
     assert (tmp_path / "runs" / "report.html").is_file()
     assert (tmp_path / "runs" / "eval_sgt" / "gradient" / "results.jsonl").is_file()
@@ -84,8 +91,9 @@ def test_every_readme_command_runs(tmp_path):
     assert 'id="sanity"' in with_sanity and 'id="metrics-table"' in with_sanity
 
 
-@pytest.mark.parametrize("subcommand", ["demo", "experiment", "train", "evaluate", "rescore", "explain", "report",
-                                        "sanity"])
+@pytest.mark.parametrize(
+    "subcommand", ["demo", "experiment", "train", "evaluate", "rescore", "explain", "report", "sanity"]
+)
 def test_help_of_every_subcommand_names_its_options(subcommand):
     done = subprocess.run(["sgt-nlp", subcommand, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -368,9 +368,17 @@ def two_evaluations(tmp_path_factory):
             model.config.id2label, model.config.label2id = {0: "NEG", 1: "POS"}, {"NEG": 0, "POS": 1}
             model.save_pretrained(model_dir)
             tiny.wordpiece_tokenizer().save_pretrained(model_dir)
-        config = EvaluationConfig(model=str(model_dir), data_dir=str(data), output_dir=str(root / name), split="val",
-                                  methods=("gradient", "random"), removal="delete", extra_removals=("mask_token",),
-                                  model_name=name, batch_size=4)
+        config = EvaluationConfig(
+            model=str(model_dir),
+            data_dir=str(data),
+            output_dir=str(root / name),
+            split="val",
+            methods=("gradient", "random"),
+            removal="delete",
+            extra_removals=("mask_token",),
+            model_name=name,
+            batch_size=4,
+        )
         evaluate_folder(config)
         folders[name] = root / name
     return folders
@@ -392,15 +400,26 @@ def test_report_shows_every_removal_mode_and_marks_noise(two_evaluations, tmp_pa
     folders = two_evaluations
     run = load_eval_dir(folders["first"])
     assert run.removals == ["delete", "mask_token"]
-    page = build_report([folders["first"], folders["again"], folders["other"]], tmp_path / "r.html").read_text()
+    page = build_report(
+        [folders["first"], folders["again"], folders["other"]], tmp_path / "r.html"
+    ).read_text()
     table = page.split('id="metrics-table"')[1].split("</table>")[0]
     rows = set(re.findall(r'data-model="([^"]+)" data-method="([^"]+)" data-removal="([^"]+)"', table))
-    assert rows == {(m, k, r) for m in ("first", "again", "other") for k in ("gradient", "random")
-                    for r in ("delete", "mask_token")}
+    assert rows == {
+        (m, k, r)
+        for m in ("first", "again", "other")
+        for k in ("gradient", "random")
+        for r in ("delete", "mask_token")
+    }
     delta = page.split('id="delta-table"')[1].split("</table>")[0]
-    delta_rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th><td class=\"method\">(\w+)</td>"
-                            r"<td class=\"removal\">(\w+)</td>(.*?)</tr>", delta)
-    assert len(delta_rows) == 2 * 2 * 2  # two later models x two methods x two removal modes, never across modes
+    delta_rows = re.findall(
+        r"<tr><th scope=\"row\">(.*?)</th><td class=\"method\">(\w+)</td>"
+        r"<td class=\"removal\">(\w+)</td>(.*?)</tr>",
+        delta,
+    )
+    assert (
+        len(delta_rows) == 2 * 2 * 2
+    )  # two later models x two methods x two removal modes, never across modes
     for models, _, _, cells in delta_rows:
         verdicts = re.findall(r'data-verdict="(\w+)"', cells)
         if models.startswith("again"):  # the same model again: every difference is 0, so all of it is noise

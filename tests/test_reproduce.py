@@ -50,8 +50,18 @@ def test_reproduction_runs_the_runner_and_skips_finished_runs(tmp_path):
     (folder / "test.jsonl").write_text((folder / "val.jsonl").read_text())
     model_dir = save_tiny_classifier(tmp_path / "model")
     out = tmp_path / "out"
-    argv = ["--config", "smoke", "--model", str(model_dir), "--data_root", str(data_root),
-            "--output_dir", str(out), "--seeds", "0"]
+    argv = [
+        "--config",
+        "smoke",
+        "--model",
+        str(model_dir),
+        "--data_root",
+        str(data_root),
+        "--output_dir",
+        str(out),
+        "--seeds",
+        "0",
+    ]
     script.main(argv)
     result = json.loads((out / "results.json").read_text())
     movies = result["datasets"]["movies"]

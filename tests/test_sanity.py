@@ -67,9 +67,13 @@ def test_linear_bag_gradient_is_the_weight_row_of_the_class():
         grads, embeddings, _ = embedding_gradients(model, inputs, target, "logit")
         real = inputs["attention_mask"].bool()
         assert torch.allclose(grads[real], weight[c].expand(int(real.sum()), -1), atol=1e-6)
-        l2 = get_explainer("gradient", model, special_ids=[0, 1, 2], aggregation="l2").attribute(inputs, target)
+        l2 = get_explainer("gradient", model, special_ids=[0, 1, 2], aggregation="l2").attribute(
+            inputs, target
+        )
         assert torch.allclose(l2.scores[l2.mask], weight[c].norm().expand(int(l2.mask.sum())), atol=1e-6)
-        gxi = get_explainer("gradient", model, special_ids=[0, 1, 2], aggregation="grad_x_input").attribute(inputs, target)
+        gxi = get_explainer("gradient", model, special_ids=[0, 1, 2], aggregation="grad_x_input").attribute(
+            inputs, target
+        )
         assert torch.allclose(gxi.scores[gxi.mask], embeddings[gxi.mask] @ weight[c], atol=1e-6)
 
 
@@ -81,7 +85,9 @@ def test_constant_maps_are_excluded_and_counted_not_averaged():
     summary = sanity.summarize(rows)
     assert len(rows) == 2 * 2 and summary["spearman"]["excluded"] == 4 and summary["spearman"]["n"] == 0
     assert sanity.class_verdict(summary["spearman"]["mean"]) == "degenerate"
-    gxi = get_explainer("gradient", model, special_ids=[0, 1, 2], aggregation="grad_x_input", target_output="logit")
+    gxi = get_explainer(
+        "gradient", model, special_ids=[0, 1, 2], aggregation="grad_x_input", target_output="logit"
+    )
     rows, originals, logits = sanity.class_sensitivity(gxi, [inputs], num_labels=3)
     embeddings = model.embeddings(inputs["input_ids"]).detach()
     predicted = logits.argmax(dim=-1)
@@ -104,8 +110,15 @@ def test_binary_log_prob_gradients_are_antiparallel(family):
     # d log p0 = p1 (dz0 - dz1) and d log p1 = p0 (dz1 - dz0): g0 * p0 = -g1 * p1
     scale = (g0 * p[:, 0, None, None]).abs().max()
     assert torch.allclose(g0 * p[:, 0, None, None], -g1 * p[:, 1, None, None], atol=1e-5 * float(scale))
-    for aggregation, expected in (("grad_x_input", -1.0), ("l2", 1.0), ("l1", 1.0), ("abs_grad_x_input", 1.0)):
-        explainer = get_explainer("gradient", model, tokenizer=tok, aggregation=aggregation, target_output="log_prob")
+    for aggregation, expected in (
+        ("grad_x_input", -1.0),
+        ("l2", 1.0),
+        ("l1", 1.0),
+        ("abs_grad_x_input", 1.0),
+    ):
+        explainer = get_explainer(
+            "gradient", model, tokenizer=tok, aggregation=aggregation, target_output="log_prob"
+        )
         rows, _, _ = sanity.class_sensitivity(explainer, [inputs], num_labels=2)
         assert len(rows) == 8
         assert [r["spearman"] for r in rows] == pytest.approx([expected] * 8, abs=1e-9), aggregation
@@ -138,8 +151,14 @@ def test_integrated_gradients_completeness(target_output):
     model, inputs, _ = _trained_tiny_bert()
     deltas = []
     for steps in (16, 256):
-        ig = get_explainer("integrated_gradients", model, tokenizer=wordpiece_tokenizer(),
-                           target_output=target_output, n_steps=steps, internal_batch_size=512)
+        ig = get_explainer(
+            "integrated_gradients",
+            model,
+            tokenizer=wordpiece_tokenizer(),
+            target_output=target_output,
+            n_steps=steps,
+            internal_batch_size=512,
+        )
         result = ig.attribute(inputs)
         outputs = torch.log_softmax(result.logits, dim=-1) if target_output == "log_prob" else result.logits
         gap = outputs.gather(1, result.target.view(-1, 1)).squeeze(1) - result.extras["baseline_output"]
@@ -163,7 +182,9 @@ def test_randomizing_every_layer_gives_uncorrelated_maps_on_average_over_seeds()
         for aggregation in means:
             spec = sanity.MethodSpec(aggregation, "gradient", {"aggregation": aggregation})
             original, logits = sanity.explain(spec.build(model, tok, "log_prob"), [inputs])
-            maps, _ = sanity.explain(spec.build(randomized, tok, "log_prob"), [inputs], [logits.argmax(dim=-1)])
+            maps, _ = sanity.explain(
+                spec.build(randomized, tok, "log_prob"), [inputs], [logits.argmax(dim=-1)]
+            )
             rows = [sanity.similarities(a, b) for a, b in zip(original, maps, strict=True)]
             means[aggregation].append(sanity.summarize(rows)["spearman"]["mean"])
     for aggregation, values in means.items():
@@ -171,23 +192,45 @@ def test_randomizing_every_layer_gives_uncorrelated_maps_on_average_over_seeds()
 
 
 EXPECTED_STAGES = {
-    "bert": [("classifier", ("classifier",)), ("pooler", ("bert.pooler",)),
-             ("layer 1", ("bert.encoder.layer.1",)), ("layer 0", ("bert.encoder.layer.0",)),
-             ("embeddings", ("bert.embeddings",))],
-    "roberta": [("classifier", ("classifier",)), ("layer 1", ("roberta.encoder.layer.1",)),
-                ("layer 0", ("roberta.encoder.layer.0",)), ("embeddings", ("roberta.embeddings",))],
-    "distilbert": [("classifier", ("classifier",)), ("pooler", ("pre_classifier",)),
-                   ("layer 1", ("distilbert.transformer.layer.1",)), ("layer 0", ("distilbert.transformer.layer.0",)),
-                   ("embeddings", ("distilbert.embeddings",))],
-    "albert": [("classifier", ("classifier",)), ("pooler", ("albert.pooler",)),
-               ("layer group 0 (layers 0-1, shared)", ("albert.encoder.albert_layer_groups.0",)),
-               ("embeddings", ("albert.embeddings", "albert.encoder.embedding_hidden_mapping_in"))],
-    "electra": [("classifier", ("classifier",)), ("layer 1", ("electra.encoder.layer.1",)),
-                ("layer 0", ("electra.encoder.layer.0",)),
-                ("embeddings", ("electra.embeddings", "electra.embeddings_project"))],
-    "deberta-v2": [("classifier", ("classifier",)), ("pooler", ("pooler",)),
-                   ("layer 1", ("deberta.encoder.layer.1",)), ("layer 0", ("deberta.encoder.layer.0",)),
-                   ("embeddings", ("deberta.embeddings", "deberta.encoder.rel_embeddings"))],
+    "bert": [
+        ("classifier", ("classifier",)),
+        ("pooler", ("bert.pooler",)),
+        ("layer 1", ("bert.encoder.layer.1",)),
+        ("layer 0", ("bert.encoder.layer.0",)),
+        ("embeddings", ("bert.embeddings",)),
+    ],
+    "roberta": [
+        ("classifier", ("classifier",)),
+        ("layer 1", ("roberta.encoder.layer.1",)),
+        ("layer 0", ("roberta.encoder.layer.0",)),
+        ("embeddings", ("roberta.embeddings",)),
+    ],
+    "distilbert": [
+        ("classifier", ("classifier",)),
+        ("pooler", ("pre_classifier",)),
+        ("layer 1", ("distilbert.transformer.layer.1",)),
+        ("layer 0", ("distilbert.transformer.layer.0",)),
+        ("embeddings", ("distilbert.embeddings",)),
+    ],
+    "albert": [
+        ("classifier", ("classifier",)),
+        ("pooler", ("albert.pooler",)),
+        ("layer group 0 (layers 0-1, shared)", ("albert.encoder.albert_layer_groups.0",)),
+        ("embeddings", ("albert.embeddings", "albert.encoder.embedding_hidden_mapping_in")),
+    ],
+    "electra": [
+        ("classifier", ("classifier",)),
+        ("layer 1", ("electra.encoder.layer.1",)),
+        ("layer 0", ("electra.encoder.layer.0",)),
+        ("embeddings", ("electra.embeddings", "electra.embeddings_project")),
+    ],
+    "deberta-v2": [
+        ("classifier", ("classifier",)),
+        ("pooler", ("pooler",)),
+        ("layer 1", ("deberta.encoder.layer.1",)),
+        ("layer 0", ("deberta.encoder.layer.0",)),
+        ("embeddings", ("deberta.embeddings", "deberta.encoder.rel_embeddings")),
+    ],
 }
 
 
@@ -277,10 +320,16 @@ def test_checks_flag_a_positive_only_explainer_and_pass_a_signed_one_on_a_traine
     model, inputs, labels = _trained_tiny_bert()
     tok = wordpiece_tokenizer()
     with torch.no_grad():
-        assert (model(**inputs).logits.argmax(-1) == labels).all(), "the tiny model did not learn its 8 sentences"
+        assert (model(**inputs).logits.argmax(-1) == labels).all(), (
+            "the tiny model did not learn its 8 sentences"
+        )
     specs = [
-        sanity.MethodSpec("positive_only", "positive_only", signed=False,
-                          factory=lambda m: PositiveOnlyGradient(m, "log_prob", tokenizer=tok)),
+        sanity.MethodSpec(
+            "positive_only",
+            "positive_only",
+            signed=False,
+            factory=lambda m: PositiveOnlyGradient(m, "log_prob", tokenizer=tok),
+        ),
         *sanity.parse_methods("gradient:grad_x_input"),
     ]
     config = sanity.SanityConfig(specs, target_output="log_prob", independent=False, precision_examples=4)
@@ -292,7 +341,9 @@ def test_checks_flag_a_positive_only_explainer_and_pass_a_signed_one_on_a_traine
     assert by_label["gradient/grad_x_input"]["class_sensitivity"]["spearman"]["mean"] == pytest.approx(-1.0)
     assert by_label["gradient/grad_x_input"]["class_verdict"] == "sensitive"
     assert result["original"] == {"accuracy": 1.0, "agreement": 1.0}
-    assert [r["stage"] for r in result["randomization"]["cascading"]] == [n for n, _ in EXPECTED_STAGES["bert"]]
+    assert [r["stage"] for r in result["randomization"]["cascading"]] == [
+        n for n, _ in EXPECTED_STAGES["bert"]
+    ]
     assert "independent" not in result["randomization"]
     for m in result["methods"]:
         assert m["randomization_stage"] == "layer 1"
@@ -310,11 +361,27 @@ def _eraser_folder(root, n: int = 6):
     lines = []
     for i, (text, label) in enumerate(SENTENCES[:n]):
         (docs / f"d{i}").write_text(text + "\n")
-        lines.append(json.dumps({
-            "annotation_id": f"d{i}", "classification": ["NEG", "POS"][label], "query": "",
-            "evidences": [[{"docid": f"d{i}", "start_token": 0, "end_token": 2, "start_sentence": 0,
-                            "end_sentence": 0, "text": " ".join(text.split()[:2])}]],
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "annotation_id": f"d{i}",
+                    "classification": ["NEG", "POS"][label],
+                    "query": "",
+                    "evidences": [
+                        [
+                            {
+                                "docid": f"d{i}",
+                                "start_token": 0,
+                                "end_token": 2,
+                                "start_sentence": 0,
+                                "end_sentence": 0,
+                                "text": " ".join(text.split()[:2]),
+                            }
+                        ]
+                    ],
+                }
+            )
+        )
     (root / "val.jsonl").write_text("\n".join(lines) + "\n")
     return root
 
@@ -326,11 +393,28 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
     wordpiece_tokenizer().save_pretrained(tmp_path / "model")
     data = _eraser_folder(tmp_path / "data")
     out = tmp_path / "out"
-    sanity_cli.main([
-        "--model", str(tmp_path / "model"), "--data_dir", str(data), "--output_dir", str(out),
-        "--methods", "gradient:l2+grad_x_input,random", "--max_examples", "5", "--batch_size", "3",
-        "--max_length", "16", "--precision_examples", "2", "--max_stages", "3",
-    ])
+    sanity_cli.main(
+        [
+            "--model",
+            str(tmp_path / "model"),
+            "--data_dir",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--methods",
+            "gradient:l2+grad_x_input,random",
+            "--max_examples",
+            "5",
+            "--batch_size",
+            "3",
+            "--max_length",
+            "16",
+            "--precision_examples",
+            "2",
+            "--max_stages",
+            "3",
+        ]
+    )
     printed = capsys.readouterr().out
     for text in ("gradient/l2", "gradient/grad_x_input", "random", "+ layer 1", "agreement"):
         assert text in printed
@@ -341,14 +425,19 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
     assert len(result["stages"]) == 5 and result["settings"]["max_stages"] == 3
     assert [m["label"] for m in result["methods"]] == ["gradient/l2", "gradient/grad_x_input", "random"]
     random_row = result["methods"][2]
-    assert random_row["class_verdict"] == "insensitive" and random_row["randomization_verdict"] == "insensitive"
+    assert (
+        random_row["class_verdict"] == "insensitive" and random_row["randomization_verdict"] == "insensitive"
+    )
     assert result["methods"][1]["class_verdict"] == "sensitive"
     assert result["methods"][0]["class_verdict"] == "insensitive"
     with torch.no_grad():
         batch = encode("bert", SENTENCES[:5], max_length=16)
         gold = batch.pop("labels")
         predicted = model(**batch).logits.argmax(dim=-1)
-    assert result["original"] == {"accuracy": pytest.approx(float((predicted == gold).float().mean())), "agreement": 1.0}
+    assert result["original"] == {
+        "accuracy": pytest.approx(float((predicted == gold).float().mean())),
+        "agreement": 1.0,
+    }
     assert result["settings"]["precision_examples"] == 3  # whole batches: the first batch holds 3
     page = (out / "sanity.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "gradient/grad_x_input" in page
@@ -359,7 +448,8 @@ def test_sanity_main_writes_json_html_and_prints_the_table(tmp_path, capsys):
 
     loaded = load_sanity(out)
     assert loaded["methods"][0]["class_sensitivity"]["spearman"]["mean"] == pytest.approx(
-        result["methods"][0]["class_sensitivity"]["spearman"]["mean"])
+        result["methods"][0]["class_sensitivity"]["spearman"]["mean"]
+    )
     assert not any(math.isnan(x["agreement"]) for x in loaded["randomization"]["cascading"])
 
 

@@ -23,8 +23,13 @@ from sgt_nlp.sanity.io import (
 def test_non_finite_floats_round_trip_at_any_depth_and_none_stays_none():
     value = {"a": math.nan, "b": [1.5, -math.inf, {"c": math.inf}], "d": None, "e": (0.0, "x"), "f": "NaN?"}
     encoded = encode_non_finite(value)
-    assert encoded == {"a": "NaN", "b": [1.5, "-Infinity", {"c": "Infinity"}], "d": None, "e": [0.0, "x"],
-                       "f": "NaN?"}
+    assert encoded == {
+        "a": "NaN",
+        "b": [1.5, "-Infinity", {"c": "Infinity"}],
+        "d": None,
+        "e": [0.0, "x"],
+        "f": "NaN?",
+    }
     text = dumps_json(value, indent=None)
     json.loads(text, parse_constant=lambda token: pytest.fail(f"bare {token} in strict JSON"))
     back = loads_json(text)

@@ -19,7 +19,9 @@ def test_spearman_and_kendall_equal_scipy_with_ties():
         b = a + rng.normal(size=12)
         assert sanity.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
         assert sanity.kendall(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
-        assert sanity.spearman_abs(a, b) == pytest.approx(stats.spearmanr(abs(a), abs(b)).statistic, abs=1e-12)
+        assert sanity.spearman_abs(a, b) == pytest.approx(
+            stats.spearmanr(abs(a), abs(b)).statistic, abs=1e-12
+        )
 
 
 def test_sign_flip_is_minus_one_signed_and_plus_one_on_magnitudes():
@@ -53,8 +55,11 @@ def test_undefined_pairs_are_nan_and_counted():
     # a signed vector whose magnitudes are constant has no magnitude ranking
     assert math.isnan(sanity.spearman_abs([1.0, -1.0, 1.0], [1.0, 2.0, 3.0]))
     assert not math.isnan(sanity.spearman([1.0, -1.0, 1.0], [1.0, 2.0, 3.0]))
-    rows = [sanity.similarities(varying, varying), sanity.similarities(constant, varying),
-            sanity.similarities(varying, -varying)]
+    rows = [
+        sanity.similarities(varying, varying),
+        sanity.similarities(constant, varying),
+        sanity.similarities(varying, -varying),
+    ]
     summary = sanity.summarize(rows)
     assert summary["spearman"] == {"mean": 0.0, "std": pytest.approx(1.0), "n": 2, "excluded": 1}
     assert summary["spearman_abs"]["mean"] == pytest.approx(1.0)
@@ -77,19 +82,38 @@ def test_verdict_thresholds():
 
 
 def test_parse_methods_expands_aggregations_and_marks_signed():
-    specs = sanity.parse_methods("gradient,integrated_gradients,smoothgrad:l2+grad_x_input,occlusion,random",
-                                 {"smoothgrad": {"n_samples": 3}})
+    specs = sanity.parse_methods(
+        "gradient,integrated_gradients,smoothgrad:l2+grad_x_input,occlusion,random",
+        {"smoothgrad": {"n_samples": 3}},
+    )
     labels = [s.label for s in specs]
     assert labels == [
-        "gradient/l2", "gradient/l1", "gradient/signed_mean", "gradient/grad_x_input", "gradient/abs_grad_x_input",
-        "integrated_gradients/sum", "integrated_gradients/abs_sum", "smoothgrad/l2", "smoothgrad/grad_x_input",
-        "occlusion", "random",
+        "gradient/l2",
+        "gradient/l1",
+        "gradient/signed_mean",
+        "gradient/grad_x_input",
+        "gradient/abs_grad_x_input",
+        "integrated_gradients/sum",
+        "integrated_gradients/abs_sum",
+        "smoothgrad/l2",
+        "smoothgrad/grad_x_input",
+        "occlusion",
+        "random",
     ]
     signed = {s.label for s in specs if s.signed}
-    assert signed == {"gradient/signed_mean", "gradient/grad_x_input", "integrated_gradients/sum",
-                      "smoothgrad/grad_x_input", "occlusion"}
+    assert signed == {
+        "gradient/signed_mean",
+        "gradient/grad_x_input",
+        "integrated_gradients/sum",
+        "smoothgrad/grad_x_input",
+        "occlusion",
+    }
     assert specs[7].settings == {"n_samples": 3, "aggregation": "l2"}
-    for bad, message in (("saliency", "unknown method"), ("gradient:sum", "unknown aggregation"),
-                         ("random:l2", "no aggregations"), (" , ", "no methods")):
+    for bad, message in (
+        ("saliency", "unknown method"),
+        ("gradient:sum", "unknown aggregation"),
+        ("random:l2", "no aggregations"),
+        (" , ", "no methods"),
+    ):
         with pytest.raises(ValueError, match=message):
             sanity.parse_methods(bad)

@@ -33,8 +33,18 @@ def test_two_processes_equal_one_process(tmp_path, single_process_run, sharding)
     one, two = single_process_run, tmp_path / "two"
     extra = ["--fsdp"] if sharding == "fsdp" else []
     _run(
-        ["torchrun", "--standalone", "--nproc_per_node", "2", str(SCRIPT), "--out", str(two), "--per_device", "2",
-         *extra],
+        [
+            "torchrun",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(SCRIPT),
+            "--out",
+            str(two),
+            "--per_device",
+            "2",
+            *extra,
+        ],
         tmp_path,
     )
     single = torch.load(one / "rank0.pt")
@@ -63,8 +73,21 @@ def test_lora_two_processes_equal_one_process(tmp_path, saliency_pass):
     two.mkdir()
     flags = ["--lora", "--saliency_pass", saliency_pass]
     _run([sys.executable, str(SCRIPT), "--out", str(one), "--per_device", "4", *flags], one)
-    _run(["torchrun", "--standalone", "--nproc_per_node", "2", str(SCRIPT), "--out", str(two), "--per_device", "2",
-          *flags], tmp_path)
+    _run(
+        [
+            "torchrun",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(SCRIPT),
+            "--out",
+            str(two),
+            "--per_device",
+            "2",
+            *flags,
+        ],
+        tmp_path,
+    )
     single = torch.load(one / "rank0.pt")
     rank0, rank1 = torch.load(two / "rank0.pt"), torch.load(two / "rank1.pt")
     from tests import tiny

@@ -99,7 +99,9 @@ def test_alignment_follows_the_kept_words(mode, pieces, word_index, kept, ration
     report = alignment.truncation
     assert (report.words_truncated, report.rationale_words_truncated) == (5 - len(kept), rationale_cut)
     # word scores sit at the original word positions; dropped words get the fill value
-    scores = torch.arange(alignment.word_index.numel(), dtype=torch.float32).reshape(alignment.word_index.shape)
+    scores = torch.arange(alignment.word_index.numel(), dtype=torch.float32).reshape(
+        alignment.word_index.shape
+    )
     words = alignment.aggregate(scores, "first", fill_value=-1.0)[0].tolist()
     assert [i for i, v in enumerate(words) if v != -1.0] == kept
 
@@ -108,8 +110,9 @@ def test_a_rationale_in_the_tail_is_seen_under_tail_and_head_tail_only():
     tokenizer = tiny.wordpiece_tokenizer()
     tail_rationale = [[0, 0, 0, 0, 1]]  # "film", the last word
     cut = {
-        mode: align_words(tokenizer, [WORDS], max_length=6, rationale_masks=tail_rationale, truncation=mode)
-        .truncation.rationale_words_truncated
+        mode: align_words(
+            tokenizer, [WORDS], max_length=6, rationale_masks=tail_rationale, truncation=mode
+        ).truncation.rationale_words_truncated
         for mode in MODES
     }
     assert cut == {"head": 1, "tail": 0, "head_tail": 0}
@@ -127,8 +130,9 @@ def test_the_query_is_never_cut_and_the_budget_counts_it(family, mode):
     assert ids[-1 - len(query_ids) : -1] == query_ids  # the whole query, before the closing special token
     budget = 24 - tokenizer.num_special_tokens_to_add(pair=True) - len(query_ids)
     document_pieces = int((alignment.word_index[0] >= 0).sum())
-    longest_word = max(len(tokenizer([w], is_split_into_words=True, add_special_tokens=False)["input_ids"])
-                       for w in words)
+    longest_word = max(
+        len(tokenizer([w], is_split_into_words=True, add_special_tokens=False)["input_ids"]) for w in words
+    )
     assert budget - longest_word < document_pieces <= budget
     if mode != "head":
         assert alignment.kept_words[0][-1] == len(words) - 1
@@ -154,14 +158,36 @@ def test_head_is_the_tokenizers_own_truncation():
     query = [["is", "it", "fun"]] * 3
     for max_length in (9, 16, 40, 128):
         encoding, _ = encode_words(tokenizer, words, query, max_length, "head")
-        reference = tokenizer(words, query, is_split_into_words=True, truncation="only_first", max_length=max_length)
+        reference = tokenizer(
+            words, query, is_split_into_words=True, truncation="only_first", max_length=max_length
+        )
         assert encoding["input_ids"] == reference["input_ids"]
 
 
 # ---- a hand-built ERASER folder: 20 distinct one-piece words, rationale at the start and near the end -------
 
-DOC = ["the", "a", "an", "is", "was", "and", "but", "not", "very", "good",
-       "great", "bad", "awful", "movie", "film", "plot", "actor", "story", "boring", "fun"]
+DOC = [
+    "the",
+    "a",
+    "an",
+    "is",
+    "was",
+    "and",
+    "but",
+    "not",
+    "very",
+    "good",
+    "great",
+    "bad",
+    "awful",
+    "movie",
+    "film",
+    "plot",
+    "actor",
+    "story",
+    "boring",
+    "fun",
+]
 SHORT = ["the", "movie", "was", "good"]
 QUERY = "what is the sentiment ?"  # 5 pieces ("what", "sentiment", "?" are [UNK])
 # max_length 18 = 3 special + 5 query + a budget of 10 document pieces (of 20)
@@ -175,8 +201,14 @@ RATIONALE = {0, 14, 15, 16, 17}  # "the", "film plot actor story"
 
 
 def _evidence(docid, words, start, end):
-    return {"docid": docid, "start_token": start, "end_token": end, "start_sentence": 0, "end_sentence": 1,
-            "text": " ".join(words[start:end])}
+    return {
+        "docid": docid,
+        "start_token": start,
+        "end_token": end,
+        "start_sentence": 0,
+        "end_sentence": 1,
+        "text": " ".join(words[start:end]),
+    }
 
 
 def write_long_eraser(folder: Path) -> Path:
@@ -185,10 +217,23 @@ def write_long_eraser(folder: Path) -> Path:
         (folder / "docs" / f"{split}_long").write_text(" ".join(DOC) + "\n")
         (folder / "docs" / f"{split}_short").write_text(" ".join(SHORT) + "\n")
         rows = [
-            {"annotation_id": f"{split}_long", "classification": "POS", "query": QUERY, "query_type": None,
-             "evidences": [[_evidence(f"{split}_long", DOC, 0, 1)], [_evidence(f"{split}_long", DOC, 14, 18)]]},
-            {"annotation_id": f"{split}_short", "classification": "NEG", "query": QUERY, "query_type": None,
-             "evidences": [[_evidence(f"{split}_short", SHORT, 3, 4)]]},
+            {
+                "annotation_id": f"{split}_long",
+                "classification": "POS",
+                "query": QUERY,
+                "query_type": None,
+                "evidences": [
+                    [_evidence(f"{split}_long", DOC, 0, 1)],
+                    [_evidence(f"{split}_long", DOC, 14, 18)],
+                ],
+            },
+            {
+                "annotation_id": f"{split}_short",
+                "classification": "NEG",
+                "query": QUERY,
+                "query_type": None,
+                "evidences": [[_evidence(f"{split}_short", SHORT, 3, 4)]],
+            },
         ]
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
@@ -222,8 +267,14 @@ def test_long_document_kept_words_in_the_alignment(mode, long_data):
     split = load_split(long_data, "val")
     row = to_hf_dataset(split)[0]
     assert [i for i, v in enumerate(row["rationale_mask"]) if v] == sorted(RATIONALE)
-    alignment = align_words(tiny.wordpiece_tokenizer(), [row["words"]], [row["query_words"]], MAX_LENGTH,
-                            rationale_masks=[row["rationale_mask"]], truncation=mode)
+    alignment = align_words(
+        tiny.wordpiece_tokenizer(),
+        [row["words"]],
+        [row["query_words"]],
+        MAX_LENGTH,
+        rationale_masks=[row["rationale_mask"]],
+        truncation=mode,
+    )
     assert alignment.kept_words == [KEPT[mode]]
     assert len(alignment.encoding["input_ids"][0]) == MAX_LENGTH
     assert alignment.truncation.rationale_words_truncated == len(RATIONALE - set(KEPT[mode]))
@@ -258,7 +309,9 @@ def test_training_rejects_an_unknown_truncation(long_data):
         ("head_tail", (2 / 4, 2 / 5)),  # predicted 16..19, seen gold {0, 14..17}
     ],
 )
-def test_evaluation_scores_the_seen_words_of_each_mode(mode, token_prf, tmp_path, model_dir, long_data, monkeypatch):
+def test_evaluation_scores_the_seen_words_of_each_mode(
+    mode, token_prf, tmp_path, model_dir, long_data, monkeypatch
+):
     monkeypatch.setitem(EXPLAINERS, "position", PositionScores)
     perturbed: list[list[str]] = []
     real_probabilities = BatchEvaluator.probabilities
@@ -270,20 +323,34 @@ def test_evaluation_scores_the_seen_words_of_each_mode(mode, token_prf, tmp_path
     monkeypatch.setattr(BatchEvaluator, "probabilities", spy)
     out = tmp_path / mode
     config = EvaluationConfig(
-        model=str(model_dir), data_dir=str(long_data), output_dir=str(out), split="val", methods=("position",),
-        max_length=MAX_LENGTH, truncation=mode, threshold=0.4, batch_size=2,
+        model=str(model_dir),
+        data_dir=str(long_data),
+        output_dir=str(out),
+        split="val",
+        methods=("position",),
+        max_length=MAX_LENGTH,
+        truncation=mode,
+        threshold=0.4,
+        batch_size=2,
     )
     evaluate_folder(config)
     run = json.loads((out / "run.json").read_text())
     assert run["truncation_mode"] == mode
     assert run["truncation"] == {
-        "examples": 2, "examples_truncated": 1, "words": 24, "words_truncated": 10,
-        "rationale_words": 6, "rationale_words_truncated": len(RATIONALE - set(KEPT[mode])),
+        "examples": 2,
+        "examples_truncated": 1,
+        "words": 24,
+        "words_truncated": 10,
+        "rationale_words": 6,
+        "rationale_words_truncated": len(RATIONALE - set(KEPT[mode])),
     }
     scores = json.loads((out / "position" / "scores.json").read_text())
     assert scores["evaluation_settings"]["truncation"] == mode
     # the long example's hard rationale: the last 4 seen words, in document positions
-    records = {json.loads(x)["annotation_id"]: json.loads(x) for x in (out / "position" / "results.jsonl").read_text().splitlines()}
+    records = {
+        json.loads(x)["annotation_id"]: json.loads(x)
+        for x in (out / "position" / "results.jsonl").read_text().splitlines()
+    }
     spans = records["val_long"]["rationales"][0]["hard_rationale_predictions"]
     top4 = KEPT[mode][-4:]
     assert [(s["start_token"], s["end_token"]) for s in spans] == [(top4[0], top4[-1] + 1)]
@@ -315,12 +382,16 @@ def test_evaluate_and_sanity_parsers_take_the_truncation():
     from sgt_nlp.evaluation import config_from_args
     from sgt_nlp.sanity.cli import make_parser
 
-    config = config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "head_tail"])
+    config = config_from_args(
+        ["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "head_tail"]
+    )
     assert config.truncation == "head_tail"
     assert EvaluationConfig(model="m", data_dir="d", output_dir="o").truncation == "head"
     with pytest.raises(ValueError, match="truncation='middle'"):
         EvaluationConfig(model="m", data_dir="d", output_dir="o", truncation="middle")
-    args = make_parser().parse_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "tail"])
+    args = make_parser().parse_args(
+        ["--model", "m", "--data_dir", "d", "--output_dir", "o", "--truncation", "tail"]
+    )
     assert args.truncation == "tail"
 
 
@@ -340,7 +411,9 @@ def test_explain_shows_the_seen_words(model_dir):
 
     text = " ".join(DOC)
     # max_length 12 = 2 special + 10 pieces
-    results = {mode: explain_texts(str(model_dir), [text], max_length=12, truncation=mode)[0] for mode in MODES}
+    results = {
+        mode: explain_texts(str(model_dir), [text], max_length=12, truncation=mode)[0] for mode in MODES
+    }
     for mode, result in results.items():
         assert result["words"] == [DOC[i] for i in KEPT[mode]]
         assert len(result["scores"]) == 10 and result["truncated_words"] == 10
@@ -367,10 +440,33 @@ def test_the_model_card_records_the_truncation(tmp_path, model_dir, long_data):
     from sgt_nlp.finetune import main
 
     out = tmp_path / "out"
-    main(["--model_name_or_path", str(model_dir), "--data_dir", str(long_data), "--output_dir", str(out),
-          "--max_length", str(MAX_LENGTH), "--truncation", "head_tail", "--num_train_epochs", "1",
-          "--per_device_train_batch_size", "2", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
-          "--sgt_mask_selection", "random", "--disable_tqdm", "true"])
+    main(
+        [
+            "--model_name_or_path",
+            str(model_dir),
+            "--data_dir",
+            str(long_data),
+            "--output_dir",
+            str(out),
+            "--max_length",
+            str(MAX_LENGTH),
+            "--truncation",
+            "head_tail",
+            "--num_train_epochs",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "--save_strategy",
+            "no",
+            "--sgt_mask_selection",
+            "random",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     card = (out / "README.md").read_text()
     assert "| `truncation` | `head_tail` |" in card
     assert "| `sgt_mask_selection` | `random` |" in card

@@ -191,12 +191,22 @@ def encode(family: str, sentences=SENTENCES, padding_side: str = "right", max_le
 DECODER_FAMILIES = ("gpt2", "llama", "qwen2", "mistral", "gemma", "phi")
 #: Which tokenizer each family is tested with: byte-level BPE (GPT-2 style) or SentencePiece-style Unigram (Llama).
 TOKENIZER_KIND = {
-    "gpt2": "byte_level", "qwen2": "byte_level", "phi": "byte_level",
-    "llama": "sentencepiece", "mistral": "sentencepiece", "gemma": "sentencepiece", "modernbert": "wordpiece",
+    "gpt2": "byte_level",
+    "qwen2": "byte_level",
+    "phi": "byte_level",
+    "llama": "sentencepiece",
+    "mistral": "sentencepiece",
+    "gemma": "sentencepiece",
+    "modernbert": "wordpiece",
 }
-_CORPUS = [" ".join(WORDS)] * 4 + [s for s, _ in (
-    ("the movie was good and i loved it", 1), ("the film was bad and boring", 0), ("worst plot i saw", 0),
-)]
+_CORPUS = [" ".join(WORDS)] * 4 + [
+    s
+    for s, _ in (
+        ("the movie was good and i loved it", 1),
+        ("the film was bad and boring", 0),
+        ("worst plot i saw", 0),
+    )
+]
 
 
 @functools.cache
@@ -208,7 +218,8 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<|endoftext|>", "<|pad|>"],
+        vocab_size=320,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend.train_from_iterator(_CORPUS, trainer)
@@ -263,12 +274,26 @@ def tiny_family_model(family: str, num_labels: int = 2, seed: int = 0):
     ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     common = dict(vocab_size=len(tok), num_labels=num_labels, **ids)
     rope = dict(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
-        max_position_embeddings=128, attention_dropout=0.0,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        attention_dropout=0.0,
     )
     if family == "gpt2":
-        config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0,
-                            attn_pdrop=0.0, summary_first_dropout=0.0, **common)
+        config = GPT2Config(
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            summary_first_dropout=0.0,
+            **common,
+        )
     elif family == "llama":
         config = LlamaConfig(**rope, **common)
     elif family == "qwen2":
@@ -278,16 +303,36 @@ def tiny_family_model(family: str, num_labels: int = 2, seed: int = 0):
     elif family == "gemma":
         config = GemmaConfig(**rope, head_dim=16, **common)
     elif family == "phi":
-        config = PhiConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=128, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0,
-                           **common)
+        config = PhiConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attention_dropout=0.0,
+            **common,
+        )
     elif family == "modernbert":
         config = ModernBertConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128, global_attn_every_n_layers=2, local_attention=16,
-            embedding_dropout=0.0, mlp_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0,
-            cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, vocab_size=len(tok),
-            num_labels=num_labels, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+            embedding_dropout=0.0,
+            mlp_dropout=0.0,
+            attention_dropout=0.0,
+            classifier_dropout=0.0,
+            cls_token_id=tok.cls_token_id,
+            sep_token_id=tok.sep_token_id,
+            vocab_size=len(tok),
+            num_labels=num_labels,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.cls_token_id,
             eos_token_id=tok.sep_token_id,
         )
     else:
@@ -301,8 +346,13 @@ def encode_family(family: str, sentences=SENTENCES, padding_side: str = "right",
     side = tok.padding_side
     tok.padding_side = padding_side
     try:
-        batch = tok([s for s, _ in sentences], padding=True, truncation=True, max_length=max_length,
-                    return_tensors="pt")
+        batch = tok(
+            [s for s, _ in sentences],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
     finally:
         tok.padding_side = side
     batch["labels"] = torch.tensor([y for _, y in sentences])

@@ -273,7 +273,10 @@ def align_words(
     for b, kept in enumerate(kept_words):
         word_ids, sequence_ids = encoding.word_ids(b), encoding.sequence_ids(b)
         rows.append(
-            [kept[w] if (w is not None and s == 0) else -1 for w, s in zip(word_ids, sequence_ids, strict=True)]
+            [
+                kept[w] if (w is not None and s == 0) else -1
+                for w, s in zip(word_ids, sequence_ids, strict=True)
+            ]
         )
     word_index = torch.tensor(rows, dtype=torch.long).reshape(len(word_lists), -1)
     num_words = [len(w) for w in word_lists]

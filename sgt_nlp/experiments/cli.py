@@ -27,26 +27,43 @@ DESCRIPTION = (
 class ExperimentArguments:
     """The options of ``sgt-nlp experiment``: which spec, where its records and heavy files go, which part."""
 
-    preset: str | None = field(default=None, metadata={"help": "a built-in protocol",
-                                                       "choices": list(PRESETS)})
-    spec: str | None = field(default=None, metadata={
-        "help": "a JSON or YAML spec file (may start from a preset with 'preset: <name>')"})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "small records and results (commit it to resume in another session)"})
-    work_dir: str | None = field(default=None, metadata={
-        "help": "models, checkpoints, raw evaluations (default: runs/experiment_<name>)"})
-    data_root: str = field(default=str(SHARED_DATA), metadata={
-        "help": "where relative dataset paths are read"})
-    datasets: str | None = field(default=None, metadata={
-        "help": "comma-separated subset of the spec's datasets"})
+    preset: str | None = field(
+        default=None, metadata={"help": "a built-in protocol", "choices": list(PRESETS)}
+    )
+    spec: str | None = field(
+        default=None,
+        metadata={"help": "a JSON or YAML spec file (may start from a preset with 'preset: <name>')"},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "small records and results (commit it to resume in another session)"}
+    )
+    work_dir: str | None = field(
+        default=None,
+        metadata={"help": "models, checkpoints, raw evaluations (default: runs/experiment_<name>)"},
+    )
+    data_root: str = field(
+        default=str(SHARED_DATA), metadata={"help": "where relative dataset paths are read"}
+    )
+    datasets: str | None = field(
+        default=None, metadata={"help": "comma-separated subset of the spec's datasets"}
+    )
     seeds: str | None = field(default=None, metadata={"help": "override the seeds, e.g. 0,1"})
     keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
-    only_finished: bool = field(default=False, metadata={
-        "help": "train and evaluate nothing: aggregate the finished runs and list the missing ones"})
-    export_model: str | None = field(default=None, metadata={
-        "nargs": 2, "metavar": ("MODEL", "FOLDER"),
-        "help": "write an fp16 copy of MODEL (a folder or 'minilm') to FOLDER and exit (for the gpu preset, "
-        "whose machine has no hub: carry FOLDER)"})
+    only_finished: bool = field(
+        default=False,
+        metadata={
+            "help": "train and evaluate nothing: aggregate the finished runs and list the missing ones"
+        },
+    )
+    export_model: str | None = field(
+        default=None,
+        metadata={
+            "nargs": 2,
+            "metavar": ("MODEL", "FOLDER"),
+            "help": "write an fp16 copy of MODEL (a folder or 'minilm') to FOLDER and exit (for the gpu preset, "
+            "whose machine has no hub: carry FOLDER)",
+        },
+    )
 
 
 def make_parser() -> HfArgumentParser:
@@ -90,8 +107,13 @@ def main(argv: list[str] | None = None) -> None:
         spec = selected_spec(args)
     except SpecError as exc:
         parser.error(str(exc))
-    experiment = Experiment(spec, args.output_dir, args.work_dir or f"runs/experiment_{spec.name}",
-                            data_root=args.data_root, keep_models=args.keep_models,
-                            only_finished=args.only_finished)
+    experiment = Experiment(
+        spec,
+        args.output_dir,
+        args.work_dir or f"runs/experiment_{spec.name}",
+        data_root=args.data_root,
+        keep_models=args.keep_models,
+        only_finished=args.only_finished,
+    )
     experiment.run()
     print((Path(args.output_dir) / "results.md").read_text())

@@ -49,8 +49,9 @@ def read_sst2_tsv(path: str | Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def write_sst2_as_eraser(source: str | Path, out: str | Path, train_examples: int | None,
-                         seed: int = 0) -> Path:
+def write_sst2_as_eraser(
+    source: str | Path, out: str | Path, train_examples: int | None, seed: int = 0
+) -> Path:
     """SST-2 as an ERASER folder (``docs.jsonl`` + ``train/val/test.jsonl``, no evidences) that the trainer
     and the evaluator read like any other: train = a seeded subset of train.tsv, val = dev.tsv,
     test = test.tsv."""
@@ -72,8 +73,17 @@ def write_sst2_as_eraser(source: str | Path, out: str | Path, train_examples: in
             label, words = rows[int(i)]
             docid = f"{split}_{int(i)}"
             docs.append(json.dumps({"docid": docid, "document": " ".join(words)}))
-            lines.append(json.dumps({"annotation_id": docid, "classification": labels[label],
-                                     "docids": [docid], "evidences": [], "query": ""}))
+            lines.append(
+                json.dumps(
+                    {
+                        "annotation_id": docid,
+                        "classification": labels[label],
+                        "docids": [docid],
+                        "evidences": [],
+                        "query": "",
+                    }
+                )
+            )
         (out / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     (out / "docs.jsonl").write_text("\n".join(docs) + "\n")
     marker.write_text(json.dumps(settings))
@@ -117,8 +127,9 @@ def word_vocabulary(texts: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars), *words]))
 
 
-def tiny_initial_model(spec: ExperimentSpec, data_dir: Path, labels: list[str], seed: int,
-                       folder: Path) -> Path:
+def tiny_initial_model(
+    spec: ExperimentSpec, data_dir: Path, labels: list[str], seed: int, folder: Path
+) -> Path:
     """A small random BERT and a WordPiece vocabulary of the task's words (offline, seconds).
 
     Deterministic for a seed, so that a later session rebuilds exactly the same starting point.
@@ -140,10 +151,15 @@ def tiny_initial_model(spec: ExperimentSpec, data_dir: Path, labels: list[str], 
     torch.manual_seed(seed)
     hidden = int(spec.tiny_model.get("hidden_size", 64))
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden,
-        num_hidden_layers=int(spec.tiny_model.get("layers", 2)), num_attention_heads=4,
-        intermediate_size=hidden * 2, max_position_embeddings=512, num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)},
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=int(spec.tiny_model.get("layers", 2)),
+        num_attention_heads=4,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={x: i for i, x in enumerate(labels)},
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder

@@ -51,8 +51,11 @@ def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]
     """The fields whose change would make the records of ``previous`` (a spec.json) wrong for ``current``.
 
     Datasets and arms are compared where both specs have them (a spec may add or leave out some)."""
-    changed = [key for key in current if key not in (*FREE_FIELDS, "datasets", "arms")
-               and previous.get(key) != current[key]]
+    changed = [
+        key
+        for key in current
+        if key not in (*FREE_FIELDS, "datasets", "arms") and previous.get(key) != current[key]
+    ]
     for arm, settings in current["arms"].items():
         if arm in previous.get("arms", {}) and previous["arms"][arm] != settings:
             changed.append(f"arms.{arm}")
@@ -61,17 +64,22 @@ def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]
         old = old_datasets.get(dataset["name"])
         if old is None:
             continue
-        changed += [f"datasets.{dataset['name']}.{key}" for key in dataset
-                    if key not in FREE_DATASET_FIELDS and old.get(key) != dataset[key]]
+        changed += [
+            f"datasets.{dataset['name']}.{key}"
+            for key in dataset
+            if key not in FREE_DATASET_FIELDS and old.get(key) != dataset[key]
+        ]
     return changed
 
 
 def example_columns(lines: list[dict[str, Any]]) -> dict[str, list]:
     """What an evaluation record holds once per example (the same for every ordering)."""
-    return {"annotation_id": [e["annotation_id"] for e in lines],
-            "label": [int(e["label"]) for e in lines],
-            "words_kept": [int(e["words_kept"]) for e in lines],
-            "aopc_thresholds": lines[0]["aopc_thresholds"] if lines else []}
+    return {
+        "annotation_id": [e["annotation_id"] for e in lines],
+        "label": [int(e["label"]) for e in lines],
+        "words_kept": [int(e["words_kept"]) for e in lines],
+        "aopc_thresholds": lines[0]["aopc_thresholds"] if lines else [],
+    }
 
 
 def compact_ordering(lines: list[dict[str, Any]]) -> dict[str, list]:

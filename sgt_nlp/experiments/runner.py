@@ -57,8 +57,16 @@ class Stage:
     def log(self, stage: str, dataset: str, arm: str = "-", seed: int | str = "-", detail: str = "") -> None:
         """One progress line at INFO level."""
         elapsed = time.perf_counter() - self.started
-        logger.info("[%s] %-9s dataset=%s arm=%s seed=%s elapsed=%.0fs %s", time.strftime("%H:%M:%S"),
-                    stage, dataset, arm, seed, elapsed, detail)
+        logger.info(
+            "[%s] %-9s dataset=%s arm=%s seed=%s elapsed=%.0fs %s",
+            time.strftime("%H:%M:%S"),
+            stage,
+            dataset,
+            arm,
+            seed,
+            elapsed,
+            detail,
+        )
 
 
 def truncation_supported() -> bool:
@@ -81,9 +89,15 @@ def write_results(spec: ExperimentSpec, result: dict[str, Any], out: Path) -> No
 class Experiment:
     """Runs (or resumes) a spec: ``run()`` trains and evaluates what is missing, then aggregates."""
 
-    def __init__(self, spec: ExperimentSpec, output_dir: str | Path, work_dir: str | Path,
-                 data_root: str | Path = SHARED_DATA, keep_models: bool = False,
-                 only_finished: bool = False) -> None:
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        output_dir: str | Path,
+        work_dir: str | Path,
+        data_root: str | Path = SHARED_DATA,
+        keep_models: bool = False,
+        only_finished: bool = False,
+    ) -> None:
         self.spec, self.out, self.work = spec, Path(output_dir), Path(work_dir)
         self.data_root, self.keep_models, self.only_finished = Path(data_root), keep_models, only_finished
         self.progress = Stage()
@@ -115,9 +129,11 @@ class Experiment:
         if previous is not None:
             changed = spec_changes(previous, json.loads(json.dumps(current, default=list)))
             if changed:
-                raise SpecError(f"{spec_path}: the records there were made with other settings "
-                                f"({', '.join(changed)}); use another --output_dir (or delete that one) to "
-                                "run this spec")
+                raise SpecError(
+                    f"{spec_path}: the records there were made with other settings "
+                    f"({', '.join(changed)}); use another --output_dir (or delete that one) to "
+                    "run this spec"
+                )
         if not self.only_finished:
             if previous is not None:  # a run of some datasets or arms keeps what the file says of the others
                 names = {d["name"] for d in current["datasets"]}
@@ -129,9 +145,11 @@ class Experiment:
         skipped: dict[str, str] = {}
         for dataset in self.spec.datasets:
             if dataset.truncation != "head" and not truncation_supported():
-                skipped[dataset.name] = (f"truncation={dataset.truncation!r} needs DataArguments.truncation "
-                                         "and EvaluationConfig.truncation, which this version of sgt_nlp "
-                                         "lacks")
+                skipped[dataset.name] = (
+                    f"truncation={dataset.truncation!r} needs DataArguments.truncation "
+                    "and EvaluationConfig.truncation, which this version of sgt_nlp "
+                    "lacks"
+                )
                 logger.error("dataset %s left out: %s", dataset.name, skipped[dataset.name])
                 continue
             runs[dataset.name] = self.run_dataset(dataset)
@@ -163,8 +181,9 @@ class Experiment:
                 if training is not None and gate_passed:
                     record["evaluation"] = self.evaluate(dataset, data_dir, arm, seed, lr)
                 elif plain is not None and not gate_passed:
-                    self.progress.log("gate", dataset.name, arm, seed,
-                                      "plain run below the gate: seed left out")
+                    self.progress.log(
+                        "gate", dataset.name, arm, seed, "plain run below the gate: seed left out"
+                    )
                 records.append(record)
         return records
 
@@ -184,44 +203,68 @@ class Experiment:
             accuracies[lr] = training["val_accuracy"]
         candidates = dataset.learning_rates
         chosen = max(candidates, key=lambda lr: (accuracies[lr], -candidates.index(lr)))
-        selection = {"candidates": list(dataset.learning_rates), "seed": seed, "arm": self.spec.baseline,
-                     "val_accuracy": {f"{lr:g}": accuracies[lr] for lr in dataset.learning_rates},
-                     "chosen": chosen}
+        selection = {
+            "candidates": list(dataset.learning_rates),
+            "seed": seed,
+            "arm": self.spec.baseline,
+            "val_accuracy": {f"{lr:g}": accuracies[lr] for lr in dataset.learning_rates},
+            "chosen": chosen,
+        }
         if not self.only_finished:
             write_json(self.out / dataset.name / "lr_selection.json", selection)
             for lr in dataset.learning_rates:  # the losing candidates' models are not needed again
                 if lr != chosen and not self.keep_models:
                     loser = self.work_run(dataset, run_id(self.spec.baseline, seed, lr))
                     shutil.rmtree(loser, ignore_errors=True)
-        self.progress.log("lr", dataset.name, self.spec.baseline, seed,
-                          f"chose {chosen:g} from {selection['val_accuracy']}")
+        self.progress.log(
+            "lr", dataset.name, self.spec.baseline, seed, f"chose {chosen:g} from {selection['val_accuracy']}"
+        )
         return chosen
 
     # -- training ------------------------------------------------------------------------------------------
 
-    def train(self, dataset: DatasetSpec, data_dir: Path | None, arm: str, seed: int, lr: float,
-              selecting: bool = False) -> dict[str, Any] | None:
+    def train(
+        self,
+        dataset: DatasetSpec,
+        data_dir: Path | None,
+        arm: str,
+        seed: int,
+        lr: float,
+        selecting: bool = False,
+    ) -> dict[str, Any] | None:
         """The run's training record: read if it exists, else trained now (None under ``only_finished``)."""
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "train.json"
         record = read_json(path)
         if record is not None or self.only_finished:
             return record
-        self.progress.log("train", dataset.name, arm, seed,
-                          f"lr {lr:g}" + (" (learning-rate candidate)" if selecting else ""))
+        self.progress.log(
+            "train",
+            dataset.name,
+            arm,
+            seed,
+            f"lr {lr:g}" + (" (learning-rate candidate)" if selecting else ""),
+        )
         record = self._train_model(dataset, data_dir, arm, seed, lr, self.work_run(dataset, rid) / "model")
         record["gate"] = dataset.gate
         accuracy = record["val_accuracy"]
         record["gate_passed"] = bool(accuracy is not None and accuracy >= dataset.gate)
         write_json(path, record)
         self.trained_runs.append(f"{dataset.name}/{rid}")
-        self.progress.log("trained", dataset.name, arm, seed, f"val acc {record['val_accuracy']:.3f} "
-                          f"({'passes' if record['gate_passed'] else 'FAILS'} gate {dataset.gate}), "
-                          f"{record['seconds_per_epoch']:.0f} s/epoch")
+        self.progress.log(
+            "trained",
+            dataset.name,
+            arm,
+            seed,
+            f"val acc {record['val_accuracy']:.3f} "
+            f"({'passes' if record['gate_passed'] else 'FAILS'} gate {dataset.gate}), "
+            f"{record['seconds_per_epoch']:.0f} s/epoch",
+        )
         return record
 
-    def _train_model(self, dataset: DatasetSpec, data_dir: Path, arm: str, seed: int, lr: float,
-                     folder: Path) -> dict[str, Any]:
+    def _train_model(
+        self, dataset: DatasetSpec, data_dir: Path, arm: str, seed: int, lr: float, folder: Path
+    ) -> dict[str, Any]:
         """Trains one run (resuming from its last checkpoint) and returns its training record."""
         import torch
 
@@ -237,38 +280,64 @@ class Experiment:
         cuda = torch.cuda.is_available()
         checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         args = SaliencyGuidedTrainingArguments(
-            output_dir=str(folder), num_train_epochs=dataset.epochs, learning_rate=lr,
+            output_dir=str(folder),
+            num_train_epochs=dataset.epochs,
+            learning_rate=lr,
             per_device_train_batch_size=dataset.batch_size,
             per_device_eval_batch_size=max(32, dataset.batch_size),
-            warmup_steps=self.spec.warmup, weight_decay=self.spec.weight_decay, seed=seed, data_seed=seed,
-            eval_strategy="epoch", save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
-            metric_for_best_model="accuracy", logging_steps=20, report_to=[], dataloader_num_workers=0,
-            use_cpu=not cuda, bf16=cuda and self.spec.mixed_precision == "bf16",
+            warmup_steps=self.spec.warmup,
+            weight_decay=self.spec.weight_decay,
+            seed=seed,
+            data_seed=seed,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=1,
+            load_best_model_at_end=True,
+            metric_for_best_model="accuracy",
+            logging_steps=20,
+            report_to=[],
+            dataloader_num_workers=0,
+            use_cpu=not cuda,
+            bf16=cuda and self.spec.mixed_precision == "bf16",
             fp16=cuda and self.spec.mixed_precision == "fp16",
-            resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None, **self.spec.arms[arm],
+            resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None,
+            **self.spec.arms[arm],
         )
-        data_kwargs: dict[str, Any] = {"data_dir": str(data_dir), "max_train_samples":
-                                       None if dataset.source == "sst2" else dataset.train_examples,
-                                       "max_eval_samples": dataset.val_examples}
+        data_kwargs: dict[str, Any] = {
+            "data_dir": str(data_dir),
+            "max_train_samples": None if dataset.source == "sst2" else dataset.train_examples,
+            "max_eval_samples": dataset.val_examples,
+        }
         if dataset.truncation != "head":  # passed only when set: validate_spec checked that it is supported
             data_kwargs["truncation"] = dataset.truncation
         started = time.perf_counter()
-        trainer = run_training(ModelArguments(model_name_or_path=model, max_length=dataset.max_length),
-                               DataArguments(**data_kwargs), args,
-                               # the work folder is the runner's own: a run interrupted before its first
-                               # checkpoint is trained again from scratch in it
-                               RunArguments(overwrite_output_dir=True))
+        trainer = run_training(
+            ModelArguments(model_name_or_path=model, max_length=dataset.max_length),
+            DataArguments(**data_kwargs),
+            args,
+            # the work folder is the runner's own: a run interrupted before its first
+            # checkpoint is trained again from scratch in it
+            RunArguments(overwrite_output_dir=True),
+        )
         history = trainer.state.log_history
         runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
-        evals = [{"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history
-                 if "eval_accuracy" in h]
+        evals = [
+            {"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history if "eval_accuracy" in h
+        ]
         final = trainer.evaluate()
         return {
-            "record_version": RECORD_VERSION, "arm": arm, "seed": seed, "learning_rate": lr,
-            "sgt_settings": dict(self.spec.arms[arm]), "model": self.spec.model,
-            "val_accuracy": float(final["eval_accuracy"]), "val_curve": evals,
-            "train_examples": len(trainer.train_dataset), "epochs": dataset.epochs,
-            "seconds": time.perf_counter() - started, "train_runtime": runtime,
+            "record_version": RECORD_VERSION,
+            "arm": arm,
+            "seed": seed,
+            "learning_rate": lr,
+            "sgt_settings": dict(self.spec.arms[arm]),
+            "model": self.spec.model,
+            "val_accuracy": float(final["eval_accuracy"]),
+            "val_curve": evals,
+            "train_examples": len(trainer.train_dataset),
+            "epochs": dataset.epochs,
+            "seconds": time.perf_counter() - started,
+            "train_runtime": runtime,
             "seconds_per_epoch": (runtime / dataset.epochs) if runtime else None,
             "resumed_from": str(checkpoints[-1].name) if checkpoints else None,
             "device": "cuda" if cuda else "cpu",
@@ -276,8 +345,9 @@ class Experiment:
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
-    def evaluate(self, dataset: DatasetSpec, data_dir: Path | None, arm: str, seed: int,
-                 lr: float) -> dict[str, Any] | None:
+    def evaluate(
+        self, dataset: DatasetSpec, data_dir: Path | None, arm: str, seed: int, lr: float
+    ) -> dict[str, Any] | None:
         """The run's per-example scores on the full test split: read if recorded, else computed now."""
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "eval.json.gz"
@@ -287,15 +357,22 @@ class Experiment:
         model_dir = self.work_run(dataset, rid) / "model"
         if not (model_dir / "config.json").is_file():
             # trained in an earlier session whose work_dir is gone: the seeded run is trained again
-            self.progress.log("retrain", dataset.name, arm, seed,
-                              "model missing (work_dir of another session)")
+            self.progress.log(
+                "retrain", dataset.name, arm, seed, "model missing (work_dir of another session)"
+            )
             (self.record_dir(dataset, rid) / "train.json").unlink()
             self.train(dataset, data_dir, arm, seed, lr)
         self.progress.log("evaluate", dataset.name, arm, seed)
         started = time.perf_counter()
         raw = self._evaluate_model(dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval", arm)
-        record = {"record_version": RECORD_VERSION, "arm": arm, "seed": seed, "learning_rate": lr,
-                  "seconds": time.perf_counter() - started, **raw}
+        record = {
+            "record_version": RECORD_VERSION,
+            "arm": arm,
+            "seed": seed,
+            "learning_rate": lr,
+            "seconds": time.perf_counter() - started,
+            **raw,
+        }
         write_json(path, record)
         self.evaluated_runs.append(f"{dataset.name}/{rid}")
         if not self.keep_models:
@@ -303,39 +380,71 @@ class Experiment:
         self.progress.log("evaluated", dataset.name, arm, seed, f"{time.perf_counter() - started:.0f} s")
         return record
 
-    def evaluation_calls(self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path,
-                         name: str) -> list[tuple[dict[str, str], Any]]:
+    def evaluation_calls(
+        self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path, name: str
+    ) -> list[tuple[dict[str, str], Any]]:
         """({method: ordering name}, EvaluationConfig) for every ordering the spec asks for: one call for the
         methods that share settings, one for ``gradient_l2`` and one per extra random draw."""
         from ..evaluation import EvaluationConfig
 
         common = dict(
-            model=str(model_dir), data_dir=str(data_dir), split="test",
+            model=str(model_dir),
+            data_dir=str(data_dir),
+            split="test",
             batch_size=self.spec.eval_batch_size,
-            removal=self.spec.removals[0], extra_removals=tuple(self.spec.removals[1:]),
-            max_length=dataset.max_length, max_examples=dataset.test_examples, threshold=dataset.threshold,
-            ig_steps=self.spec.ig_steps, smoothgrad_samples=self.spec.smoothgrad_samples, seed=0,
-            sample="random", masked_accuracy_curve=False, per_example=True, model_name=name,
+            removal=self.spec.removals[0],
+            extra_removals=tuple(self.spec.removals[1:]),
+            max_length=dataset.max_length,
+            max_examples=dataset.test_examples,
+            threshold=dataset.threshold,
+            ig_steps=self.spec.ig_steps,
+            smoothgrad_samples=self.spec.smoothgrad_samples,
+            seed=0,
+            sample="random",
+            masked_accuracy_curve=False,
+            per_example=True,
+            model_name=name,
         )
         if dataset.truncation != "head":
             common["truncation"] = dataset.truncation
         shared = tuple(m for m in self.spec.methods if m not in ("gradient_l2",))
         calls = []
         if shared:
-            calls.append(({m: m for m in shared}, EvaluationConfig(
-                output_dir=str(out / "main"), methods=shared, aggregation="grad_x_input", **common)))
+            calls.append(
+                (
+                    {m: m for m in shared},
+                    EvaluationConfig(
+                        output_dir=str(out / "main"), methods=shared, aggregation="grad_x_input", **common
+                    ),
+                )
+            )
         if "gradient_l2" in self.spec.methods:
-            calls.append(({"gradient": "gradient_l2"}, EvaluationConfig(
-                output_dir=str(out / "gradient_l2"), methods=("gradient",), aggregation="l2", **common)))
+            calls.append(
+                (
+                    {"gradient": "gradient_l2"},
+                    EvaluationConfig(
+                        output_dir=str(out / "gradient_l2"), methods=("gradient",), aggregation="l2", **common
+                    ),
+                )
+            )
         if "random" in self.spec.methods:
             for draw in range(1, self.spec.random_draws):
-                calls.append(({"random": f"random_draw{draw}"}, EvaluationConfig(
-                    output_dir=str(out / f"random_draw{draw}"), methods=("random",),
-                    explainer_settings={"random": {"seed": draw}}, **common)))
+                calls.append(
+                    (
+                        {"random": f"random_draw{draw}"},
+                        EvaluationConfig(
+                            output_dir=str(out / f"random_draw{draw}"),
+                            methods=("random",),
+                            explainer_settings={"random": {"seed": draw}},
+                            **common,
+                        ),
+                    )
+                )
         return calls
 
-    def _evaluate_model(self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path,
-                        name: str) -> dict[str, Any]:
+    def _evaluate_model(
+        self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path, name: str
+    ) -> dict[str, Any]:
         """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``."""
         from ..evaluation import evaluate_folder
 

@@ -120,8 +120,9 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
     for arm, settings in spec.arms.items():
         for key in settings:
             if key not in sgt_fields:
-                raise SpecError(f"{source}: arms.{arm}.{key}: not an sgt_* setting "
-                                f"({', '.join(sorted(sgt_fields))})")
+                raise SpecError(
+                    f"{source}: arms.{arm}.{key}: not an sgt_* setting ({', '.join(sorted(sgt_fields))})"
+                )
     for i, pair in enumerate(spec.compared_pairs()):
         for arm in pair:
             if arm not in spec.arms:
@@ -136,7 +137,6 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
     if spec.random_draws < 1:
         raise SpecError(f"{source}: random_draws must be >= 1")
     return spec
-
 
 
 def _from_mapping(cls, raw: Any, where: str):
@@ -191,8 +191,9 @@ def spec_from_dict(raw: dict[str, Any], source: str = "spec") -> ExperimentSpec:
         raw_datasets = raw.pop("datasets", None)
         if not isinstance(raw_datasets, list):
             raise SpecError(f"{source}: datasets: a list of datasets is needed")
-        datasets = tuple(_from_mapping(DatasetSpec, d, f"{source}: datasets[{i}]")
-                         for i, d in enumerate(raw_datasets))
+        datasets = tuple(
+            _from_mapping(DatasetSpec, d, f"{source}: datasets[{i}]") for i, d in enumerate(raw_datasets)
+        )
         if "name" not in raw:
             raise SpecError(f"{source}: name: missing")
         spec = _from_mapping(ExperimentSpec, {**raw, "datasets": datasets}, source)
@@ -230,44 +231,98 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 # ---- presets -----------------------------------------------------------------------------------------------
 
 SST2 = DatasetSpec(
-    name="sst2", source="sst2", path="sst2", max_length=64, train_examples=8000, epochs=3,
-    learning_rates=(2e-5, 5e-5, 1e-4), batch_size=32, gate=0.85, threshold=0.2, agreement=False,
+    name="sst2",
+    source="sst2",
+    path="sst2",
+    max_length=64,
+    train_examples=8000,
+    epochs=3,
+    learning_rates=(2e-5, 5e-5, 1e-4),
+    batch_size=32,
+    gate=0.85,
+    threshold=0.2,
+    agreement=False,
 )
 MOVIES_CPU = DatasetSpec(
-    name="movies", source="eraser", path="eraser_movies", max_length=256, truncation="head_tail", epochs=3,
-    learning_rates=(5e-5, 1e-4), batch_size=16, gate=0.80,
+    name="movies",
+    source="eraser",
+    path="eraser_movies",
+    max_length=256,
+    truncation="head_tail",
+    epochs=3,
+    learning_rates=(5e-5, 1e-4),
+    batch_size=16,
+    gate=0.80,
 )
-SYNTHETIC_TASK = {"n_train": 1600, "n_val": 200, "n_test": 200, "min_words": 40, "max_words": 100,
-                  "templates": "lexical"}
+SYNTHETIC_TASK = {
+    "n_train": 1600,
+    "n_val": 200,
+    "n_test": 200,
+    "min_words": 40,
+    "max_words": 100,
+    "templates": "lexical",
+}
 
 #: the ablation's variants of SGT, each compared with plain, random-mask and default SGT
-ABLATION_VARIANTS = ("sgt_eval_pass", "sgt_mask_token", "sgt_detach_kl", "sgt_fraction0.2", "sgt_kl0.3",
-                     "sgt_signed_mean")
+ABLATION_VARIANTS = (
+    "sgt_eval_pass",
+    "sgt_mask_token",
+    "sgt_detach_kl",
+    "sgt_fraction0.2",
+    "sgt_kl0.3",
+    "sgt_signed_mean",
+)
 
 PRESETS: dict[str, ExperimentSpec] = {
     # seconds: a tiny random BERT on a tiny synthetic task, for the test suite
     "smoke": ExperimentSpec(
         name="smoke",
-        datasets=(DatasetSpec(name="synthetic", source="synthetic", max_length=64, epochs=1,
-                              learning_rates=(1e-3,), batch_size=16,
-                              synthetic={"n_train": 48, "n_val": 16, "n_test": 12, "min_words": 12,
-                                         "max_words": 24}),),
-        seeds=(0, 1), model="tiny", tiny_model={"hidden_size": 32, "layers": 1}, random_draws=2, ig_steps=4,
-        smoothgrad_samples=2, eval_batch_size=16, bootstrap_resamples=200,
+        datasets=(
+            DatasetSpec(
+                name="synthetic",
+                source="synthetic",
+                max_length=64,
+                epochs=1,
+                learning_rates=(1e-3,),
+                batch_size=16,
+                synthetic={"n_train": 48, "n_val": 16, "n_test": 12, "min_words": 12, "max_words": 24},
+            ),
+        ),
+        seeds=(0, 1),
+        model="tiny",
+        tiny_model={"hidden_size": 32, "layers": 1},
+        random_draws=2,
+        ig_steps=4,
+        smoothgrad_samples=2,
+        eval_batch_size=16,
+        bootstrap_resamples=200,
     ),
     # the demo: plain / SGT / random-mask on the synthetic task with planted rationales
     "demo": ExperimentSpec(
         name="demo",
-        datasets=(DatasetSpec(name="synthetic", source="synthetic", max_length=128, epochs=4,
-                              learning_rates=(1e-3,), batch_size=32, synthetic=dict(SYNTHETIC_TASK)),),
-        seeds=(0,), model="tiny", tiny_model={"hidden_size": 64, "layers": 2},
-        methods=("gradient_l2", "gradient", "integrated_gradients", "random"), ig_steps=10,
+        datasets=(
+            DatasetSpec(
+                name="synthetic",
+                source="synthetic",
+                max_length=128,
+                epochs=4,
+                learning_rates=(1e-3,),
+                batch_size=32,
+                synthetic=dict(SYNTHETIC_TASK),
+            ),
+        ),
+        seeds=(0,),
+        model="tiny",
+        tiny_model={"hidden_size": 64, "layers": 2},
+        methods=("gradient_l2", "gradient", "integrated_gradients", "random"),
+        ig_steps=10,
         eval_batch_size=32,
         removals=("delete",),  # one removal mode: the demo must stay within minutes on two cores
     ),
     # a 2-core CPU, over several sessions: SST-2 (faithfulness) and ERASER movies (faithfulness + agreement)
-    "cpu": ExperimentSpec(name="cpu", datasets=(SST2, MOVIES_CPU), seeds=(0, 1, 2), ig_steps=20,
-                          smoothgrad_samples=10),
+    "cpu": ExperimentSpec(
+        name="cpu", datasets=(SST2, MOVIES_CPU), seeds=(0, 1, 2), ig_steps=20, smoothgrad_samples=10
+    ),
     # one H200, one command under 10 minutes (an estimate: not run here): movies at 512 pieces, one learning
     # rate, bf16 training; the model is an fp16 MiniLM folder carried to the machine (``--export_model``).
     # Occlusion (about 450 passes of 512 pieces per review) is left out to fit; add it with a spec when time
@@ -275,7 +330,10 @@ PRESETS: dict[str, ExperimentSpec] = {
     "gpu": ExperimentSpec(
         name="gpu",
         datasets=(replace(MOVIES_CPU, max_length=512, learning_rates=(5e-5,), batch_size=32),),
-        seeds=(0, 1, 2), model="runs/minilm_fp16", mixed_precision="bf16", eval_batch_size=64,
+        seeds=(0, 1, 2),
+        model="runs/minilm_fp16",
+        mixed_precision="bf16",
+        eval_batch_size=64,
         methods=tuple(m for m in METHODS if m != "occlusion"),
     ),
     # which SGT choices matter, on SST-2: each variant against plain and random-mask
@@ -291,11 +349,16 @@ PRESETS: dict[str, ExperimentSpec] = {
             "sgt_kl0.3": {"sgt_mask_fraction": 0.5, "sgt_kl_weight": 0.3},
             "sgt_signed_mean": {"sgt_mask_fraction": 0.5, "sgt_saliency_aggregation": "signed_mean"},
         },
-        seeds=(0, 1), methods=("gradient_l2", "gradient", "integrated_gradients", "random"),
-        comparisons=(("sgt", "plain"), ("sgt", "random_mask"), *(
-            (variant, control) for variant in ABLATION_VARIANTS
-            for control in ("plain", "random_mask", "sgt"))),
+        seeds=(0, 1),
+        methods=("gradient_l2", "gradient", "integrated_gradients", "random"),
+        comparisons=(
+            ("sgt", "plain"),
+            ("sgt", "random_mask"),
+            *(
+                (variant, control)
+                for variant in ABLATION_VARIANTS
+                for control in ("plain", "random_mask", "sgt")
+            ),
+        ),
     ),
 }
-
-

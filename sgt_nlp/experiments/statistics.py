@@ -23,17 +23,29 @@ from ..metrics.registry import oriented
 from .spec import ExperimentSpec
 
 #: per-example metrics, as ``(key, title, direction)`` from the metric registry (+1: higher is better)
-FAITHFULNESS_METRICS = oriented((
-    "comprehensiveness", "sufficiency", "comprehensiveness_aopc", "sufficiency_aopc",
-    "comprehensiveness_aopc_vs_empty", "sufficiency_aopc_vs_empty", "comprehensiveness_naopc",
-    "sufficiency_naopc",
-))
+FAITHFULNESS_METRICS = oriented(
+    (
+        "comprehensiveness",
+        "sufficiency",
+        "comprehensiveness_aopc",
+        "sufficiency_aopc",
+        "comprehensiveness_aopc_vs_empty",
+        "sufficiency_aopc_vs_empty",
+        "comprehensiveness_naopc",
+        "sufficiency_naopc",
+    )
+)
 #: agreement with human rationales over the words the model saw (datasets with rationales only)
 AGREEMENT_METRICS = oriented(("auprc_visible", "token_f1_visible"))
 ALL_METRICS = FAITHFULNESS_METRICS + AGREEMENT_METRICS
 #: metrics the one-line verdict per method is read from
-VERDICT_METRICS = ("comprehensiveness_aopc", "sufficiency_aopc", "comprehensiveness_naopc",
-                   "sufficiency_naopc", "auprc_visible")
+VERDICT_METRICS = (
+    "comprehensiveness_aopc",
+    "sufficiency_aopc",
+    "comprehensiveness_naopc",
+    "sufficiency_naopc",
+    "auprc_visible",
+)
 #: a difference whose interval excludes 0 but whose size is below this is called negligible (not
 #: better/worse)
 NEGLIGIBLE = 0.0005
@@ -98,8 +110,9 @@ def min_max_normalise(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> 
     return np.where(ok, (values - low) / np.where(ok, span, 1.0), np.nan)
 
 
-def method_metrics(orderings: dict[str, dict[str, list]],
-                   labels: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+def method_metrics(
+    orderings: dict[str, dict[str, list]], labels: Sequence[int]
+) -> dict[str, dict[str, np.ndarray]]:
     """Per-example metrics per reported method, for one run and one removal mode.
 
     ``random`` is the per-example mean over its draws (``random``, ``random_draw1``, ...). NAOPC (Edin et al.
@@ -121,16 +134,18 @@ def method_metrics(orderings: dict[str, dict[str, list]],
     if draws:
         with warnings.catch_warnings():  # an example without a value in every draw stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            methods["random"] = {key: np.nanmean(np.stack([raw[d][key] for d in draws]), axis=0)
-                                 for key in raw[draws[0]]}
+            methods["random"] = {
+                key: np.nanmean(np.stack([raw[d][key] for d in draws]), axis=0) for key in raw[draws[0]]
+            }
     return methods
 
 
 # ---- paired bootstrap --------------------------------------------------------------------------------------
 
 
-def paired_bootstrap(differences: np.ndarray, resamples: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    differences: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Mean of paired differences and its percentile bootstrap interval, resampling test examples.
 
     ``differences[s, i]`` = treatment - control on test example ``i`` in seed ``s`` (the two models of a seed
@@ -182,13 +197,18 @@ def verdict_words(interval: dict[str, float], direction: int) -> str:
 def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str, baseline: str) -> str:
     """One phrase from the two comparisons of a treatment (e.g. SGT vs plain and vs random-mask)."""
     if vs_random_mask is None:
-        return {"better": f"{treatment} beats {baseline} beyond the interval",
-                "worse": f"{treatment} is worse than {baseline}"}.get(vs_baseline, "within noise")
+        return {
+            "better": f"{treatment} beats {baseline} beyond the interval",
+            "worse": f"{treatment} is worse than {baseline}",
+        }.get(vs_baseline, "within noise")
     if vs_baseline == "better" and vs_random_mask == "better":
         return f"{treatment} beats {baseline} and random-mask beyond the interval"
     if vs_baseline == "better":
-        return (f"{treatment} beats {baseline} but not random-mask (" + vs_random_mask
-                + "): masking in general explains the gain")
+        return (
+            f"{treatment} beats {baseline} but not random-mask ("
+            + vs_random_mask
+            + "): masking in general explains the gain"
+        )
     if "worse" in (vs_baseline, vs_random_mask):
         pairs = ((baseline, vs_baseline), ("random-mask", vs_random_mask))
         which = [name for name, v in pairs if v == "worse"]
@@ -205,8 +225,9 @@ def _run_metrics(record: dict[str, Any]) -> dict[str, dict[str, dict[str, np.nda
     if not evaluation:
         return None
     labels = evaluation["examples"]["label"]
-    return {removal: method_metrics(orderings, labels)
-            for removal, orderings in evaluation["orderings"].items()}
+    return {
+        removal: method_metrics(orderings, labels) for removal, orderings in evaluation["orderings"].items()
+    }
 
 
 def _correct(run_metrics: dict[str, dict[str, dict[str, np.ndarray]]]) -> np.ndarray:
@@ -236,10 +257,16 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
         failed = sorted({r["seed"] for r in records if r.get("training") and not r["gate_passed"]})
         arms = {}
         for arm in spec.arms:
-            trained = [by_run[(arm, s)]["training"] for s in spec.seeds if (arm, s) in by_run
-                       and by_run[(arm, s)].get("training")]
-            accuracy = [float(np.mean(_correct(computed[(arm, s)]))) for s in seeds_evaluated
-                        if computed.get((arm, s))]
+            trained = [
+                by_run[(arm, s)]["training"]
+                for s in spec.seeds
+                if (arm, s) in by_run and by_run[(arm, s)].get("training")
+            ]
+            accuracy = [
+                float(np.mean(_correct(computed[(arm, s)])))
+                for s in seeds_evaluated
+                if computed.get((arm, s))
+            ]
             arms[arm] = {
                 "settings": spec.arms[arm],
                 "val_accuracy": _mean_sd([t["val_accuracy"] for t in trained]),
@@ -250,37 +277,58 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             }
         comparisons = []
         for treatment, control in spec.compared_pairs():
-            seeds = [s for s in seeds_evaluated
-                     if computed.get((treatment, s)) and computed.get((control, s))]
+            seeds = [
+                s for s in seeds_evaluated if computed.get((treatment, s)) and computed.get((control, s))
+            ]
             if not seeds:
                 continue
             first = computed[(treatment, seeds[0])]
-            accuracy_diff = np.stack([_correct(computed[(treatment, s)]) - _correct(computed[(control, s)])
-                                      for s in seeds])
-            entry = {"treatment": treatment, "control": control, "seeds": seeds,
-                     "accuracy": paired_bootstrap(accuracy_diff, spec.bootstrap_resamples), "rows": []}
+            accuracy_diff = np.stack(
+                [_correct(computed[(treatment, s)]) - _correct(computed[(control, s)]) for s in seeds]
+            )
+            entry = {
+                "treatment": treatment,
+                "control": control,
+                "seeds": seeds,
+                "accuracy": paired_bootstrap(accuracy_diff, spec.bootstrap_resamples),
+                "rows": [],
+            }
             for removal, methods in first.items():
                 for method in methods:
                     for key, title, direction in metric_keys:
                         t = np.stack([computed[(treatment, s)][removal][method][key] for s in seeds])
                         c = np.stack([computed[(control, s)][removal][method][key] for s in seeds])
                         interval = paired_bootstrap(t - c, spec.bootstrap_resamples)
-                        entry["rows"].append({
-                            "removal": removal, "method": method, "metric": key, "title": title,
-                            "direction": direction,
-                            "treatment_mean": float(np.nanmean(t)) if np.isfinite(t).any() else None,
-                            "control_mean": float(np.nanmean(c)) if np.isfinite(c).any() else None,
-                            "difference": interval, "outcome": verdict_words(interval, direction),
-                        })
+                        entry["rows"].append(
+                            {
+                                "removal": removal,
+                                "method": method,
+                                "metric": key,
+                                "title": title,
+                                "direction": direction,
+                                "treatment_mean": float(np.nanmean(t)) if np.isfinite(t).any() else None,
+                                "control_mean": float(np.nanmean(c)) if np.isfinite(c).any() else None,
+                                "difference": interval,
+                                "outcome": verdict_words(interval, direction),
+                            }
+                        )
             comparisons.append(entry)
         result["datasets"][dataset.name] = {
             "settings": asdict(dataset),
             "learning_rate": next((r["learning_rate"] for r in records), None),
-            "seeds": list(spec.seeds), "seeds_failed_gate": failed, "seeds_evaluated": seeds_evaluated,
-            "arms": arms, "comparisons": comparisons,
+            "seeds": list(spec.seeds),
+            "seeds_failed_gate": failed,
+            "seeds_evaluated": seeds_evaluated,
+            "arms": arms,
+            "comparisons": comparisons,
             "verdicts": verdicts(spec, comparisons),
-            "missing": [f"{arm}_seed{seed}" for seed in spec.seeds if seed not in failed for arm in spec.arms
-                        if not computed.get((arm, seed))],
+            "missing": [
+                f"{arm}_seed{seed}"
+                for seed in spec.seeds
+                if seed not in failed
+                for arm in spec.arms
+                if not computed.get((arm, seed))
+            ],
         }
     return result
 
@@ -288,14 +336,24 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
 def verdicts(spec: ExperimentSpec, comparisons: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Per treatment, method, removal and verdict metric: the phrase from its two comparisons."""
     out = []
-    outcome = {(c["treatment"], c["control"], r["removal"], r["method"], r["metric"]): r["outcome"]
-               for c in comparisons for r in c["rows"]}
+    outcome = {
+        (c["treatment"], c["control"], r["removal"], r["method"], r["metric"]): r["outcome"]
+        for c in comparisons
+        for r in c["rows"]
+    }
     treatments = list(dict.fromkeys(c["treatment"] for c in comparisons))
     for treatment in treatments:
         for (t, control, removal, method, metric), vs_baseline in outcome.items():
             if t != treatment or control != spec.baseline or metric not in VERDICT_METRICS:
                 continue
             vs_random = outcome.get((treatment, "random_mask", removal, method, metric))
-            out.append({"treatment": treatment, "removal": removal, "method": method, "metric": metric,
-                        "verdict": method_verdict(vs_baseline, vs_random, treatment, spec.baseline)})
+            out.append(
+                {
+                    "treatment": treatment,
+                    "removal": removal,
+                    "method": method,
+                    "metric": metric,
+                    "verdict": method_verdict(vs_baseline, vs_random, treatment, spec.baseline),
+                }
+            )
     return out

@@ -183,7 +183,9 @@ class Explainer(ABC):
     def real_positions(self, inputs: Inputs) -> torch.Tensor:
         """Boolean ``[B, T]``: attended positions that hold no special token."""
         return maskable_positions(
-            inputs["input_ids"], inputs.get("attention_mask"), self.special_ids,
+            inputs["input_ids"],
+            inputs.get("attention_mask"),
+            self.special_ids,
             inputs.get("special_tokens_mask"),
         )
 

@@ -60,7 +60,9 @@ class Occlusion(Explainer):
             mask_token_id = getattr(tokenizer, "mask_token_id", None)
         self.mask_token_id = mask_token_id
         needed = {
-            "mask_token": self.mask_token_id, "pad_token": self.pad_token_id, "delete": self.pad_token_id
+            "mask_token": self.mask_token_id,
+            "pad_token": self.pad_token_id,
+            "delete": self.pad_token_id,
         }
         if removal in needed and needed[removal] is None:
             raise ValueError(f"removal={removal!r} needs its token id: pass tokenizer= (or mask_token_id=)")

@@ -84,9 +84,7 @@ class SmoothGrad(Explainer):
         noise = _NoisePlan(self, prepared, embeddings)
         batch, length = prepared["input_ids"].shape
         samples = torch.arange(self.n_samples)
-        return torch.stack(
-            [noise.rows(torch.full_like(samples, i), samples, length) for i in range(batch)]
-        )
+        return torch.stack([noise.rows(torch.full_like(samples, i), samples, length) for i in range(batch)])
 
     def _attribute(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None, mask: torch.Tensor
@@ -121,10 +119,12 @@ class _NoisePlan:
             sigma = torch.full((ids.shape[0],), self.std)
         else:
             values = embeddings.detach().float().cpu()
-            sigma = torch.stack([
-                self.std * (v[p].max() - v[p].min()) if len(p) else torch.tensor(0.0)
-                for v, p in zip(values, self.positions, strict=True)
-            ])
+            sigma = torch.stack(
+                [
+                    self.std * (v[p].max() - v[p].min()) if len(p) else torch.tensor(0.0)
+                    for v, p in zip(values, self.positions, strict=True)
+                ]
+            )
         self.sigma = sigma.to(self.device)
 
     def rows(self, examples: torch.Tensor, samples: torch.Tensor, width: int) -> torch.Tensor:

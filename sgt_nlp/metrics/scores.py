@@ -142,7 +142,9 @@ def _classification_scores(
     result: dict = {
         "accuracy": accuracy(gold, predicted_labels),
         # the scorer's report has a row per class of the gold annotations, not per class of the model
-        "prf": classification_prf(gold, predicted_labels, [label for label in labels if label in gold_labels]),
+        "prf": classification_prf(
+            gold, predicted_labels, [label for label in labels if label in gold_labels]
+        ),
     }
     if not all("classification_scores" in r for r in records):
         return result

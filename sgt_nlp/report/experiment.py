@@ -12,9 +12,14 @@ from pathlib import Path
 from typing import Any
 
 #: how the tables name each explanation method (``gradient_l2`` is the score the trainer masks by)
-METHOD_TITLES = {"gradient_l2": "Gradient (l2, the trained score)", "gradient": "Gradient × input",
-                 "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
-                 "occlusion": "Occlusion", "random": "Random"}
+METHOD_TITLES = {
+    "gradient_l2": "Gradient (l2, the trained score)",
+    "gradient": "Gradient × input",
+    "integrated_gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+    "occlusion": "Occlusion",
+    "random": "Random",
+}
 
 
 def _fmt(value: list[float] | None, digits: int = 3) -> str:
@@ -43,38 +48,58 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
         if data.get("skipped"):
             lines += [f"**Not run: {data['skipped']}.**", ""]
         lr = data["learning_rate"]
-        lines.append(f"Learning rate {lr:g} (chosen on plain validation, seed {data['seeds'][0]}); seeds "
-                     f"{data['seeds']}; evaluated {data['seeds_evaluated']}." if lr is not None else
-                     "No learning rate selected yet.")
+        lines.append(
+            f"Learning rate {lr:g} (chosen on plain validation, seed {data['seeds'][0]}); seeds "
+            f"{data['seeds']}; evaluated {data['seeds_evaluated']}."
+            if lr is not None
+            else "No learning rate selected yet."
+        )
         if data["seeds_failed_gate"]:
-            lines.append(f"**Seeds {data['seeds_failed_gate']} failed the convergence gate (plain "
-                         f"validation accuracy < {data['settings']['gate']}): not trained further, their "
-                         "paired comparisons dropped.**")
+            lines.append(
+                f"**Seeds {data['seeds_failed_gate']} failed the convergence gate (plain "
+                f"validation accuracy < {data['settings']['gate']}): not trained further, their "
+                "paired comparisons dropped.**"
+            )
         if data["missing"]:
             lines.append(f"Not finished yet (left out): {', '.join(data['missing'])}.")
-        lines += ["", "| arm | val accuracy | test accuracy | s/epoch | seeds evaluated |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| arm | val accuracy | test accuracy | s/epoch | seeds evaluated |",
+            "|---|---|---|---|---|",
+        ]
         for arm, info in data["arms"].items():
-            lines.append(f"| {arm} | {_fmt(info['val_accuracy'])} | {_fmt(info['test_accuracy'])} | "
-                         f"{_fmt(info['seconds_per_epoch'], 0)} | {info['seeds_evaluated']} |")
+            lines.append(
+                f"| {arm} | {_fmt(info['val_accuracy'])} | {_fmt(info['test_accuracy'])} | "
+                f"{_fmt(info['seconds_per_epoch'], 0)} | {info['seeds_evaluated']} |"
+            )
         lines.append("")
         for comparison in data["comparisons"]:
-            lines.append(f"Accuracy cost, {comparison['treatment']} − {comparison['control']}: "
-                         f"{_interval(comparison['accuracy'])} (seeds {comparison['seeds']}).")
+            lines.append(
+                f"Accuracy cost, {comparison['treatment']} − {comparison['control']}: "
+                f"{_interval(comparison['accuracy'])} (seeds {comparison['seeds']})."
+            )
         lines.append("")
         if data["verdicts"]:
             lines += verdict_table(data["verdicts"], metric_titles(data))
         for comparison in data["comparisons"]:
             t, c = comparison["treatment"], comparison["control"]
-            lines += [f"### {t} − {c}", "",
-                      f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | outcome |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += [
+                f"### {t} − {c}",
+                "",
+                f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | outcome |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for row in comparison["rows"]:
                 arrow = "↑" if row["direction"] > 0 else "↓"
-                cells = [row["removal"], row["method"], f"{row['title']} {arrow}",
-                         "-" if row["control_mean"] is None else f"{row['control_mean']:.3f}",
-                         "-" if row["treatment_mean"] is None else f"{row['treatment_mean']:.3f}",
-                         _interval(row["difference"]), row["outcome"]]
+                cells = [
+                    row["removal"],
+                    row["method"],
+                    f"{row['title']} {arrow}",
+                    "-" if row["control_mean"] is None else f"{row['control_mean']:.3f}",
+                    "-" if row["treatment_mean"] is None else f"{row['treatment_mean']:.3f}",
+                    _interval(row["difference"]),
+                    row["outcome"],
+                ]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -89,8 +114,12 @@ def verdict_table(verdicts: list[dict[str, str]], titles: dict[str, tuple[str, i
         columns = list(dict.fromkeys((v["metric"], v["removal"]) for v in mine))
         cells = {(v["method"], v["metric"], v["removal"]): v["verdict"] for v in mine}
         headers = [f"{titles[m][0]} ({r})" for m, r in columns]
-        lines += [f"### Verdicts: {treatment}", "", "| method | " + " | ".join(headers) + " |",
-                  "|---|" + "---|" * len(columns)]
+        lines += [
+            f"### Verdicts: {treatment}",
+            "",
+            "| method | " + " | ".join(headers) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
         for method in dict.fromkeys(v["method"] for v in mine):
             row = [cells.get((method, m, r), "-") for m, r in columns]
             lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(row) + " |")
@@ -106,8 +135,13 @@ def plot(result: dict[str, Any], path: Path, metrics: Sequence[str]) -> Path | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(name, metric) for name, data in result["datasets"].items() if data["comparisons"]
-              for metric in metrics if metric in metric_titles(data)]
+    panels = [
+        (name, metric)
+        for name, data in result["datasets"].items()
+        if data["comparisons"]
+        for metric in metrics
+        if metric in metric_titles(data)
+    ]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.5), squeeze=False)
@@ -122,8 +156,14 @@ def plot(result: dict[str, Any], path: Path, metrics: Sequence[str]) -> Path | N
                 if math.isnan(d["mean"]):
                     continue
                 color = {"better": "tab:green", "worse": "tab:red"}.get(row["outcome"], "tab:gray")
-                ax.errorbar(d["mean"], y, xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]], fmt="o",
-                            color=color, capsize=3)
+                ax.errorbar(
+                    d["mean"],
+                    y,
+                    xerr=[[d["mean"] - d["low"]], [d["high"] - d["mean"]]],
+                    fmt="o",
+                    color=color,
+                    capsize=3,
+                )
                 pair = f"{comparison['treatment']}−{comparison['control']}"
                 labels.append(f"{pair} {row['method']} ({row['removal']})")
                 y += 1

@@ -58,7 +58,10 @@ def per_example_faithfulness(results_path: str | Path) -> dict[str, dict[str, fl
 
 
 def paired_bootstrap_interval(
-    differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+    differences: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """A percentile interval for the mean of paired ``differences`` (examples resampled with replacement)."""
     differences = np.asarray(differences, dtype=float)

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 VERDICT_COLOURS: dict[str, str] = {
-    "sensitive": "#1b7837", "weak": "#b8860b", "insensitive": "#b2182b", "degenerate": "#6a3d9a",
+    "sensitive": "#1b7837",
+    "weak": "#b8860b",
+    "insensitive": "#b2182b",
+    "degenerate": "#6a3d9a",
 }
 
 
@@ -62,16 +65,23 @@ def verdict_rows(result: Any) -> list[VerdictRow]:
     rows = []
     for m in data["methods"]:
         cls = m["class_sensitivity"]
-        rows.append(VerdictRow(
-            label=m["label"], signed=bool(m["signed"]),
-            precision_rho=m["precision"]["spearman"], precision_noise=m["precision"]["verdict"] == "noise",
-            class_rho=cls["spearman"]["mean"], class_rho_abs=cls["spearman_abs"]["mean"],
-            class_tau=cls["kendall"]["mean"], class_top10=cls["top10_overlap"]["mean"],
-            excluded=cls["spearman"]["excluded"], class_verdict=m["class_verdict"],
-            randomization_rho=m.get("randomization_similarity"),
-            all_randomised_rho=all_randomised_similarity(m, data["stages"]),
-            randomization_verdict=m.get("randomization_verdict"),
-        ))
+        rows.append(
+            VerdictRow(
+                label=m["label"],
+                signed=bool(m["signed"]),
+                precision_rho=m["precision"]["spearman"],
+                precision_noise=m["precision"]["verdict"] == "noise",
+                class_rho=cls["spearman"]["mean"],
+                class_rho_abs=cls["spearman_abs"]["mean"],
+                class_tau=cls["kendall"]["mean"],
+                class_top10=cls["top10_overlap"]["mean"],
+                excluded=cls["spearman"]["excluded"],
+                class_verdict=m["class_verdict"],
+                randomization_rho=m.get("randomization_similarity"),
+                all_randomised_rho=all_randomised_similarity(m, data["stages"]),
+                randomization_verdict=m.get("randomization_verdict"),
+            )
+        )
     return rows
 
 

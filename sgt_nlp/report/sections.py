@@ -60,8 +60,12 @@ def metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
     body = []
     removals = list(dict.fromkeys(r for run in runs for r in run.removals))
     for method, removal in [(m, r) for m in methods for r in removals]:
-        rows = [(run, row) for run in runs for row in run.summary
-                if row.get("method") == method and row.get("removal") == removal]
+        rows = [
+            (run, row)
+            for run in runs
+            for row in run.summary
+            if row.get("method") == method and row.get("removal") == removal
+        ]
         best: dict[str, float] = {}
         if len(rows) > 1:
             for key, _, sign in METRIC_COLUMNS:
@@ -198,12 +202,14 @@ def runs_table(runs: list[EvalRun]) -> str:
         coverage = info.get("rationale_coverage") or {}
         examples = str(info.get("examples", ""))
         if coverage.get("without_rationale"):  # plausibility covers only the examples with a human rationale
-            examples += (f" ({coverage['with_rationale']} with a human rationale: the plausibility columns "
-                         "cover these)")
+            examples += (
+                f" ({coverage['with_rationale']} with a human rationale: the plausibility columns "
+                "cover these)"
+            )
         problems = "".join(f"<li>{escape(p)}</li>" for p in run.problems)
         rows.append(
             f'<tr><th scope="row">{escape(run.name)}</th>'
-            f'<td><code>{escape(info.get("model", ""))}</code></td>'
+            f"<td><code>{escape(info.get('model', ''))}</code></td>"
             f"<td><code>{escape(info.get('data_dir', ''))}</code> / {escape(info.get('split', ''))}</td>"
             f"<td>{escape(examples)}</td><td>{escape(settings)}"
             f"{'' if threshold is None else f'; threshold={threshold:.4g}'}</td>"
@@ -318,10 +324,10 @@ def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods
     return (
         f'<section class="example" id="example-{index}" data-annotation-id="{escape(annotation_id)}">'
         f'<h3>{escape(annotation_id)} <span class="gold">gold: {escape(first.get("label"))}</span> '
-        f'{" ".join(predictions)}'
+        f"{' '.join(predictions)}"
         f'</h3><p class="hint">{len(first.get("words") or [])} words, {n_rationale} in the human rationale '
         "(underlined).</p>"
         f'<div class="grid" style="grid-template-columns: repeat({len(runs)}, minmax(0, 1fr))">'
-        f'{"".join(cells)}</div>'
+        f"{''.join(cells)}</div>"
         "</section>"
     )

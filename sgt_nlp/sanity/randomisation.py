@@ -20,7 +20,12 @@ POOLER_NAMES = ("pooler", "pre_classifier", "head")
 FINAL_NORM_NAMES = ("ln_f", "norm", "final_norm", "final_layernorm")
 #: Where encoders and decoders keep their repeated blocks, relative to the base model.
 LAYER_PATHS = (
-    "encoder.layer", "transformer.layer", "encoder.albert_layer_groups", "encoder.layers", "layers", "h",
+    "encoder.layer",
+    "transformer.layer",
+    "encoder.albert_layer_groups",
+    "encoder.layers",
+    "layers",
+    "h",
 )
 
 
