@@ -14,7 +14,7 @@ import torch
 from sgt_nlp import cli
 from sgt_nlp.validation import UsageError, sorted_label_names
 from tests import tiny
-from tests.test_training import write_csv, write_eraser
+from tests.toy_data import write_csv, write_eraser
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 from sgt_nlp.demo import demo_spec, main, method_sentences, parse_settings
 from tests import tiny
-from tests.test_training import write_eraser
+from tests.toy_data import write_eraser
 
 
 def interval(mean, low, high):

@@ -21,7 +21,7 @@ from sgt_nlp.masking import replacement_embeddings
 from sgt_nlp.saliency import embedding_forward_kwargs, forward_from_embeddings, word_embedding_layer
 from sgt_nlp.sanity import SanityConfig, parse_methods, randomization_stages, run_sanity_checks
 from tests import tiny
-from tests.test_training import write_eraser
+from tests.toy_data import write_eraser
 
 FAMILIES = (*tiny.DECODER_FAMILIES, "modernbert")
 SIDES = ("right", "left")

@@ -12,11 +12,11 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.toy_data import ROOT
+
 README = ROOT / "README.md"
 
 

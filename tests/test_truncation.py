@@ -244,12 +244,6 @@ def long_data(tmp_path_factory):
     return write_long_eraser(tmp_path_factory.mktemp("long_eraser"))
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
-    return folder
-
-
 class PositionScores(Random):
     """Test explainer: piece ``t`` scores ``t``, so the top words are the last seen ones (hand-computable)."""
 

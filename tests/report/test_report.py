@@ -356,7 +356,7 @@ def two_evaluations(tmp_path_factory):
     """The same tiny model evaluated twice (two names), and another model, each with two removal modes."""
     from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
     from tests import tiny
-    from tests.test_training import write_eraser
+    from tests.toy_data import write_eraser
 
     root = tmp_path_factory.mktemp("evals")
     data = write_eraser(root / "data")

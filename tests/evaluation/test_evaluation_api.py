@@ -24,18 +24,6 @@ from sgt_nlp.evaluation import (
 )
 from sgt_nlp.loading import load_classifier
 from sgt_nlp.saliency import AGGREGATIONS
-from tests import tiny
-from tests.test_training import write_eraser
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_eraser(tmp_path_factory.mktemp("eraser"))
 
 
 def _without_seconds(rows):

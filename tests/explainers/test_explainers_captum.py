@@ -23,15 +23,6 @@ FAMILIES = ("bert", "roberta")
 REL = 1e-4  # float32 tolerance, relative to the largest score of the batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several oversubscribe the shared CPU (about 6x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.cache
 def setup(family: str, num_labels: int = 2):
     model = tiny_model(family, num_labels=num_labels, seed=1, initializer_range=0.2)

@@ -8,7 +8,7 @@ import torch
 
 from sgt_nlp.eraser import align_words, load_split
 from tests import tiny
-from tests.test_eraser_data import LABELS, MOVIES
+from tests.toy_data import LABELS
 
 WORDS = ["the", "movies", "plays", "good", "film"]
 MASK = [0, 1, 1, 0, 1]
@@ -140,10 +140,8 @@ def test_aggregate_is_differentiable_and_validates() -> None:
 
 
 @pytest.fixture(scope="module")
-def movies_test():
-    if not (MOVIES / "test.jsonl").is_file():
-        pytest.skip(f"real ERASER movies data not found at {MOVIES}")
-    return load_split(MOVIES, "test", labels=LABELS)
+def movies_test(movies_dir):
+    return load_split(movies_dir, "test", labels=LABELS)
 
 
 def _movie_rows(split):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -14,8 +13,7 @@ from transformers import AutoModelForSequenceClassification
 
 from sgt_nlp.finetune import DataArguments, main, parse_args
 from tests import tiny
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.toy_data import ROOT, write_csv, write_eraser
 
 
 @pytest.fixture(scope="module")
@@ -23,45 +21,6 @@ def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_bert")
     tiny.tiny_model("bert").save_pretrained(folder)
     tiny.wordpiece_tokenizer().save_pretrained(folder)
-    return folder
-
-
-def write_csv(path: Path, rows):
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
-
-
-def write_eraser(folder: Path) -> Path:
-    (folder / "docs").mkdir(parents=True)
-    for split in ("train", "val"):
-        lines = []
-        for i, (sentence, label) in enumerate(tiny.SENTENCES):
-            docid = f"{split}_{i}"
-            (folder / "docs" / docid).write_text(sentence + "\n")
-            words = sentence.split()
-            ev = {
-                "docid": docid,
-                "start_token": 0,
-                "end_token": 2,
-                "start_sentence": 0,
-                "end_sentence": 1,
-                "text": " ".join(words[:2]),
-            }
-            lines.append(
-                json.dumps(
-                    {
-                        "annotation_id": docid,
-                        "classification": "POS" if label else "NEG",
-                        "evidences": [[ev]],
-                        "query": "what is the sentiment ?",
-                        "query_type": None,
-                    }
-                )
-            )
-        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
 

@@ -16,7 +16,7 @@ from sgt_nlp.eraser import (
     verify_results,
     write_results,
 )
-from tests.test_eraser_data import LABELS, write_toy_dataset
+from tests.toy_data import LABELS, write_toy_dataset
 
 THRESHOLDS = (0.1, 0.5)
 

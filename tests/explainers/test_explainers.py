@@ -24,15 +24,6 @@ from tests.tiny import SENTENCES, encode, tiny_model, tokenizer_for
 FAMILIES = ("bert", "roberta")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several oversubscribe the shared CPU (about 6x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class MeanPooledEncoder(nn.Module):
     """A tiny HF encoder with a masked-mean head: unlike first-token heads it is padding-side invariant.
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,20 +25,7 @@ from sgt_nlp.evaluation import (
 )
 from sgt_nlp.metrics import removal_count, top_k_indices
 from tests import tiny
-from tests.test_training import write_eraser
-
-MOVIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "eraser_movies"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_eraser(tmp_path_factory.mktemp("eraser"))
+from tests.toy_data import MOVIES
 
 
 def run(model_dir, data_dir, out, **overrides):

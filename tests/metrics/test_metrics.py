@@ -27,9 +27,9 @@ from sgt_nlp.metrics import (
     token_prf,
     tokens_to_flip_fraction,
 )
-from tests.test_eraser_data import LABELS, write_toy_dataset
+from tests.toy_data import LABELS, write_toy_dataset
 
-# Gold spans of the toy dataset (tests/test_eraser_data.py): a1 is multi-document, a2 had an empty span dropped,
+# Gold spans of the toy dataset (tests/eraser/test_eraser_data.py): a1 is multi-document, a2 had an empty span dropped,
 # d3:0 has a document without any rationale.
 GOLD = {("a1", "d1"): [(1, 3), (5, 6)], ("a1", "d2"): [(0, 2)], ("a2", "d2"): [(2, 4)]}
 # Predictions: two OVERLAPPING spans in (a1, d1), a partial hit in (a1, d2), nothing for a2, a span in the

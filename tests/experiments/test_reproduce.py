@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 from tests import tiny
-from tests.test_training import write_eraser
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.toy_data import ROOT, write_eraser
 
 
 def load_script():

@@ -25,6 +25,7 @@ from sgt_nlp.experiments import (
     verdict_words,
     write_sst2_as_eraser,
 )
+from tests.toy_data import ROOT
 
 # ---- paired bootstrap --------------------------------------------------------------------------------------
 
@@ -289,9 +290,8 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
 
 
 def test_spec_files_match_the_presets():
-    from pathlib import Path
 
-    specs = Path(__file__).resolve().parents[1] / "specs"
+    specs = ROOT / "specs"
     for name, preset in PRESETS.items():
         assert load_spec(specs / f"{name}.json") == preset, (
             f"specs/{name}.json is stale: rewrite it with spec_to_dict"
