@@ -63,7 +63,7 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
-# ---- output folders -----------------------------------------------------------------------------------------
+# ---- output folders ----------------------------------------------------------------------------------------
 
 
 def check_output_dir(
@@ -101,7 +101,7 @@ def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterabl
     return removed
 
 
-# ---- inputs -------------------------------------------------------------------------------------------------
+# ---- inputs ------------------------------------------------------------------------------------------------
 
 
 def check_max_length(
@@ -138,7 +138,7 @@ def check_max_length(
             )
 
 
-# ---- tables (CSV / JSON lines) ------------------------------------------------------------------------------
+# ---- tables (CSV / JSON lines) -----------------------------------------------------------------------------
 
 
 class InputFileError(ValueError):

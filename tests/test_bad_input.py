@@ -38,7 +38,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-# ---- ERASER folders for `sgt-nlp evaluate` -------------------------------------------------------------------
+# ---- ERASER folders for `sgt-nlp evaluate` -----------------------------------------------------------------
 
 
 def _rewrite_line(path: Path, line_no: int, change) -> None:
@@ -231,7 +231,7 @@ def test_debug_shows_the_traceback(tmp_path, model_dir):
         )
 
 
-# ---- what must work, and what must not be lost ------------------------------------------------------------------
+# ---- what must work, and what must not be lost -------------------------------------------------------------
 
 
 def test_a_split_of_one_class_is_evaluated(tmp_path, capsys, model_dir):
@@ -327,7 +327,7 @@ def test_threshold_and_coverage_with_unannotated_examples(tmp_path, capsys, mode
     assert "covers the 4 of 8 examples that have a human rationale" in printed.out
 
 
-# ---- CSV files and folders for `sgt-nlp train` ----------------------------------------------------------------
+# ---- CSV files and folders for `sgt-nlp train` -------------------------------------------------------------
 
 
 def train_args(model_dir: Path, out: Path, *data: str) -> list[str]:

@@ -48,7 +48,7 @@ def run(model_dir, data_dir, out, **overrides):
     return evaluate_folder(config), config
 
 
-# ---- pure helpers -------------------------------------------------------------------------------------------
+# ---- pure helpers ------------------------------------------------------------------------------------------
 
 
 def test_perturbation_keys_dedupe_and_skip_the_unperturbed_input():
@@ -91,7 +91,7 @@ def test_whole_word_vocabulary():
     assert bpe and all(w.isalpha() and not w.startswith("Ġ") for w in bpe)
 
 
-# ---- end to end ---------------------------------------------------------------------------------------------
+# ---- end to end --------------------------------------------------------------------------------------------
 
 
 def test_outputs_are_complete_and_verified(tmp_path, model_dir, data_dir):
@@ -271,7 +271,7 @@ def test_roberta_model_evaluates(tmp_path, data_dir):
     assert all(0 <= r["auprc"] <= 1 for r in rows)
 
 
-# ---- bad input ----------------------------------------------------------------------------------------------
+# ---- bad input ---------------------------------------------------------------------------------------------
 
 
 def test_bad_configuration_is_refused(tmp_path, model_dir, data_dir):
@@ -319,7 +319,7 @@ def test_cli_prints_the_summary(tmp_path, model_dir, data_dir, capsys):
     assert len((tmp_path / "o" / "gradient" / "results.jsonl").read_text().splitlines()) == 3
 
 
-# ---- processes and real data ----------------------------------------------------------------------------------
+# ---- processes and real data -------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")

@@ -334,7 +334,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert any("undefinedFunction" in line for line in _console_errors(bad.stderr))
 
 
-# ---- removal modes and noise ------------------------------------------------------------------------------------
+# ---- removal modes and noise -------------------------------------------------------------------------------
 
 
 def test_paired_bootstrap_tells_a_shift_from_noise():

@@ -18,7 +18,7 @@ from tests import tiny
 
 MODES = ("head", "tail", "head_tail")
 
-# ---- the pure selection --------------------------------------------------------------------------------------
+# ---- the pure selection ------------------------------------------------------------------------------------
 
 COUNTS = [1, 2, 1, 3, 1, 1, 2, 1]  # 12 pieces
 
@@ -72,7 +72,7 @@ def test_bad_selection_arguments():
         select_kept_words([1], -1, "tail")
 
 
-# ---- alignment: word_ids follow the kept words ---------------------------------------------------------------
+# ---- alignment: word_ids follow the kept words -------------------------------------------------------------
 
 WORDS = ["the", "movies", "plays", "good", "film"]  # pieces: 1, 2 (movie ##s), 2 (play ##s), 1, 1
 MASK = [0, 1, 1, 0, 1]
@@ -164,7 +164,7 @@ def test_head_is_the_tokenizers_own_truncation():
         assert encoding["input_ids"] == reference["input_ids"]
 
 
-# ---- a hand-built ERASER folder: 20 distinct one-piece words, rationale at the start and near the end -------
+# ---- a hand-built ERASER folder: 20 distinct one-piece words, rationale at the start and near the end ------
 
 DOC = [
     "the",

@@ -186,7 +186,7 @@ def encode(family: str, sentences=SENTENCES, padding_side: str = "right", max_le
     return dict(batch)
 
 
-# ---- decoder-only classifiers, ModernBERT and their tokenizers ----------------------------------------------------
+# ---- decoder-only classifiers, ModernBERT and their tokenizers ---------------------------------------------
 
 DECODER_FAMILIES = ("gpt2", "llama", "qwen2", "mistral", "gemma", "phi")
 #: Which tokenizer each family is tested with: byte-level BPE (GPT-2 style) or SentencePiece-style Unigram (Llama).
