@@ -1,4 +1,5 @@
-"""ERASER loading: a hand-built toy folder with every quirk, one test per bad input, and the real Movies data."""
+"""ERASER loading: a hand-built toy folder with every quirk, one test per bad input, and the real Movies
+data."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from sgt_nlp.eraser import (
 MOVIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "eraser_movies"
 LABELS = ("NEG", "POS")
 
-# Toy documents. d1: 2 sentences of 4 tokens (8 tokens); d2: a blank line between "p q r" and "s t" (5 tokens);
-# d3: 6 tokens and never any human rationale.
+# Toy documents. d1: 2 sentences of 4 tokens (8 tokens); d2: a blank line between "p q r" and "s t"
+# (5 tokens); d3: 6 tokens and never any human rationale.
 TOY_DOCS = {"d1": "a b c d\ne f g h\n", "d2": "p q r\n\n s  t\n", "d3": "x y z w v u\n"}
 
 

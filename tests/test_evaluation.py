@@ -1,4 +1,5 @@
-"""The evaluation pipeline: files, hand-checked faithfulness, removal modes, processes, bad input, real data."""
+"""The evaluation pipeline: files, hand-checked faithfulness, removal modes, processes, bad input, real
+data."""
 
 from __future__ import annotations
 
@@ -149,7 +150,8 @@ def test_visible_only_metrics_equal_the_whole_document_ones_without_truncation(t
 
 @pytest.mark.parametrize("removal", ["delete", "mask_token", "random_token"])
 def test_comprehensiveness_and_sufficiency_by_hand(tmp_path, model_dir, data_dir, removal):
-    """Recompute one example's perturbed probabilities from its word scores and compare with the results file."""
+    """Recompute one example's perturbed probabilities from its word scores and compare with the results
+    file."""
     out = tmp_path / removal
     run(model_dir, data_dir, out, methods=("gradient",), removal=removal)
     threshold = json.loads((out / "run.json").read_text())["threshold"]
@@ -174,7 +176,8 @@ def test_comprehensiveness_and_sufficiency_by_hand(tmp_path, model_dir, data_dir
     elif removal == "mask_token":
         comp_words = [("[MASK]" if i in top else w) for i, w in enumerate(words)]
         suff_words = [(w if i in top else "[MASK]") for i, w in enumerate(words)]
-    else:  # random_token: same length, removed words replaced by vocabulary words (not the originals' positions)
+    else:
+        # random_token: same length, removed words replaced by vocabulary words (not the originals' positions)
         comp_words = suff_words = None
     with torch.no_grad():
 
@@ -432,7 +435,8 @@ def test_real_movies_test_split_end_to_end(tmp_path, model_dir):
 
 
 def test_rescore_reproduces_the_scores_from_the_results_files(tmp_path, model_dir, data_dir):
-    """Rescoring with an unchanged scorer gives back every number; stale sections are replaced, the rest kept."""
+    """Rescoring with an unchanged scorer gives back every number; stale sections are replaced, the rest
+    kept."""
     from sgt_nlp.cli import main as cli_main
     from sgt_nlp.evaluation import rescore_output
 

@@ -1,4 +1,5 @@
-"""The HTML report and the heatmap helpers, on evaluation folders built exactly as docs/evaluation_output.md says."""
+"""The HTML report and the heatmap helpers, on evaluation folders built exactly as docs/evaluation_output.md
+says."""
 
 from __future__ import annotations
 

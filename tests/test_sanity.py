@@ -288,7 +288,8 @@ def test_loaded_weights_are_reinitialised_and_the_original_is_never_touched(tmp_
 
 
 class PositiveOnlyGradient(Explainer):
-    """A deliberately positive explainer: the largest |d f / d e_td| over dimensions (a max-abs aggregation)."""
+    """A deliberately positive explainer: the largest |d f / d e_td| over dimensions (a max-abs
+    aggregation)."""
 
     name = "positive_only"
 
@@ -299,7 +300,8 @@ class PositiveOnlyGradient(Explainer):
 
 @functools.cache
 def _trained_state() -> dict[str, torch.Tensor]:
-    """A tiny BERT fitted to the 8 SENTENCES (40 full-batch Adam steps): not random, so verdicts mean something."""
+    """A tiny BERT fitted to the 8 SENTENCES (40 full-batch Adam steps): not random, so verdicts mean
+    something."""
     model, (inputs, labels) = tiny_model("bert", seed=0), _batch()
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

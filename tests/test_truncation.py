@@ -1,4 +1,5 @@
-"""Long documents: head / tail / head_tail truncation, the same in training, evaluation, explain and sanity."""
+"""Long documents: head / tail / head_tail truncation, the same in training, evaluation, explain and
+sanity."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ COUNTS = [1, 2, 1, 3, 1, 1, 2, 1]  # 12 pieces
         # after its 2nd piece, as the tokenizer's own truncation does.
         (6, "head", [0, 1, 2, 3]),
         (7, "head", [0, 1, 2, 3]),
-        # tail: whole words from the end while they fit: 1 + 2 + 1 + 1 = 5, word 3 (3 pieces) would make 8 > 7.
+        # tail: whole words from the end while they fit: 1 + 2 + 1 + 1 = 5, word 3 (3 pieces) would make
+        # 8 > 7.
         (7, "tail", [4, 5, 6, 7]),
         (8, "tail", [3, 4, 5, 6, 7]),
         # head_tail: head budget round(7 / 4) = 2 -> word 0 (word 1 would make 3); the tail gets 7 - 1 = 6.
