@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_model(data_dir: Path, split: str, folder: Path) -> tuple[str, str]:
-    """A MiniLM-shaped classifier folder with labels matching the split; returns its path and a description."""
+    """A MiniLM-shaped classifier folder with labels matching the split; returns its path and a
+    description."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -85,7 +86,8 @@ def build_model(data_dir: Path, split: str, folder: Path) -> tuple[str, str]:
 def floor_seconds(
     model_dir: str, stats: dict, methods: list[str], device: str, batch_size: int
 ) -> float | None:
-    """Time of the bare model passes at their true lengths: inputs of equal length batched (no padding at all)."""
+    """Time of the bare model passes at their true lengths: inputs of equal length batched (no padding at
+    all)."""
     if not set(methods) <= {"gradient", "random"}:
         return None
     from collections import Counter
@@ -181,7 +183,8 @@ def main() -> None:
     passes = len(stats["perturbed_lengths"]) + len(stats["example_lengths"]) * len(methods)
     print(f"model: {description}")
     print(
-        f"device={args.device}; {n} examples of {args.data_dir} ({args.split}), max_length={args.max_length}, "
+        f"device={args.device}; {n} examples of {args.data_dir} ({args.split}), "
+        f"max_length={args.max_length}, "
         f"methods={','.join(methods)}; {passes} model passes "
         f"(mean example length {statistics.mean(stats['example_lengths']):.0f} pieces)"
     )

@@ -5,9 +5,9 @@ either saliency pass, and the random-selection control), side by side.
 
 Each variant runs in its own subprocess so that its peak memory is its own: on CUDA the allocator's peak
 (``torch.cuda.max_memory_allocated``), on CPU the growth of the process's peak resident set over its
-resident set before the first step (model and batch built; gradients, optimiser state and activations not yet). A step is
-``Trainer.training_step`` (forward, SGT work, backward) plus the optimiser step, timed after warm-up;
-the table gives the median. Ratios are against the plain Trainer measured in the same run.
+resident set before the first step (model and batch built; gradients, optimiser state and activations not
+yet). A step is ``Trainer.training_step`` (forward, SGT work, backward) plus the optimiser step, timed after
+warm-up; the table gives the median. Ratios are against the plain Trainer measured in the same run.
 """
 
 from __future__ import annotations
@@ -163,10 +163,12 @@ def main() -> None:
 
     layers = {s: SIZES[s] for s in args.sizes.split(",")}
     print(
-        f"device={args.device}; steps={args.steps} (median); shapes (layers, hidden, heads, ffn, batch, seq): {layers}"
+        f"device={args.device}; steps={args.steps} (median); "
+        f"shapes (layers, hidden, heads, ffn, batch, seq): {layers}"
     )
     print(
-        f"| {'size':<6} | {'variant':<10} | {'step s':>7} | {'x plain':>7} | {'peak MB':>8} | {'x plain':>7} |"
+        f"| {'size':<6} | {'variant':<10} | {'step s':>7} | {'x plain':>7} | "
+        f"{'peak MB':>8} | {'x plain':>7} |"
     )
     print(f"|{'-' * 8}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|")
     for size, variant, sec, ratio, mb, mem_ratio in rows:

@@ -113,8 +113,9 @@ def _command_table() -> dict[str, tuple[str, Command]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs a subcommand. Errors print one line on stderr (no traceback unless ``--debug``) and give exit status
-    2 for a bad option or output folder (:class:`~sgt_nlp.validation.UsageError`, as argparse) and 1 otherwise."""
+    """Runs a subcommand. Errors print one line on stderr (no traceback unless ``--debug``) and give exit
+    status 2 for a bad option or output folder (:class:`~sgt_nlp.validation.UsageError`, as argparse) and 1
+    otherwise."""
     from .validation import run_reporting_errors
 
     argv = list(sys.argv[1:] if argv is None else argv)

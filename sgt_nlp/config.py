@@ -18,10 +18,11 @@ SALIENCY_PASSES = ("reuse", "eval")
 class SaliencyGuidedTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the ``sgt_*`` knobs of Saliency Guided Training (Ismail et al., 2021).
 
-    Each step the trainer ranks the real tokens of every sequence by the saliency of the target class, replaces
-    the embeddings of the lowest ``sgt_mask_fraction`` of them, and adds ``sgt_kl_weight * KL(p(x) || p(x~))``
-    to the task loss. ``sgt_mask_fraction=0`` is plain fine-tuning. ``sgt_mask_selection`` swaps the ranking
-    for the controls: ``random`` (no saliency at all) and ``highest`` (the most salient tokens).
+    Each step the trainer ranks the real tokens of every sequence by the saliency of the target class,
+    replaces the embeddings of the lowest ``sgt_mask_fraction`` of them, and adds
+    ``sgt_kl_weight * KL(p(x) || p(x~))`` to the task loss. ``sgt_mask_fraction=0`` is plain fine-tuning.
+    ``sgt_mask_selection`` swaps the ranking for the controls: ``random`` (no saliency at all) and ``highest``
+    (the most salient tokens).
     """
 
     sgt_mask_fraction: float = field(
@@ -37,9 +38,10 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
     sgt_mask_strategy: str = field(
         default="random_token",
         metadata={
-            "help": "What replaces a masked token's embedding: 'random_token' (embedding of a random non-special "
-            "vocabulary token), 'mask_token' (the tokenizer's mask token), 'zero', or 'uniform' (per-dimension "
-            "uniform draw within that sequence's embedding range, the authors' image-code analogue).",
+            "help": "What replaces a masked token's embedding: 'random_token' (embedding of a random "
+            "non-special vocabulary token), 'mask_token' (the tokenizer's mask token), 'zero', or 'uniform' "
+            "(per-dimension uniform draw within that sequence's embedding range, the authors' image-code "
+            "analogue).",
             "choices": list(MASK_STRATEGIES),
         },
     )
@@ -71,16 +73,17 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
     sgt_saliency_output: str = field(
         default="logit",
         metadata={
-            "help": "Which output of the target class is differentiated: 'logit' (default; the authors' CIFAR "
-            "and BIRD code), 'log_prob' (their MNIST code) or 'prob'.",
+            "help": "Which output of the target class is differentiated: 'logit' (default; the authors' "
+            "CIFAR and BIRD code), 'log_prob' (their MNIST code) or 'prob'.",
             "choices": list(TARGET_OUTPUTS),
         },
     )
     sgt_saliency_pass: str = field(
         default="reuse",
         metadata={
-            "help": "'reuse' (default) takes the saliency from the training forward pass (dropout on; one forward "
-            "fewer); 'eval' runs a separate forward in eval mode first (dropout off, as the authors' code).",
+            "help": "'reuse' (default) takes the saliency from the training forward pass (dropout on; one "
+            "forward fewer); 'eval' runs a separate forward in eval mode first (dropout off, as the authors' "
+            "code).",
             "choices": list(SALIENCY_PASSES),
         },
     )
@@ -111,7 +114,8 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
     def from_training_arguments(
         cls, args: TrainingArguments, **sgt: object
     ) -> SaliencyGuidedTrainingArguments:
-        """The same settings as ``args`` (a plain ``TrainingArguments``), with the given or default ``sgt_*``."""
+        """The same settings as ``args`` (a plain ``TrainingArguments``), with the given or default
+        ``sgt_*``."""
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
         return cls(**values, **sgt)
 

@@ -87,8 +87,8 @@ class DemoSettings:
         default=DEMO_TASK.synthetic["templates"],
         metadata={
             "choices": list(TEMPLATE_NAMES),
-            "help": "synthetic task variant: lexical (label words) or contrastive (same words, order decides; "
-            "harder)",
+            "help": "synthetic task variant: lexical (label words) or contrastive (same words, order "
+            "decides; harder)",
         },
     )
     n_train: int = field(

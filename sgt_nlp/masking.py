@@ -14,13 +14,14 @@ from torch import nn
 
 MaskStrategy = Literal["random_token", "mask_token", "zero", "uniform"]
 MASK_STRATEGIES: tuple[str, ...] = ("random_token", "mask_token", "zero", "uniform")
-# Which k tokens are masked: SGT's lowest-saliency ones, or the two controls that isolate what the saliency adds
-# (a uniformly random k: "masked-consistency training"; the k most salient: the reversed ranking).
+# Which k tokens are masked: SGT's lowest-saliency ones, or the two controls that isolate what the saliency
+# adds (a uniformly random k: "masked-consistency training"; the k most salient: the reversed ranking).
 MASK_SELECTIONS: tuple[str, ...] = ("saliency", "random", "highest")
 
 
 def special_ids_of(tokenizer=None, config=None) -> list[int]:
-    """Ids that must never be masked or counted: every special token the tokenizer knows, else the config's."""
+    """Ids that must never be masked or counted: every special token the tokenizer knows, else the
+    config's."""
     ids: set[int] = set()
     if tokenizer is not None:
         ids.update(int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None)
@@ -77,7 +78,8 @@ def lowest_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tenso
 
 
 def highest_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Boolean ``[B, T]`` marking, per row, the ``k[i]`` candidates with the highest score (ties: earlier first)."""
+    """Boolean ``[B, T]`` marking, per row, the ``k[i]`` candidates with the highest score (ties: earlier
+    first)."""
     return lowest_k_mask(-scores.float(), candidates, k)
 
 

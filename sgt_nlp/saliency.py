@@ -31,7 +31,8 @@ def aggregate_token_saliency(
 
     ``l2``/``l1`` are gradient magnitudes (what "small gradients" means in the SGT paper); ``signed_mean`` is
     the literal port of the authors' channel mean; ``grad_x_input`` and its absolute value multiply by the
-    embedding itself. Only the signed ones can tell two classes of a binary softmax apart (see sgt_nlp.sanity).
+    embedding itself. Only the signed ones can tell two classes of a binary softmax apart (see
+    sgt_nlp.sanity).
     """
     if aggregation == "l2":
         return grads.float().norm(p=2, dim=-1)

@@ -63,13 +63,14 @@ def check_device(device: str) -> None:
         raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
-# ---- output folders -----------------------------------------------------------------------------------------
+# ---- output folders ----------------------------------------------------------------------------------------
 
 
 def check_output_dir(
     path: str | Path, *, overwrite: bool, what: str, flag: str = "--overwrite_output_dir"
 ) -> None:
-    """Refuse an output folder that is a file, or one that holds anything unless ``overwrite`` was asked for."""
+    """Refuse an output folder that is a file, or one that holds anything unless ``overwrite`` was asked
+    for."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--output_dir {path} is a file, not a folder")
@@ -101,7 +102,7 @@ def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterabl
     return removed
 
 
-# ---- inputs -------------------------------------------------------------------------------------------------
+# ---- inputs ------------------------------------------------------------------------------------------------
 
 
 def check_max_length(
@@ -133,16 +134,17 @@ def check_max_length(
         needed = len(ids) + specials
         if max_length <= needed:
             raise UsageError(
-                f"{option} {max_length} leaves no room for the document of {where[i]}: its query and the special "
-                f"tokens take {needed} pieces"
+                f"{option} {max_length} leaves no room for the document of {where[i]}: its query and the "
+                f"special tokens take {needed} pieces"
             )
 
 
-# ---- tables (CSV / JSON lines) ------------------------------------------------------------------------------
+# ---- tables (CSV / JSON lines) -----------------------------------------------------------------------------
 
 
 class InputFileError(ValueError):
-    """A data file has a bad row; ``path``, ``line`` (1-based, when the format has lines) and ``field`` say where."""
+    """A data file has a bad row; ``path``, ``line`` (1-based, when the format has lines) and ``field`` say
+    where."""
 
     def __init__(self, path: str | Path, line: int | None, field_name: str | None, message: str) -> None:
         self.path, self.line, self.field = str(path), line, field_name
@@ -195,7 +197,8 @@ def sorted_label_names(values: Iterable[object]) -> list[str]:
 def run_reporting_errors(name: str, command: Callable[[list[str]], object], argv: list[str]) -> int:
     """Runs ``command(argv)`` the way every ``sgt-nlp`` entry point reports errors: one line on stderr naming
     ``name`` (no traceback unless ``--debug`` is in ``argv``), exit status 2 for a :class:`UsageError` (as
-    argparse) and 1 for anything else, 130 when interrupted; 0, or the command's own int status, on success."""
+    argparse) and 1 for anything else, 130 when interrupted; 0, or the command's own int status, on
+    success."""
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:

@@ -1,8 +1,8 @@
 """Settings and fixtures every test module shares.
 
-Tiny models gain nothing from intra-op threads, and the CI machine has two cores: one thread. The fixtures are
-module-scoped (built once per test module that asks for them); a module that needs another model or folder under
-the same name defines its own fixture, which takes precedence.
+Tiny models gain nothing from intra-op threads, and the CI machine has two cores: one thread. The fixtures
+are module-scoped (built once per test module that asks for them); a module that needs another model or
+folder under the same name defines its own fixture, which takes precedence.
 """
 
 from pathlib import Path

@@ -1,6 +1,6 @@
-"""A careless user on hand-built folders and CSVs: every bad input fails before any model pass, through the CLI,
-with one line that names the file/line/field or option (exit status 2 for a bad option, 1 for bad data), and
-leaves no partial output. Also: what must *not* be refused, and what must not be lost."""
+"""A careless user on hand-built folders and CSVs: every bad input fails before any model pass, through the
+CLI, with one line that names the file/line/field or option (exit status 2 for a bad option, 1 for bad data),
+and leaves no partial output. Also: what must *not* be refused, and what must not be lost."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-# ---- ERASER folders for `sgt-nlp evaluate` -------------------------------------------------------------------
+# ---- ERASER folders for `sgt-nlp evaluate` -----------------------------------------------------------------
 
 
 def _rewrite_line(path: Path, line_no: int, change) -> None:
@@ -83,7 +83,8 @@ EVALUATE_CASES = [
         ["--max_length must be a positive integer, got -5"],
     ),
     ("zero max_length", None, ["--max_length", "0"], 2, ["--max_length must be a positive integer, got 0"]),
-    # the query "what is the sentiment ?" is 5 pieces, plus [CLS] [SEP] [SEP]: 8 leave no room for the document
+    # the query "what is the sentiment ?" is 5 pieces, plus [CLS] [SEP] [SEP]: 8 leave no room for the
+    # document
     (
         "max_length below the query",
         None,
@@ -231,7 +232,7 @@ def test_debug_shows_the_traceback(tmp_path, model_dir):
         )
 
 
-# ---- what must work, and what must not be lost ------------------------------------------------------------------
+# ---- what must work, and what must not be lost -------------------------------------------------------------
 
 
 def test_a_split_of_one_class_is_evaluated(tmp_path, capsys, model_dir):
@@ -289,8 +290,8 @@ def test_overwriting_an_evaluation_clears_what_it_wrote_and_leaves_the_card(tmp_
 
 
 def test_threshold_and_coverage_with_unannotated_examples(tmp_path, capsys, model_dir):
-    """HateXplain-style: no rationale for one class. The default threshold is the mean fraction of the examples
-    that have one, and the coverage is said."""
+    """HateXplain-style: no rationale for one class. The default threshold is the mean fraction of the
+    examples that have one, and the coverage is said."""
     data = write_eraser(tmp_path / "data")
 
     def drop_evidence(record):
@@ -327,7 +328,7 @@ def test_threshold_and_coverage_with_unannotated_examples(tmp_path, capsys, mode
     assert "covers the 4 of 8 examples that have a human rationale" in printed.out
 
 
-# ---- CSV files and folders for `sgt-nlp train` ----------------------------------------------------------------
+# ---- CSV files and folders for `sgt-nlp train` -------------------------------------------------------------
 
 
 def train_args(model_dir: Path, out: Path, *data: str) -> list[str]:

@@ -62,7 +62,8 @@ def test_highest_k_picks_exactly_the_k_highest_candidates():
     scores = torch.tensor([[0.1, 5.0, 0.2, 3.0, -1.0, 9.0], [9.0, 1.0, 2.0, 0.5, 4.0, 3.0]])
     candidates = torch.tensor([[False, True, True, True, True, False], [True, True, True, True, True, True]])
     chosen = highest_k_mask(scores, candidates, torch.tensor([2, 3]))
-    # row 0: candidates 1..4 score 5, 0.2, 3, -1 -> highest two are positions 1 (5) and 3 (3); 5 (9.0) is special.
+    # row 0: candidates 1..4 score 5, 0.2, 3, -1 -> highest two are positions 1 (5) and 3 (3); 5 (9.0) is
+    # special.
     assert chosen[0].nonzero().flatten().tolist() == [1, 3]
     # row 1: highest three are 9 (0), 4 (4), 3 (5)
     assert chosen[1].nonzero().flatten().tolist() == [0, 4, 5]

@@ -33,7 +33,8 @@ def test_readme_starts_with_the_two_commands():
     # CI runs these two lines as the README writes them, in a brand-new virtual environment.
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python3 -m venv" in ci and "README.md" in ci and 'eval "$install"' in ci
-    # The test command is written out literally (so that CI visibly runs pytest) and checked against the README's.
+    # The test command is written out literally (so that CI visibly runs pytest) and checked against the
+    # README's.
     assert '[[ $test_command == "python -m pytest -q" ]]' in ci
     assert ci.rstrip().splitlines()[-1] == commands[1]
 

@@ -1,4 +1,5 @@
-"""The synthetic rationale task: valid ERASER data, exact planted rationales, determinism, no frequency shortcut."""
+"""The synthetic rationale task: valid ERASER data, exact planted rationales, determinism, no frequency
+shortcut."""
 
 from __future__ import annotations
 

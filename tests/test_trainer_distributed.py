@@ -1,4 +1,5 @@
-"""Two CPU processes (torchrun + gloo, DDP or FSDP2) must train like one process with the same global batch."""
+"""Two CPU processes (torchrun + gloo, DDP or FSDP2) must train like one process with the same global
+batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Long documents: head / tail / head_tail truncation, the same in training, evaluation, explain and sanity."""
+"""Long documents: head / tail / head_tail truncation, the same in training, evaluation, explain and
+sanity."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests import tiny
 
 MODES = ("head", "tail", "head_tail")
 
-# ---- the pure selection --------------------------------------------------------------------------------------
+# ---- the pure selection ------------------------------------------------------------------------------------
 
 COUNTS = [1, 2, 1, 3, 1, 1, 2, 1]  # 12 pieces
 
@@ -30,7 +31,8 @@ COUNTS = [1, 2, 1, 3, 1, 1, 2, 1]  # 12 pieces
         # after its 2nd piece, as the tokenizer's own truncation does.
         (6, "head", [0, 1, 2, 3]),
         (7, "head", [0, 1, 2, 3]),
-        # tail: whole words from the end while they fit: 1 + 2 + 1 + 1 = 5, word 3 (3 pieces) would make 8 > 7.
+        # tail: whole words from the end while they fit: 1 + 2 + 1 + 1 = 5, word 3 (3 pieces) would make
+        # 8 > 7.
         (7, "tail", [4, 5, 6, 7]),
         (8, "tail", [3, 4, 5, 6, 7]),
         # head_tail: head budget round(7 / 4) = 2 -> word 0 (word 1 would make 3); the tail gets 7 - 1 = 6.
@@ -72,7 +74,7 @@ def test_bad_selection_arguments():
         select_kept_words([1], -1, "tail")
 
 
-# ---- alignment: word_ids follow the kept words ---------------------------------------------------------------
+# ---- alignment: word_ids follow the kept words -------------------------------------------------------------
 
 WORDS = ["the", "movies", "plays", "good", "film"]  # pieces: 1, 2 (movie ##s), 2 (play ##s), 1, 1
 MASK = [0, 1, 1, 0, 1]
@@ -164,7 +166,7 @@ def test_head_is_the_tokenizers_own_truncation():
         assert encoding["input_ids"] == reference["input_ids"]
 
 
-# ---- a hand-built ERASER folder: 20 distinct one-piece words, rationale at the start and near the end -------
+# ---- a hand-built ERASER folder: 20 distinct one-piece words, rationale at the start and near the end ------
 
 DOC = [
     "the",

@@ -186,10 +186,11 @@ def encode(family: str, sentences=SENTENCES, padding_side: str = "right", max_le
     return dict(batch)
 
 
-# ---- decoder-only classifiers, ModernBERT and their tokenizers ----------------------------------------------------
+# ---- decoder-only classifiers, ModernBERT and their tokenizers ---------------------------------------------
 
 DECODER_FAMILIES = ("gpt2", "llama", "qwen2", "mistral", "gemma", "phi")
-#: Which tokenizer each family is tested with: byte-level BPE (GPT-2 style) or SentencePiece-style Unigram (Llama).
+#: Which tokenizer each family is tested with: byte-level BPE (GPT-2 style) or SentencePiece-style Unigram
+#: (Llama).
 TOKENIZER_KIND = {
     "gpt2": "byte_level",
     "qwen2": "byte_level",
@@ -211,7 +212,8 @@ _CORPUS = [" ".join(WORDS)] * 4 + [
 
 @functools.cache
 def byte_level_tokenizer() -> PreTrainedTokenizerFast:
-    """A GPT-2-style byte-level BPE (no BOS; ``<|endoftext|>`` is EOS; a separate ``<|pad|>``), trained offline."""
+    """A GPT-2-style byte-level BPE (no BOS; ``<|endoftext|>`` is EOS; a separate ``<|pad|>``), trained
+    offline."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     backend = Tokenizer(models.BPE())
@@ -228,7 +230,8 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
 
 @functools.cache
 def sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
-    """A Llama-style tokenizer: Unigram pieces with the ``▁`` word marker and a BOS ``<s>`` before every text."""
+    """A Llama-style tokenizer: Unigram pieces with the ``▁`` word marker and a BOS ``<s>`` before every
+    text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     backend = Tokenizer(models.Unigram())
@@ -257,7 +260,8 @@ def family_tokenizer(family: str):
 
 
 def tiny_family_model(family: str, num_labels: int = 2, seed: int = 0):
-    """A 2-layer, 32-wide classifier of a decoder family or ModernBERT, dropout off, matched to its tokenizer."""
+    """A 2-layer, 32-wide classifier of a decoder family or ModernBERT, dropout off, matched to its
+    tokenizer."""
     from transformers import (
         AutoModelForSequenceClassification,
         GemmaConfig,

@@ -16,8 +16,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 MOVIES = SHARED_DATA / "eraser_movies"
 LABELS = ("NEG", "POS")
 
-# Toy documents. d1: 2 sentences of 4 tokens (8 tokens); d2: a blank line between "p q r" and "s t" (5 tokens);
-# d3: 6 tokens and never any human rationale.
+# Toy documents. d1: 2 sentences of 4 tokens (8 tokens); d2: a blank line between "p q r" and "s t"
+# (5 tokens); d3: 6 tokens and never any human rationale.
 TOY_DOCS = {"d1": "a b c d\ne f g h\n", "d2": "p q r\n\n s  t\n", "d3": "x y z w v u\n"}
 
 

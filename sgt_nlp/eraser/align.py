@@ -11,8 +11,8 @@ words within ``round(budget / 4)`` pieces and the last whole words within the re
 fine-tune BERT for text classification": 128 + 382 of 510). ``tail`` and ``head_tail`` cut at word boundaries,
 so a kept word is always whole; a dropped word is treated like a word beyond ``max_length`` (unseen).
 :meth:`WordAlignment.aggregate` turns piece scores ``[B, T]`` into word scores ``[B, W]`` with ``first`` (the
-ERASER baselines' choice: the first piece stands for the word), ``sum``, ``max`` or ``mean``. Works for any fast
-tokenizer (WordPiece, byte-level BPE with ``add_prefix_space=True``, SentencePiece).
+ERASER baselines' choice: the first piece stands for the word), ``sum``, ``max`` or ``mean``. Works for any
+fast tokenizer (WordPiece, byte-level BPE with ``add_prefix_space=True``, SentencePiece).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ HEAD_TAIL_HEAD_SHARE = 0.25
 
 @dataclass(frozen=True)
 class TruncationReport:
-    """How much of the documents (and of their human rationales) the truncation dropped (words the model does
-    not see: beyond ``max_length`` under ``head``, before the kept tail or between head and tail otherwise)."""
+    """How much of the documents (and of their human rationales) the truncation dropped (words the model
+    does not see: beyond ``max_length`` under ``head``, before the kept tail or between head and tail
+    otherwise)."""
 
     examples: int
     examples_truncated: int
@@ -65,9 +66,10 @@ class TruncationReport:
 class WordAlignment:
     """An encoded batch plus the piece → word map of its first (document) sequence.
 
-    ``word_index[b, t]`` is the index in ``words[b]`` of piece ``t``, or -1 for special tokens, padding and query
-    pieces. ``kept_words[b]`` are the indices (ascending) of the words the model sees, ``words_kept[b]`` their
-    number; under ``head`` truncation they are the prefix ``words[b][:words_kept[b]]``.
+    ``word_index[b, t]`` is the index in ``words[b]`` of piece ``t``, or -1 for special tokens, padding and
+    query pieces. ``kept_words[b]`` are the indices (ascending) of the words the model sees,
+    ``words_kept[b]`` their number; under ``head`` truncation they are the prefix
+    ``words[b][:words_kept[b]]``.
     """
 
     encoding: dict[str, torch.Tensor]
@@ -135,8 +137,8 @@ class WordAlignment:
 
 
 def select_kept_words(piece_counts: Sequence[int], budget: int, mode: str = "head") -> list[int]:
-    """Indices (ascending) of the words kept when a document of ``piece_counts[i]`` pieces per word must fit in
-    ``budget`` pieces. A document that fits is kept whole in every mode.
+    """Indices (ascending) of the words kept when a document of ``piece_counts[i]`` pieces per word must fit
+    in ``budget`` pieces. A document that fits is kept whole in every mode.
 
     - ``head``: every word whose first piece lies within the budget (the tokenizer cuts the pieces of the last
       one), as plain ``truncation=True`` does.
@@ -209,9 +211,9 @@ def encode_words(
     whole query when any is given, encoded with ``is_split_into_words=True``.
 
     ``kept_words[b]`` are indices into ``words[b]``; ``encoding.word_ids(b)`` index into the kept list. The
-    tokenizer's ``only_first`` truncation at ``max_length`` stays on: it is what cuts the last ``head`` word and
-    is a no-op for ``tail``/``head_tail``. Encoding the kept words again keeps them all (the same input), which
-    is what lets evaluation perturb the seen words and re-encode them under the same mode.
+    tokenizer's ``only_first`` truncation at ``max_length`` stays on: it is what cuts the last ``head`` word
+    and is a no-op for ``tail``/``head_tail``. Encoding the kept words again keeps them all (the same input),
+    which is what lets evaluation perturb the seen words and re-encode them under the same mode.
     ``tokenizer_kwargs`` (padding, return_tensors, ...) go to the tokenizer.
     """
     word_lists = [list(w) for w in words]
@@ -226,8 +228,8 @@ def encode_words(
         budget = max_length - special - query_pieces[b]
         if budget < 1 and sum(counts) > max(budget, 0):
             raise ValueError(
-                f"max_length={max_length} leaves no room for document words after the query and special tokens"
-                f" (example {b}: {special} special and {query_pieces[b]} query pieces)"
+                f"max_length={max_length} leaves no room for document words after the query and special "
+                f"tokens (example {b}: {special} special and {query_pieces[b]} query pieces)"
             )
         kept.append(select_kept_words(counts, max(budget, 0), truncation))
     kept_lists = [[w[i] for i in k] for w, k in zip(word_lists, kept, strict=True)]

@@ -60,8 +60,8 @@ class ExperimentArguments:
         metadata={
             "nargs": 2,
             "metavar": ("MODEL", "FOLDER"),
-            "help": "write an fp16 copy of MODEL (a folder or 'minilm') to FOLDER and exit (for the gpu preset, "
-            "whose machine has no hub: carry FOLDER)",
+            "help": "write an fp16 copy of MODEL (a folder or 'minilm') to FOLDER and exit (for the gpu "
+            "preset, whose machine has no hub: carry FOLDER)",
         },
     )
 

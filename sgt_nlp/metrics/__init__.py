@@ -1,4 +1,5 @@
-"""ERASER metrics as pure functions (faithfulness, plausibility, classification) and the scores-file assembler."""
+"""ERASER metrics as pure functions (faithfulness, plausibility, classification) and the scores-file
+assembler."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""Faithfulness from model probabilities (REFERENCE §2.3): comprehensiveness, sufficiency, AOPC, tokens to flip.
+"""Faithfulness from model probabilities (REFERENCE §2.3): comprehensiveness, sufficiency, AOPC, tokens to
+flip.
 
 All functions take probabilities as arrays ``[N, C]`` (``[N, B, C]`` for AOPC bins) and the index of each
 instance's **predicted** class ŷ (not the gold one), as the ERASER scorer does.
@@ -24,7 +25,8 @@ def _as_probs(probs, name: str, ndim: int = 2) -> np.ndarray:
 
 
 def prediction_drops(full_probs, perturbed_probs, predicted) -> np.ndarray:
-    """Per instance ``p(ŷ|x) - p_perturbed(ŷ)``; the quantity averaged by comprehensiveness and sufficiency."""
+    """Per instance ``p(ŷ|x) - p_perturbed(ŷ)``; the quantity averaged by comprehensiveness and
+    sufficiency."""
     full = _as_probs(full_probs, "full_probs")
     perturbed = _as_probs(perturbed_probs, "perturbed_probs")
     if full.shape != perturbed.shape:
@@ -70,7 +72,8 @@ def kl_from_full(full_probs, perturbed_probs) -> float:
 
 @dataclass(frozen=True)
 class AOPC:
-    """AOPC over bins: ``value`` = mean over instances × bins; ``points[j]`` = mean drop at ``thresholds[j]``."""
+    """AOPC over bins: ``value`` = mean over instances × bins; ``points[j]`` = mean drop at
+    ``thresholds[j]``."""
 
     value: float
     points: tuple[float, ...]
@@ -80,8 +83,8 @@ class AOPC:
 def aopc(full_probs, binned_probs, predicted, thresholds: Sequence[float] = DEFAULT_AOPC_THRESHOLDS) -> AOPC:
     """ERASER's AOPC: ``(1/|B|) Σ_k [p(ŷ|x) - p_k(ŷ)]`` averaged over instances, with no k = 0 term.
 
-    ``binned_probs[i, j]`` is the distribution after removing (comprehensiveness) or keeping only (sufficiency)
-    the top ``thresholds[j]`` fraction of tokens of instance ``i``.
+    ``binned_probs[i, j]`` is the distribution after removing (comprehensiveness) or keeping only
+    (sufficiency) the top ``thresholds[j]`` fraction of tokens of instance ``i``.
 
     >>> result = aopc([[0.9, 0.1]], [[[0.8, 0.2], [0.5, 0.5]]], [0], thresholds=(0.1, 0.5))
     >>> round(result.value, 6), tuple(round(p, 6) for p in result.points)  # drops 0.1 and 0.4

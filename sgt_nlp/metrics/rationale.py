@@ -1,7 +1,8 @@
-"""Plausibility: agreement of predicted rationales with human ones, as the ERASER scorer defines it (REFERENCE §2.3).
+"""Plausibility: agreement of predicted rationales with human ones, as the ERASER scorer defines it
+(REFERENCE §2.3).
 
-Rationales are keyed by ``(annotation_id, docid)``; spans are ``(start_token, end_token)`` with the end exclusive.
-Span collections are treated as sets, so duplicates collapse as in the scorer.
+Rationales are keyed by ``(annotation_id, docid)``; spans are ``(start_token, end_token)`` with the end
+exclusive. Span collections are treated as sets, so duplicates collapse as in the scorer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _as_sets(spans: SpanMap) -> dict[Hashable, set[Span]]:
 
 
 def round_half_up(value: float) -> int:
-    """``floor(value + 0.5)``: Python's ``round`` rounds halves to even, which would make k depend on parity."""
+    """``floor(value + 0.5)``: Python's ``round`` rounds halves to even, which would make k depend on
+    parity."""
     return int(np.floor(value + 0.5 + 1e-9))
 
 
@@ -69,8 +71,9 @@ def hard_rationale_from_scores(scores: Sequence[float] | np.ndarray, fraction: f
 
 
 def rationale_prf(gold: SpanMap, predicted: SpanMap) -> dict[str, dict[str, float]]:
-    """Exact span match. ``instance_micro``: P, R over the pooled span sets. ``instance_macro``: per key (union of
-    gold and predicted keys) P and R (0 when that side is empty); P, R and F1 are the means of the per-key values.
+    """Exact span match. ``instance_micro``: P, R over the pooled span sets. ``instance_macro``: per key
+    (union of gold and predicted keys) P and R (0 when that side is empty); P, R and F1 are the means of the
+    per-key values.
     """
     gold_sets, pred_sets = _as_sets(gold), _as_sets(predicted)
     truth = {(key, span) for key, spans in gold_sets.items() for span in spans}
@@ -100,16 +103,17 @@ def to_token_spans(spans: SpanMap) -> dict[Hashable, set[Span]]:
 
 
 def token_prf(gold: SpanMap, predicted: SpanMap) -> dict[str, dict[str, float]]:
-    """:func:`rationale_prf` on one-token spans: token precision/recall/F1, ``instance_micro`` and ``instance_macro``."""
+    """:func:`rationale_prf` on one-token spans: token precision/recall/F1, ``instance_micro`` and
+    ``instance_macro``."""
     return rationale_prf(to_token_spans(gold), to_token_spans(predicted))
 
 
 def iou_f1(gold: SpanMap, predicted: SpanMap, thresholds: Sequence[float] = (0.5,)) -> list[dict]:
-    """Partial span match (DeYoung et al.): a predicted span is a hit when its best IoU with a gold span of the same
-    key is ≥ the threshold (several predicted spans may hit the same gold span).
+    """Partial span match (DeYoung et al.): a predicted span is a hit when its best IoU with a gold span of
+    the same key is ≥ the threshold (several predicted spans may hit the same gold span).
 
-    Micro: P = hits / #predicted, R = hits / #gold. Macro: P averaged over keys with predictions, R over keys with
-    gold, and F1 = F1(macro P, macro R) (not a mean of per-key F1s). One entry per threshold:
+    Micro: P = hits / #predicted, R = hits / #gold. Macro: P averaged over keys with predictions, R over keys
+    with gold, and F1 = F1(macro P, macro R) (not a mean of per-key F1s). One entry per threshold:
     ``{"threshold", "micro": {p, r, f1}, "macro": {p, r, f1}}``.
     """
     gold_sets, pred_sets = _as_sets(gold), _as_sets(predicted)

@@ -1,10 +1,12 @@
-"""Assemble a scores dict with the official scorer's key names and nesting (REFERENCE §2.5) from results records.
+"""Assemble a scores dict with the official scorer's key names and nesting (REFERENCE §2.5) from results
+records.
 
-The records are the §2.2 results lines (dicts, e.g. from :func:`sgt_nlp.eraser.read_results`). Sections appear
-only when the records carry their inputs, as in the scorer: ``iou_scores``/``rationale_prf``/``token_prf`` need
-hard predictions, ``token_soft_metrics`` soft ones, ``sentence_soft_metrics`` soft sentence ones, and
-``classification_scores`` a classification. One extra top-level key, ``evaluation_settings``, records how tokens
-were removed and at which threshold, because numbers are not comparable across removal modes.
+The records are the §2.2 results lines (dicts, e.g. from :func:`sgt_nlp.eraser.read_results`). Sections
+appear only when the records carry their inputs, as in the scorer:
+``iou_scores``/``rationale_prf``/``token_prf`` need hard predictions, ``token_soft_metrics`` soft ones,
+``sentence_soft_metrics`` soft sentence ones, and ``classification_scores`` a classification. One extra
+top-level key, ``evaluation_settings``, records how tokens were removed and at which threshold, because
+numbers are not comparable across removal modes.
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ def score_records(
     removal: str | None = None,
     threshold: float | None = None,
 ) -> dict:
-    """The scores dict for ``records`` (one per annotation), with the scorer's keys plus ``evaluation_settings``.
+    """The scores dict for ``records`` (one per annotation), with the scorer's keys plus
+    ``evaluation_settings``.
 
-    ``removal`` (``delete``, ``mask_token``, ``random_token``...) and ``threshold`` (the single-point comp/suff
-    fraction) are written into ``evaluation_settings``; they are not used in the arithmetic.
+    ``removal`` (``delete``, ``mask_token``, ``random_token``...) and ``threshold`` (the single-point
+    comp/suff fraction) are written into ``evaluation_settings``; they are not used in the arithmetic.
     """
     by_id = {ann.annotation_id: ann for ann in annotations}
     unknown = [r["annotation_id"] for r in records if r["annotation_id"] not in by_id]

@@ -65,7 +65,8 @@ def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> tuple[in
 def heatmap_colors(
     normalised: Sequence[float],
 ) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
-    """``(background, foreground)`` RGB per normalised score; the foreground turns white on dark backgrounds."""
+    """``(background, foreground)`` RGB per normalised score; the foreground turns white on dark
+    backgrounds."""
     colours = []
     for value in normalised:
         background = _mix(WHITE, RED if value >= 0 else BLUE, abs(value))
@@ -106,7 +107,8 @@ def render_html_heatmap(
         style = f"background:{_hex(background)};color:{_hex(foreground)}"
         tip = f"{float(raw):.4g}" + (" (human rationale)" if classes == "w r" else "")
         spans.append(
-            f'<span class="{classes}" style="{style}" title="{html.escape(tip)}">{html.escape(str(word))}</span>'
+            f'<span class="{classes}" style="{style}" title="{html.escape(tip)}">'
+            f"{html.escape(str(word))}</span>"
         )
     kind = "signed" if signed else "positive"
     heading = f'<div class="heatmap-title">{html.escape(title)}</div>' if title else ""

@@ -1,13 +1,14 @@
 """Is a difference between two evaluations more than noise? Paired bootstrap over shared examples.
 
-Comprehensiveness, sufficiency and their AOPCs are means over examples of a per-example drop in the predicted
-class's probability (``sgt_nlp.metrics.faithfulness``), and every ``results.jsonl`` holds the probabilities they
-come from. Two evaluations of the same examples can therefore be compared example by example: the difference of
-the means is the mean of the per-example differences, and resampling the examples (a paired bootstrap) gives an
-interval for it. A difference whose interval contains 0 is within the noise of the example sample.
+Comprehensiveness, sufficiency and their AOPCs are means over examples of a per-example drop in the
+predicted class's probability (``sgt_nlp.metrics.faithfulness``), and every ``results.jsonl`` holds the
+probabilities they come from. Two evaluations of the same examples can therefore be compared example by
+example: the difference of the means is the mean of the per-example differences, and resampling the examples
+(a paired bootstrap) gives an interval for it. A difference whose interval contains 0 is within the noise of
+the example sample.
 
-The other columns (accuracy, AUPRC, token and IOU F1, masked accuracy) are not stored per example, so they get a
-stated noise threshold instead: :data:`NOISE_THRESHOLD`.
+The other columns (accuracy, AUPRC, token and IOU F1, masked accuracy) are not stored per example, so they get
+a stated noise threshold instead: :data:`NOISE_THRESHOLD`.
 """
 
 from __future__ import annotations

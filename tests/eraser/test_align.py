@@ -1,4 +1,5 @@
-"""Words ↔ word pieces: piece-to-word aggregation, query pairs, truncation report; WordPiece and byte-level BPE."""
+"""Words ↔ word pieces: piece-to-word aggregation, query pairs, truncation report; WordPiece and byte-level
+BPE."""
 
 from __future__ import annotations
 
@@ -95,8 +96,8 @@ def test_truncation_report_counts_words_and_rationale_words() -> None:
 
 def test_query_is_kept_and_document_truncated_with_bpe() -> None:
     tokenizer = tiny.bpe_tokenizer()
-    # <s> + doc + </s></s> + query "fun" (1 piece) + </s> = 4 special + 1 query pieces: 11 leaves 6 doc pieces,
-    # "the"(2) "good"(4) -> "fun" (3rd word) is cut.
+    # <s> + doc + </s></s> + query "fun" (1 piece) + </s> = 4 special + 1 query pieces: 11 leaves 6 doc
+    # pieces, "the"(2) "good"(4) -> "fun" (3rd word) is cut.
     alignment = align_words(
         tokenizer, [["the", "good", "fun"]], [["fun"]], max_length=11, rationale_masks=[[0, 0, 1]]
     )
@@ -222,7 +223,8 @@ def test_movies_truncation_with_trained_wordpiece(movies_test) -> None:
     assert report.rationale_words_truncated == sum(
         int(np.sum(m[k:])) for m, k in zip(masks, kept, strict=True)
     )
-    # SOURCE.md: docs average 774 words, so most exceed 512 pieces; 1 + 5 + 2 special/query pieces -> <= 504 words
+    # SOURCE.md: docs average 774 words, so most exceed 512 pieces; 1 + 5 + 2 special/query pieces
+    # -> <= 504 words
     assert report.examples_truncated > 0.8 * len(words)
     assert max(kept) <= 504
     # measured here: 186/199 documents truncated, 57.5 % of words and 67.4 % of human-rationale words cut

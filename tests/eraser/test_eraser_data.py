@@ -1,4 +1,5 @@
-"""ERASER loading: a hand-built toy folder with every quirk, one test per bad input, and the real Movies data."""
+"""ERASER loading: a hand-built toy folder with every quirk, one test per bad input, and the real Movies
+data."""
 
 from __future__ import annotations
 

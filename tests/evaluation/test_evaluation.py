@@ -1,4 +1,5 @@
-"""The evaluation pipeline: files, hand-checked faithfulness, removal modes, processes, bad input, real data."""
+"""The evaluation pipeline: files, hand-checked faithfulness, removal modes, processes, bad input, real
+data."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def run(model_dir, data_dir, out, **overrides):
     return evaluate_folder(config), config
 
 
-# ---- pure helpers -------------------------------------------------------------------------------------------
+# ---- pure helpers ------------------------------------------------------------------------------------------
 
 
 def test_perturbation_keys_dedupe_and_skip_the_unperturbed_input():
@@ -77,7 +78,7 @@ def test_whole_word_vocabulary():
     assert bpe and all(w.isalpha() and not w.startswith("Ġ") for w in bpe)
 
 
-# ---- end to end ---------------------------------------------------------------------------------------------
+# ---- end to end --------------------------------------------------------------------------------------------
 
 
 def test_outputs_are_complete_and_verified(tmp_path, model_dir, data_dir):
@@ -135,7 +136,8 @@ def test_visible_only_metrics_equal_the_whole_document_ones_without_truncation(t
 
 @pytest.mark.parametrize("removal", ["delete", "mask_token", "random_token"])
 def test_comprehensiveness_and_sufficiency_by_hand(tmp_path, model_dir, data_dir, removal):
-    """Recompute one example's perturbed probabilities from its word scores and compare with the results file."""
+    """Recompute one example's perturbed probabilities from its word scores and compare with the results
+    file."""
     out = tmp_path / removal
     run(model_dir, data_dir, out, methods=("gradient",), removal=removal)
     threshold = json.loads((out / "run.json").read_text())["threshold"]
@@ -160,7 +162,8 @@ def test_comprehensiveness_and_sufficiency_by_hand(tmp_path, model_dir, data_dir
     elif removal == "mask_token":
         comp_words = [("[MASK]" if i in top else w) for i, w in enumerate(words)]
         suff_words = [(w if i in top else "[MASK]") for i, w in enumerate(words)]
-    else:  # random_token: same length, removed words replaced by vocabulary words (not the originals' positions)
+    else:
+        # random_token: same length, removed words replaced by vocabulary words (not the originals' positions)
         comp_words = suff_words = None
     with torch.no_grad():
 
@@ -257,7 +260,7 @@ def test_roberta_model_evaluates(tmp_path, data_dir):
     assert all(0 <= r["auprc"] <= 1 for r in rows)
 
 
-# ---- bad input ----------------------------------------------------------------------------------------------
+# ---- bad input ---------------------------------------------------------------------------------------------
 
 
 def test_bad_configuration_is_refused(tmp_path, model_dir, data_dir):
@@ -305,7 +308,7 @@ def test_cli_prints_the_summary(tmp_path, model_dir, data_dir, capsys):
     assert len((tmp_path / "o" / "gradient" / "results.jsonl").read_text().splitlines()) == 3
 
 
-# ---- processes and real data ----------------------------------------------------------------------------------
+# ---- processes and real data -------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
@@ -418,7 +421,8 @@ def test_real_movies_test_split_end_to_end(tmp_path, model_dir):
 
 
 def test_rescore_reproduces_the_scores_from_the_results_files(tmp_path, model_dir, data_dir):
-    """Rescoring with an unchanged scorer gives back every number; stale sections are replaced, the rest kept."""
+    """Rescoring with an unchanged scorer gives back every number; stale sections are replaced, the rest
+    kept."""
     from sgt_nlp.cli import main as cli_main
     from sgt_nlp.evaluation import rescore_output
 

@@ -52,7 +52,8 @@ def assert_scores_close(
     ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor, rel: float = REL
 ) -> None:
     theirs = theirs.detach().masked_fill(~mask, 0.0)
-    # The floor covers aggregations that are exactly 0 in theory (signed_mean under a post-embedding LayerNorm).
+    # The floor covers aggregations that are exactly 0 in theory (signed_mean under a post-embedding
+    # LayerNorm).
     atol = rel * float(theirs.abs().max()) + 1e-7
     torch.testing.assert_close(ours, theirs, rtol=rel, atol=atol)
 

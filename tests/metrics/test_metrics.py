@@ -1,4 +1,5 @@
-"""ERASER metrics on hand-built rationales and probabilities; every expected value is worked out in the comments."""
+"""ERASER metrics on hand-built rationales and probabilities; every expected value is worked out in the
+comments."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from sgt_nlp.metrics import (
 )
 from tests.toy_data import LABELS, write_toy_dataset
 
-# Gold spans of the toy dataset (tests/eraser/test_eraser_data.py): a1 is multi-document, a2 had an empty span dropped,
+# Gold spans of the toy dataset (tests/toy_data.py): a1 is multi-document, a2 had an empty span dropped,
 # d3:0 has a document without any rationale.
 GOLD = {("a1", "d1"): [(1, 3), (5, 6)], ("a1", "d2"): [(0, 2)], ("a2", "d2"): [(2, 4)]}
 # Predictions: two OVERLAPPING spans in (a1, d1), a partial hit in (a1, d2), nothing for a2, a span in the
@@ -47,11 +48,12 @@ def test_exact_span_prf() -> None:
 
 def test_token_prf_micro_and_macro() -> None:
     scores = token_prf(GOLD, PRED)
-    # gold tokens: (a1,d1) {1,2,5}, (a1,d2) {0,1}, (a2,d2) {2,3}: 7. predicted: (a1,d1) {1,2,3} (the overlapping
-    # spans collapse), (a1,d2) {0}, (d3:0,d3) {0,1}: 6. hits: {1,2} + {0} = 3.
+    # gold tokens: (a1,d1) {1,2,5}, (a1,d2) {0,1}, (a2,d2) {2,3}: 7. predicted: (a1,d1) {1,2,3} (the
+    # overlapping spans collapse), (a1,d2) {0}, (d3:0,d3) {0,1}: 6. hits: {1,2} + {0} = 3.
     # micro P = 3/6, R = 3/7, F1 = 2 * (1/2) * (3/7) / (1/2 + 3/7) = 6/13
     assert scores["instance_micro"] == pytest.approx({"p": 0.5, "r": 3 / 7, "f1": 6 / 13})
-    # per key (P, R, F1): (a1,d1) (2/3, 2/3, 2/3); (a1,d2) (1, 1/2, 2/3); (a2,d2) (0, 0, 0); (d3:0,d3) (0, 0, 0)
+    # per key (P, R, F1): (a1,d1) (2/3, 2/3, 2/3); (a1,d2) (1, 1/2, 2/3); (a2,d2) (0, 0, 0);
+    # (d3:0,d3) (0, 0, 0)
     # macro: P = (2/3 + 1)/4 = 5/12, R = (2/3 + 1/2)/4 = 7/24, F1 = mean of F1s = (4/3)/4 = 1/3
     assert scores["instance_macro"] == pytest.approx({"p": 5 / 12, "r": 7 / 24, "f1": 1 / 3})
 
@@ -75,7 +77,8 @@ def test_iou_f1_micro_and_macro() -> None:
 def test_iou_macro_f1_is_f1_of_macro_p_and_r() -> None:
     gold = {"x": [(0, 2)], "y": [(0, 1), (3, 4)]}
     pred = {"x": [(0, 2), (5, 6)], "y": [(0, 1)]}
-    # hits x 1 of 2 predicted / 1 gold, y 1 of 1 predicted / 2 gold: macro P = (1/2 + 1)/2 = 3/4, R = (1 + 1/2)/2
+    # hits x 1 of 2 predicted / 1 gold, y 1 of 1 predicted / 2 gold: macro P = (1/2 + 1)/2 = 3/4,
+    # R = (1 + 1/2)/2
     (result,) = iou_f1(gold, pred)
     assert result["macro"] == pytest.approx({"p": 0.75, "r": 0.75, "f1": 0.75})
     # micro: 2 hits / 3 predicted, 2 hits / 3 gold
@@ -95,8 +98,9 @@ def test_soft_token_metrics() -> None:
     }
     result = soft_token_metrics(gold, scores)
     # d1 ranking: 0.9+, 0.8+, 0.7-, 0.6+, ... PR curve (recall, precision) until full recall:
-    # (1/3, 1), (2/3, 1), (2/3, 2/3), (1, 3/4), plus (0, 1). Trapezoids: 1/3 * 1 + 1/3 * 1 + 1/3 * (2/3 + 3/4)/2
-    # = 2/3 + 17/72 = 65/72. d2 is perfectly ranked: 1. "none" (all negative): sklearn's curve gives 0.5.
+    # (1/3, 1), (2/3, 1), (2/3, 2/3), (1, 3/4), plus (0, 1).
+    # Trapezoids: 1/3 * 1 + 1/3 * 1 + 1/3 * (2/3 + 3/4)/2 = 2/3 + 17/72 = 65/72. d2 is perfectly ranked: 1.
+    # "none" (all negative): sklearn's curve gives 0.5.
     assert result["auprc"] == pytest.approx((65 / 72 + 1 + 0.5) / 3)
     # AP d1 = (1/1 + 2/2 + 3/4)/3 = 11/12; d2 = 1; "none" skipped
     assert result["average_precision"] == pytest.approx((11 / 12 + 1) / 2)
@@ -121,8 +125,8 @@ def test_hard_rationale_from_scores() -> None:
 
 # ------------------------------------------------------------------------------------------- faithfulness
 
-# Three instances over labels (NEG, POS). Full distribution, then comp / suff at the single threshold, then the
-# AOPC bins 0.1 and 0.5 for comprehensiveness and sufficiency.
+# Three instances over labels (NEG, POS). Full distribution, then comp / suff at the single threshold, then
+# the AOPC bins 0.1 and 0.5 for comprehensiveness and sufficiency.
 FULL = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])  # predicted: POS, NEG, POS
 PREDICTED = np.array([1, 0, 1])
 COMP = np.array([[0.6, 0.4], [0.5, 0.5], [0.4, 0.6]])  # drops 0.4, 0.2, 0.0
@@ -255,7 +259,8 @@ def test_score_records_matches_scorer_layout(tmp_path: Path) -> None:
 
 
 def test_empty_gold_spans_count_in_span_recall_as_in_the_scorer(tmp_path: Path) -> None:
-    """a2's empty span (3, 3) is dropped from its evidence groups but the official scorer keeps it as truth."""
+    """a2's empty span (3, 3) is dropped from its evidence groups but the official scorer keeps it as
+    truth."""
     from sgt_nlp.metrics import gold_spans
 
     split = load_split(write_toy_dataset(tmp_path), "train", labels=LABELS)

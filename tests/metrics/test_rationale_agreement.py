@@ -1,4 +1,5 @@
-"""The rationale-agreement ``evaluate`` module loads from the installed package and agrees with our functions."""
+"""The rationale-agreement ``evaluate`` module loads from the installed package and agrees with our
+functions."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def test_info(metric: evaluate.Metric) -> None:
 
 def test_values_by_hand(metric: evaluate.Metric) -> None:
     result = metric.compute(predictions=PREDICTIONS, references=REFERENCES, fraction=0.5)
-    # k = round_half_up(0.5 n): 2, 2, 2 (1.5 -> 2). predicted tokens: {0,1}, {2,3}, {0,1}; gold {0,1}, {2}, {2}
+    # k = round_half_up(0.5 n): 2, 2, 2 (1.5 -> 2). predicted tokens: {0,1}, {2,3}, {0,1};
+    # gold {0,1}, {2}, {2}
     # per document (P, R, F1): (1, 1, 1), (1/2, 1, 2/3), (0, 0, 0)
     assert result["token_precision"] == pytest.approx(1.5 / 3)
     assert result["token_recall"] == pytest.approx(2 / 3)
@@ -37,8 +39,8 @@ def test_values_by_hand(metric: evaluate.Metric) -> None:
     assert result["token_f1_micro"] == pytest.approx(0.6)
     # spans: (0,2)=(0,2) IoU 1; (2,4) vs (2,3) IoU 1/2 -> hit; (0,2) vs (2,3) IoU 0. macro P = R = 2/3
     assert result["iou_f1"] == pytest.approx(2 / 3) and result["iou_f1_micro"] == pytest.approx(2 / 3)
-    # AUPRC: docs 1 and 2 perfectly ranked (1); doc 3 ranks its gold token last: curve (1, 1/3), (0, 0), (0, 0),
-    # (0, 1): 1 * (1/3 + 0)/2 = 1/6
+    # AUPRC: docs 1 and 2 perfectly ranked (1); doc 3 ranks its gold token last:
+    # curve (1, 1/3), (0, 0), (0, 0), (0, 1): 1 * (1/3 + 0)/2 = 1/6
     assert result["auprc"] == pytest.approx((1 + 1 + 1 / 6) / 3)
     assert result["fraction"] == 0.5
 

@@ -1,4 +1,5 @@
-"""The HTML report and the heatmap helpers, on evaluation folders built exactly as docs/evaluation_output.md says."""
+"""The HTML report and the heatmap helpers, on evaluation folders built exactly as docs/evaluation_output.md
+says."""
 
 from __future__ import annotations
 
@@ -334,7 +335,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert any("undefinedFunction" in line for line in _console_errors(bad.stderr))
 
 
-# ---- removal modes and noise ------------------------------------------------------------------------------------
+# ---- removal modes and noise -------------------------------------------------------------------------------
 
 
 def test_paired_bootstrap_tells_a_shift_from_noise():

@@ -32,7 +32,7 @@ def _random_sentences(n: int, length: int, seed: int) -> list[tuple[str, int]]:
     return [(" ".join(rng.choice(WORDS) for _ in range(length)), i % 2) for i in range(n)]
 
 
-# ---- an embedding-bag linear model: every gradient is known in closed form -------------------------------------
+# ---- an embedding-bag linear model: every gradient is known in closed form ---------------------------------
 
 
 class EmbeddingBagLinear(nn.Module):
@@ -97,7 +97,7 @@ def test_constant_maps_are_excluded_and_counted_not_averaged():
         assert np.allclose(originals[b], expected.double().numpy(), atol=1e-6)
 
 
-# ---- two classes: antiparallel log-prob gradients ------------------------------------------------------------
+# ---- two classes: antiparallel log-prob gradients ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta"])
@@ -168,7 +168,7 @@ def test_integrated_gradients_completeness(target_output):
     assert deltas[1] < 1e-2 and deltas[1] < deltas[0] / 20, deltas
 
 
-# ---- randomisation ---------------------------------------------------------------------------------------------
+# ---- randomisation -----------------------------------------------------------------------------------------
 
 
 def test_randomizing_every_layer_gives_uncorrelated_maps_on_average_over_seeds():
@@ -284,11 +284,12 @@ def test_loaded_weights_are_reinitialised_and_the_original_is_never_touched(tmp_
     assert flags == {n: getattr(p, "_is_hf_initialized", None) for n, p in model.named_parameters()}
 
 
-# ---- the verdicts on a trained model ---------------------------------------------------------------------------
+# ---- the verdicts on a trained model -----------------------------------------------------------------------
 
 
 class PositiveOnlyGradient(Explainer):
-    """A deliberately positive explainer: the largest |d f / d e_td| over dimensions (a max-abs aggregation)."""
+    """A deliberately positive explainer: the largest |d f / d e_td| over dimensions (a max-abs
+    aggregation)."""
 
     name = "positive_only"
 
@@ -299,7 +300,8 @@ class PositiveOnlyGradient(Explainer):
 
 @functools.cache
 def _trained_state() -> dict[str, torch.Tensor]:
-    """A tiny BERT fitted to the 8 SENTENCES (40 full-batch Adam steps): not random, so verdicts mean something."""
+    """A tiny BERT fitted to the 8 SENTENCES (40 full-batch Adam steps): not random, so verdicts mean
+    something."""
     model, (inputs, labels) = tiny_model("bert", seed=0), _batch()
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -352,7 +354,7 @@ def test_checks_flag_a_positive_only_explainer_and_pass_a_signed_one_on_a_traine
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
-# ---- the command ---------------------------------------------------------------------------------------------
+# ---- the command -------------------------------------------------------------------------------------------
 
 
 def _eraser_folder(root, n: int = 6):

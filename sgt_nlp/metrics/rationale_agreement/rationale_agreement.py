@@ -1,4 +1,5 @@
-"""Rationale agreement: how well per-token explanation scores agree with human rationales (ERASER plausibility)."""
+"""Rationale agreement: how well per-token explanation scores agree with human rationales (ERASER
+plausibility)."""
 
 from __future__ import annotations
 
