@@ -1,5 +1,6 @@
-"""Faithfulness from model probabilities (REFERENCE §2.3): comprehensiveness, sufficiency, AOPC, tokens to
-flip.
+"""Faithfulness from model probabilities, as ERASER (DeYoung et al., 2020) defines it: comprehensiveness
+(the drop in the predicted class's probability when the rationale is removed), sufficiency (the drop when
+only the rationale is kept), their AOPC over several rationale sizes, and tokens to flip.
 
 All functions take probabilities as arrays ``[N, C]`` (``[N, B, C]`` for AOPC bins) and the index of each
 instance's **predicted** class ŷ (not the gold one), as the ERASER scorer does.

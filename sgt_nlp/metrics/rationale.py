@@ -1,5 +1,5 @@
-"""Plausibility: agreement of predicted rationales with human ones, as the ERASER scorer defines it
-(REFERENCE §2.3).
+"""Plausibility: agreement of predicted rationales with human ones, as the ERASER scorer
+(``rationale_benchmark/metrics.py`` of DeYoung et al., 2020) defines it: IOU F1, token P/R/F1 and AUPRC.
 
 Rationales are keyed by ``(annotation_id, docid)``; spans are ``(start_token, end_token)`` with the end
 exclusive. Span collections are treated as sets, so duplicates collapse as in the scorer.
@@ -58,7 +58,8 @@ def spans_to_mask(spans: Iterable[Span], length: int) -> np.ndarray:
 def hard_rationale_from_scores(scores: Sequence[float] | np.ndarray, fraction: float) -> list[Span]:
     """Top-k tokens, ``k = round_half_up(fraction * n)``, merged into contiguous non-overlapping spans.
 
-    Ties go to the earlier token. This is how we give soft-score explainers hard rationales (REFERENCE §2.4).
+    Ties go to the earlier token. Soft-score explainers get hard rationales this way, so that IOU and token F1
+    (defined on spans) apply to them too.
 
     >>> hard_rationale_from_scores([0.9, 0.8, 0.1, 0.7, 0.2], 0.6)  # k = 3: tokens 0, 1, 3
     [(0, 2), (3, 4)]

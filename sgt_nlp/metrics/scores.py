@@ -1,7 +1,9 @@
-"""Assemble a scores dict with the official scorer's key names and nesting (REFERENCE §2.5) from results
-records.
+"""Assemble a scores dict with the official ERASER scorer's key names and nesting (the JSON that
+``rationale_benchmark/metrics.py --score_file`` writes) from results records.
 
-The records are the §2.2 results lines (dicts, e.g. from :func:`sgt_nlp.eraser.read_results`). Sections
+The records are the lines of an ERASER results JSONL (dicts, e.g. from :func:`sgt_nlp.eraser.read_results`:
+``annotation_id``, ``rationales``, ``classification``, ``classification_scores`` and the
+comprehensiveness/sufficiency classification scores). Sections
 appear only when the records carry their inputs, as in the scorer:
 ``iou_scores``/``rationale_prf``/``token_prf`` need hard predictions, ``token_soft_metrics`` soft ones,
 ``sentence_soft_metrics`` soft sentence ones, and ``classification_scores`` a classification. One extra
