@@ -254,9 +254,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
         by_run = {(r["arm"], r["seed"]): r for r in records}
         computed = {key: _run_metrics(r) for key, r in by_run.items()}
         seeds_evaluated = sorted({s for (a, s), m in computed.items() if m is not None})
-        evaluated = {
-            key: m for key, m in computed.items() if m
-        }  # what the computed.get(...) checks let through
+        # the runs that the computed.get(...) checks below let through
+        evaluated = {key: m for key, m in computed.items() if m}
         failed = sorted({r["seed"] for r in records if r.get("training") and not r["gate_passed"]})
         arms = {}
         for arm in spec.arms:
