@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
 
@@ -111,9 +112,7 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
                 raise ValueError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
 
     @classmethod
-    def from_training_arguments(
-        cls, args: TrainingArguments, **sgt: object
-    ) -> SaliencyGuidedTrainingArguments:
+    def from_training_arguments(cls, args: TrainingArguments, **sgt: Any) -> SaliencyGuidedTrainingArguments:
         """The same settings as ``args`` (a plain ``TrainingArguments``), with the given or default
         ``sgt_*``."""
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}

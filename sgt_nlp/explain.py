@@ -33,8 +33,8 @@ def explain_texts(
     predicted label and its probability, and one score per seen word for the prediction."""
     from .loading import load_classifier, resolve_device
 
-    device = resolve_device(device)
-    model, tokenizer, _ = load_classifier(model_path, device)
+    target_device = resolve_device(device)
+    model, tokenizer, _ = load_classifier(model_path, target_device)
     settings = explainer_class(method).select_settings({"aggregation": aggregation})
     explainer = get_explainer(method, model, tokenizer=tokenizer, **settings)
     words = [text.split() for text in texts]
@@ -42,11 +42,12 @@ def explain_texts(
     if empty:
         raise ValueError(f"text {empty[0] + 1} is empty")
     alignment = align_words(tokenizer, words, max_length=max_length, truncation=truncation)
-    encoding = {k: v.to(device) for k, v in alignment.encoding.items()}
+    encoding = {k: v.to(target_device) for k, v in alignment.encoding.items()}
     attribution = explainer.attribute(encoding)
     scores = alignment.aggregate_to_lists(attribution.scores, word_aggregation)
     probs = torch.softmax(attribution.logits.float(), dim=-1)
-    labels = model.config.id2label
+    # nn.Module.__getattr__ is typed Tensor | Module; load_classifier gives a transformers model with a config
+    labels: dict[int, str] = model.config.id2label  # type: ignore[union-attr, assignment]
     return [
         {
             "text": texts[i],
@@ -119,7 +120,8 @@ def make_parser() -> HfArgumentParser:
     from transformers import HfArgumentParser
 
     return HfArgumentParser(
-        ExplainArguments,
+        # transformers types this argument as DataClassType, a NewType of Any that no class matches
+        ExplainArguments,  # type: ignore[arg-type]
         prog="sgt-nlp explain",
         description="Explain a classifier's prediction for one text or a file of texts (one per line): a "
         "per-word heatmap in the terminal and an HTML page.",

@@ -102,9 +102,10 @@ class RunArguments:
 def add_lora(model: nn.Module, model_args: ModelArguments) -> nn.Module:
     """``model`` wrapped with LoRA adapters (task SEQ_CLS: the head trains in full, as modules_to_save)."""
     peft = require_peft()
-    targets = model_args.lora_target_modules
-    if targets and targets != "all-linear":
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    names = model_args.lora_target_modules
+    targets: str | list[str] | None = names
+    if names and names != "all-linear":
+        targets = [t.strip() for t in names.split(",") if t.strip()]
     config = peft.LoraConfig(
         task_type="SEQ_CLS",
         r=model_args.lora_r,
@@ -140,7 +141,8 @@ def make_parser() -> HfArgumentParser:
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, SaliencyGuidedTrainingArguments, RunArguments),
+        # transformers types this argument as DataClassType, a NewType of Any that no class matches
+        (ModelArguments, DataArguments, SaliencyGuidedTrainingArguments, RunArguments),  # type: ignore[arg-type]
         prog="sgt-nlp train",
         usage="%(prog)s --model_name_or_path MODEL (--data_dir DIR | --train_file FILE | --dataset_path DIR) "
         "--output_dir DIR [options] | %(prog)s options.json",
@@ -168,8 +170,9 @@ def parse_args(
     parser = make_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+        # HfArgumentParser types its results as tuple[DataClass, ...]: one instance per dataclass, in order
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))  # type: ignore[return-value]
+    return parser.parse_args_into_dataclasses(args=argv)  # type: ignore[return-value]
 
 
 def run_training(
@@ -186,6 +189,7 @@ def run_training(
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run_args = run_args or RunArguments()
+    assert training_args.output_dir is not None  # TrainingArguments.__post_init__ sets "trainer_output"
     main_process = int(os.environ.get("RANK", "0")) == 0
     if not training_args.resume_from_checkpoint:
         check_output_dir(
@@ -239,7 +243,8 @@ def run_training(
     trainer.save_state()
     if trainer.is_world_process_zero() and model_args.lora_r > 0:
         # the adapter folder keeps the classifier's config (labels, pad id) next to the adapter weights
-        trainer.model.config.save_pretrained(training_args.output_dir)
+        # Trainer.model is typed PreTrainedModel | nn.Module | None; here a PeftModel with a PreTrainedConfig
+        trainer.model.config.save_pretrained(training_args.output_dir)  # type: ignore[union-attr, operator]
     if trainer.is_world_process_zero():
         data_description = data_args.data_dir or data_args.train_file or data_args.dataset_path
         lora_settings = (

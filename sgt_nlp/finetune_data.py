@@ -125,6 +125,7 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
             raise ValueError(f"{data.dataset_path}: no split {data.train_split!r} (has {', '.join(loaded)})")
         train, validation = loaded[data.train_split], loaded.get(data.validation_split)
     else:
+        assert data.train_file is not None  # __post_init__: exactly one of data_dir, train_file, dataset_path
         files = {"train": data.train_file}
         if data.validation_file:
             files["validation"] = data.validation_file
@@ -168,6 +169,7 @@ def _split_source(data: DataArguments, split: str) -> str:
         return data.train_file if split == "train" else str(data.validation_file)
     if data.dataset_path:
         return f"{data.dataset_path} [{data.train_split if split == 'train' else data.validation_split}]"
+    assert data.data_dir is not None  # __post_init__: exactly one of data_dir, train_file, dataset_path
     return str(
         Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl"
     )
@@ -224,7 +226,7 @@ def tokenize_splits(
         ]
         return enc
 
-    out = []
+    out: list[Dataset | None] = []
     for split_name, split in (("train", train), ("validation", validation)):
         if split is None:
             out.append(None)

@@ -145,6 +145,7 @@ def clean_pass(
     embedding = word_embedding_layer(unwrapped)
     needs_saliency = args.sgt_mask_selection != "random"
     target, output = args.sgt_saliency_target, args.sgt_saliency_output
+    grads: torch.Tensor | None
     if not training:
         word_embeddings = embedding(batch.input_ids).detach()
         if not needs_saliency:

@@ -66,11 +66,12 @@ def select_target_scores(
 def classifier_of(model: nn.Module) -> nn.Module:
     """The ``transformers`` classifier inside DDP (``.module``) and PEFT (``get_base_model()``) wrappers."""
     inner = model
+    # nn.Module.__getattr__ is typed Tensor | Module: what the checks found is a method and a Module
     for _ in range(8):
         if callable(getattr(inner, "get_base_model", None)) and hasattr(inner, "peft_config"):
-            inner = inner.get_base_model()
+            inner = inner.get_base_model()  # type: ignore[operator]
         elif isinstance(getattr(inner, "module", None), nn.Module) and not hasattr(inner, "config"):
-            inner = inner.module
+            inner = inner.module  # type: ignore[assignment]
         else:
             return inner
     return inner
@@ -112,12 +113,15 @@ def reads_last_token(model: nn.Module) -> bool:
     Every ``transformers`` decoder classifier does (``last_non_pad_token`` in its forward); given
     ``inputs_embeds`` instead it reads the last position, which under right padding is a padding token.
     """
-    return _class_reads_last_token(type(classifier_of(model)))
+    # torch's stubs make nn.Module classes unhashable to mypy (lru_cache's argument); classes hash by identity
+    return _class_reads_last_token(type(classifier_of(model)))  # type: ignore[arg-type]
 
 
 def _text_config(model: nn.Module):
     config = classifier_of(model).config
-    return config.get_text_config() if callable(getattr(config, "get_text_config", None)) else config
+    # nn.Module.__getattr__ is typed Tensor | Module; this is a transformers config
+    has_text_config = callable(getattr(config, "get_text_config", None))
+    return config.get_text_config() if has_text_config else config  # type: ignore[union-attr, operator]
 
 
 def _accepts(model: nn.Module, name: str) -> bool:

@@ -366,8 +366,9 @@ def make_synthetic_eraser(
         n_test=n_test,
         min_words=min_words,
         max_words=max_words,
-        evidence_per_doc=tuple(evidence_per_doc),
-        near_miss_per_doc=tuple(near_miss_per_doc),
+        # tuple() of a pair given as a list (a JSON/YAML spec); SyntheticConfig checks its length
+        evidence_per_doc=tuple(evidence_per_doc),  # type: ignore[arg-type]
+        near_miss_per_doc=tuple(near_miss_per_doc),  # type: ignore[arg-type]
         frequent_share=frequent_share,
         label_noise=label_noise,
         templates=templates,

@@ -41,6 +41,7 @@ class SaliencyGuidedTrainer(Trainer):
     """
 
     loss_is_scaled_for_ga = False
+    args: SaliencyGuidedTrainingArguments  # __init__ turns plain TrainingArguments into these
 
     def __init__(
         self, model: nn.Module | None = None, args: TrainingArguments | None = None, *pargs, **kwargs
@@ -59,11 +60,13 @@ class SaliencyGuidedTrainer(Trainer):
             "eval": defaultdict(list),
         }
         self._rng_step, self._micro_step, self._eval_calls = -1, 0, 0
+        assert self.model is not None  # Trainer.__init__ took it from model or model_init (or raised)
         check_model(self.model, self.processing_class, self.args)
         self._special_ids = special_ids_of(self.processing_class, self.model.config)
         check_datasets(
             {"train_dataset": self.train_dataset, "eval_dataset": self.eval_dataset},
-            self.model.config.num_labels,
+            # nn.Module.__getattr__ is typed Tensor | Module: the config of a transformers model
+            self.model.config.num_labels,  # type: ignore[union-attr, arg-type]
         )
 
     # ---- the loss ------------------------------------------------------------------------------------

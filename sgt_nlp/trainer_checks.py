@@ -4,7 +4,7 @@ first step (not mid-epoch) with a message that says what to change."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from transformers import TrainingArguments
 
 from .saliency import check_embedding_forward, classifier_of, reads_last_token, word_embedding_layer
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
+
 logger = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ("labels", "label", "label_ids")
@@ -20,7 +23,8 @@ LABEL_COLUMNS = ("labels", "label", "label_ids")
 
 def check_gradient_checkpointing(args: TrainingArguments) -> None:
     """Reentrant gradient checkpointing is refused: the saliency is taken with ``torch.autograd.grad``."""
-    kwargs = dict(args.gradient_checkpointing_kwargs or {})
+    # typed dict | str | None: TrainingArguments.__post_init__ parses a JSON string into a dict
+    kwargs = dict(args.gradient_checkpointing_kwargs or {})  # type: ignore[arg-type]
     if args.gradient_checkpointing and kwargs.get("use_reentrant", False):
         raise ValueError(
             "gradient_checkpointing_kwargs={'use_reentrant': True} cannot work with SGT: the saliency "
@@ -35,7 +39,8 @@ def check_model(model: nn.Module, processing_class: Any, args: Any) -> None:
     Warns about ``signed_mean`` (near-random rankings on BERT-family models) and a missing tokenizer."""
     word_embedding_layer(model)
     check_embedding_forward(model)
-    config = model.config
+    # nn.Module.__getattr__ is typed Tensor | Module; a transformers model's config is a PreTrainedConfig
+    config: PreTrainedConfig = model.config  # type: ignore[assignment]
     tokenizer_pad = getattr(processing_class, "pad_token_id", None)
     if reads_last_token(model) and tokenizer_pad is not None and tokenizer_pad != config.pad_token_id:
         raise ValueError(
@@ -45,7 +50,8 @@ def check_model(model: nn.Module, processing_class: Any, args: Any) -> None:
             "model.config.pad_token_id = tokenizer.pad_token_id."
         )
     problem = getattr(config, "problem_type", None)
-    if problem in ("multi_label_classification", "regression") or config.num_labels < 2:
+    # num_labels is None for a config without id2label: a TypeError here, left as it was
+    if problem in ("multi_label_classification", "regression") or config.num_labels < 2:  # type: ignore[operator]
         raise ValueError(
             f"SaliencyGuidedTrainer supports single-label classification heads (num_labels >= 2); this model "
             f"has num_labels={config.num_labels}, problem_type={problem!r}. The KL consistency term compares "

@@ -97,7 +97,7 @@ class WordAlignment:
         return (index >= 0) & (index != previous)
 
     def aggregate(
-        self, piece_scores: torch.Tensor, how: WordAggregation = "first", fill_value: float = 0.0
+        self, piece_scores: torch.Tensor, how: str = "first", fill_value: float = 0.0
     ) -> torch.Tensor:
         """Word scores ``[B, W]`` (``W`` = most words in the batch) from piece scores ``[B, T]``.
 
@@ -129,7 +129,7 @@ class WordAlignment:
         return torch.where(has_piece, words[:, :width], torch.full_like(words[:, :width], fill_value))
 
     def aggregate_to_lists(
-        self, piece_scores: torch.Tensor, how: WordAggregation = "first", fill_value: float = 0.0
+        self, piece_scores: torch.Tensor, how: str = "first", fill_value: float = 0.0
     ) -> list[np.ndarray]:
         """Like :meth:`aggregate`, as one float array per example of exactly ``num_words[b]`` entries."""
         words = self.aggregate(piece_scores.detach(), how=how, fill_value=fill_value).cpu().numpy()
@@ -222,7 +222,11 @@ def encode_words(
         raise ValueError(f"{len(word_lists)} word lists but {len(pair)} query word lists")
     has_pair = pair is not None and any(pair)
     special = tokenizer.num_special_tokens_to_add(pair=has_pair)
-    query_pieces = [sum(c) for c in piece_counts(tokenizer, pair)] if has_pair else [0] * len(word_lists)
+    query_pieces = (
+        [sum(c) for c in piece_counts(tokenizer, pair)]
+        if has_pair and pair is not None
+        else [0] * len(word_lists)
+    )
     kept = []
     for b, counts in enumerate(piece_counts(tokenizer, word_lists)):
         budget = max_length - special - query_pieces[b]

@@ -52,7 +52,9 @@ def result_record(
     hard_spans: Mapping[str, Iterable[tuple[int, int]]] | None = None,
     comprehensiveness_probabilities: Sequence[float] | np.ndarray | None = None,
     sufficiency_probabilities: Sequence[float] | np.ndarray | None = None,
-    thresholded_probabilities: Mapping[float, tuple[Sequence[float], Sequence[float]]] | None = None,
+    thresholded_probabilities: (
+        Mapping[float, tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]] | None
+    ) = None,
     tokens_to_flip: int | None = None,
 ) -> dict:
     """One results line for ``annotation``.

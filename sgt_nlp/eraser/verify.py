@@ -192,7 +192,8 @@ def verify_results(
         raise ResultsError(path, None, None, "results file does not exist")
     by_id = {ann.annotation_id: ann for ann in annotations}
     label_set = set(labels) if labels is not None else {ann.classification for ann in annotations}
-    records, seen = [], {}
+    records = []
+    seen: dict[str, int] = {}  # annotation_id: line number
     fields_first: tuple[int, frozenset[str]] | None = None
     rationale_first: tuple[int, frozenset[str]] | None = None
     thresholds_first: tuple[int, list[float]] | None = None

@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = make_parser().parse_args(argv)
     config = config_from_namespace(args)
+    assert config.output_dir is not None  # --output_dir is a required option
     check_output_dir(
         config.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier evaluation?)"
     )
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _print_summary(config: EvaluationConfig, rows: list[dict[str, Any]], update_model_card: bool) -> None:
+    assert config.output_dir is not None and config.model is not None  # main: required options
     table = summary_table(rows)
     run = json.loads((Path(config.output_dir) / "run.json").read_text())
     cut = run["truncation"]

@@ -143,16 +143,18 @@ class BatchEvaluator:
 
     def _faithfulness(self, batch, kept_words, word_scores, full_probs, removal: str) -> list[MethodResult]:
         """All perturbed inputs of the batch for one method, run together, then the per-example results."""
-        plans, inputs, queries = [], [], []
+        plans: list[_Plan] = []
+        inputs: list[list[str]] = []
+        queries: list[list[str]] = []
         for b, ex in enumerate(batch):
             kept = kept_words[b]
             seen_words, n = [ex.words[i] for i in kept], len(kept)
             scores = np.asarray(word_scores[b], dtype=float)[kept]
             order = top_k_indices(scores, n)
-            keys = perturbation_keys(n, self.fractions_removed, self.fractions_kept)
+            key_set = perturbation_keys(n, self.fractions_removed, self.fractions_kept)
             if self.config.per_example and n:
-                keys.add(("comp", n))  # the empty input: every seen word removed
-            keys = sorted(keys)
+                key_set.add(("comp", n))  # the empty input: every seen word removed
+            keys = sorted(key_set)
             replacement = self._replacements(ex, n, removal)
             slots = {}
             for key in keys:
@@ -220,6 +222,7 @@ class BatchEvaluator:
         if removal == "mask_token":
             return self.mask_word
         if removal == "random_token":
+            assert self.vocabulary is not None  # __init__ builds it when random_token is among the removals
             rng = np.random.default_rng(example_seed(self.config.seed, ex.annotation_id))
             return [self.vocabulary[i] for i in rng.integers(0, len(self.vocabulary), size=n)]
         return None

@@ -191,7 +191,7 @@ def per_example_lines(result: EvaluationResult, removal: str, method: str, found
     for ann, ex, output in zip(result.annotations, result.examples, result.outputs, strict=True):
         r = output.result(removal, method)
         keys = [key for key in found.truth if key[0] == ann.annotation_id]
-        agreement = {"auprc_visible": None, "token_f1_visible": None}
+        agreement: dict[str, float | None] = {"auprc_visible": None, "token_f1_visible": None}
         if keys:
             agreement["auprc_visible"] = float(
                 np.mean([soft_token_metrics({k: found.truth[k]}, {k: found.soft[k]})["auprc"] for k in keys])
@@ -202,7 +202,7 @@ def per_example_lines(result: EvaluationResult, removal: str, method: str, found
                 )
             )
         thresholds = sorted(r.thresholded)
-        empty = r.empty if r.empty is not None else []
+        empty: np.ndarray | list[float] = r.empty if r.empty is not None else []
         lines.append(
             json.dumps(
                 {

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..eraser import ERASERSplit, load_split
 from ..loading import load_classifier, match_label_order, model_label_names, resolve_device
-from ..validation import check_device, check_max_length
+from ..validation import UsageError, check_device, check_max_length
 from .config import EvaluationConfig
 from .evaluator import BatchEvaluator
 from .examples import (
@@ -161,6 +161,8 @@ def evaluate_folder(config: EvaluationConfig, stats: dict[str, Any] | None = Non
     summary rows (one per method and removal mode; empty on all processes but the main one)."""
 
     started = time.perf_counter()
+    if config.model is None or config.data_dir is None:
+        raise UsageError("evaluate_folder needs config.model and config.data_dir (folders)")
     check_device(config.device)
     state = _process_state(config)
     split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded

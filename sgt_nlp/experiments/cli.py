@@ -70,13 +70,19 @@ def make_parser() -> HfArgumentParser:
     """The parser of ``sgt-nlp experiment``, generated from :class:`ExperimentArguments`."""
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(ExperimentArguments, prog="sgt-nlp experiment", description=DESCRIPTION)
+    # transformers types the dataclass argument as DataClassType, a NewType of Any that no class matches
+    return HfArgumentParser(ExperimentArguments, prog="sgt-nlp experiment", description=DESCRIPTION)  # type: ignore[arg-type]
 
 
 def selected_spec(args: ExperimentArguments) -> ExperimentSpec:
     """The preset or spec file, cut to ``--datasets`` and ``--seeds``, validated (a :class:`SpecError` names
     the option or field)."""
-    spec = PRESETS[args.preset] if args.preset else load_spec(args.spec)
+    if args.preset:
+        spec = PRESETS[args.preset]
+    elif args.spec is not None:
+        spec = load_spec(args.spec)
+    else:
+        raise SpecError("give --preset or --spec")
     if args.datasets:
         wanted = args.datasets.split(",")
         unknown = [d for d in wanted if d not in {x.name for x in spec.datasets}]

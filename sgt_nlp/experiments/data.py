@@ -65,7 +65,7 @@ def write_sst2_as_eraser(
     docs = []
     for split, filename in (("train", "train.tsv"), ("val", "dev.tsv"), ("test", "test.tsv")):
         rows = read_sst2_tsv(source / filename)
-        chosen = range(len(rows))
+        chosen: Sequence[int] = range(len(rows))
         if split == "train" and train_examples is not None and train_examples < len(rows):
             chosen = seeded_subset(len(rows), train_examples, seed)
         lines = []
@@ -96,6 +96,7 @@ def prepare_data(dataset: DatasetSpec, data_root: Path, work: Path) -> Path:
         from ..synthetic import make_synthetic_eraser
 
         return make_synthetic_eraser(work / "data", seed=0, **dataset.synthetic)
+    assert dataset.path is not None  # validate_spec: every dataset but a synthetic one has a path
     folder = Path(dataset.path)
     folder = folder if folder.is_absolute() else data_root / folder
     if not folder.is_dir():
@@ -135,7 +136,9 @@ def tiny_initial_model(
     Deterministic for a seed, so that a later session rebuilds exactly the same starting point.
     """
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    # transformers 5 keeps BertTokenizerFast as a lazily imported alias of BertTokenizer, unknown to its types
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # type: ignore[attr-defined]
 
     from ..eraser import load_split
 
@@ -150,7 +153,8 @@ def tiny_initial_model(
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
     hidden = int(spec.tiny_model.get("hidden_size", 64))
-    config = BertConfig(
+    # BertConfig's typed signature omits num_labels, which PreTrainedConfig takes and turns into id2label
+    config = BertConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         num_hidden_layers=int(spec.tiny_model.get("layers", 2)),

@@ -238,6 +238,7 @@ class Experiment:
         record = read_json(path)
         if record is not None or self.only_finished:
             return record
+        assert data_dir is not None  # None only under only_finished, which returned above
         self.progress.log(
             "train",
             dataset.name,
@@ -334,7 +335,8 @@ class Experiment:
             "model": self.spec.model,
             "val_accuracy": float(final["eval_accuracy"]),
             "val_curve": evals,
-            "train_examples": len(trainer.train_dataset),
+            # transformers types train_dataset as a torch Dataset (no __len__); this one is a datasets.Dataset
+            "train_examples": len(trainer.train_dataset),  # type: ignore[arg-type]
             "epochs": dataset.epochs,
             "seconds": time.perf_counter() - started,
             "train_runtime": runtime,
@@ -354,6 +356,7 @@ class Experiment:
         record = read_json(path)
         if record is not None or self.only_finished:
             return record
+        assert data_dir is not None  # None only under only_finished, which returned above
         model_dir = self.work_run(dataset, rid) / "model"
         if not (model_dir / "config.json").is_file():
             # trained in an earlier session whose work_dir is gone: the seeded run is trained again
@@ -387,7 +390,7 @@ class Experiment:
         methods that share settings, one for ``gradient_l2`` and one per extra random draw."""
         from ..evaluation import EvaluationConfig
 
-        common = dict(
+        common: dict[str, Any] = dict(
             model=str(model_dir),
             data_dir=str(data_dir),
             split="test",

@@ -76,7 +76,8 @@ class ExperimentSpec:
         """(treatment, control) pairs: ``comparisons`` when given, else every arm but the baseline and
         random_mask against each of those two."""
         if self.comparisons:
-            return [tuple(pair) for pair in self.comparisons]
+            # tuple() of a pair given as a list (ExperimentSpec built by hand); its length is not checked
+            return [tuple(pair) for pair in self.comparisons]  # type: ignore[misc]
         controls = [a for a in (self.baseline, "random_mask") if a in self.arms]
         return [(arm, control) for arm in self.arms if arm not in controls for control in controls]
 
@@ -191,12 +192,12 @@ def spec_from_dict(raw: dict[str, Any], source: str = "spec") -> ExperimentSpec:
         raw_datasets = raw.pop("datasets", None)
         if not isinstance(raw_datasets, list):
             raise SpecError(f"{source}: datasets: a list of datasets is needed")
-        datasets = tuple(
+        dataset_specs = tuple(
             _from_mapping(DatasetSpec, d, f"{source}: datasets[{i}]") for i, d in enumerate(raw_datasets)
         )
         if "name" not in raw:
             raise SpecError(f"{source}: name: missing")
-        spec = _from_mapping(ExperimentSpec, {**raw, "datasets": datasets}, source)
+        spec = _from_mapping(ExperimentSpec, {**raw, "datasets": dataset_specs}, source)
     return validate_spec(spec, source)
 
 

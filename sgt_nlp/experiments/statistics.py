@@ -254,6 +254,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
         by_run = {(r["arm"], r["seed"]): r for r in records}
         computed = {key: _run_metrics(r) for key, r in by_run.items()}
         seeds_evaluated = sorted({s for (a, s), m in computed.items() if m is not None})
+        # the runs that the computed.get(...) checks below let through
+        evaluated = {key: m for key, m in computed.items() if m}
         failed = sorted({r["seed"] for r in records if r.get("training") and not r["gate_passed"]})
         arms = {}
         for arm in spec.arms:
@@ -263,7 +265,7 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
                 if (arm, s) in by_run and by_run[(arm, s)].get("training")
             ]
             accuracy = [
-                float(np.mean(_correct(computed[(arm, s)])))
+                float(np.mean(_correct(evaluated[(arm, s)])))
                 for s in seeds_evaluated
                 if computed.get((arm, s))
             ]
@@ -282,11 +284,11 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             ]
             if not seeds:
                 continue
-            first = computed[(treatment, seeds[0])]
+            first = evaluated[(treatment, seeds[0])]
             accuracy_diff = np.stack(
-                [_correct(computed[(treatment, s)]) - _correct(computed[(control, s)]) for s in seeds]
+                [_correct(evaluated[(treatment, s)]) - _correct(evaluated[(control, s)]) for s in seeds]
             )
-            entry = {
+            entry: dict[str, Any] = {
                 "treatment": treatment,
                 "control": control,
                 "seeds": seeds,
@@ -296,8 +298,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             for removal, methods in first.items():
                 for method in methods:
                     for key, title, direction in metric_keys:
-                        t = np.stack([computed[(treatment, s)][removal][method][key] for s in seeds])
-                        c = np.stack([computed[(control, s)][removal][method][key] for s in seeds])
+                        t = np.stack([evaluated[(treatment, s)][removal][method][key] for s in seeds])
+                        c = np.stack([evaluated[(control, s)][removal][method][key] for s in seeds])
                         interval = paired_bootstrap(t - c, spec.bootstrap_resamples)
                         entry["rows"].append(
                             {

@@ -125,6 +125,7 @@ class Occlusion(Explainer):
             ids = rows["input_ids"]
             if self.removal in ("mask_token", "pad_token"):
                 token = self.mask_token_id if self.removal == "mask_token" else self.pad_token_id
+                assert token is not None  # __init__ refused a removal without its token id
                 ids = ids.masked_fill(occluded, int(token))
             embeddings = self._embeddings(ids)
             if self.removal == "zero":

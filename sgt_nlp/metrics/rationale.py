@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 Span = tuple[int, int]
-SpanMap = Mapping[Hashable, Iterable[Span]]
+#: keys: any hashable (``Any``, since a ``Mapping``'s key type is invariant)
+SpanMap = Mapping[Any, Iterable[Span]]
 
 
 def _f1(precision: float, recall: float) -> float:
@@ -143,8 +145,8 @@ def iou_f1(gold: SpanMap, predicted: SpanMap, thresholds: Sequence[float] = (0.5
 
 
 def soft_token_metrics(
-    gold_masks: Mapping[Hashable, Sequence[bool] | np.ndarray],
-    scores: Mapping[Hashable, Sequence[float] | np.ndarray],
+    gold_masks: Mapping[Any, Sequence[bool] | np.ndarray],
+    scores: Mapping[Any, Sequence[float] | np.ndarray],
 ) -> dict[str, float]:
     """Per key present in ``scores``: AUPRC = ``auc(recall, precision)`` of sklearn's precision-recall curve,
     averaged over all keys; average precision and ROC-AUC averaged over keys whose gold has both classes.

@@ -166,7 +166,7 @@ def _classification_scores(
             result[f"{name}_kl"] = kl_from_full(full, perturbed)
     if all("thresholded_scores" in r for r in records):
         wanted = [float(t) for t in sorted(aopc_thresholds)]
-        binned = {"comprehensiveness": [], "sufficiency": []}
+        binned: dict[str, list[list[list[float]]]] = {"comprehensiveness": [], "sufficiency": []}
         for record in records:
             entries = {float(e["threshold"]): e for e in record["thresholded_scores"]}
             missing = [t for t in wanted if t not in entries]  # float equality, as the scorer

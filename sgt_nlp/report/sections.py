@@ -277,7 +277,8 @@ def shared_examples(runs: list[EvalRun], limit: int) -> list[str]:
     ordered = [
         ex.get("annotation_id") for ex in with_examples[0].examples if ex.get("annotation_id") in common
     ]
-    return list(dict.fromkeys(ordered))[:limit]
+    # ids as read from examples.jsonl (which this package writes with one in every line); not checked here
+    return list(dict.fromkeys(ordered))[:limit]  # type: ignore[return-value]
 
 
 def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods: list[str]) -> str:

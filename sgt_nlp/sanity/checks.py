@@ -189,7 +189,8 @@ def run_sanity_checks(
     agreement with the original predictions is always reported.
     """
     model = merged_adapter(model).eval()
-    num_labels = int(model.config.num_labels)
+    # nn.Module.__getattr__ is typed Tensor | Module; the config of a transformers model
+    num_labels = int(model.config.num_labels)  # type: ignore[union-attr, arg-type]
     if num_labels < 2:
         raise ValueError(
             f"the class-sensitivity check needs a classifier with at least 2 classes, got {num_labels}"

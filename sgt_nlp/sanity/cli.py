@@ -99,7 +99,8 @@ def make_parser() -> Any:
     from transformers import HfArgumentParser
 
     return HfArgumentParser(
-        SanityArguments,
+        # transformers types this argument as DataClassType, a NewType of Any that no class matches
+        SanityArguments,  # type: ignore[arg-type]
         prog="sgt-nlp sanity",
         description="Sanity checks of token saliency on a classifier: class sensitivity (predicted-class map "
         "vs other classes) and model randomisation (cascading and independent re-initialisation). Writes "

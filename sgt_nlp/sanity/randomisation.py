@@ -152,7 +152,8 @@ def merged_adapter(model: nn.Module) -> nn.Module:
     """
     if not (hasattr(model, "peft_config") and callable(getattr(model, "merge_and_unload", None))):
         return model
-    return copy.deepcopy(model).merge_and_unload()
+    # nn.Module.__getattr__ is typed Tensor | Module; merge_and_unload was found callable above
+    return copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
 
 
 def stage_seed(seed: int, stage: Stage) -> int:
@@ -176,14 +177,15 @@ def reinitialize(model: nn.Module, stage: Stage, seed: int = 0) -> int:
             root = model.get_submodule(path)
             for module in root.modules() if recursive else (root,):
                 for tensor in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
+                    # transformers' own flag on tensors and modules, unknown to torch's types
                     if getattr(tensor, "_is_hf_initialized", False):
-                        tensor._is_hf_initialized = False
+                        tensor._is_hf_initialized = False  # type: ignore[attr-defined]
                 if getattr(module, "_is_hf_initialized", False):
-                    module._is_hf_initialized = False
+                    module._is_hf_initialized = False  # type: ignore[assignment]
                 if callable(init):
                     init(module)
                 elif hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+                    module.reset_parameters()  # type: ignore[operator]
     changed = sum(not torch.equal(before[n], p) for n, p in stage_parameters(model, stage))
     if before and not changed:
         raise RuntimeError(
@@ -194,7 +196,7 @@ def reinitialize(model: nn.Module, stage: Stage, seed: int = 0) -> int:
 
 def stage_parameters(model: nn.Module, stage: Stage) -> list[tuple[str, nn.Parameter]]:
     """The qualified names and parameters a stage owns (only their own ones for non-recursive modules)."""
-    out = []
+    out: list[tuple[str, nn.Parameter]] = []
     for path, recursive in zip(stage.modules, stage.recursive, strict=True):
         out.extend(
             (f"{path}.{n}", p) for n, p in model.get_submodule(path).named_parameters(recurse=recursive)

@@ -104,6 +104,7 @@ class RationaleAgreement(evaluate.Metric):
         if threshold is not None:
             predicted = {i: mask_to_spans(score >= threshold) for i, score in enumerate(scores)}
         else:
+            assert fraction is not None  # set above when neither fraction nor threshold was given
             predicted = {i: hard_rationale_from_scores(score, fraction) for i, score in enumerate(scores)}
         tokens = token_prf(gold, predicted)
         iou = iou_f1(gold, predicted, thresholds=(iou_threshold,))[0]
@@ -116,5 +117,5 @@ class RationaleAgreement(evaluate.Metric):
             "iou_f1": iou["macro"]["f1"],
             "iou_f1_micro": iou["micro"]["f1"],
             "auprc": soft["auprc"],
-            "fraction": None if threshold is not None else float(fraction),
+            "fraction": None if threshold is not None or fraction is None else float(fraction),
         }
