@@ -32,17 +32,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .data import SHARED_DATA, prepare_data, tiny_initial_model
+from .data import SHARED_DATA, prepare_data
 from .records import (
     RECORD_VERSION,
-    compact_ordering,
-    example_columns,
     read_json,
     run_id,
     spec_changes,
     write_json,
 )
 from .spec import DatasetSpec, ExperimentSpec, SpecError
+from .stages import evaluate_run, train_run
 from .statistics import SCHEME, VERDICT_METRICS, aggregate
 
 logger = logging.getLogger(__name__)
@@ -246,7 +245,16 @@ class Experiment:
             seed,
             f"lr {lr:g}" + (" (learning-rate candidate)" if selecting else ""),
         )
-        record = self._train_model(dataset, data_dir, arm, seed, lr, self.work_run(dataset, rid) / "model")
+        record = train_run(
+            self.spec,
+            dataset,
+            data_dir,
+            arm,
+            seed,
+            lr,
+            self.work_run(dataset, rid) / "model",
+            self.work / dataset.name,
+        )
         record["gate"] = dataset.gate
         accuracy = record["val_accuracy"]
         record["gate_passed"] = bool(accuracy is not None and accuracy >= dataset.gate)
@@ -262,88 +270,6 @@ class Experiment:
             f"{record['seconds_per_epoch']:.0f} s/epoch",
         )
         return record
-
-    def _train_model(
-        self, dataset: DatasetSpec, data_dir: Path, arm: str, seed: int, lr: float, folder: Path
-    ) -> dict[str, Any]:
-        """Trains one run (resuming from its last checkpoint) and returns its training record."""
-        import torch
-
-        from ..config import SaliencyGuidedTrainingArguments
-        from ..eraser import load_split
-        from ..finetune import DataArguments, ModelArguments, RunArguments, run_training
-
-        model = self.spec.model
-        if model == "tiny":
-            labels = list(load_split(data_dir, "train").labels)
-            initial = self.work / dataset.name / f"tiny_seed{seed}"
-            model = str(tiny_initial_model(self.spec, data_dir, labels, seed, initial))
-        cuda = torch.cuda.is_available()
-        checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        args = SaliencyGuidedTrainingArguments(
-            output_dir=str(folder),
-            num_train_epochs=dataset.epochs,
-            learning_rate=lr,
-            per_device_train_batch_size=dataset.batch_size,
-            per_device_eval_batch_size=max(32, dataset.batch_size),
-            warmup_steps=self.spec.warmup,
-            weight_decay=self.spec.weight_decay,
-            seed=seed,
-            data_seed=seed,
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=1,
-            load_best_model_at_end=True,
-            metric_for_best_model="accuracy",
-            logging_steps=20,
-            report_to=[],
-            dataloader_num_workers=0,
-            use_cpu=not cuda,
-            bf16=cuda and self.spec.mixed_precision == "bf16",
-            fp16=cuda and self.spec.mixed_precision == "fp16",
-            resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None,
-            **self.spec.arms[arm],
-        )
-        data_kwargs: dict[str, Any] = {
-            "data_dir": str(data_dir),
-            "max_train_samples": None if dataset.source == "sst2" else dataset.train_examples,
-            "max_eval_samples": dataset.val_examples,
-        }
-        if dataset.truncation != "head":  # passed only when set: validate_spec checked that it is supported
-            data_kwargs["truncation"] = dataset.truncation
-        started = time.perf_counter()
-        trainer = run_training(
-            ModelArguments(model_name_or_path=model, max_length=dataset.max_length),
-            DataArguments(**data_kwargs),
-            args,
-            # the work folder is the runner's own: a run interrupted before its first
-            # checkpoint is trained again from scratch in it
-            RunArguments(overwrite_output_dir=True),
-        )
-        history = trainer.state.log_history
-        runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
-        evals = [
-            {"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history if "eval_accuracy" in h
-        ]
-        final = trainer.evaluate()
-        return {
-            "record_version": RECORD_VERSION,
-            "arm": arm,
-            "seed": seed,
-            "learning_rate": lr,
-            "sgt_settings": dict(self.spec.arms[arm]),
-            "model": self.spec.model,
-            "val_accuracy": float(final["eval_accuracy"]),
-            "val_curve": evals,
-            # transformers types train_dataset as a torch Dataset (no __len__); this one is a datasets.Dataset
-            "train_examples": len(trainer.train_dataset),  # type: ignore[arg-type]
-            "epochs": dataset.epochs,
-            "seconds": time.perf_counter() - started,
-            "train_runtime": runtime,
-            "seconds_per_epoch": (runtime / dataset.epochs) if runtime else None,
-            "resumed_from": str(checkpoints[-1].name) if checkpoints else None,
-            "device": "cuda" if cuda else "cpu",
-        }
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
@@ -367,7 +293,7 @@ class Experiment:
             self.train(dataset, data_dir, arm, seed, lr)
         self.progress.log("evaluate", dataset.name, arm, seed)
         started = time.perf_counter()
-        raw = self._evaluate_model(dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval", arm)
+        raw = evaluate_run(self.spec, dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval", arm)
         record = {
             "record_version": RECORD_VERSION,
             "arm": arm,
@@ -382,86 +308,3 @@ class Experiment:
             shutil.rmtree(self.work_run(dataset, rid), ignore_errors=True)
         self.progress.log("evaluated", dataset.name, arm, seed, f"{time.perf_counter() - started:.0f} s")
         return record
-
-    def evaluation_calls(
-        self, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path, name: str
-    ) -> list[tuple[dict[str, str], Any]]:
-        """({method: ordering name}, EvaluationConfig) for every ordering the spec asks for: one call for the
-        methods that share settings, one for ``gradient_l2`` and one per extra random draw."""
-        from ..evaluation import EvaluationConfig
-
-        common: dict[str, Any] = dict(
-            model=str(model_dir),
-            data_dir=str(data_dir),
-            split="test",
-            batch_size=self.spec.eval_batch_size,
-            removal=self.spec.removals[0],
-            extra_removals=tuple(self.spec.removals[1:]),
-            max_length=dataset.max_length,
-            max_examples=dataset.test_examples,
-            threshold=dataset.threshold,
-            ig_steps=self.spec.ig_steps,
-            smoothgrad_samples=self.spec.smoothgrad_samples,
-            seed=0,
-            sample="random",
-            masked_accuracy_curve=False,
-            per_example=True,
-            model_name=name,
-        )
-        if dataset.truncation != "head":
-            common["truncation"] = dataset.truncation
-        shared = tuple(m for m in self.spec.methods if m not in ("gradient_l2",))
-        calls = []
-        if shared:
-            calls.append(
-                (
-                    {m: m for m in shared},
-                    EvaluationConfig(
-                        output_dir=str(out / "main"), methods=shared, aggregation="grad_x_input", **common
-                    ),
-                )
-            )
-        if "gradient_l2" in self.spec.methods:
-            calls.append(
-                (
-                    {"gradient": "gradient_l2"},
-                    EvaluationConfig(
-                        output_dir=str(out / "gradient_l2"), methods=("gradient",), aggregation="l2", **common
-                    ),
-                )
-            )
-        if "random" in self.spec.methods:
-            for draw in range(1, self.spec.random_draws):
-                calls.append(
-                    (
-                        {"random": f"random_draw{draw}"},
-                        EvaluationConfig(
-                            output_dir=str(out / f"random_draw{draw}"),
-                            methods=("random",),
-                            explainer_settings={"random": {"seed": draw}},
-                            **common,
-                        ),
-                    )
-                )
-        return calls
-
-    def _evaluate_model(
-        self, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path, name: str
-    ) -> dict[str, Any]:
-        """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``."""
-        from ..evaluation import evaluate_folder
-
-        orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in self.spec.removals}
-        examples = None
-        for names, config in self.evaluation_calls(dataset, model_dir, data_dir, out, name):
-            evaluate_folder(config)
-            for removal in self.spec.removals:
-                folder = config.output_dir_for(removal)
-                for method, name in names.items():
-                    text = (folder / method / "per_example.jsonl").read_text()
-                    lines = [json.loads(line) for line in text.splitlines()]
-                    examples = examples or example_columns(lines)
-                    if [e["annotation_id"] for e in lines] != examples["annotation_id"]:
-                        raise ValueError(f"{folder / method}: other examples than the first evaluation")
-                    orderings[removal][name] = compact_ordering(lines)
-        return {"examples": examples, "orderings": orderings}

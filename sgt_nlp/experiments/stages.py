@@ -1,0 +1,190 @@
+"""The two heavy stages of one run: training an arm (with the runner's fixed Trainer settings) and evaluating
+the trained model under every ordering and removal mode the spec asks for. The runner decides when they run
+(records, resume, gate); these functions only do the work and return the record's content."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .data import tiny_initial_model
+from .records import RECORD_VERSION, compact_ordering, example_columns
+from .spec import DatasetSpec, ExperimentSpec
+
+
+def train_run(
+    spec: ExperimentSpec,
+    dataset: DatasetSpec,
+    data_dir: Path,
+    arm: str,
+    seed: int,
+    lr: float,
+    folder: Path,
+    work: Path,
+) -> dict[str, Any]:
+    """Trains one run of ``arm`` into ``folder`` (resuming from its last checkpoint there) and returns its
+    training record; ``work`` holds the dataset's shared work files (the tiny model's initial weights)."""
+    import torch
+
+    from ..config import SaliencyGuidedTrainingArguments
+    from ..eraser import load_split
+    from ..finetune import DataArguments, ModelArguments, RunArguments, run_training
+
+    model = spec.model
+    if model == "tiny":
+        labels = list(load_split(data_dir, "train").labels)
+        initial = work / f"tiny_seed{seed}"
+        model = str(tiny_initial_model(spec, data_dir, labels, seed, initial))
+    cuda = torch.cuda.is_available()
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    args = SaliencyGuidedTrainingArguments(
+        output_dir=str(folder),
+        num_train_epochs=dataset.epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=dataset.batch_size,
+        per_device_eval_batch_size=max(32, dataset.batch_size),
+        warmup_steps=spec.warmup,
+        weight_decay=spec.weight_decay,
+        seed=seed,
+        data_seed=seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        logging_steps=20,
+        report_to=[],
+        dataloader_num_workers=0,
+        use_cpu=not cuda,
+        bf16=cuda and spec.mixed_precision == "bf16",
+        fp16=cuda and spec.mixed_precision == "fp16",
+        resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None,
+        **spec.arms[arm],
+    )
+    data_kwargs: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "max_train_samples": None if dataset.source == "sst2" else dataset.train_examples,
+        "max_eval_samples": dataset.val_examples,
+    }
+    if dataset.truncation != "head":  # passed only when set: validate_spec checked that it is supported
+        data_kwargs["truncation"] = dataset.truncation
+    started = time.perf_counter()
+    trainer = run_training(
+        ModelArguments(model_name_or_path=model, max_length=dataset.max_length),
+        DataArguments(**data_kwargs),
+        args,
+        # the work folder is the runner's own: a run interrupted before its first
+        # checkpoint is trained again from scratch in it
+        RunArguments(overwrite_output_dir=True),
+    )
+    history = trainer.state.log_history
+    runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
+    evals = [
+        {"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history if "eval_accuracy" in h
+    ]
+    final = trainer.evaluate()
+    return {
+        "record_version": RECORD_VERSION,
+        "arm": arm,
+        "seed": seed,
+        "learning_rate": lr,
+        "sgt_settings": dict(spec.arms[arm]),
+        "model": spec.model,
+        "val_accuracy": float(final["eval_accuracy"]),
+        "val_curve": evals,
+        # transformers types train_dataset as a torch Dataset (no __len__); this one is a datasets.Dataset
+        "train_examples": len(trainer.train_dataset),  # type: ignore[arg-type]
+        "epochs": dataset.epochs,
+        "seconds": time.perf_counter() - started,
+        "train_runtime": runtime,
+        "seconds_per_epoch": (runtime / dataset.epochs) if runtime else None,
+        "resumed_from": str(checkpoints[-1].name) if checkpoints else None,
+        "device": "cuda" if cuda else "cpu",
+    }
+
+
+def evaluation_calls(
+    spec: ExperimentSpec, dataset: DatasetSpec, model_dir: Path, data_dir: Path, out: Path, name: str
+) -> list[tuple[dict[str, str], Any]]:
+    """({method: ordering name}, EvaluationConfig) for every ordering the spec asks for: one call for the
+    methods that share settings, one for ``gradient_l2`` and one per extra random draw."""
+    from ..evaluation import EvaluationConfig
+
+    common: dict[str, Any] = dict(
+        model=str(model_dir),
+        data_dir=str(data_dir),
+        split="test",
+        batch_size=spec.eval_batch_size,
+        removal=spec.removals[0],
+        extra_removals=tuple(spec.removals[1:]),
+        max_length=dataset.max_length,
+        max_examples=dataset.test_examples,
+        threshold=dataset.threshold,
+        ig_steps=spec.ig_steps,
+        smoothgrad_samples=spec.smoothgrad_samples,
+        seed=0,
+        sample="random",
+        masked_accuracy_curve=False,
+        per_example=True,
+        model_name=name,
+    )
+    if dataset.truncation != "head":
+        common["truncation"] = dataset.truncation
+    shared = tuple(m for m in spec.methods if m not in ("gradient_l2",))
+    calls = []
+    if shared:
+        calls.append(
+            (
+                {m: m for m in shared},
+                EvaluationConfig(
+                    output_dir=str(out / "main"), methods=shared, aggregation="grad_x_input", **common
+                ),
+            )
+        )
+    if "gradient_l2" in spec.methods:
+        calls.append(
+            (
+                {"gradient": "gradient_l2"},
+                EvaluationConfig(
+                    output_dir=str(out / "gradient_l2"), methods=("gradient",), aggregation="l2", **common
+                ),
+            )
+        )
+    if "random" in spec.methods:
+        for draw in range(1, spec.random_draws):
+            calls.append(
+                (
+                    {"random": f"random_draw{draw}"},
+                    EvaluationConfig(
+                        output_dir=str(out / f"random_draw{draw}"),
+                        methods=("random",),
+                        explainer_settings={"random": {"seed": draw}},
+                        **common,
+                    ),
+                )
+            )
+    return calls
+
+
+def evaluate_run(
+    spec: ExperimentSpec, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path, name: str
+) -> dict[str, Any]:
+    """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``."""
+    from ..evaluation import evaluate_folder
+
+    orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in spec.removals}
+    examples = None
+    for names, config in evaluation_calls(spec, dataset, model_dir, data_dir, out, name):
+        evaluate_folder(config)
+        for removal in spec.removals:
+            folder = config.output_dir_for(removal)
+            for method, name in names.items():
+                text = (folder / method / "per_example.jsonl").read_text()
+                lines = [json.loads(line) for line in text.splitlines()]
+                examples = examples or example_columns(lines)
+                if [e["annotation_id"] for e in lines] != examples["annotation_id"]:
+                    raise ValueError(f"{folder / method}: other examples than the first evaluation")
+                orderings[removal][name] = compact_ordering(lines)
+    return {"examples": examples, "orderings": orderings}
