@@ -7,6 +7,7 @@ exclusive. Span collections are treated as sets, so duplicates collapse as in th
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
@@ -91,8 +92,10 @@ def rationale_prf(gold: SpanMap, predicted: SpanMap) -> dict[str, dict[str, floa
         recall = len(g & p) / len(g) if g else 0.0
         per_key.append((precision, recall, _f1(precision, recall)))
     if per_key:
-        macro = np.mean(np.asarray(per_key), axis=0)
-        macro_scores = {"p": float(macro[0]), "r": float(macro[1]), "f1": float(macro[2])}
+        # keys come from a set, whose order follows string hashing (PYTHONHASHSEED): an exactly rounded sum
+        # (fsum) makes the mean independent of that order, so scores.json is the same in every run
+        p, r, f1 = (math.fsum(column) / len(per_key) for column in zip(*per_key, strict=True))
+        macro_scores = {"p": p, "r": r, "f1": f1}
     else:
         macro_scores = {"p": 0.0, "r": 0.0, "f1": 0.0}
     return {"instance_micro": _prf(micro_p, micro_r), "instance_macro": macro_scores}

@@ -4,6 +4,9 @@ comments."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +311,25 @@ def test_classification_report_rows_are_the_gold_classes(tmp_path: Path) -> None
     assert "NEUTRAL" not in prf
     # gold POS, NEG, NEG; predicted POS, NEG, POS: NEG P 1 R 1/2 F1 2/3; POS P 1/2 R 1 F1 2/3
     assert prf["macro avg"]["f1-score"] == pytest.approx(2 / 3)
+
+
+def test_macro_scores_do_not_depend_on_string_hashing():
+    """Keys iterate in set order, which follows PYTHONHASHSEED; the macro means must not (scores.json is then
+    byte-identical across runs). 40 keys with unequal per-key values make a summation-order effect visible."""
+    code = (
+        "from sgt_nlp.metrics import token_prf\n"
+        "g = {('a%d' % i, 'd'): [(0, 3 + i % 5), (7, 9)] for i in range(40)}\n"
+        "p = {('a%d' % i, 'd'): [(1, 2 + i % 7), (8, 11)] for i in range(40)}\n"
+        "print(repr(token_prf(g, p)['instance_macro']))\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1, outputs
