@@ -94,8 +94,8 @@ def rationale_prf(gold: SpanMap, predicted: SpanMap) -> dict[str, dict[str, floa
     if per_key:
         # keys come from a set, whose order follows string hashing (PYTHONHASHSEED): an exactly rounded sum
         # (fsum) makes the mean independent of that order, so scores.json is the same in every run
-        p, r, f1 = (math.fsum(column) / len(per_key) for column in zip(*per_key, strict=True))
-        macro_scores = {"p": p, "r": r, "f1": f1}
+        means = [math.fsum(column) / len(per_key) for column in zip(*per_key, strict=True)]
+        macro_scores = {"p": means[0], "r": means[1], "f1": means[2]}
     else:
         macro_scores = {"p": 0.0, "r": 0.0, "f1": 0.0}
     return {"instance_micro": _prf(micro_p, micro_r), "instance_macro": macro_scores}
