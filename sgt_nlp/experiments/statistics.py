@@ -61,7 +61,10 @@ SCHEME = (
     "AOPC divided by the example's drop when every seen word is removed (Carton et al. 2020), examples with "
     f"a drop below {MIN_EMPTY_DROP} left out. 'NAOPC (evaluated bounds)': per-example min–max "
     "normalisation of AOPC (Edin et al. 2025) with the bounds taken over the orderings evaluated for that "
-    "model (all methods and random draws), not over all orderings as in the paper."
+    "model (all methods and random draws), not over all orderings as in the paper. The bootstrap holds the "
+    "trained models fixed, so it does not cover training variance: with two or more seeds, 'better'/'worse' "
+    "also needs every seed's mean difference on the same side ('seeds disagree' otherwise; the 'per seed' "
+    "column lists them); with one seed, an outcome may be that seed's training, not the arm."
 )
 
 # ---- per-example metrics -----------------------------------------------------------------------------------
@@ -145,7 +148,7 @@ def method_metrics(
 
 def paired_bootstrap(
     differences: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Mean of paired differences and its percentile bootstrap interval, resampling test examples.
 
     ``differences[s, i]`` = treatment - control on test example ``i`` in seed ``s`` (the two models of a seed
@@ -161,7 +164,14 @@ def paired_bootstrap(
     valid = ~np.isnan(d)
     n_examples = d.shape[1]
     if not valid.any():
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "pairs": 0, "examples": n_examples}
+        return {
+            "mean": math.nan,
+            "low": math.nan,
+            "high": math.nan,
+            "pairs": 0,
+            "examples": n_examples,
+            "per_seed": [math.nan] * d.shape[0],
+        }
     values = np.where(valid, d, 0.0)
     sums, counts = values.sum(axis=0), valid.sum(axis=0)  # per example, over seeds
     rng = np.random.default_rng(seed)
@@ -170,28 +180,41 @@ def paired_bootstrap(
     boot = sums[draws].sum(axis=1) / np.where(boot_counts > 0, boot_counts, 1)
     boot = boot[boot_counts > 0]
     alpha = (1.0 - level) / 2.0
+    seed_counts = valid.sum(axis=1)
     return {
         "mean": float(sums.sum() / counts.sum()),
         "low": float(np.quantile(boot, alpha)),
         "high": float(np.quantile(boot, 1.0 - alpha)),
         "pairs": int(counts.sum()),
         "examples": int((counts > 0).sum()),
+        # each seed's mean difference: the spread the example bootstrap does not see (training variance)
+        "per_seed": [
+            float(total / count) if count else math.nan
+            for total, count in zip(values.sum(axis=1), seed_counts, strict=True)
+        ],
     }
 
 
-def verdict_words(interval: dict[str, float], direction: int) -> str:
+def verdict_words(interval: dict[str, Any], direction: int) -> str:
     """``better`` / ``worse`` when the whole interval lies on one side of 0 (in the metric's good direction),
     ``negligible`` when it does but the mean difference is below ``NEGLIGIBLE`` (the table's precision), else
-    ``within noise``."""
+    ``within noise``. With two or more seeds, ``better``/``worse`` also needs every seed's mean difference
+    on that side (else ``seeds disagree``): the bootstrap resamples test examples with the trained models
+    fixed, so a difference that one seed's training produced could otherwise pass as an effect."""
     if any(math.isnan(interval[k]) for k in ("low", "high")):
         return "no data"
     if abs(interval["mean"]) < NEGLIGIBLE and (interval["low"] > 0 or interval["high"] < 0):
         return "negligible"
     if direction * interval["low"] > 0 and direction * interval["high"] > 0:
-        return "better"
-    if direction * interval["low"] < 0 and direction * interval["high"] < 0:
-        return "worse"
-    return "within noise"
+        outcome, side = "better", direction
+    elif direction * interval["low"] < 0 and direction * interval["high"] < 0:
+        outcome, side = "worse", -direction
+    else:
+        return "within noise"
+    per_seed = [d for d in interval.get("per_seed", []) if not math.isnan(d)]
+    if len(per_seed) >= 2 and not all(side * d > 0 for d in per_seed):
+        return "seeds disagree"
+    return outcome
 
 
 def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str, baseline: str) -> str:
@@ -213,7 +236,7 @@ def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str,
         pairs = ((baseline, vs_baseline), ("random-mask", vs_random_mask))
         which = [name for name, v in pairs if v == "worse"]
         return f"{treatment} is worse than {' and '.join(which)}"
-    return "within noise"
+    return "seeds disagree" if vs_baseline == "seeds disagree" else "within noise"
 
 
 # ---- aggregation -------------------------------------------------------------------------------------------

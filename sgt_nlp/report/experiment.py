@@ -34,6 +34,12 @@ def _interval(d: dict[str, float]) -> str:
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
+def _per_seed(d: dict[str, Any]) -> str:
+    """Each seed's mean difference (the spread the example bootstrap does not cover)."""
+    values = d.get("per_seed", [])
+    return ", ".join("-" if math.isnan(v) else f"{v:+.3f}" for v in values) if len(values) > 1 else "-"
+
+
 def metric_titles(data: dict[str, Any]) -> dict[str, tuple[str, int]]:
     """``{metric: (title, direction)}`` of the metrics in one dataset's comparison rows."""
     return {r["metric"]: (r["title"], r["direction"]) for c in data["comparisons"] for r in c["rows"]}
@@ -86,8 +92,8 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
             lines += [
                 f"### {t} − {c}",
                 "",
-                f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | outcome |",
-                "|---|---|---|---|---|---|---|",
+                f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | per seed | outcome |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for row in comparison["rows"]:
                 arrow = "↑" if row["direction"] > 0 else "↓"
@@ -98,6 +104,7 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
                     "-" if row["control_mean"] is None else f"{row['control_mean']:.3f}",
                     "-" if row["treatment_mean"] is None else f"{row['treatment_mean']:.3f}",
                     _interval(row["difference"]),
+                    _per_seed(row["difference"]),
                     row["outcome"],
                 ]
                 lines.append("| " + " | ".join(cells) + " |")

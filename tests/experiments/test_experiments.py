@@ -60,6 +60,25 @@ def test_bootstrap_matches_the_normal_interval_for_many_examples():
     assert result["high"] == pytest.approx(differences.mean() + half_width, abs=0.01)
 
 
+def test_bootstrap_reports_each_seeds_mean_difference():
+    result = paired_bootstrap(np.array([[1.0, 3.0], [-1.0, np.nan], [np.nan, np.nan]]), resamples=200)
+    assert result["per_seed"][:2] == [2.0, -1.0] and np.isnan(result["per_seed"][2])
+
+
+def test_verdict_needs_every_seed_on_the_side_of_the_interval():
+    """The example bootstrap holds the models fixed: with 2+ seeds, one seed's opposite sign voids the
+    verdict; one seed alone (or a missing seed) does not."""
+    interval = {"mean": 0.02, "low": 0.01, "high": 0.03}
+    assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, +1) == "seeds disagree"
+    assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, -1) == "seeds disagree"
+    assert verdict_words({**interval, "per_seed": [0.05, 0.01, np.nan]}, +1) == "better"
+    assert verdict_words({**interval, "per_seed": [0.05, 0.01]}, -1) == "worse"
+    assert verdict_words({**interval, "per_seed": [0.02]}, +1) == "better"
+    assert method_verdict("seeds disagree", "better", "sgt", "plain") == "seeds disagree"
+    bootstrap = paired_bootstrap(np.array([[0.5, 0.6, 0.4], [-0.01, -0.02, 0.0]]), resamples=500)
+    assert bootstrap["low"] > 0 and verdict_words(bootstrap, +1) == "seeds disagree"
+
+
 def test_bootstrap_leaves_out_missing_pairs():
     result = paired_bootstrap(np.array([[1.0, np.nan], [1.0, 3.0]]), resamples=500)
     assert result["mean"] == pytest.approx(5.0 / 3.0) and result["pairs"] == 3
@@ -440,5 +459,8 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     assert "Learning rate 0.001 (chosen on plain validation, seed 3)" in text
     assert "| method | suff AOPC (delete) |" in text
     assert "| Gradient (l2, the trained score) | within noise |" in text
-    assert "| delete | gradient_l2 | suff AOPC ↓ | 0.120 | 0.100 | -0.020 [-0.030, -0.010] | better |" in text
+    assert "| suff AOPC ↓ | 0.120 | 0.100 | -0.020 [-0.030, -0.010] | - | better |" in text  # per seed: 1
+    interval["per_seed"] = [-0.03, float("nan")]
+    two_seeds = markdown({"spec": "mine", "datasets": {"d": data}})
+    assert "| -0.020 [-0.030, -0.010] | -0.030, - | better |" in two_seeds
     assert "| plain | 0.900 ± 0.000 | - | - | [3] |" in text
