@@ -48,6 +48,14 @@ class ExperimentArguments:
         default=None, metadata={"help": "comma-separated subset of the spec's datasets"}
     )
     seeds: str | None = field(default=None, metadata={"help": "override the seeds, e.g. 0,1"})
+    arms: str | None = field(
+        default=None,
+        metadata={
+            "help": "comma-separated arms to train and evaluate (default: all); the others' records are only "
+            "read, so processes with different --arms can share --output_dir and --work_dir. The baseline "
+            "(plain) decides the learning rate and the gate: a seed waits until its plain run exists"
+        },
+    )
     keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
     only_finished: bool = field(
         default=False,
@@ -111,15 +119,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --output_dir")
     try:
         spec = selected_spec(args)
+        experiment = Experiment(
+            spec,
+            args.output_dir,
+            args.work_dir or f"runs/experiment_{spec.name}",
+            data_root=args.data_root,
+            keep_models=args.keep_models,
+            only_finished=args.only_finished,
+            arms=tuple(args.arms.split(",")) if args.arms else None,
+        )
     except SpecError as exc:
         parser.error(str(exc))
-    experiment = Experiment(
-        spec,
-        args.output_dir,
-        args.work_dir or f"runs/experiment_{spec.name}",
-        data_root=args.data_root,
-        keep_models=args.keep_models,
-        only_finished=args.only_finished,
-    )
     experiment.run()
     print((Path(args.output_dir) / "results.md").read_text())

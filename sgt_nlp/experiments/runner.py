@@ -13,7 +13,8 @@ For each dataset of a spec:
 
 Resume across sessions: small records go to ``output_dir`` (meant to be committed), heavy things (models,
 checkpoints, raw evaluation folders) to ``work_dir`` (deleted after a run is evaluated, unless
-``keep_models``). A stage whose record exists is never run again. Record layout (``RECORD_VERSION``)::
+``keep_models``). A stage whose record exists is never run again. Processes given different ``arms`` may share
+``output_dir`` and ``work_dir``: each runs only its arms and reads the other records. Record layout (``RECORD_VERSION``)::
 
     output_dir/spec.json                                  the spec the records were made with
     output_dir/<dataset>/lr_selection.json                the learning-rate choice
@@ -96,12 +97,23 @@ class Experiment:
         data_root: str | Path = SHARED_DATA,
         keep_models: bool = False,
         only_finished: bool = False,
+        arms: tuple[str, ...] | None = None,
     ) -> None:
         self.spec, self.out, self.work = spec, Path(output_dir), Path(work_dir)
         self.data_root, self.keep_models, self.only_finished = Path(data_root), keep_models, only_finished
+        unknown = sorted(set(arms or ()) - set(spec.arms))
+        if unknown:
+            raise SpecError(f"--arms: {unknown} not in the spec's arms ({list(spec.arms)})")
+        # the arms this invocation trains and evaluates (None: all); the others' records are only read, so
+        # that processes running different arms side by side share one output_dir and one results table
+        self.arms = arms
         self.progress = Stage()
         self.trained_runs: list[str] = []  # run ids trained by this invocation (tests check resume with it)
         self.evaluated_runs: list[str] = []
+
+    def runs_arm(self, arm: str) -> bool:
+        """Whether this invocation may train and evaluate ``arm`` (else its records are only read)."""
+        return not self.only_finished and (self.arms is None or arm in self.arms)
 
     # -- paths ---------------------------------------------------------------------------------------------
 
@@ -169,6 +181,10 @@ class Experiment:
                 break
             plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
             gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
+            if plain is None and not self.only_finished:  # --arms without the baseline: it decides the gate
+                self.progress.log(
+                    "wait", dataset.name, self.spec.baseline, seed, "not trained yet: run its arm first"
+                )
             for arm in self.spec.arms:
                 rid = run_id(arm, seed, lr)
                 record = {"dataset": dataset.name, "arm": arm, "seed": seed, "learning_rate": lr, "run": rid}
@@ -235,7 +251,7 @@ class Experiment:
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "train.json"
         record = read_json(path)
-        if record is not None or self.only_finished:
+        if record is not None or not self.runs_arm(arm):
             return record
         assert data_dir is not None  # None only under only_finished, which returned above
         self.progress.log(
@@ -280,7 +296,7 @@ class Experiment:
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "eval.json.gz"
         record = read_json(path)
-        if record is not None or self.only_finished:
+        if record is not None or not self.runs_arm(arm):
             return record
         assert data_dir is not None  # None only under only_finished, which returned above
         model_dir = self.work_run(dataset, rid) / "model"

@@ -305,6 +305,29 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     assert "plain_seed5" in data["missing"] and data["seeds_evaluated"] == [0]
 
 
+def test_arms_split_the_work_between_processes_and_the_table_keeps_every_arm(tmp_path):
+    """``--arms``: a process trains and evaluates only its arms and reads the others' records; a seed waits
+    for its baseline run (which decides the gate), and the results always cover every arm."""
+    spec = smoke()
+    out, work = tmp_path / "out", tmp_path / "work"
+    with pytest.raises(SpecError, match=r"--arms: \['sgtt'\]"):
+        Experiment(spec, out, work, arms=("sgtt",))
+    waiting = Experiment(spec, out, work, arms=("sgt",))
+    waiting.run()  # no plain run yet: nothing to do, and no learning rate is chosen by a non-baseline arm
+    assert waiting.trained_runs == [] and not (out / "synthetic" / "lr_selection.json").exists()
+    plain = Experiment(spec, out, work, arms=("plain",))
+    plain.run()
+    assert plain.trained_runs == plain.evaluated_runs == ["synthetic/plain_seed0_lr0.001"]
+    others = Experiment(spec, out, work, arms=("sgt", "random_mask"))
+    data = others.run()["datasets"]["synthetic"]
+    assert sorted(others.trained_runs) == sorted(others.evaluated_runs) == [
+        "synthetic/random_mask_seed0_lr0.001",
+        "synthetic/sgt_seed0_lr0.001",
+    ]
+    assert data["missing"] == [] and [c["control"] for c in data["comparisons"]] == ["plain", "random_mask"]
+    assert read_json(out / "spec.json")["arms"] == {k: dict(v) for k, v in spec.arms.items()}
+
+
 # ---- spec files, the fp16 export, the gpu preset -----------------------------------------------------------
 
 
