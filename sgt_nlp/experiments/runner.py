@@ -13,8 +13,9 @@ For each dataset of a spec:
 
 Resume across sessions: small records go to ``output_dir`` (meant to be committed), heavy things (models,
 checkpoints, raw evaluation folders) to ``work_dir`` (deleted after a run is evaluated, unless
-``keep_models``). A stage whose record exists is never run again. Processes given different ``arms`` may share
-``output_dir`` and ``work_dir``: each runs only its arms and reads the other records. Record layout (``RECORD_VERSION``)::
+``keep_models``). A stage whose record exists is never run again. Processes given different ``arms`` may
+share ``output_dir`` and ``work_dir``: each runs only its arms and reads the other records. Record layout
+(``RECORD_VERSION``)::
 
     output_dir/spec.json                                  the spec the records were made with
     output_dir/<dataset>/lr_selection.json                the learning-rate choice
