@@ -320,10 +320,14 @@ def test_arms_split_the_work_between_processes_and_the_table_keeps_every_arm(tmp
     assert plain.trained_runs == plain.evaluated_runs == ["synthetic/plain_seed0_lr0.001"]
     others = Experiment(spec, out, work, arms=("sgt", "random_mask"))
     data = others.run()["datasets"]["synthetic"]
-    assert sorted(others.trained_runs) == sorted(others.evaluated_runs) == [
-        "synthetic/random_mask_seed0_lr0.001",
-        "synthetic/sgt_seed0_lr0.001",
-    ]
+    assert (
+        sorted(others.trained_runs)
+        == sorted(others.evaluated_runs)
+        == [
+            "synthetic/random_mask_seed0_lr0.001",
+            "synthetic/sgt_seed0_lr0.001",
+        ]
+    )
     assert data["missing"] == [] and [c["control"] for c in data["comparisons"]] == ["plain", "random_mask"]
     assert read_json(out / "spec.json")["arms"] == {k: dict(v) for k, v in spec.arms.items()}
 
