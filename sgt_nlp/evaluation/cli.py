@@ -82,6 +82,14 @@ def make_parser() -> argparse.ArgumentParser:
         "refused)",
     )
     parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="FILE",
+        help="append every finished batch to FILE; run again with the same FILE to resume an interrupted "
+        "evaluation (the batches it holds are not run again; a FILE made with other settings or another "
+        "model is refused). One process only",
+    )
+    parser.add_argument(
         "--update_model_card",
         action="store_true",
         help="also put the summary table into the model folder's sgt_nlp model card "
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         config.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier evaluation?)"
     )
     try:
-        rows = evaluate_folder(config)
+        rows = evaluate_folder(config, checkpoint=args.checkpoint)
     finally:
         close_process_group()
     if rows:

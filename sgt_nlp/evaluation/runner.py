@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..eraser import ERASERSplit, load_split
 from ..loading import load_classifier, match_label_order, model_label_names, resolve_device
 from ..validation import UsageError, check_device, check_max_length
+from .checkpoint import DoneBatch, EvaluationCheckpoint, fingerprint
 from .config import EvaluationConfig
 from .evaluator import BatchEvaluator
 from .examples import (
@@ -78,6 +79,7 @@ def evaluate_rationales(
     data: ERASERSplit | str | Path,
     config: EvaluationConfig,
     stats: dict[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> EvaluationResult | None:
     """Explain ``model``'s predictions on an ERASER split with every method of ``config`` and score them.
 
@@ -87,6 +89,8 @@ def evaluate_rationales(
     one explains its share and the main process returns the gathered result; the others return None.
     ``stats``, when given, receives the piece lengths of the examples and of every perturbed input this
     process ran, and the explaining time (``scripts/bench_eval.py`` times the bare model passes on them).
+    ``checkpoint`` (one process only) names a file that every finished batch is appended to; batches it
+    already holds are not run again, so an interrupted evaluation resumes (:mod:`.checkpoint`).
     """
     started = time.perf_counter()
     state = _process_state(config)
@@ -115,18 +119,44 @@ def evaluate_rationales(
 
     batches = length_batches([len(ex.words) for ex in examples], config.batch_size)
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    resumed = None
+    if checkpoint is not None:
+        if world > 1:
+            raise UsageError("an evaluation checkpoint needs a single process (it was started with several)")
+        ids = [ex.annotation_id for ex in examples]
+        resumed = EvaluationCheckpoint(checkpoint, fingerprint(config, model, ids, batches, threshold))
+        if resumed.done:
+            logger.info("%s: resuming, %d of %d batches done", checkpoint, len(resumed.done), len(batches))
     outputs: list[ExampleOutput] = []
+    earlier_seconds, earlier_passes = 0.0, 0
     loop_started = time.perf_counter()
     methods = ", ".join(config.methods)
     was_training = model.training
     model.eval()  # no dropout in the perturbed passes (the explainers switch to eval mode themselves)
     try:
-        for batch in tqdm(
-            batches[rank::world], desc=f"explaining ({methods})", disable=not is_main, unit="batch"
-        ):
-            outputs.extend(evaluator.run_batch([examples[i] for i in batch]))
+        mine = list(range(len(batches)))[rank::world]
+        for b in tqdm(mine, desc=f"explaining ({methods})", disable=not is_main, unit="batch"):
+            if resumed is not None and b in resumed.done:
+                done = resumed.done[b]
+                outputs.extend(done.outputs)
+                earlier_seconds, earlier_passes = (
+                    earlier_seconds + done.seconds,
+                    earlier_passes + done.forward_passes,
+                )
+                continue
+            batch_started, passes_before = time.perf_counter(), evaluator.forward_passes
+            batch_outputs = evaluator.run_batch([examples[i] for i in batches[b]])
+            outputs.extend(batch_outputs)
+            if resumed is not None:
+                seconds, passes = (
+                    time.perf_counter() - batch_started,
+                    evaluator.forward_passes - passes_before,
+                )
+                resumed.add(DoneBatch(b, batch_outputs, seconds, passes))
     finally:
         model.train(was_training)
+        if resumed is not None:
+            resumed.close()
     if stats is not None:
         stats["perturbed_lengths"] = list(evaluator.forward_lengths)
         stats["example_lengths"] = list(evaluator.example_lengths)
@@ -151,14 +181,19 @@ def evaluate_rationales(
         rationale_coverage=coverage,
         model_name=config.model_name or Path(str(model_path)).name,
         processes=world,
-        forward_passes=evaluator.forward_passes,
-        seconds=time.perf_counter() - started,
+        forward_passes=evaluator.forward_passes + earlier_passes,
+        seconds=time.perf_counter() - started + earlier_seconds,
     )
 
 
-def evaluate_folder(config: EvaluationConfig, stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Load ``config.model`` and ``config.data_dir``, evaluate, write ``config.output_dir``; returns the
-    summary rows (one per method and removal mode; empty on all processes but the main one)."""
+def evaluate_folder(
+    config: EvaluationConfig,
+    stats: dict[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Load ``config.model`` and ``config.data_dir``, evaluate (resuming from ``checkpoint``, see
+    :func:`evaluate_rationales`), write ``config.output_dir``; returns the summary rows (one per method and
+    removal mode; empty on all processes but the main one)."""
 
     started = time.perf_counter()
     if config.model is None or config.data_dir is None:
@@ -167,7 +202,7 @@ def evaluate_folder(config: EvaluationConfig, stats: dict[str, Any] | None = Non
     state = _process_state(config)
     split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
     model, tokenizer, folder = load_classifier(config.model, resolve_device(config.device, state))
-    result = evaluate_rationales(model, tokenizer, split, config, stats)
+    result = evaluate_rationales(model, tokenizer, split, config, stats, checkpoint)
     if result is None:
         return []
     result = dataclasses.replace(

@@ -177,7 +177,8 @@ def evaluate_run(
     orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in spec.removals}
     examples = None
     for names, config in evaluation_calls(spec, dataset, model_dir, data_dir, out, name):
-        evaluate_folder(config)
+        # finished batches are kept beside the output folder: an interrupted run resumes at its last batch
+        evaluate_folder(config, checkpoint=Path(f"{config.output_dir}.checkpoint"))
         for removal in spec.removals:
             folder = config.output_dir_for(removal)
             for method, name in names.items():

@@ -154,3 +154,60 @@ def test_explainer_settings_come_from_the_explainers_run_settings():
         "seed": 4,
         "internal_batch_size": 16,
     }
+
+
+def test_an_interrupted_evaluation_resumes_from_its_checkpoint_with_the_same_numbers(
+    tmp_path, model_dir, data_dir, monkeypatch
+):
+    """Batches finished before an interruption are read back, not run again, and the written files are
+    byte-identical to an uninterrupted run (seeded SmoothGrad and Random included)."""
+    from sgt_nlp.evaluation.evaluator import BatchEvaluator
+    from sgt_nlp.validation import UsageError
+
+    settings = dict(
+        model=str(model_dir),
+        data_dir=str(data_dir),
+        split="val",
+        methods=("gradient", "smoothgrad", "random"),
+        smoothgrad_samples=3,
+        batch_size=2,
+        per_example=True,
+        extra_removals=("random_token",),
+    )
+    whole = EvaluationConfig(output_dir=str(tmp_path / "whole"), **settings)
+    evaluate_folder(whole)
+    run_batch, calls = BatchEvaluator.run_batch, []
+
+    def interrupted_after_two(self, batch):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(batch))
+        return run_batch(self, batch)
+
+    checkpoint = tmp_path / "eval.checkpoint"
+    resumed = EvaluationConfig(output_dir=str(tmp_path / "resumed"), **settings)
+    monkeypatch.setattr(BatchEvaluator, "run_batch", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_folder(resumed, checkpoint=checkpoint)
+    assert not (tmp_path / "resumed").exists()
+    with checkpoint.open("ab") as handle:  # a record cut short by the interruption
+        handle.write(b"\x80\x05\x95partial")
+
+    def counted(self, batch):
+        calls.append(len(batch))
+        return run_batch(self, batch)
+
+    monkeypatch.setattr(BatchEvaluator, "run_batch", counted)
+    evaluate_folder(resumed, checkpoint=checkpoint)
+    n_examples = len(load_split(data_dir, "val").annotations)
+    assert sum(calls) == n_examples and len(calls) > 3  # each batch ran once, over both calls
+    for name in ("gradient/results.jsonl", "smoothgrad/per_example.jsonl", "random/per_example.jsonl"):
+        for folder in ("", "removal_random_token/"):
+            whole_bytes = (tmp_path / "whole" / folder / name).read_bytes()
+            assert (tmp_path / "resumed" / folder / name).read_bytes() == whole_bytes, folder + name
+    runs = [json.loads((tmp_path / f / "run.json").read_text()) for f in ("whole", "resumed")]
+    assert runs[0]["forward_passes"] == runs[1]["forward_passes"]  # the checkpoint's passes are counted
+
+    other = EvaluationConfig(output_dir=str(tmp_path / "other"), **{**settings, "smoothgrad_samples": 4})
+    with pytest.raises(UsageError, match=r"eval.checkpoint: made by an evaluation with another settings"):
+        evaluate_folder(other, checkpoint=checkpoint)
