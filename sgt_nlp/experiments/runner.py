@@ -206,11 +206,14 @@ class Experiment:
     # -- learning rate -------------------------------------------------------------------------------------
 
     def select_learning_rate(self, dataset: DatasetSpec, data_dir: Path | None) -> float | None:
-        """The candidate with the best plain validation accuracy on the first seed (the first on a tie)."""
+        """The candidate with the best plain validation accuracy on the first seed (the first on a tie).
+
+        A recorded choice over the same candidates is kept whichever seed made it: ``--seeds 1,2`` runs the
+        later seeds at the rate seed 0 chose, instead of choosing again on seed 1."""
         seed = self.spec.seeds[0]
         recorded = read_json(self.out / dataset.name / "lr_selection.json")
-        if recorded and recorded["candidates"] == list(dataset.learning_rates) and recorded["seed"] == seed:
-            return recorded["chosen"]  # frozen once made: a retrained candidate must not move it
+        if recorded and recorded["candidates"] == list(dataset.learning_rates):
+            return recorded["chosen"]  # frozen once made: a retrained candidate or later seed never moves it
         accuracies = {}
         for lr in dataset.learning_rates:
             training = self.train(dataset, data_dir, self.spec.baseline, seed, lr, selecting=True)

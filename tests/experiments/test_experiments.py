@@ -332,6 +332,22 @@ def test_arms_split_the_work_between_processes_and_the_table_keeps_every_arm(tmp
     assert read_json(out / "spec.json")["arms"] == {k: dict(v) for k, v in spec.arms.items()}
 
 
+def test_later_seeds_keep_the_learning_rate_the_first_seed_chose(tmp_path):
+    """``--seeds 1`` after seed 0 trains seed 1 at the recorded rate: it does not choose again on seed 1."""
+    spec = smoke()
+    spec = replace(spec, datasets=(replace(spec.datasets[0], learning_rates=(1e-3, 3e-3)),))
+    out, work = tmp_path / "out", tmp_path / "work"
+    first = Experiment(spec, out, work, arms=("plain",))
+    first.run()
+    assert sorted(first.trained_runs) == ["synthetic/plain_seed0_lr0.001", "synthetic/plain_seed0_lr0.003"]
+    selection = (out / "synthetic" / "lr_selection.json").read_text()
+    chosen = json.loads(selection)["chosen"]
+    later = Experiment(replace(spec, seeds=(1,)), out, work, arms=("plain",))
+    later.run()
+    assert later.trained_runs == [f"synthetic/plain_seed1_lr{chosen:g}"]
+    assert (out / "synthetic" / "lr_selection.json").read_text() == selection
+
+
 # ---- spec files, the fp16 export, the gpu preset -----------------------------------------------------------
 
 
