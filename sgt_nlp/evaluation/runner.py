@@ -128,7 +128,7 @@ def evaluate_rationales(
         if resumed.done:
             logger.info("%s: resuming, %d of %d batches done", checkpoint, len(resumed.done), len(batches))
     outputs: list[ExampleOutput] = []
-    earlier_seconds, earlier_passes = 0.0, 0
+    restored: list[DoneBatch] = []  # batches read back from the checkpoint (their cost counts in the totals)
     loop_started = time.perf_counter()
     methods = ", ".join(config.methods)
     was_training = model.training
@@ -137,22 +137,15 @@ def evaluate_rationales(
         mine = list(range(len(batches)))[rank::world]
         for b in tqdm(mine, desc=f"explaining ({methods})", disable=not is_main, unit="batch"):
             if resumed is not None and b in resumed.done:
-                done = resumed.done[b]
-                outputs.extend(done.outputs)
-                earlier_seconds, earlier_passes = (
-                    earlier_seconds + done.seconds,
-                    earlier_passes + done.forward_passes,
-                )
+                restored.append(resumed.done[b])
+                outputs.extend(resumed.done[b].outputs)
                 continue
             batch_started, passes_before = time.perf_counter(), evaluator.forward_passes
             batch_outputs = evaluator.run_batch([examples[i] for i in batches[b]])
             outputs.extend(batch_outputs)
             if resumed is not None:
-                seconds, passes = (
-                    time.perf_counter() - batch_started,
-                    evaluator.forward_passes - passes_before,
-                )
-                resumed.add(DoneBatch(b, batch_outputs, seconds, passes))
+                passes = evaluator.forward_passes - passes_before
+                resumed.add(DoneBatch(b, batch_outputs, time.perf_counter() - batch_started, passes))
     finally:
         model.train(was_training)
         if resumed is not None:
@@ -181,8 +174,8 @@ def evaluate_rationales(
         rationale_coverage=coverage,
         model_name=config.model_name or Path(str(model_path)).name,
         processes=world,
-        forward_passes=evaluator.forward_passes + earlier_passes,
-        seconds=time.perf_counter() - started + earlier_seconds,
+        forward_passes=evaluator.forward_passes + sum(done.forward_passes for done in restored),
+        seconds=time.perf_counter() - started + sum(done.seconds for done in restored),
     )
 
 
