@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .data import SHARED_DATA, export_half_precision_model
@@ -54,6 +53,14 @@ class ExperimentArguments:
             "help": "comma-separated arms to train and evaluate (default: all); the others' records are only "
             "read, so processes with different --arms can share --output_dir and --work_dir. The baseline "
             "(plain) decides the learning rate and the gate: a seed waits until its plain run exists"
+        },
+    )
+    wait_seconds: float = field(
+        default=0.0,
+        metadata={
+            "help": "with --arms but not the baseline: look every this many seconds for the baseline's "
+            "learning-rate choice and training record that another process is making, instead of leaving "
+            "those seeds out (0: do not wait)"
         },
     )
     keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
@@ -127,8 +134,9 @@ def main(argv: list[str] | None = None) -> None:
             keep_models=args.keep_models,
             only_finished=args.only_finished,
             arms=tuple(args.arms.split(",")) if args.arms else None,
+            wait_seconds=args.wait_seconds,
         )
     except SpecError as exc:
         parser.error(str(exc))
     experiment.run()
-    print((Path(args.output_dir) / "results.md").read_text())
+    print(experiment.results_path.read_text())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,10 @@ def read_json(path: Path) -> dict | None:
 
 def write_json(path: Path, data: Any) -> None:
     """A JSON record (gzipped, compact, for ``.gz``), written to a temporary name first so that an interrupted
-    write never leaves a record that looks finished."""
+    write never leaves a record that looks finished. The temporary name is the writer's own (process and
+    thread), because processes started together with ``--arms`` write ``spec.json`` at the same moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     if path.suffix == ".gz":
         with gzip.open(tmp, "wt", encoding="utf-8") as handle:
             json.dump(data, handle, separators=(",", ":"))
@@ -42,8 +45,18 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-#: settings that change no record: seeds may be added, the gate is re-read, intervals recomputed
-FREE_FIELDS = ("name", "seeds", "bootstrap_resamples", "comparisons", "eval_batch_size", "record_version")
+#: settings that change no record: seeds may be added, the gate is re-read, intervals recomputed; ``methods``
+#: is checked per evaluation record instead (:func:`missing_methods`): a record holding more methods serves a
+#: spec with fewer (the ablation reads the cpu protocol's SST-2 runs), one holding fewer is completed
+FREE_FIELDS = (
+    "name",
+    "seeds",
+    "bootstrap_resamples",
+    "comparisons",
+    "eval_batch_size",
+    "record_version",
+    "methods",
+)
 FREE_DATASET_FIELDS = ("gate", "learning_rates")
 
 
@@ -70,6 +83,43 @@ def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]
             if key not in FREE_DATASET_FIELDS and old.get(key) != dataset[key]
         ]
     return changed
+
+
+def ordering_names(methods: Sequence[str], random_draws: int) -> list[str]:
+    """The orderings (keys of an evaluation record) that ``methods`` make: ``random`` makes one per draw."""
+    names: list[str] = []
+    for method in methods:
+        if method == "random":
+            names += ["random", *(f"random_draw{draw}" for draw in range(1, random_draws))]
+        else:
+            names.append(method)
+    return names
+
+
+def missing_methods(record: dict[str, Any], methods: Sequence[str], random_draws: int) -> tuple[str, ...]:
+    """The ``methods`` with an ordering absent from some removal mode of an evaluation record."""
+    return tuple(
+        method
+        for method in methods
+        if any(
+            name not in orderings
+            for orderings in record["orderings"].values()
+            for name in ordering_names((method,), random_draws)
+        )
+    )
+
+
+def select_orderings(record: dict[str, Any], methods: Sequence[str], random_draws: int) -> dict[str, Any]:
+    """The evaluation record with only the orderings of ``methods``.
+
+    NAOPC's bounds are the extremes over a run's orderings, so every run of one table must be normalised
+    over the same orderings, whatever else its record holds."""
+    wanted = set(ordering_names(methods, random_draws))
+    orderings = {  # in the record's order, which the tables follow
+        removal: {name: values for name, values in columns.items() if name in wanted}
+        for removal, columns in record["orderings"].items()
+    }
+    return {**record, "orderings": orderings}
 
 
 def example_columns(lines: list[dict[str, Any]]) -> dict[str, list]:

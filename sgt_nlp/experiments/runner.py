@@ -30,15 +30,17 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .data import SHARED_DATA, prepare_data
 from .records import (
     RECORD_VERSION,
+    missing_methods,
     read_json,
     run_id,
+    select_orderings,
     spec_changes,
     write_json,
 )
@@ -78,13 +80,21 @@ def truncation_supported() -> bool:
     return all("truncation" in {f.name for f in fields(cls)} for cls in (DataArguments, EvaluationConfig))
 
 
-def write_results(spec: ExperimentSpec, result: dict[str, Any], out: Path) -> None:
-    """``results.json`` (the aggregate), ``results.md`` (tables, verdicts) and ``results.png`` (intervals)."""
+def results_stem(out: Path, spec_name: str) -> str:
+    """``results``, unless ``out/results.json`` was written by a spec of another name: then
+    ``results_<name>``, so that a second spec sharing the records (the ablation over the cpu protocol's
+    SST-2 runs) never overwrites the first one's table."""
+    existing = read_json(out / "results.json")
+    return "results" if existing is None or existing.get("spec") == spec_name else f"results_{spec_name}"
+
+
+def write_results(spec: ExperimentSpec, result: dict[str, Any], out: Path, stem: str = "results") -> None:
+    """``<stem>.json`` (the aggregate), ``<stem>.md`` (tables, verdicts) and ``<stem>.png`` (intervals)."""
     from ..report.experiment import markdown, plot  # matplotlib: imported only when results are written
 
-    write_json(out / "results.json", result)
-    (out / "results.md").write_text(markdown(result, SCHEME))
-    plot(result, out / "results.png", VERDICT_METRICS)
+    write_json(out / f"{stem}.json", result)
+    (out / f"{stem}.md").write_text(markdown(result, SCHEME))
+    plot(result, out / f"{stem}.png", VERDICT_METRICS)
 
 
 class Experiment:
@@ -99,6 +109,7 @@ class Experiment:
         keep_models: bool = False,
         only_finished: bool = False,
         arms: tuple[str, ...] | None = None,
+        wait_seconds: float = 0.0,
     ) -> None:
         self.spec, self.out, self.work = spec, Path(output_dir), Path(work_dir)
         self.data_root, self.keep_models, self.only_finished = Path(data_root), keep_models, only_finished
@@ -109,6 +120,11 @@ class Experiment:
         # that processes running different arms side by side share one output_dir and one results table
         self.arms = arms
         self.progress = Stage()
+        # seconds between looks for the baseline's records (learning rate, gate) that another process is
+        # making; 0: a seed without them is left for a later invocation
+        self.wait_seconds = wait_seconds
+        self.waited: set[tuple[str, str]] = set()
+        self.results_path = self.out / "results.md"  # the table this invocation wrote (set by run())
         self.trained_runs: list[str] = []  # run ids trained by this invocation (tests check resume with it)
         self.evaluated_runs: list[str] = []
 
@@ -168,7 +184,8 @@ class Experiment:
         result = aggregate(self.spec, runs)
         for name, reason in skipped.items():
             result["datasets"][name]["skipped"] = reason
-        write_results(self.spec, result, self.out)
+        self.results_path = self.out / f"{results_stem(self.out, self.spec.name)}.md"
+        write_results(self.spec, result, self.out, self.results_path.stem)
         return result
 
     def run_dataset(self, dataset: DatasetSpec) -> list[dict[str, Any]]:
@@ -176,15 +193,23 @@ class Experiment:
         work = self.work / dataset.name
         data_dir = None if self.only_finished else prepare_data(dataset, self.data_root, work)
         lr = self.select_learning_rate(dataset, data_dir)
+        while lr is None and self.wait_for_baseline(dataset, "learning-rate choice"):
+            lr = self.select_learning_rate(dataset, data_dir)
         records = []
         for seed in self.spec.seeds:
             if lr is None:
                 break
             plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
+            while plain is None and self.wait_for_baseline(dataset, f"seed {seed}"):
+                plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
             gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
             if plain is None and not self.only_finished:  # --arms without the baseline: it decides the gate
                 self.progress.log(
-                    "wait", dataset.name, self.spec.baseline, seed, "not trained yet: run its arm first"
+                    "skip",
+                    dataset.name,
+                    self.spec.baseline,
+                    seed,
+                    "not trained yet: run its arm first (or give --wait_seconds)",
                 )
             for arm in self.spec.arms:
                 rid = run_id(arm, seed, lr)
@@ -202,6 +227,23 @@ class Experiment:
                     )
                 records.append(record)
         return records
+
+    def wait_for_baseline(self, dataset: DatasetSpec, what: str) -> bool:
+        """Sleeps ``wait_seconds`` and returns True when this invocation waits for another process to train
+        the baseline (``--arms`` without it, ``wait_seconds`` > 0); False when the work is left for later."""
+        if self.wait_seconds <= 0 or self.only_finished or self.runs_arm(self.spec.baseline):
+            return False
+        if (dataset.name, what) not in self.waited:  # one line per thing awaited, not one per look
+            self.waited.add((dataset.name, what))
+            self.progress.log(
+                "wait",
+                dataset.name,
+                self.spec.baseline,
+                "-",
+                f"{what}: looking every {self.wait_seconds:g} s",
+            )
+        time.sleep(self.wait_seconds)
+        return True
 
     # -- learning rate -------------------------------------------------------------------------------------
 
@@ -296,12 +338,25 @@ class Experiment:
     def evaluate(
         self, dataset: DatasetSpec, data_dir: Path | None, arm: str, seed: int, lr: float
     ) -> dict[str, Any] | None:
-        """The run's per-example scores on the full test split: read if recorded, else computed now."""
+        """The run's per-example scores on the full test split, with only the spec's orderings: read if
+        recorded, else computed now.
+
+        A record made by a spec with fewer methods is completed: the missing methods are evaluated and added
+        when the run's model is still in work_dir; otherwise the run is trained again and evaluated anew,
+        since orderings of two trainings must never share a record. Until then the run is not counted."""
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "eval.json.gz"
         record = read_json(path)
-        if record is not None or not self.runs_arm(arm):
-            return record
+        methods, draws = self.spec.methods, self.spec.random_draws
+        missing = missing_methods(record, methods, draws) if record is not None else methods
+        if record is not None and not missing:
+            return select_orderings(record, methods, draws)
+        if not self.runs_arm(arm):
+            if record is not None:
+                self.progress.log(
+                    "incomplete", dataset.name, arm, seed, f"{path} lacks {list(missing)}: not counted"
+                )
+            return None
         assert data_dir is not None  # None only under only_finished, which returned above
         model_dir = self.work_run(dataset, rid) / "model"
         if not (model_dir / "config.json").is_file():
@@ -311,20 +366,32 @@ class Experiment:
             )
             (self.record_dir(dataset, rid) / "train.json").unlink()
             self.train(dataset, data_dir, arm, seed, lr)
-        self.progress.log("evaluate", dataset.name, arm, seed)
+            record, missing = None, methods  # a retrained model is evaluated with every method
+        adding = record is not None
+        self.progress.log("evaluate", dataset.name, arm, seed, f"adding {list(missing)}" if adding else "")
         started = time.perf_counter()
-        raw = evaluate_run(self.spec, dataset, data_dir, model_dir, self.work_run(dataset, rid) / "eval", arm)
-        record = {
-            "record_version": RECORD_VERSION,
-            "arm": arm,
-            "seed": seed,
-            "learning_rate": lr,
-            "seconds": time.perf_counter() - started,
-            **raw,
-        }
+        folder = self.work_run(dataset, rid) / ("eval_add_" + "_".join(missing) if adding else "eval")
+        raw = evaluate_run(replace(self.spec, methods=missing), dataset, data_dir, model_dir, folder, arm)
+        seconds = time.perf_counter() - started
+        if record is not None:
+            if raw["examples"]["annotation_id"] != record["examples"]["annotation_id"]:
+                raise ValueError(f"{path}: the added methods were evaluated on other test examples")
+            for removal, orderings in raw["orderings"].items():
+                record["orderings"][removal].update(orderings)
+            record["seconds"] += seconds
+            record["methods_added"] = [*record.get("methods_added", []), *missing]
+        else:
+            record = {
+                "record_version": RECORD_VERSION,
+                "arm": arm,
+                "seed": seed,
+                "learning_rate": lr,
+                "seconds": seconds,
+                **raw,
+            }
         write_json(path, record)
         self.evaluated_runs.append(f"{dataset.name}/{rid}")
         if not self.keep_models:
             shutil.rmtree(self.work_run(dataset, rid), ignore_errors=True)
-        self.progress.log("evaluated", dataset.name, arm, seed, f"{time.perf_counter() - started:.0f} s")
-        return record
+        self.progress.log("evaluated", dataset.name, arm, seed, f"{seconds:.0f} s")
+        return select_orderings(record, methods, draws)

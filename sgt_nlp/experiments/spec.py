@@ -337,7 +337,9 @@ PRESETS: dict[str, ExperimentSpec] = {
         eval_batch_size=64,
         methods=tuple(m for m in METHODS if m != "occlusion"),
     ),
-    # which SGT choices matter, on SST-2: each variant against plain and random-mask
+    # which SGT choices matter, on SST-2: each variant against plain, random-mask and SGT. Its SST-2 settings
+    # are the cpu preset's, so run with the cpu preset's output_dir it reuses plain / SGT / random-mask seeds
+    # 0-1 (cut to its methods) and trains only the variants; its table goes to results_ablation.*
     "ablation": ExperimentSpec(
         name="ablation",
         datasets=(SST2,),

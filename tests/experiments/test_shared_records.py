@@ -1,0 +1,220 @@
+"""Specs that share records: a spec with fewer methods reads the runs of one with more (the ablation over the
+cpu protocol's SST-2 runs), one with more completes them, and a process without the baseline may wait for
+it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sgt_nlp.experiments import (
+    PRESETS,
+    Experiment,
+    method_metrics,
+    read_json,
+    spec_changes,
+    spec_to_dict,
+    write_json,
+)
+from sgt_nlp.experiments import runner as runner_module
+from sgt_nlp.experiments.records import missing_methods, ordering_names, select_orderings
+
+WIDE = ("gradient_l2", "gradient", "random")
+NARROW = ("gradient", "random")
+
+
+def smoke(methods=WIDE, **changes):
+    return replace(PRESETS["smoke"], seeds=(0,), methods=methods, **changes)
+
+
+def record_of(out, run="plain_seed0_lr0.001"):
+    return read_json(out / "synthetic" / run / "eval.json.gz")
+
+
+# ---- the pure helpers --------------------------------------------------------------------------------------
+
+
+def test_ordering_names_give_random_one_ordering_per_draw():
+    assert ordering_names(("gradient", "random"), 3) == ["gradient", "random", "random_draw1", "random_draw2"]
+    assert ordering_names(("random",), 1) == ["random"]
+
+
+def test_missing_methods_look_at_every_removal_and_every_draw():
+    record = {
+        "orderings": {
+            "delete": {"gradient": {}, "random": {}, "random_draw1": {}},
+            "random_token": {"gradient": {}, "random": {}},
+        }
+    }
+    assert missing_methods(record, ("gradient", "random"), 2) == ("random",)  # draw 1 lacks a removal
+    assert missing_methods(record, ("gradient", "random"), 1) == ()
+    assert missing_methods(record, ("gradient_l2", "gradient"), 1) == ("gradient_l2",)
+
+
+def test_selected_orderings_change_naopc_bounds_as_if_only_they_had_been_evaluated():
+    """NAOPC's bounds come from the run's orderings: a record holding an extra ordering must be cut to the
+    spec's orderings, or its NAOPC would not compare with runs evaluated with fewer methods."""
+
+    def ordering(comp):  # one example, two AOPC bins, prediction 0 with p 0.9
+        return {
+            "predicted": [0],
+            "p_full": [0.9],
+            "p_empty": [0.1],
+            "p_comp": [comp[0]],
+            "p_suff": [0.9],
+            "p_comp_aopc": [list(comp)],
+            "p_suff_aopc": [[0.9, 0.9]],
+            "tokens_to_flip": [1],
+            "auprc_visible": [None],
+            "token_f1_visible": [None],
+        }
+
+    record = {
+        "examples": {"label": [0]},
+        "orderings": {
+            "delete": {
+                "gradient": ordering((0.5, 0.5)),  # comp AOPC 0.4
+                "random": ordering((0.8, 0.8)),  # 0.1
+                "occlusion": ordering((0.1, 0.1)),  # 0.8: the top of the wide record's range
+            }
+        },
+    }
+    wide = method_metrics(record["orderings"]["delete"], [0])
+    narrow = method_metrics(select_orderings(record, ("gradient", "random"), 1)["orderings"]["delete"], [0])
+    assert wide["gradient"]["comprehensiveness_naopc"][0] == pytest.approx(0.3 / 0.7)
+    assert narrow["gradient"]["comprehensiveness_naopc"][0] == pytest.approx(1.0)
+    assert set(narrow) == {"gradient", "random"}
+
+
+def test_methods_are_not_a_spec_change_but_evaluation_settings_are():
+    cpu, ablation = spec_to_dict(PRESETS["cpu"]), spec_to_dict(PRESETS["ablation"])
+    assert cpu["methods"] != ablation["methods"]
+    assert spec_changes(cpu, ablation) == []  # the ablation may read and add to the cpu protocol's records
+    assert spec_changes(cpu, {**ablation, "ig_steps": 10}) == ["ig_steps"]
+
+
+def test_writers_of_one_record_at_the_same_moment_never_collide(tmp_path):
+    """Processes started together with --arms write spec.json at once; each keeps its own temporary file."""
+    path = tmp_path / "spec.json"
+    errors = []
+
+    def write_many(tag):
+        try:
+            for i in range(200):
+                write_json(path, {"writer": tag, "i": i})
+        except OSError as exc:  # a shared temporary name: renamed away by the other writer
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write_many, args=(tag,)) for tag in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert read_json(path)["i"] == 199 and list(tmp_path.iterdir()) == [path]
+
+
+# ---- the runner --------------------------------------------------------------------------------------------
+
+
+def test_a_spec_with_fewer_methods_reads_the_wider_records_and_writes_its_own_table(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    Experiment(smoke(), out, work).run()
+    wide_table = (out / "results.md").read_text()
+    wide_records = {p: p.read_bytes() for p in out.glob("synthetic/*/eval.json.gz")}
+    arms = {**PRESETS["smoke"].arms, "sgt_low": {"sgt_mask_fraction": 0.2}}
+    narrow = Experiment(replace(smoke(NARROW), name="narrow", arms=arms), out, work)
+    result = narrow.run()
+    # only the new arm is trained and evaluated, with the narrow methods; the wide records are untouched
+    assert narrow.trained_runs == narrow.evaluated_runs == ["synthetic/sgt_low_seed0_lr0.001"]
+    assert set(record_of(out, "sgt_low_seed0_lr0.001")["orderings"]["delete"]) == {
+        "gradient",
+        "random",
+        "random_draw1",
+    }
+    assert {p: p.read_bytes() for p in wide_records} == wide_records
+    # its table is its own file; the wide table stays
+    assert narrow.results_path == out / "results_narrow.md" and (out / "results_narrow.png").is_file()
+    assert (out / "results.md").read_text() == wide_table
+    # every run of the narrow table is normalised over the narrow orderings only
+    data = result["datasets"]["synthetic"]
+    assert {r["method"] for c in data["comparisons"] for r in c["rows"]} == {"gradient", "random"}
+    row = next(
+        r
+        for c in data["comparisons"]
+        if (c["treatment"], c["control"]) == ("sgt", "plain")
+        for r in c["rows"]
+        if (r["method"], r["removal"], r["metric"]) == ("gradient", "delete", "comprehensiveness_naopc")
+    )
+    expected = {}
+    for arm in ("sgt", "plain"):
+        cut = select_orderings(record_of(out, f"{arm}_seed0_lr0.001"), NARROW, 2)
+        metrics = method_metrics(cut["orderings"]["delete"], cut["examples"]["label"])
+        expected[arm] = metrics["gradient"]["comprehensiveness_naopc"]
+    assert row["difference"]["mean"] == pytest.approx(float(np.nanmean(expected["sgt"] - expected["plain"])))
+    # the wide spec again: nothing to do, the same table
+    before = json.loads((out / "results.json").read_text())
+    again = Experiment(smoke(), out, work)
+    again.run()
+    assert again.trained_runs == again.evaluated_runs == [] and again.results_path == out / "results.md"
+    assert json.loads((out / "results.json").read_text()) == before
+
+
+def test_a_record_with_fewer_methods_is_completed_from_the_kept_model(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    Experiment(smoke(NARROW), out, work, arms=("plain",), keep_models=True).run()
+    first = record_of(out)
+    # the wide spec, which sees the narrow record first, leaves it out until its own process completes it
+    reader = Experiment(smoke(), out, work, arms=("sgt",))
+    data = reader.run()["datasets"]["synthetic"]
+    assert reader.evaluated_runs == ["synthetic/sgt_seed0_lr0.001"] and record_of(out) == first
+    assert data["missing"] == ["plain_seed0", "random_mask_seed0"]  # plain is not counted while incomplete
+    wide = Experiment(smoke(), out, work, arms=("plain",))
+    wide.run()
+    assert wide.trained_runs == [] and wide.evaluated_runs == ["synthetic/plain_seed0_lr0.001"]
+    completed = record_of(out)
+    assert completed["methods_added"] == ["gradient_l2"] and completed["seconds"] > first["seconds"]
+    for removal, orderings in first["orderings"].items():  # what was there is kept as it was
+        assert {k: completed["orderings"][removal][k] for k in orderings} == orderings
+        assert set(completed["orderings"][removal]) == {"gradient", "random", "random_draw1", "gradient_l2"}
+    assert completed["examples"] == first["examples"]
+
+
+def test_a_record_with_fewer_methods_and_no_model_is_trained_and_evaluated_anew(tmp_path):
+    """Without the model the missing methods cannot come from the same training: the run starts over."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    Experiment(smoke(NARROW), out, work, arms=("plain",)).run()
+    assert not (work / "synthetic" / "plain_seed0_lr0.001").exists()
+    wide = Experiment(smoke(), out, work, arms=("plain",))
+    wide.run()
+    assert wide.trained_runs == wide.evaluated_runs == ["synthetic/plain_seed0_lr0.001"]
+    record = record_of(out)
+    assert "methods_added" not in record
+    assert set(record["orderings"]["delete"]) == {"gradient", "random", "random_draw1", "gradient_l2"}
+
+
+def test_a_process_without_the_baseline_waits_for_it(tmp_path, monkeypatch):
+    """``wait_seconds``: the sgt process looks again until the plain process (run here while it 'sleeps')
+    has chosen the learning rate and trained the seed, then trains and evaluates its own arm."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    sleeps = []
+
+    def baseline_runs_meanwhile(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            Experiment(smoke(), out, work, arms=("plain",)).run()
+
+    monkeypatch.setattr(runner_module.time, "sleep", baseline_runs_meanwhile)
+    waiting = Experiment(smoke(), out, work, arms=("sgt",), wait_seconds=7)
+    data = waiting.run()["datasets"]["synthetic"]
+    assert sleeps == [7]
+    assert waiting.trained_runs == waiting.evaluated_runs == ["synthetic/sgt_seed0_lr0.001"]
+    assert data["missing"] == ["random_mask_seed0"]  # the arm neither process ran
+    # without wait_seconds the same process leaves the seed for later and never sleeps
+    sleeps.clear()
+    Experiment(smoke(), tmp_path / "out2", tmp_path / "work2", arms=("sgt",)).run()
+    assert sleeps == []
