@@ -3,6 +3,7 @@ sanity."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -152,6 +153,24 @@ def test_encoding_the_kept_words_again_keeps_them_all(mode, max_length):
     again, kept_again = encode_words(tokenizer, seen, query, max_length, mode)
     assert kept_again == [list(range(len(s))) for s in seen]
     assert again["input_ids"] == first["input_ids"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_choosing_the_kept_words_raises_no_too_long_warning(mode, caplog):
+    """Counting a whole document's pieces is not feeding it to the model: the tokenizer's "longer than the
+    maximum sequence length ... indexing errors" warning, printed for every long review, would be false."""
+    from transformers.utils import logging as hf_logging
+
+    tokenizer = copy.deepcopy(tiny.wordpiece_tokenizer())  # its own: the warning is given once per tokenizer
+    tokenizer.model_max_length = 32
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            _, kept = encode_words(tokenizer, [["the", "movies", "plays"] * 30], None, 32, mode)
+    finally:
+        hf_logging.disable_propagation()
+    assert len(kept[0]) < 90  # the document was cut
+    assert not [r for r in caplog.records if "maximum sequence length" in r.getMessage()]
 
 
 def test_head_is_the_tokenizers_own_truncation():

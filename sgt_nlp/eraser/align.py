@@ -188,7 +188,9 @@ def piece_counts(tokenizer, words: Sequence[Sequence[str]]) -> list[list[int]]:
     word_lists = [list(w) for w in words]
     if not word_lists:
         return []
-    encoded = tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False)
+    # whole documents on purpose (to choose the kept words): verbose=False silences the tokenizer's "longer
+    # than the maximum sequence length ... indexing errors" warning, which is about inputs given to the model
+    encoded = tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False, verbose=False)
     counts = []
     for b, w in enumerate(word_lists):
         row = [0] * len(w)
