@@ -81,6 +81,8 @@ def train_run(
     )
     history = trainer.state.log_history
     runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
+    start_step = int(checkpoints[-1].name.split("-")[1]) if checkpoints else 0
+    timed = epochs_timed(dataset.epochs, start_step, trainer.state.max_steps)
     evals = [
         {"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history if "eval_accuracy" in h
     ]
@@ -99,10 +101,19 @@ def train_run(
         "epochs": dataset.epochs,
         "seconds": time.perf_counter() - started,
         "train_runtime": runtime,
-        "seconds_per_epoch": (runtime / dataset.epochs) if runtime else None,
+        "epochs_timed": timed,  # train_runtime covers these epochs (fewer when resumed from a checkpoint)
+        "seconds_per_epoch": (runtime / timed) if runtime and timed else None,
         "resumed_from": str(checkpoints[-1].name) if checkpoints else None,
         "device": "cuda" if cuda else "cpu",
     }
+
+
+def epochs_timed(epochs: float, start_step: int, max_steps: int) -> float:
+    """The epochs a training call ran: all of them, or those after the checkpoint it resumed from (the
+    Trainer's ``train_runtime`` times only these)."""
+    if max_steps <= 0:
+        return 0.0
+    return epochs * (max_steps - start_step) / max_steps
 
 
 def evaluation_calls(

@@ -25,6 +25,7 @@ from sgt_nlp.experiments import (
     verdict_words,
     write_sst2_as_eraser,
 )
+from sgt_nlp.experiments.stages import epochs_timed
 from tests.toy_data import ROOT
 
 # ---- paired bootstrap --------------------------------------------------------------------------------------
@@ -249,6 +250,12 @@ def smoke(**changes):
     return spec
 
 
+def test_a_resumed_training_is_timed_over_the_epochs_it_ran():
+    """SST-2 SGT seed 1 resumed at step 250 of 750: its 2138 s of train_runtime are two epochs, not three."""
+    assert epochs_timed(3, 250, 750) == pytest.approx(2.0)
+    assert epochs_timed(3, 0, 750) == 3 and epochs_timed(3, 750, 750) == 0 and epochs_timed(3, 0, 0) == 0
+
+
 def test_gate_marks_failed_runs_and_excludes_them(tmp_path):
     spec = smoke()
     spec = replace(spec, datasets=(replace(spec.datasets[0], gate=1.01),))
@@ -290,6 +297,7 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     assert set(record["orderings"]["delete"]) == {"gradient", "random", "random_draw1", "gradient_l2"}
     train = read_json(out / "synthetic" / "sgt_seed0_lr0.001" / "train.json")
     assert train["sgt_settings"] == {"sgt_mask_fraction": 0.5} and train["seconds_per_epoch"] > 0
+    assert train["epochs_timed"] == spec.datasets[0].epochs and train["resumed_from"] is None
     assert not (work / "synthetic" / "sgt_seed0_lr0.001").exists()  # models deleted after evaluation
     assert (out / "results.png").is_file() and "### sgt − plain" in (out / "results.md").read_text()
     # a second invocation trains and evaluates nothing and rebuilds the same table
