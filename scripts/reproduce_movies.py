@@ -115,15 +115,16 @@ def main(argv: list[str] | None = None) -> None:
     sweep = [float(f) for f in args.sweep.split(",")] if args.sweep else None
     spec = movies_spec(args.config, sweep, args.model, args.seeds)
     out = Path(args.output_dir or f"runs/reproduce_{args.config}")
-    Experiment(
+    experiment = Experiment(
         spec,
         out,
         args.work_dir or out / "work",
         data_root=args.data_root,
         keep_models=args.keep_models,
         only_finished=args.only_finished,
-    ).run()
-    print((out / "results.md").read_text())
+    )
+    experiment.run()
+    print(experiment.results_path.read_text())
 
 
 if __name__ == "__main__":

@@ -269,7 +269,8 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     return {
         "verdict": sentences,
         "report": report,
-        "table": (out / "results.md").read_text(),
+        "table": experiment.results_path.read_text(),
+        "table_path": experiment.results_path,
         "seconds": time.perf_counter() - started,
         "result": result,
     }
@@ -332,8 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n" + describe(SyntheticConfig(**task)))
     print("\n" + arms_table(result["result"]))
     print("\nVerdict:\n" + "\n".join(f"- {s}" for s in result["verdict"]))
-    out = Path(args.output_dir)
-    print(f"\nevery metric with its interval: {out / 'results.md'}")
+    print(f"\nevery metric with its interval: {result['table_path']}")
     print(f"report: {result['report']}  ({math.ceil(result['seconds'])} s)")
 
 
