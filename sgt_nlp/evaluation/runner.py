@@ -195,6 +195,7 @@ def evaluate_folder(
     state = _process_state(config)
     split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
     model, tokenizer, folder = load_classifier(config.model, resolve_device(config.device, state))
+    loading = time.perf_counter() - started
     result = evaluate_rationales(model, tokenizer, split, config, stats, checkpoint)
     if result is None:
         return []
@@ -202,7 +203,7 @@ def evaluate_folder(
         result,
         model_name=config.model_name or Path(folder).name,
         sgt_settings=sgt_settings_of(folder),
-        seconds=time.perf_counter() - started,
+        seconds=loading + result.seconds,  # result.seconds counts the batches resumed from the checkpoint
     )
     return write_evaluation(result)
 

@@ -369,10 +369,9 @@ class Experiment:
             record, missing = None, methods  # a retrained model is evaluated with every method
         adding = record is not None
         self.progress.log("evaluate", dataset.name, arm, seed, f"adding {list(missing)}" if adding else "")
-        started = time.perf_counter()
         folder = self.work_run(dataset, rid) / ("eval_add_" + "_".join(missing) if adding else "eval")
         raw = evaluate_run(replace(self.spec, methods=missing), dataset, data_dir, model_dir, folder, arm)
-        seconds = time.perf_counter() - started
+        seconds = raw.pop("seconds")  # what the evaluations cost, including batches of an earlier session
         if record is not None:
             if raw["examples"]["annotation_id"] != record["examples"]["annotation_id"]:
                 raise ValueError(f"{path}: the added methods were evaluated on other test examples")

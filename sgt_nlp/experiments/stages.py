@@ -182,14 +182,18 @@ def evaluation_calls(
 def evaluate_run(
     spec: ExperimentSpec, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path, name: str
 ) -> dict[str, Any]:
-    """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``."""
+    """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``, and the
+    evaluations' seconds (resumed batches included)."""
     from ..evaluation import evaluate_folder
 
     orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in spec.removals}
     examples = None
+    seconds = 0.0
     for names, config in evaluation_calls(spec, dataset, model_dir, data_dir, out, name):
         # finished batches are kept beside the output folder: an interrupted run resumes at its last batch
         evaluate_folder(config, checkpoint=Path(f"{config.output_dir}.checkpoint"))
+        # the call's whole cost, batches resumed from an earlier session's checkpoint included
+        seconds += json.loads((config.output_dir_for(spec.removals[0]) / "run.json").read_text())["seconds"]
         for removal in spec.removals:
             folder = config.output_dir_for(removal)
             for method, name in names.items():
@@ -199,4 +203,4 @@ def evaluate_run(
                 if [e["annotation_id"] for e in lines] != examples["annotation_id"]:
                     raise ValueError(f"{folder / method}: other examples than the first evaluation")
                 orderings[removal][name] = compact_ordering(lines)
-    return {"examples": examples, "orderings": orderings}
+    return {"examples": examples, "orderings": orderings, "seconds": seconds}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -182,6 +183,7 @@ def test_an_interrupted_evaluation_resumes_from_its_checkpoint_with_the_same_num
         if len(calls) == 2:
             raise KeyboardInterrupt
         calls.append(len(batch))
+        time.sleep(2.0)  # the two finished batches cost at least 4 s, which the resumed run must count
         return run_batch(self, batch)
 
     checkpoint = tmp_path / "eval.checkpoint"
@@ -198,7 +200,9 @@ def test_an_interrupted_evaluation_resumes_from_its_checkpoint_with_the_same_num
         return run_batch(self, batch)
 
     monkeypatch.setattr(BatchEvaluator, "run_batch", counted)
+    began = time.perf_counter()
     evaluate_folder(resumed, checkpoint=checkpoint)
+    resumed_call = time.perf_counter() - began
     n_examples = len(load_split(data_dir, "val").annotations)
     assert sum(calls) == n_examples and len(calls) > 3  # each batch ran once, over both calls
     for name in ("gradient/results.jsonl", "smoothgrad/per_example.jsonl", "random/per_example.jsonl"):
@@ -207,6 +211,7 @@ def test_an_interrupted_evaluation_resumes_from_its_checkpoint_with_the_same_num
             assert (tmp_path / "resumed" / folder / name).read_bytes() == whole_bytes, folder + name
     runs = [json.loads((tmp_path / f / "run.json").read_text()) for f in ("whole", "resumed")]
     assert runs[0]["forward_passes"] == runs[1]["forward_passes"]  # the checkpoint's passes are counted
+    assert runs[1]["seconds"] > resumed_call + 3.9  # and so is the time of its batches
 
     other = EvaluationConfig(output_dir=str(tmp_path / "other"), **{**settings, "smoothgrad_samples": 4})
     with pytest.raises(UsageError, match=r"eval.checkpoint: made by an evaluation with another settings"):
