@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -49,6 +50,9 @@ from .stages import evaluate_run, train_run
 from .statistics import SCHEME, VERDICT_METRICS, aggregate
 
 logger = logging.getLogger(__name__)
+
+#: a run folder's name (``records.run_id``)
+RUN_ID = re.compile(r"(?P<arm>.+)_seed(?P<seed>\d+)_lr(?P<lr>[^_]+)")
 
 
 @dataclass
@@ -132,6 +136,16 @@ class Experiment:
         """Whether this invocation may train and evaluate ``arm`` (else its records are only read)."""
         return not self.only_finished and (self.arms is None or arm in self.arms)
 
+    def recorded_seeds(self) -> set[int]:
+        """The seeds with a training record of one of the spec's arms on one of its datasets."""
+        seeds = set()
+        for dataset in self.spec.datasets:
+            for path in (self.out / dataset.name).glob("*_seed*_lr*/train.json"):
+                match = RUN_ID.fullmatch(path.parent.name)
+                if match and match["arm"] in self.spec.arms:
+                    seeds.add(int(match["seed"]))
+        return seeds
+
     # -- paths ---------------------------------------------------------------------------------------------
 
     def record_dir(self, dataset: DatasetSpec, rid: str) -> Path:
@@ -168,6 +182,7 @@ class Experiment:
                 kept = [d for d in previous["datasets"] if d["name"] not in names]
                 current["datasets"] = [*current["datasets"], *kept]
                 current["arms"] = {**previous.get("arms", {}), **current["arms"]}
+                current["seeds"] = sorted({*previous.get("seeds", []), *current["seeds"]})
             write_json(spec_path, current)
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
@@ -181,7 +196,22 @@ class Experiment:
                 logger.error("dataset %s left out: %s", dataset.name, skipped[dataset.name])
                 continue
             runs[dataset.name] = self.run_dataset(dataset)
-        result = aggregate(self.spec, runs)
+        recorded = self.recorded_seeds()
+        if not recorded <= set(self.spec.seeds):
+            # --seeds 1 beside seed 0's records: the table covers every recorded seed (read, not run), as it
+            # covers every arm under --arms
+            reader = Experiment(
+                replace(self.spec, seeds=tuple(sorted(recorded | set(self.spec.seeds)))),
+                self.out,
+                self.work,
+                self.data_root,
+                only_finished=True,
+            )
+            reader.progress = self.progress
+            runs = {d.name: reader.run_dataset(d) for d in self.spec.datasets if d.name in runs}
+            result = aggregate(reader.spec, runs)
+        else:
+            result = aggregate(self.spec, runs)
         for name, reason in skipped.items():
             result["datasets"][name]["skipped"] = reason
         self.results_path = self.out / f"{results_stem(self.out, self.spec.name)}.md"

@@ -28,7 +28,7 @@ NARROW = ("gradient", "random")
 
 
 def smoke(methods=WIDE, **changes):
-    return replace(PRESETS["smoke"], seeds=(0,), methods=methods, **changes)
+    return replace(PRESETS["smoke"], **{"seeds": (0,), "methods": methods, **changes})
 
 
 def record_of(out, run="plain_seed0_lr0.001"):
@@ -218,3 +218,17 @@ def test_a_process_without_the_baseline_waits_for_it(tmp_path, monkeypatch):
     sleeps.clear()
     Experiment(smoke(), tmp_path / "out2", tmp_path / "work2", arms=("sgt",)).run()
     assert sleeps == []
+
+
+def test_a_later_seed_keeps_the_earlier_seeds_in_the_table_and_in_spec_json(tmp_path):
+    """``--seeds 1`` beside seed 0's records: seed 1 is run, and the table still covers seed 0 (read only)."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    Experiment(smoke(), out, work).run()
+    later = Experiment(smoke(seeds=(1,)), out, work)
+    data = later.run()["datasets"]["synthetic"]
+    assert sorted(later.trained_runs) == [
+        f"synthetic/{a}_seed1_lr0.001" for a in ("plain", "random_mask", "sgt")
+    ]
+    assert data["seeds_evaluated"] == [0, 1] and data["missing"] == []
+    assert all(len(r["difference"]["per_seed"]) == 2 for c in data["comparisons"] for r in c["rows"])
+    assert read_json(out / "spec.json")["seeds"] == [0, 1]
