@@ -182,6 +182,6 @@ def plot(result: dict[str, Any], path: Path, metrics: Sequence[str]) -> Path | N
         ax.set_title(f"{name}: {title} {arrow}", fontsize=9)
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # long titles and labels stay whole
     plt.close(fig)
     return path
