@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,17 @@ RECORD_VERSION = 1
 def run_id(arm: str, seed: int, learning_rate: float) -> str:
     """A run's folder name, e.g. ``plain_seed0_lr0.0001``."""
     return f"{arm}_seed{seed}_lr{learning_rate:g}"
+
+
+def parse_run_id(name: str) -> tuple[str, int, float] | None:
+    """``(arm, seed, learning rate)`` of a run folder's name made by :func:`run_id`, None for another name."""
+    match = re.fullmatch(r"(?P<arm>.+)_seed(?P<seed>\d+)_lr(?P<lr>[^_]+)", name)
+    if match is None:
+        return None
+    try:
+        return match["arm"], int(match["seed"]), float(match["lr"])
+    except ValueError:
+        return None
 
 
 def read_json(path: Path) -> dict | None:

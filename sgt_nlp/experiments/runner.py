@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -39,6 +38,7 @@ from .data import SHARED_DATA, prepare_data
 from .records import (
     RECORD_VERSION,
     missing_methods,
+    parse_run_id,
     read_json,
     run_id,
     select_orderings,
@@ -50,9 +50,6 @@ from .stages import evaluate_run, train_run
 from .statistics import SCHEME, VERDICT_METRICS, aggregate
 
 logger = logging.getLogger(__name__)
-
-#: a run folder's name (``records.run_id``)
-RUN_ID = re.compile(r"(?P<arm>.+)_seed(?P<seed>\d+)_lr(?P<lr>[^_]+)")
 
 
 @dataclass
@@ -129,21 +126,27 @@ class Experiment:
         self.wait_seconds = wait_seconds
         self.waited: set[tuple[str, str]] = set()
         self.results_path = self.out / "results.md"  # the table this invocation wrote (set by run())
+        self.table_seeds = spec.seeds  # the spec's seeds and those recorded beside them (set by run())
         self.trained_runs: list[str] = []  # run ids trained by this invocation (tests check resume with it)
         self.evaluated_runs: list[str] = []
 
-    def runs_arm(self, arm: str) -> bool:
-        """Whether this invocation may train and evaluate ``arm`` (else its records are only read)."""
-        return not self.only_finished and (self.arms is None or arm in self.arms)
+    def runs_arm(self, arm: str, seed: int | None = None) -> bool:
+        """Whether this invocation may train and evaluate ``arm`` (on ``seed``); else its records are only
+        read. Seeds outside the spec's (recorded by other invocations) are always only read."""
+        return (
+            not self.only_finished
+            and (self.arms is None or arm in self.arms)
+            and (seed is None or seed in self.spec.seeds)
+        )
 
     def recorded_seeds(self) -> set[int]:
         """The seeds with a training record of one of the spec's arms on one of its datasets."""
         seeds = set()
         for dataset in self.spec.datasets:
             for path in (self.out / dataset.name).glob("*_seed*_lr*/train.json"):
-                match = RUN_ID.fullmatch(path.parent.name)
-                if match and match["arm"] in self.spec.arms:
-                    seeds.add(int(match["seed"]))
+                parsed = parse_run_id(path.parent.name)
+                if parsed and parsed[0] in self.spec.arms:
+                    seeds.add(parsed[1])
         return seeds
 
     # -- paths ---------------------------------------------------------------------------------------------
@@ -184,6 +187,9 @@ class Experiment:
                 current["arms"] = {**previous.get("arms", {}), **current["arms"]}
                 current["seeds"] = sorted({*previous.get("seeds", []), *current["seeds"]})
             write_json(spec_path, current)
+        # --seeds 1 beside seed 0's records: the table covers every recorded seed (read, not run), as it
+        # covers every arm under --arms
+        self.table_seeds = tuple(sorted(self.recorded_seeds() | set(self.spec.seeds)))
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
         for dataset in self.spec.datasets:
@@ -196,22 +202,7 @@ class Experiment:
                 logger.error("dataset %s left out: %s", dataset.name, skipped[dataset.name])
                 continue
             runs[dataset.name] = self.run_dataset(dataset)
-        recorded = self.recorded_seeds()
-        if not recorded <= set(self.spec.seeds):
-            # --seeds 1 beside seed 0's records: the table covers every recorded seed (read, not run), as it
-            # covers every arm under --arms
-            reader = Experiment(
-                replace(self.spec, seeds=tuple(sorted(recorded | set(self.spec.seeds)))),
-                self.out,
-                self.work,
-                self.data_root,
-                only_finished=True,
-            )
-            reader.progress = self.progress
-            runs = {d.name: reader.run_dataset(d) for d in self.spec.datasets if d.name in runs}
-            result = aggregate(reader.spec, runs)
-        else:
-            result = aggregate(self.spec, runs)
+        result = aggregate(replace(self.spec, seeds=self.table_seeds), runs)
         for name, reason in skipped.items():
             result["datasets"][name]["skipped"] = reason
         self.results_path = self.out / f"{results_stem(self.out, self.spec.name)}.md"
@@ -223,17 +214,17 @@ class Experiment:
         work = self.work / dataset.name
         data_dir = None if self.only_finished else prepare_data(dataset, self.data_root, work)
         lr = self.select_learning_rate(dataset, data_dir)
-        while lr is None and self.wait_for_baseline(dataset, "learning-rate choice"):
+        while lr is None and self.wait_for_baseline(dataset, "learning-rate choice", self.spec.seeds[0]):
             lr = self.select_learning_rate(dataset, data_dir)
         records = []
-        for seed in self.spec.seeds:
+        for seed in self.table_seeds:
             if lr is None:
                 break
             plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
-            while plain is None and self.wait_for_baseline(dataset, f"seed {seed}"):
+            while plain is None and self.wait_for_baseline(dataset, f"seed {seed}", seed):
                 plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
             gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
-            if plain is None and not self.only_finished:  # --arms without the baseline: it decides the gate
+            if plain is None and not self.only_finished and seed in self.spec.seeds:  # the baseline decides
                 self.progress.log(
                     "skip",
                     dataset.name,
@@ -258,10 +249,15 @@ class Experiment:
                 records.append(record)
         return records
 
-    def wait_for_baseline(self, dataset: DatasetSpec, what: str) -> bool:
+    def wait_for_baseline(self, dataset: DatasetSpec, what: str, seed: int) -> bool:
         """Sleeps ``wait_seconds`` and returns True when this invocation waits for another process to train
         the baseline (``--arms`` without it, ``wait_seconds`` > 0); False when the work is left for later."""
-        if self.wait_seconds <= 0 or self.only_finished or self.runs_arm(self.spec.baseline):
+        if (
+            self.wait_seconds <= 0
+            or seed not in self.spec.seeds
+            or self.only_finished
+            or self.runs_arm(self.spec.baseline)
+        ):
             return False
         if (dataset.name, what) not in self.waited:  # one line per thing awaited, not one per look
             self.waited.add((dataset.name, what))
@@ -327,7 +323,7 @@ class Experiment:
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "train.json"
         record = read_json(path)
-        if record is not None or not self.runs_arm(arm):
+        if record is not None or not self.runs_arm(arm, seed):
             return record
         assert data_dir is not None  # None only under only_finished, which returned above
         self.progress.log(
@@ -381,7 +377,7 @@ class Experiment:
         missing = missing_methods(record, methods, draws) if record is not None else methods
         if record is not None and not missing:
             return select_orderings(record, methods, draws)
-        if not self.runs_arm(arm):
+        if not self.runs_arm(arm, seed):
             if record is not None:
                 self.progress.log(
                     "incomplete", dataset.name, arm, seed, f"{path} lacks {list(missing)}: not counted"
