@@ -111,15 +111,24 @@ class Experiment:
         only_finished: bool = False,
         arms: tuple[str, ...] | None = None,
         wait_seconds: float = 0.0,
+        datasets: tuple[str, ...] | None = None,
     ) -> None:
         self.spec, self.out, self.work = spec, Path(output_dir), Path(work_dir)
         self.data_root, self.keep_models, self.only_finished = Path(data_root), keep_models, only_finished
         unknown = sorted(set(arms or ()) - set(spec.arms))
         if unknown:
             raise SpecError(f"--arms: {unknown} not in the spec's arms ({list(spec.arms)})")
+        unknown = sorted(set(datasets or ()) - {d.name for d in spec.datasets})
+        if unknown:
+            raise SpecError(
+                f"--datasets: {unknown} not in the spec's datasets ({[d.name for d in spec.datasets]})"
+            )
         # the arms this invocation trains and evaluates (None: all); the others' records are only read, so
         # that processes running different arms side by side share one output_dir and one results table
         self.arms = arms
+        # likewise the datasets it runs (None: all): the others' records are read, so the table a process
+        # writes covers every dataset of the spec, whichever process runs which
+        self.datasets = datasets
         self.progress = Stage()
         # seconds between looks for the baseline's records (learning rate, gate) that another process is
         # making; 0: a seed without them is left for a later invocation
@@ -130,11 +139,16 @@ class Experiment:
         self.trained_runs: list[str] = []  # run ids trained by this invocation (tests check resume with it)
         self.evaluated_runs: list[str] = []
 
-    def runs_arm(self, arm: str, seed: int | None = None) -> bool:
-        """Whether this invocation may train and evaluate ``arm`` (on ``seed``); else its records are only
-        read. Seeds outside the spec's (recorded by other invocations) are always only read."""
+    def runs_dataset(self, dataset: DatasetSpec) -> bool:
+        """Whether this invocation may train and evaluate anything on ``dataset``; else it only reads."""
+        return not self.only_finished and (self.datasets is None or dataset.name in self.datasets)
+
+    def runs_arm(self, dataset: DatasetSpec, arm: str, seed: int | None = None) -> bool:
+        """Whether this invocation may train and evaluate ``arm`` (on ``seed``) on ``dataset``; else its
+        records are only read. Seeds outside the spec's (recorded by other invocations) are always only
+        read."""
         return (
-            not self.only_finished
+            self.runs_dataset(dataset)
             and (self.arms is None or arm in self.arms)
             and (seed is None or seed in self.spec.seeds)
         )
@@ -212,7 +226,7 @@ class Experiment:
     def run_dataset(self, dataset: DatasetSpec) -> list[dict[str, Any]]:
         """Learning rate, then every arm x seed: train (gated), evaluate; returns the records found."""
         work = self.work / dataset.name
-        data_dir = None if self.only_finished else prepare_data(dataset, self.data_root, work)
+        data_dir = prepare_data(dataset, self.data_root, work) if self.runs_dataset(dataset) else None
         lr = self.select_learning_rate(dataset, data_dir)
         while lr is None and self.wait_for_baseline(dataset, "learning-rate choice", self.spec.seeds[0]):
             lr = self.select_learning_rate(dataset, data_dir)
@@ -224,7 +238,9 @@ class Experiment:
             while plain is None and self.wait_for_baseline(dataset, f"seed {seed}", seed):
                 plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
             gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
-            if plain is None and not self.only_finished and seed in self.spec.seeds:  # the baseline decides
+            if (
+                plain is None and self.runs_dataset(dataset) and seed in self.spec.seeds
+            ):  # the baseline decides
                 self.progress.log(
                     "skip",
                     dataset.name,
@@ -255,8 +271,8 @@ class Experiment:
         if (
             self.wait_seconds <= 0
             or seed not in self.spec.seeds
-            or self.only_finished
-            or self.runs_arm(self.spec.baseline)
+            or not self.runs_dataset(dataset)
+            or self.runs_arm(dataset, self.spec.baseline)
         ):
             return False
         if (dataset.name, what) not in self.waited:  # one line per thing awaited, not one per look
@@ -286,7 +302,7 @@ class Experiment:
         for lr in dataset.learning_rates:
             training = self.train(dataset, data_dir, self.spec.baseline, seed, lr, selecting=True)
             if training is None:
-                return None  # only_finished and not trained yet
+                return None  # not trained yet, and not run by this invocation
             accuracies[lr] = training["val_accuracy"]
         candidates = dataset.learning_rates
         chosen = max(candidates, key=lambda lr: (accuracies[lr], -candidates.index(lr)))
@@ -297,7 +313,7 @@ class Experiment:
             "val_accuracy": {f"{lr:g}": accuracies[lr] for lr in dataset.learning_rates},
             "chosen": chosen,
         }
-        if not self.only_finished:
+        if self.runs_dataset(dataset):
             write_json(self.out / dataset.name / "lr_selection.json", selection)
             for lr in dataset.learning_rates:  # the losing candidates' models are not needed again
                 if lr != chosen and not self.keep_models:
@@ -319,13 +335,14 @@ class Experiment:
         lr: float,
         selecting: bool = False,
     ) -> dict[str, Any] | None:
-        """The run's training record: read if it exists, else trained now (None under ``only_finished``)."""
+        """The run's training record: read if it exists, else trained now (None when this invocation does
+        not run it)."""
         rid = run_id(arm, seed, lr)
         path = self.record_dir(dataset, rid) / "train.json"
         record = read_json(path)
-        if record is not None or not self.runs_arm(arm, seed):
+        if record is not None or not self.runs_arm(dataset, arm, seed):
             return record
-        assert data_dir is not None  # None only under only_finished, which returned above
+        assert data_dir is not None  # None only when this invocation does not run the dataset: returned above
         self.progress.log(
             "train",
             dataset.name,
@@ -377,13 +394,13 @@ class Experiment:
         missing = missing_methods(record, methods, draws) if record is not None else methods
         if record is not None and not missing:
             return select_orderings(record, methods, draws)
-        if not self.runs_arm(arm, seed):
+        if not self.runs_arm(dataset, arm, seed):
             if record is not None:
                 self.progress.log(
                     "incomplete", dataset.name, arm, seed, f"{path} lacks {list(missing)}: not counted"
                 )
             return None
-        assert data_dir is not None  # None only under only_finished, which returned above
+        assert data_dir is not None  # None only when this invocation does not run the dataset: returned above
         model_dir = self.work_run(dataset, rid) / "model"
         if not (model_dir / "config.json").is_file():
             # trained in an earlier session whose work_dir is gone: the seeded run is trained again

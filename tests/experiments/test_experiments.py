@@ -447,15 +447,18 @@ def test_tiny_model_and_vocabulary_are_the_same_in_every_session(tmp_path):
 # ---- the command line and the rendered tables --------------------------------------------------------------
 
 
-def test_command_line_cuts_the_spec_to_datasets_and_seeds():
+def test_command_line_cuts_the_spec_to_seeds_and_names_unknown_datasets(tmp_path, capsys):
     from sgt_nlp.experiments import ExperimentArguments, make_parser
-    from sgt_nlp.experiments.cli import selected_spec
+    from sgt_nlp.experiments.cli import main, selected_spec
 
     spec = selected_spec(ExperimentArguments(preset="cpu", datasets="movies", seeds="2,0"))
-    assert [d.name for d in spec.datasets] == ["movies"] and spec.seeds == (2, 0)
+    # --datasets does not cut the spec: the runner runs those and reads the others into the table
+    assert [d.name for d in spec.datasets] == ["sst2", "movies"] and spec.seeds == (2, 0)
     assert spec.arms == PRESETS["cpu"].arms
-    with pytest.raises(SpecError, match=r"--datasets: \['sst3'\]"):
-        selected_spec(ExperimentArguments(preset="cpu", datasets="sst2,sst3"))
+    with pytest.raises(SystemExit):
+        main(["--preset", "cpu", "--datasets", "sst2,sst3", "--output_dir", str(tmp_path)])
+    assert "--datasets: ['sst3'] not in the spec's datasets" in capsys.readouterr().err
+    assert not (tmp_path / "spec.json").exists()
     (args,) = make_parser().parse_args_into_dataclasses(
         args=["--preset", "smoke", "--only_finished", "--export_model", "minilm", "out"]
     )

@@ -14,6 +14,7 @@ import pytest
 from sgt_nlp.experiments import (
     PRESETS,
     Experiment,
+    SpecError,
     method_metrics,
     read_json,
     spec_changes,
@@ -232,3 +233,24 @@ def test_a_later_seed_keeps_the_earlier_seeds_in_the_table_and_in_spec_json(tmp_
     assert data["seeds_evaluated"] == [0, 1] and data["missing"] == []
     assert all(len(r["difference"]["per_seed"]) == 2 for c in data["comparisons"] for r in c["rows"])
     assert read_json(out / "spec.json")["seeds"] == [0, 1]
+
+
+def test_a_process_running_one_dataset_keeps_the_others_in_the_table(tmp_path):
+    """``--datasets b`` beside a's records: b is run, a is read (never trained again) and stays in the
+    table, as other arms and seeds do; a process cut to a dataset once overwrote the table with it alone."""
+    first = PRESETS["smoke"].datasets[0]
+    spec = smoke(datasets=(first, replace(first, name="second")))
+    out, work = tmp_path / "out", tmp_path / "work"
+    Experiment(spec, out, work, datasets=("synthetic",)).run()
+    assert not (out / "second").exists()
+    with pytest.raises(SpecError, match=r"--datasets: \['third'\]"):
+        Experiment(spec, out, work, datasets=("third",))
+    later = Experiment(spec, out, work, datasets=("second",))
+    result = later.run()
+    assert sorted(later.trained_runs) == [
+        f"second/{a}_seed0_lr0.001" for a in ("plain", "random_mask", "sgt")
+    ]
+    assert set(result["datasets"]) == {"synthetic", "second"}
+    assert all(result["datasets"][name]["missing"] == [] for name in ("synthetic", "second"))
+    table = (out / "results.md").read_text()
+    assert "synthetic" in table and "second" in table
