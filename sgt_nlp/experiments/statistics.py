@@ -5,12 +5,13 @@ Per-example metrics of one model, ordering and removal mode, with ŷ the predict
 p = p(ŷ | x): comprehensiveness and sufficiency at the threshold, their AOPC over the bins, AOPC divided by
 the empty input's drop (Carton et al. 2020), and NAOPC with the bounds taken over the evaluated orderings
 (Edin et al. 2025). A treatment and a control are compared by the mean of per-example differences, pairing
-the two models of a seed on the same test example, pooling seeds and resampling test examples
+the two models of a seed on the same test example, resampling test examples and seeds
 (:func:`paired_bootstrap`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -55,16 +56,17 @@ MIN_EMPTY_DROP = 0.05
 #: how the intervals, outcomes and normalisations are defined: the note at the top of ``results.md``
 SCHEME = (
     "Intervals: paired bootstrap 95 % percentile intervals of treatment − control, pairing the two models of "
-    "a seed on the same test example, pooling seeds, resampling test examples with replacement "
-    "(all seeds of a drawn example together). Outcome 'better'/'worse': the whole interval on one side of 0 "
-    "in the metric's good direction (↑ higher is better, ↓ lower is better). 'comp/suff AOPC / empty drop': "
-    "AOPC divided by the example's drop when every seen word is removed (Carton et al. 2020), examples with "
-    f"a drop below {MIN_EMPTY_DROP} left out. 'NAOPC (evaluated bounds)': per-example min–max "
+    "a seed on the same test example. Each resample draws test examples with replacement and seeds with "
+    "replacement (the multi-bootstrap of Sellam et al. 2022), so the interval covers both the test sample "
+    "and the training runs; with one seed it is the example bootstrap, and results.json also keeps the "
+    "examples-only interval (models held fixed). Outcome 'better'/'worse': the whole interval on one side of "
+    "0 in the metric's good direction (↑ higher is better, ↓ lower is better) and, with two or more seeds, "
+    "every seed's mean difference on that side too ('seeds disagree' otherwise; the 'per seed' column lists "
+    "them); with one seed, an outcome may be that seed's training, not the arm. 'comp/suff AOPC / empty "
+    "drop': AOPC divided by the example's drop when every seen word is removed (Carton et al. 2020), "
+    f"examples with a drop below {MIN_EMPTY_DROP} left out. 'NAOPC (evaluated bounds)': per-example min–max "
     "normalisation of AOPC (Edin et al. 2025) with the bounds taken over the orderings evaluated for that "
-    "model (all methods and random draws), not over all orderings as in the paper. The bootstrap holds the "
-    "trained models fixed, so it does not cover training variance: with two or more seeds, 'better'/'worse' "
-    "also needs every seed's mean difference on the same side ('seeds disagree' otherwise; the 'per seed' "
-    "column lists them); with one seed, an outcome may be that seed's training, not the arm."
+    "model (all methods and random draws), not over all orderings as in the paper."
 )
 
 # ---- per-example metrics -----------------------------------------------------------------------------------
@@ -146,61 +148,98 @@ def method_metrics(
 # ---- paired bootstrap --------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _example_multiplicity(resamples: int, n_examples: int, seed: int) -> np.ndarray:
+    """``[resamples, n_examples]``: how often each test example is drawn (with replacement) in each resample.
+    The same for every row of a table (same seed and test set), so it is made once per table."""
+    draws = np.random.default_rng(seed).integers(0, n_examples, size=(resamples, n_examples))
+    rows = np.repeat(np.arange(resamples), n_examples)
+    counts = np.bincount(rows * n_examples + draws.ravel(), minlength=resamples * n_examples)
+    multiplicity = counts.reshape(resamples, n_examples).astype(float)
+    multiplicity.flags.writeable = False  # shared by every call
+    return multiplicity
+
+
 def paired_bootstrap(
     differences: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict[str, Any]:
-    """Mean of paired differences and its percentile bootstrap interval, resampling test examples.
+    """Mean of paired differences and its percentile bootstrap intervals, resampling test examples and seeds.
 
     ``differences[s, i]`` = treatment - control on test example ``i`` in seed ``s`` (the two models of a seed
     scored on the same example); NaN marks a pair without a value (left out). The statistic is the mean over
-    all (seed, example) pairs. Each resample draws examples with replacement and keeps every seed's pair of
-    each drawn example together (seeds are pooled, examples are the resampled unit: the test set is the
-    sample).
+    all (seed, example) pairs.
+
+    - ``low``/``high``: the multi-bootstrap of Sellam et al. (2022, MultiBERTs): each resample draws test
+      examples with replacement *and* seeds with replacement (each seed keeps its pair of models), so the
+      interval covers both the test sample and the training runs. With one seed it is the example bootstrap.
+    - ``examples_low``/``examples_high``: the same resamples' example draws with every seed kept once: the
+      uncertainty from the test sample alone, with the trained models held fixed.
 
     >>> paired_bootstrap(np.array([[0.1, 0.1, 0.1]]), resamples=50)["low"]
     0.1
     """
     d = np.atleast_2d(np.asarray(differences, dtype=float))
     valid = ~np.isnan(d)
-    n_examples = d.shape[1]
+    n_seeds, n_examples = d.shape
     if not valid.any():
+        nan = math.nan
         return {
-            "mean": math.nan,
-            "low": math.nan,
-            "high": math.nan,
+            "mean": nan,
+            "low": nan,
+            "high": nan,
+            "examples_low": nan,
+            "examples_high": nan,
             "pairs": 0,
             "examples": n_examples,
-            "per_seed": [math.nan] * d.shape[0],
+            "seeds": 0,
+            "per_seed": [nan] * n_seeds,
         }
     values = np.where(valid, d, 0.0)
-    sums, counts = values.sum(axis=0), valid.sum(axis=0)  # per example, over seeds
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_examples, size=(resamples, n_examples))
-    boot_counts = counts[draws].sum(axis=1)
-    boot = sums[draws].sum(axis=1) / np.where(boot_counts > 0, boot_counts, 1)
-    boot = boot[boot_counts > 0]
+    multiplicity = _example_multiplicity(resamples, n_examples, seed)
+    seed_sums, seed_counts = (
+        multiplicity @ values.T,
+        multiplicity @ valid.T.astype(float),
+    )  # [resamples, seeds]
+    present = np.flatnonzero(valid.any(axis=1))  # seeds with at least one pair
+    seed_rng = np.random.default_rng([seed, 1])  # apart from the example draws, which stay those of one seed
+    seed_draws = present[seed_rng.integers(0, len(present), size=(resamples, len(present)))]
+    weights = np.zeros((resamples, n_seeds))
+    np.add.at(weights, (np.repeat(np.arange(resamples), len(present)), seed_draws.ravel()), 1.0)
     alpha = (1.0 - level) / 2.0
-    seed_counts = valid.sum(axis=1)
+
+    def interval(weight: np.ndarray) -> tuple[float, float]:
+        counts = (weight * seed_counts).sum(axis=1)
+        boot = (weight * seed_sums).sum(axis=1)[counts > 0] / counts[counts > 0]
+        return float(np.quantile(boot, alpha)), float(np.quantile(boot, 1.0 - alpha))
+
+    low, high = interval(weights)
+    examples_low, examples_high = interval(np.ones_like(weights))
+    counts = valid.sum(axis=0)
+    seed_counts_all = valid.sum(axis=1)
     return {
-        "mean": float(sums.sum() / counts.sum()),
-        "low": float(np.quantile(boot, alpha)),
-        "high": float(np.quantile(boot, 1.0 - alpha)),
-        "pairs": int(counts.sum()),
+        "mean": float(values.sum() / valid.sum()),
+        "low": low,
+        "high": high,
+        "examples_low": examples_low,
+        "examples_high": examples_high,
+        "pairs": int(valid.sum()),
         "examples": int((counts > 0).sum()),
-        # each seed's mean difference: the spread the example bootstrap does not see (training variance)
+        "seeds": len(present),
+        # each seed's mean difference: how far training runs disagree, beside the intervals
         "per_seed": [
             float(total / count) if count else math.nan
-            for total, count in zip(values.sum(axis=1), seed_counts, strict=True)
+            for total, count in zip(values.sum(axis=1), seed_counts_all, strict=True)
         ],
     }
 
 
 def verdict_words(interval: dict[str, Any], direction: int) -> str:
-    """``better`` / ``worse`` when the whole interval lies on one side of 0 (in the metric's good direction),
-    ``negligible`` when it does but the mean difference is below ``NEGLIGIBLE`` (the table's precision), else
-    ``within noise``. With two or more seeds, ``better``/``worse`` also needs every seed's mean difference
-    on that side (else ``seeds disagree``): the bootstrap resamples test examples with the trained models
-    fixed, so a difference that one seed's training produced could otherwise pass as an effect."""
+    """``better`` / ``worse`` when the whole interval (seeds and examples resampled) lies on one side of 0
+    (in the metric's good direction), ``negligible`` when it does but the mean difference is below
+    ``NEGLIGIBLE`` (the table's precision), else ``within noise``. With two or more seeds, ``better``/
+    ``worse`` also needs every seed's mean difference on that side (else ``seeds disagree``): with as few as
+    three seeds the seed resampling is coarse, and a difference that one seed's training produced should
+    not pass as an effect."""
     if any(math.isnan(interval[k]) for k in ("low", "high")):
         return "no data"
     if abs(interval["mean"]) < NEGLIGIBLE and (interval["low"] > 0 or interval["high"] < 0):

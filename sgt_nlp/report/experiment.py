@@ -35,7 +35,7 @@ def _interval(d: dict[str, float]) -> str:
 
 
 def _per_seed(d: dict[str, Any]) -> str:
-    """Each seed's mean difference (the spread the example bootstrap does not cover)."""
+    """Each seed's mean difference (how far the training runs disagree)."""
     values = d.get("per_seed", [])
     return ", ".join("-" if math.isnan(v) else f"{v:+.3f}" for v in values) if len(values) > 1 else "-"
 

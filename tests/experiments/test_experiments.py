@@ -61,14 +61,36 @@ def test_bootstrap_matches_the_normal_interval_for_many_examples():
     assert result["high"] == pytest.approx(differences.mean() + half_width, abs=0.01)
 
 
+def test_bootstrap_resamples_seeds_so_training_variance_widens_the_interval():
+    """Two seeds whose models differ by 0 and by 1 on every example: the examples-only interval is the point
+    0.5 (the models held fixed), while drawing 2 of the 2 seeds with replacement gives a mean of 0 (p 1/4),
+    0.5 (p 1/2) or 1 (p 1/4): the multi-bootstrap interval is [0, 1]."""
+    result = paired_bootstrap(np.array([[0.0] * 6, [1.0] * 6]), resamples=4000)
+    assert result["mean"] == 0.5 and result["seeds"] == 2
+    assert result["examples_low"] == result["examples_high"] == pytest.approx(0.5)
+    assert result["low"] == 0.0 and result["high"] == 1.0
+
+
+def test_bootstrap_of_one_seed_is_the_example_bootstrap_and_a_missing_seed_is_never_drawn():
+    rng = np.random.default_rng(5)
+    one = paired_bootstrap(rng.normal(0.2, 1.0, size=(1, 300)), resamples=1000)
+    assert (one["low"], one["high"]) == (one["examples_low"], one["examples_high"])
+    with_gap = np.vstack([rng.normal(0.2, 1.0, size=(1, 300)), np.full((1, 300), np.nan)])
+    result = paired_bootstrap(with_gap, resamples=1000)
+    assert result["seeds"] == 1 and (result["low"], result["high"]) == (
+        result["examples_low"],
+        result["examples_high"],
+    )
+
+
 def test_bootstrap_reports_each_seeds_mean_difference():
     result = paired_bootstrap(np.array([[1.0, 3.0], [-1.0, np.nan], [np.nan, np.nan]]), resamples=200)
     assert result["per_seed"][:2] == [2.0, -1.0] and np.isnan(result["per_seed"][2])
 
 
 def test_verdict_needs_every_seed_on_the_side_of_the_interval():
-    """The example bootstrap holds the models fixed: with 2+ seeds, one seed's opposite sign voids the
-    verdict; one seed alone (or a missing seed) does not."""
+    """With 2+ seeds, one seed's opposite sign voids the verdict; one seed alone (or a missing seed) does
+    not. The examples-only interval (models held fixed) misses such a seed; resampling seeds catches it."""
     interval = {"mean": 0.02, "low": 0.01, "high": 0.03}
     assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, +1) == "seeds disagree"
     assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, -1) == "seeds disagree"
@@ -77,7 +99,9 @@ def test_verdict_needs_every_seed_on_the_side_of_the_interval():
     assert verdict_words({**interval, "per_seed": [0.02]}, +1) == "better"
     assert method_verdict("seeds disagree", "better", "sgt", "plain") == "seeds disagree"
     bootstrap = paired_bootstrap(np.array([[0.5, 0.6, 0.4], [-0.01, -0.02, 0.0]]), resamples=500)
-    assert bootstrap["low"] > 0 and verdict_words(bootstrap, +1) == "seeds disagree"
+    examples_only = {**bootstrap, "low": bootstrap["examples_low"], "high": bootstrap["examples_high"]}
+    assert examples_only["low"] > 0 and verdict_words(examples_only, +1) == "seeds disagree"
+    assert bootstrap["low"] < 0 < bootstrap["high"] and verdict_words(bootstrap, +1) == "within noise"
 
 
 def test_bootstrap_leaves_out_missing_pairs():
