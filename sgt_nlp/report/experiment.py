@@ -20,6 +20,9 @@ METHOD_TITLES = {
     "occlusion": "Occlusion",
     "random": "Random",
 }
+#: the metrics of the headline table: the confidence-normalised ones, which compare models of different
+#: confidence fairly, and agreement with human rationales where a dataset has them
+HEADLINE_METRICS = ("comprehensiveness_naopc", "sufficiency_naopc", "auprc_visible")
 
 
 def _fmt(value: list[float] | None, digits: int = 3) -> str:
@@ -85,6 +88,7 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
                 f"{_interval(comparison['accuracy'])} (seeds {comparison['seeds']})."
             )
         lines.append("")
+        lines += headline_table(data["comparisons"])
         if data["verdicts"]:
             lines += verdict_table(data["verdicts"], metric_titles(data))
         for comparison in data["comparisons"]:
@@ -110,6 +114,44 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def headline_table(comparisons: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per treatment and removal, a row per method with each headline metric's difference
+    against every control (mean, interval, outcome): the numbers the verdicts are read from, in one place."""
+    cells: dict[tuple[str, str, str, str, str], str] = {}
+    titles: dict[str, str] = {}
+    for comparison in comparisons:
+        for row in comparison["rows"]:
+            if row["metric"] not in HEADLINE_METRICS:
+                continue
+            key = (
+                comparison["treatment"],
+                row["removal"],
+                row["method"],
+                row["metric"],
+                comparison["control"],
+            )
+            cells[key] = f"{_interval(row['difference'])} {row['outcome']}"
+            titles[row["metric"]] = f"{row['title']} {'↑' if row['direction'] > 0 else '↓'}"
+    lines = []
+    for treatment in dict.fromkeys(k[0] for k in cells):
+        controls = list(dict.fromkeys(c["control"] for c in comparisons if c["treatment"] == treatment))
+        for removal in dict.fromkeys(k[1] for k in cells if k[0] == treatment):
+            mine = [k for k in cells if k[0] == treatment and k[1] == removal]
+            metrics = [m for m in HEADLINE_METRICS if any(k[3] == m for k in mine)]
+            columns = [(m, c) for m in metrics for c in controls]
+            lines += [
+                f"### Headline: {treatment}, removal `{removal}` (difference [95 % CI] and outcome)",
+                "",
+                "| method | " + " | ".join(f"{titles[m]}: {treatment} − {c}" for m, c in columns) + " |",
+                "|---|" + "---|" * len(columns),
+            ]
+            for method in dict.fromkeys(k[2] for k in mine):
+                row = [cells.get((treatment, removal, method, m, c), "-") for m, c in columns]
+                lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(row) + " |")
+            lines.append("")
+    return lines
 
 
 def verdict_table(verdicts: list[dict[str, str]], titles: dict[str, tuple[str, int]]) -> list[str]:

@@ -542,3 +542,46 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     two_seeds = markdown({"spec": "mine", "datasets": {"d": data}})
     assert "| -0.020 [-0.030, -0.010] | -0.030, - | better |" in two_seeds
     assert "| plain | 0.900 ± 0.000 | - | - | [3] |" in text
+
+
+def test_headline_table_puts_each_controls_difference_of_the_normalised_metrics_side_by_side():
+    from sgt_nlp.report.experiment import headline_table
+
+    def row(removal, metric, mean, outcome, method="gradient"):
+        interval = {"mean": mean, "low": mean - 0.01, "high": mean + 0.01}
+        title, direction = {"comprehensiveness_naopc": ("comp NAOPC", 1), "sufficiency_aopc": ("suff", -1)}[
+            metric
+        ]
+        return {
+            "removal": removal,
+            "method": method,
+            "metric": metric,
+            "title": title,
+            "direction": direction,
+            "difference": interval,
+            "outcome": outcome,
+        }
+
+    comparisons = [
+        {
+            "treatment": "sgt",
+            "control": "plain",
+            "rows": [
+                row("delete", "comprehensiveness_naopc", 0.2, "better"),
+                row("delete", "sufficiency_aopc", -0.1, "better"),  # not a headline metric
+                row("random_token", "comprehensiveness_naopc", 0.05, "better", method="random"),
+            ],
+        },
+        {
+            "treatment": "sgt",
+            "control": "random_mask",
+            "rows": [row("delete", "comprehensiveness_naopc", -0.03, "worse")],
+        },
+    ]
+    lines = headline_table(comparisons)
+    assert lines[0] == "### Headline: sgt, removal `delete` (difference [95 % CI] and outcome)"
+    assert lines[2] == "| method | comp NAOPC ↑: sgt − plain | comp NAOPC ↑: sgt − random_mask |"
+    assert lines[4] == "| Gradient × input | +0.200 [+0.190, +0.210] better | -0.030 [-0.040, -0.020] worse |"
+    assert "### Headline: sgt, removal `random_token` (difference [95 % CI] and outcome)" in lines
+    assert lines[-2] == "| Random | +0.050 [+0.040, +0.060] better | - |"
+    assert not any("suff" in line for line in lines)
