@@ -6,7 +6,7 @@ and a small BERT built from a config, all offline. The same initial weights are 
 SGT (the lowest-saliency half of the tokens masked) and random-mask (the same amount masked at random: the
 control for "masking in general") -- and every model is explained on the full test split with Gradient (the
 ``l2`` score SGT trains on, and grad x input), Integrated Gradients and Random (5 draws). The verdict is one
-sentence per method with paired bootstrap 95 % intervals over test examples, also at the top of
+sentence per method with paired bootstrap 95 % intervals over test examples (and seeds), also at the top of
 ``report.html``. With ``--data_dir`` and ``--model`` the same runs on real data and a real model.
 """
 
@@ -197,7 +197,7 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
         sentences.append(
             f"Accuracy: SGT {_signed(accuracy)} vs plain (test, {len(vs_plain['seeds'])} seed(s)); "
             f"faithfulness below is under removal '{removal}', intervals are paired bootstrap 95 % over test "
-            "examples."
+            + ("examples and seeds." if len(vs_plain["seeds"]) > 1 else "examples.")
         )
         for method in methods:
             parts = []
