@@ -50,7 +50,13 @@ class ExperimentArguments:
             "records are read, so the table covers every dataset"
         },
     )
-    seeds: str | None = field(default=None, metadata={"help": "override the seeds, e.g. 0,1"})
+    seeds: str | None = field(
+        default=None,
+        metadata={
+            "help": "the seeds to run, e.g. 0,1; the table covers these and the spec's own seeds (read "
+            "where recorded)"
+        },
+    )
     arms: str | None = field(
         default=None,
         metadata={
@@ -124,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --output_dir")
     try:
         spec = selected_spec(args)
+        # the table covers the spec's own seeds (and --seeds), not those of a wider spec sharing the records
+        declared = PRESETS[args.preset].seeds if args.preset else load_spec(args.spec).seeds
         experiment = Experiment(
             spec,
             args.output_dir,
@@ -134,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             arms=tuple(args.arms.split(",")) if args.arms else None,
             wait_seconds=args.wait_seconds,
             datasets=tuple(args.datasets.split(",")) if args.datasets else None,
+            table_seeds=declared,
         )
     except SpecError as exc:
         parser.error(str(exc))

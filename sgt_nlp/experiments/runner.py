@@ -112,6 +112,7 @@ class Experiment:
         arms: tuple[str, ...] | None = None,
         wait_seconds: float = 0.0,
         datasets: tuple[str, ...] | None = None,
+        table_seeds: tuple[int, ...] | None = None,
     ) -> None:
         self.spec, self.out, self.work = spec, Path(output_dir), Path(work_dir)
         self.data_root, self.keep_models, self.only_finished = Path(data_root), keep_models, only_finished
@@ -135,7 +136,12 @@ class Experiment:
         self.wait_seconds = wait_seconds
         self.waited: set[tuple[str, str]] = set()
         self.results_path = self.out / "results.md"  # the table this invocation wrote (set by run())
-        self.table_seeds = spec.seeds  # the spec's seeds and those recorded beside them (set by run())
+        # the seeds the table covers (read where this invocation does not run them): given, e.g. the spec
+        # file's seeds when --seeds runs a part of them; None: the spec's and every seed recorded beside them.
+        # A spec sharing records with a wider one (the ablation's seeds 0-1 beside the cpu runs' 0-2) gives
+        # its own, so that every comparison of its table covers the same seeds
+        self.given_table_seeds = table_seeds
+        self.table_seeds = spec.seeds  # set by run()
         self.trained_runs: list[str] = []  # run ids trained by this invocation (tests check resume with it)
         self.evaluated_runs: list[str] = []
 
@@ -203,7 +209,10 @@ class Experiment:
             write_json(spec_path, current)
         # --seeds 1 beside seed 0's records: the table covers every recorded seed (read, not run), as it
         # covers every arm under --arms
-        self.table_seeds = tuple(sorted(self.recorded_seeds() | set(self.spec.seeds)))
+        if self.given_table_seeds is not None:
+            self.table_seeds = tuple(sorted({*self.given_table_seeds, *self.spec.seeds}))
+        else:
+            self.table_seeds = tuple(sorted(self.recorded_seeds() | set(self.spec.seeds)))
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
         for dataset in self.spec.datasets:

@@ -254,3 +254,17 @@ def test_a_process_running_one_dataset_keeps_the_others_in_the_table(tmp_path):
     assert all(result["datasets"][name]["missing"] == [] for name in ("synthetic", "second"))
     table = (out / "results.md").read_text()
     assert "synthetic" in table and "second" in table
+
+
+def test_a_spec_sharing_records_with_more_seeds_keeps_its_own_seeds_in_the_table(tmp_path):
+    """The ablation (seeds 0-1) beside the cpu runs (seeds 0-2): given its own seeds, its table leaves the
+    wider spec's seed 2 out, so that every comparison covers the same seeds; without them, every recorded seed
+    is read."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    Experiment(smoke(seeds=(0, 1)), out, work).run()
+    narrow = smoke(methods=NARROW, seeds=(0,))
+    own = Experiment(narrow, out, work, table_seeds=(0,)).run()["datasets"]["synthetic"]
+    assert own["seeds_evaluated"] == [0] and own["missing"] == []
+    assert all(len(r["difference"]["per_seed"]) == 1 for c in own["comparisons"] for r in c["rows"])
+    every = Experiment(narrow, out, work).run()["datasets"]["synthetic"]
+    assert every["seeds_evaluated"] == [0, 1]
