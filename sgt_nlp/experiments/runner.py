@@ -207,8 +207,8 @@ class Experiment:
                 current["arms"] = {**previous.get("arms", {}), **current["arms"]}
                 current["seeds"] = sorted({*previous.get("seeds", []), *current["seeds"]})
             write_json(spec_path, current)
-        # --seeds 1 beside seed 0's records: the table covers every recorded seed (read, not run), as it
-        # covers every arm under --arms
+        # --seeds 1 beside seed 0's records: the table covers the spec's seeds (read, not run), as it covers
+        # every arm under --arms
         if self.given_table_seeds is not None:
             self.table_seeds = tuple(sorted({*self.given_table_seeds, *self.spec.seeds}))
         else:
@@ -247,9 +247,8 @@ class Experiment:
             while plain is None and self.wait_for_baseline(dataset, f"seed {seed}", seed):
                 plain = self.train(dataset, data_dir, self.spec.baseline, seed, lr)
             gate_passed = plain is not None and plain["val_accuracy"] >= dataset.gate  # the spec's gate, now
-            if (
-                plain is None and self.runs_dataset(dataset) and seed in self.spec.seeds
-            ):  # the baseline decides
+            # the baseline decides: without its run this invocation can only say so
+            if plain is None and self.runs_dataset(dataset) and seed in self.spec.seeds:
                 self.progress.log(
                     "skip",
                     dataset.name,
