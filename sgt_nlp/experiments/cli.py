@@ -99,15 +99,20 @@ def make_parser() -> HfArgumentParser:
     return HfArgumentParser(ExperimentArguments, prog="sgt-nlp experiment", description=DESCRIPTION)  # type: ignore[arg-type]
 
 
-def selected_spec(args: ExperimentArguments) -> ExperimentSpec:
-    """The preset or spec file, cut to ``--seeds``, validated (a :class:`SpecError` names the option or
-    field). ``--datasets`` does not cut it: the runner runs those and reads the others' records."""
+def base_spec(args: ExperimentArguments) -> ExperimentSpec:
+    """The preset or spec file as it is (its own seeds decide what the table covers)."""
     if args.preset:
-        spec = PRESETS[args.preset]
-    elif args.spec is not None:
-        spec = load_spec(args.spec)
-    else:
-        raise SpecError("give --preset or --spec")
+        return PRESETS[args.preset]
+    if args.spec is not None:
+        return load_spec(args.spec)
+    raise SpecError("give --preset or --spec")
+
+
+def selected_spec(args: ExperimentArguments, base: ExperimentSpec | None = None) -> ExperimentSpec:
+    """The preset or spec file (``base`` when already read), cut to ``--seeds``, validated (a
+    :class:`SpecError` names the option or field). ``--datasets`` does not cut it: the runner runs those and
+    reads the others' records."""
+    spec = base if base is not None else base_spec(args)
     if args.seeds:
         spec = replace(spec, seeds=tuple(int(s) for s in args.seeds.split(",")))
     return validate_spec(spec, args.spec or f"preset {args.preset}")
@@ -129,9 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.output_dir:
         parser.error("give --output_dir")
     try:
-        spec = selected_spec(args)
-        # the table covers the spec's own seeds (and --seeds), not those of a wider spec sharing the records
-        declared = PRESETS[args.preset].seeds if args.preset else load_spec(args.spec).seeds
+        base = base_spec(args)
+        spec = selected_spec(args, base)
         experiment = Experiment(
             spec,
             args.output_dir,
@@ -142,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
             arms=tuple(args.arms.split(",")) if args.arms else None,
             wait_seconds=args.wait_seconds,
             datasets=tuple(args.datasets.split(",")) if args.datasets else None,
-            table_seeds=declared,
+            # the spec's own seeds (and --seeds), not those of a wider spec sharing the records
+            table_seeds=base.seeds,
         )
     except SpecError as exc:
         parser.error(str(exc))

@@ -148,14 +148,20 @@ def method_metrics(
 # ---- paired bootstrap --------------------------------------------------------------------------------------
 
 
+def _draw_counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """``[resamples, n]`` float: how often each of ``n`` items is drawn in each row of ``draws``."""
+    resamples = draws.shape[0]
+    rows = np.repeat(np.arange(resamples), draws.shape[1])
+    counts = np.bincount(rows * n + draws.ravel(), minlength=resamples * n)
+    return counts.reshape(resamples, n).astype(float)
+
+
 @functools.lru_cache(maxsize=4)
 def _example_multiplicity(resamples: int, n_examples: int, seed: int) -> np.ndarray:
     """``[resamples, n_examples]``: how often each test example is drawn (with replacement) in each resample.
     The same for every row of a table (same seed and test set), so it is made once per table."""
     draws = np.random.default_rng(seed).integers(0, n_examples, size=(resamples, n_examples))
-    rows = np.repeat(np.arange(resamples), n_examples)
-    counts = np.bincount(rows * n_examples + draws.ravel(), minlength=resamples * n_examples)
-    multiplicity = counts.reshape(resamples, n_examples).astype(float)
+    multiplicity = _draw_counts(draws, n_examples)
     multiplicity.flags.writeable = False  # shared by every call
     return multiplicity
 
@@ -196,15 +202,13 @@ def paired_bootstrap(
         }
     values = np.where(valid, d, 0.0)
     multiplicity = _example_multiplicity(resamples, n_examples, seed)
-    seed_sums, seed_counts = (
-        multiplicity @ values.T,
-        multiplicity @ valid.T.astype(float),
-    )  # [resamples, seeds]
+    # each seed's sum and count of differences over a resample's drawn examples: [resamples, seeds]
+    seed_sums = multiplicity @ values.T
+    seed_counts = multiplicity @ valid.T.astype(float)
     present = np.flatnonzero(valid.any(axis=1))  # seeds with at least one pair
     seed_rng = np.random.default_rng([seed, 1])  # apart from the example draws, which stay those of one seed
     seed_draws = present[seed_rng.integers(0, len(present), size=(resamples, len(present)))]
-    weights = np.zeros((resamples, n_seeds))
-    np.add.at(weights, (np.repeat(np.arange(resamples), len(present)), seed_draws.ravel()), 1.0)
+    weights = _draw_counts(seed_draws, n_seeds)
     alpha = (1.0 - level) / 2.0
 
     def interval(weight: np.ndarray) -> tuple[float, float]:

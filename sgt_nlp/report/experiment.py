@@ -37,6 +37,11 @@ def _interval(d: dict[str, float]) -> str:
     return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
 
 
+def _arrow(direction: int) -> str:
+    """The metric's good direction: ↑ higher is better, ↓ lower is better."""
+    return "↑" if direction > 0 else "↓"
+
+
 def _per_seed(d: dict[str, Any]) -> str:
     """Each seed's mean difference (how far the training runs disagree)."""
     values = d.get("per_seed", [])
@@ -100,7 +105,7 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
                 "|---|---|---|---|---|---|---|---|",
             ]
             for row in comparison["rows"]:
-                arrow = "↑" if row["direction"] > 0 else "↓"
+                arrow = _arrow(row["direction"])
                 cells = [
                     row["removal"],
                     row["method"],
@@ -133,7 +138,7 @@ def headline_table(comparisons: list[dict[str, Any]]) -> list[str]:
                 comparison["control"],
             )
             cells[key] = f"{_interval(row['difference'])} {row['outcome']}"
-            titles[row["metric"]] = f"{row['title']} {'↑' if row['direction'] > 0 else '↓'}"
+            titles[row["metric"]] = f"{row['title']} {_arrow(row['direction'])}"
     lines = []
     for treatment in dict.fromkeys(k[0] for k in cells):
         controls = list(dict.fromkeys(c["control"] for c in comparisons if c["treatment"] == treatment))
@@ -220,7 +225,7 @@ def plot(result: dict[str, Any], path: Path, metrics: Sequence[str]) -> Path | N
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels(labels, fontsize=6)
         title, direction = metric_titles(data)[metric]
-        arrow = "↑" if direction > 0 else "↓"
+        arrow = _arrow(direction)
         ax.set_title(f"{name}: {title} {arrow}", fontsize=9)
         ax.invert_yaxis()
     fig.tight_layout()
