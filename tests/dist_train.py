@@ -35,9 +35,12 @@ def main() -> None:
 
         lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
         model = get_peft_model(model, lora)
+    # taken before training (and before FSDP shards the parameters), for the update comparison
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = make_trainer(
         out,
         model=model,
+        **tiny.INVARIANCE_OPTIMIZER,
         dataset=make_dataset(repeat=2),
         sgt_saliency_pass=args.saliency_pass,
         per_device_train_batch_size=args.per_device,
@@ -59,7 +62,8 @@ def main() -> None:
         n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().cpu()
         for n, p in trainer.model.named_parameters()
     }
-    torch.save({"params": state, "log_history": trainer.state.log_history}, out / f"rank{rank}.pt")
+    saved = {"initial": initial, "params": state, "log_history": trainer.state.log_history}
+    torch.save(saved, out / f"rank{rank}.pt")
 
 
 if __name__ == "__main__":

@@ -370,3 +370,27 @@ def save_binary_bert(folder):
     model.save_pretrained(folder)
     wordpiece_tokenizer().save_pretrained(folder)
     return folder
+
+
+#: Invariance tests (gradient accumulation, 1 vs 2 processes) train with plain SGD: its update is linear in
+#: the gradient, so a gradient scaled wrongly moves every parameter by a visibly different amount, while the
+#: rounding that a different summation order brings stays at rounding size. Adam normalises each update by
+#: its gradient's running size, which hides a constant scale and amplifies rounding on parameters whose
+#: gradients are near zero (a 0.7 % difference on one bias, on one CPU type, failed a 1e-4 comparison).
+INVARIANCE_OPTIMIZER = {"optim": "sgd", "learning_rate": 0.1}
+
+
+def assert_same_updates(initial: dict, got: dict, expected: dict, rtol: float = 1e-3, share: float = 1e-4):
+    """Each parameter moved from ``initial`` as in ``expected``: element-wise within ``rtol``, or within
+    ``share`` of the largest update of any parameter (absolute rounding of a float32 parameter)."""
+    updates = {n: expected[n] - initial[n] for n in expected}
+    largest = max(float(u.abs().max()) for u in updates.values())
+    assert largest > 0, "no parameter moved"
+    for name, update in updates.items():
+        torch.testing.assert_close(
+            got[name] - initial[name],
+            update,
+            rtol=rtol,
+            atol=share * largest,
+            msg=lambda message, name=name: f"{name}: {message}",
+        )
