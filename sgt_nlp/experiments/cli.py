@@ -73,6 +73,14 @@ class ExperimentArguments:
             "those seeds out (0: do not wait)"
         },
     )
+    eval_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "evaluate a run's calls (main methods, gradient_l2, each extra random draw) side by side "
+            "in this many processes, each with its share of the threads (default: the spec's, 1); the "
+            "numbers do not change"
+        },
+    )
     keep_models: bool = field(default=False, metadata={"help": "keep trained models in work_dir"})
     only_finished: bool = field(
         default=False,
@@ -115,6 +123,8 @@ def selected_spec(args: ExperimentArguments, base: ExperimentSpec | None = None)
     spec = base if base is not None else base_spec(args)
     if args.seeds:
         spec = replace(spec, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    if args.eval_processes is not None:
+        spec = replace(spec, eval_processes=args.eval_processes)
     return validate_spec(spec, args.spec or f"preset {args.preset}")
 
 

@@ -66,6 +66,7 @@ FREE_FIELDS = (
     "bootstrap_resamples",
     "comparisons",
     "eval_batch_size",
+    "eval_processes",
     "record_version",
     "methods",
 )

@@ -64,6 +64,9 @@ class ExperimentSpec:
     ig_steps: int = 20
     smoothgrad_samples: int = 10
     eval_batch_size: int = 32
+    #: a run's evaluation calls (the main methods, gradient_l2, each extra random draw) side by side in this
+    #: many processes; changes no number, only the wall time of a run evaluated alone on several cores
+    eval_processes: int = 1
     warmup: float = 0.1
     weight_decay: float = 0.01
     mixed_precision: str = "no"  # bf16/fp16 autocast in training (cuda only)
@@ -137,6 +140,8 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
         raise SpecError(f"{source}: seeds: at least one seed is needed")
     if spec.random_draws < 1:
         raise SpecError(f"{source}: random_draws must be >= 1")
+    if spec.eval_processes < 1:
+        raise SpecError(f"{source}: eval_processes must be >= 1")
     return spec
 
 

@@ -179,19 +179,49 @@ def evaluation_calls(
     return calls
 
 
+def evaluate_call(config: Any, threads: int | None = None) -> None:
+    """One evaluation call; its finished batches are kept beside its output folder, so an interrupted run
+    resumes at its last batch. Module level, so that a worker process can run it."""
+    from ..evaluation import evaluate_folder
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    evaluate_folder(config, checkpoint=Path(f"{config.output_dir}.checkpoint"))
+
+
+def run_calls(configs: list[Any], processes: int) -> None:
+    """The calls in order, or side by side in ``processes`` spawned workers that share this process's threads
+    (the first call, the main methods, is the longest, so it starts first)."""
+    if processes <= 1 or len(configs) <= 1:
+        for config in configs:
+            evaluate_call(config)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    workers = min(processes, len(configs))
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for future in [pool.submit(evaluate_call, config, threads) for config in configs]:
+            future.result()  # a worker's error is raised here
+
+
 def evaluate_run(
     spec: ExperimentSpec, dataset: DatasetSpec, data_dir: Path, model_dir: Path, out: Path, name: str
 ) -> dict[str, Any]:
     """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``, and the
     evaluations' seconds (resumed batches included)."""
-    from ..evaluation import evaluate_folder
-
     orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in spec.removals}
     examples = None
     seconds = 0.0
-    for names, config in evaluation_calls(spec, dataset, model_dir, data_dir, out, name):
-        # finished batches are kept beside the output folder: an interrupted run resumes at its last batch
-        evaluate_folder(config, checkpoint=Path(f"{config.output_dir}.checkpoint"))
+    calls = evaluation_calls(spec, dataset, model_dir, data_dir, out, name)
+    run_calls([config for _, config in calls], spec.eval_processes)
+    for names, config in calls:
         # the call's whole cost, batches resumed from an earlier session's checkpoint included
         seconds += json.loads((config.output_dir_for(spec.removals[0]) / "run.json").read_text())["seconds"]
         for removal in spec.removals:

@@ -23,6 +23,7 @@ from sgt_nlp.experiments import (
 )
 from sgt_nlp.experiments import runner as runner_module
 from sgt_nlp.experiments.records import missing_methods, ordering_names, select_orderings
+from sgt_nlp.experiments.stages import evaluate_run, evaluation_calls
 
 WIDE = ("gradient_l2", "gradient", "random")
 NARROW = ("gradient", "random")
@@ -268,3 +269,18 @@ def test_a_spec_sharing_records_with_more_seeds_keeps_its_own_seeds_in_the_table
     assert all(len(r["difference"]["per_seed"]) == 1 for c in own["comparisons"] for r in c["rows"])
     every = Experiment(narrow, out, work).run()["datasets"]["synthetic"]
     assert every["seeds_evaluated"] == [0, 1]
+
+
+def test_evaluation_calls_side_by_side_give_the_record_of_calls_in_turn(tmp_path):
+    """eval_processes=2 runs a run's evaluation calls (main methods, gradient_l2, the extra random draw) in
+    two spawned processes: the same examples and orderings as the runner's calls one after another."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    spec = smoke()
+    Experiment(spec, out, work, arms=("plain",), keep_models=True).run()
+    run, data = work / "synthetic" / "plain_seed0_lr0.001", work / "synthetic" / "data"
+    side_by_side = replace(spec, eval_processes=2)
+    assert len(evaluation_calls(side_by_side, spec.datasets[0], run / "model", data, run, "x")) == 3
+    raw = evaluate_run(side_by_side, spec.datasets[0], data, run / "model", tmp_path / "two", "plain")
+    record = record_of(out)
+    assert raw["examples"] == record["examples"] and raw["orderings"] == record["orderings"]
+    assert raw["seconds"] > 0
