@@ -240,7 +240,7 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     out = Path(output_dir)
     started = time.perf_counter()
     logger.info(
-        "the demo trains and evaluates %d models per seed: about 3.5 minutes per seed on two CPU "
+        "the demo trains and evaluates %d models per seed: 3.5 to 6 minutes per seed on two CPU "
         "cores (--quick: about a minute)",
         len(spec.arms),
     )
