@@ -209,10 +209,9 @@ class Experiment:
             write_json(spec_path, current)
         # --seeds 1 beside seed 0's records: the table covers the spec's seeds (read, not run), as it covers
         # every arm under --arms
-        if self.given_table_seeds is not None:
-            self.table_seeds = tuple(sorted({*self.given_table_seeds, *self.spec.seeds}))
-        else:
-            self.table_seeds = tuple(sorted(self.recorded_seeds() | set(self.spec.seeds)))
+        given = self.given_table_seeds
+        read = set(given) if given is not None else self.recorded_seeds()
+        self.table_seeds = tuple(sorted(read | set(self.spec.seeds)))
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
         for dataset in self.spec.datasets:

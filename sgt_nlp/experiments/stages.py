@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .data import tiny_initial_model
 from .records import RECORD_VERSION, compact_ordering, example_columns
 from .spec import DatasetSpec, ExperimentSpec
+
+if TYPE_CHECKING:  # the evaluation package is imported where it runs (it loads torch and transformers)
+    from ..evaluation import EvaluationConfig
 
 
 def train_run(
@@ -179,7 +182,7 @@ def evaluation_calls(
     return calls
 
 
-def evaluate_call(config: Any, threads: int | None = None) -> None:
+def evaluate_call(config: EvaluationConfig, threads: int | None = None) -> None:
     """One evaluation call; its finished batches are kept beside its output folder, so an interrupted run
     resumes at its last batch. Module level, so that a worker process can run it."""
     from ..evaluation import evaluate_folder
@@ -191,7 +194,7 @@ def evaluate_call(config: Any, threads: int | None = None) -> None:
     evaluate_folder(config, checkpoint=Path(f"{config.output_dir}.checkpoint"))
 
 
-def run_calls(configs: list[Any], processes: int) -> None:
+def run_calls(configs: list[EvaluationConfig], processes: int) -> None:
     """The calls in order, or side by side in ``processes`` spawned workers that share this process's threads
     (the first call, the main methods, is the longest, so it starts first)."""
     if processes <= 1 or len(configs) <= 1:
