@@ -26,6 +26,7 @@ from .data import (
     word_vocabulary,
     write_sst2_as_eraser,
 )
+from .output import write_results
 from .records import (
     RECORD_VERSION,
     compact_ordering,
@@ -35,7 +36,7 @@ from .records import (
     spec_changes,
     write_json,
 )
-from .runner import Experiment, write_results
+from .runner import Experiment
 from .spec import (
     DEFAULT_ARMS,
     METHODS,

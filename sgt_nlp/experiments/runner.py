@@ -26,28 +26,19 @@ share ``output_dir`` and ``work_dir``: each runs only its arms and reads the oth
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .data import SHARED_DATA, prepare_data
-from .records import (
-    RECORD_VERSION,
-    missing_methods,
-    parse_run_id,
-    read_json,
-    run_id,
-    select_orderings,
-    spec_changes,
-    write_json,
-)
+from .output import record_spec, recorded_seeds, results_stem, write_results
+from .records import RECORD_VERSION, missing_methods, read_json, run_id, select_orderings, write_json
 from .spec import DatasetSpec, ExperimentSpec, SpecError
 from .stages import evaluate_run, train_run
-from .statistics import SCHEME, VERDICT_METRICS, aggregate
+from .statistics import aggregate
 
 logger = logging.getLogger(__name__)
 
@@ -79,23 +70,6 @@ def truncation_supported() -> bool:
     from ..finetune_data import DataArguments
 
     return all("truncation" in {f.name for f in fields(cls)} for cls in (DataArguments, EvaluationConfig))
-
-
-def results_stem(out: Path, spec_name: str) -> str:
-    """``results``, unless ``out/results.json`` was written by a spec of another name: then
-    ``results_<name>``, so that a second spec sharing the records (the ablation over the cpu protocol's
-    SST-2 runs) never overwrites the first one's table."""
-    existing = read_json(out / "results.json")
-    return "results" if existing is None or existing.get("spec") == spec_name else f"results_{spec_name}"
-
-
-def write_results(spec: ExperimentSpec, result: dict[str, Any], out: Path, stem: str = "results") -> None:
-    """``<stem>.json`` (the aggregate), ``<stem>.md`` (tables, verdicts) and ``<stem>.png`` (intervals)."""
-    from ..report.experiment import markdown, plot  # matplotlib: imported only when results are written
-
-    write_json(out / f"{stem}.json", result)
-    (out / f"{stem}.md").write_text(markdown(result, SCHEME))
-    plot(result, out / f"{stem}.png", VERDICT_METRICS)
 
 
 class Experiment:
@@ -159,16 +133,6 @@ class Experiment:
             and (seed is None or seed in self.spec.seeds)
         )
 
-    def recorded_seeds(self) -> set[int]:
-        """The seeds with a training record of one of the spec's arms on one of its datasets."""
-        seeds = set()
-        for dataset in self.spec.datasets:
-            for path in (self.out / dataset.name).glob("*_seed*_lr*/train.json"):
-                parsed = parse_run_id(path.parent.name)
-                if parsed and parsed[0] in self.spec.arms:
-                    seeds.add(parsed[1])
-        return seeds
-
     # -- paths ---------------------------------------------------------------------------------------------
 
     def record_dir(self, dataset: DatasetSpec, rid: str) -> Path:
@@ -188,29 +152,11 @@ class Experiment:
         if torch.cuda.is_available():  # TF32 matmuls for the fp32 evaluation passes
             torch.backends.cuda.matmul.allow_tf32 = True
         self.out.mkdir(parents=True, exist_ok=True)
-        spec_path = self.out / "spec.json"
-        current = {"record_version": RECORD_VERSION, **asdict(self.spec)}
-        previous = read_json(spec_path)
-        if previous is not None:
-            changed = spec_changes(previous, json.loads(json.dumps(current, default=list)))
-            if changed:
-                raise SpecError(
-                    f"{spec_path}: the records there were made with other settings "
-                    f"({', '.join(changed)}); use another --output_dir (or delete that one) to "
-                    "run this spec"
-                )
-        if not self.only_finished:
-            if previous is not None:  # a run of some datasets or arms keeps what the file says of the others
-                names = {d["name"] for d in current["datasets"]}
-                kept = [d for d in previous["datasets"] if d["name"] not in names]
-                current["datasets"] = [*current["datasets"], *kept]
-                current["arms"] = {**previous.get("arms", {}), **current["arms"]}
-                current["seeds"] = sorted({*previous.get("seeds", []), *current["seeds"]})
-            write_json(spec_path, current)
+        record_spec(self.out, self.spec, write=not self.only_finished)
         # --seeds 1 beside seed 0's records: the table covers the spec's seeds (read, not run), as it covers
         # every arm under --arms
         given = self.given_table_seeds
-        read = set(given) if given is not None else self.recorded_seeds()
+        read = set(given) if given is not None else recorded_seeds(self.out, self.spec)
         self.table_seeds = tuple(sorted(read | set(self.spec.seeds)))
         runs: dict[str, list[dict[str, Any]]] = {}
         skipped: dict[str, str] = {}
