@@ -96,6 +96,14 @@ def random_k_mask(
     return lowest_k_mask(keys, candidates, k)
 
 
+def mask_overlap(first: torch.Tensor, second: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Per row, the share of ``first``'s ``k[i]`` masked positions that ``second`` masks too (NaN where
+    ``k[i] == 0``). Two uniform random draws of ``k`` among ``n`` candidates share ``k / n`` in expectation,
+    the level at which a saliency ranking is no better than chance at choosing the same tokens."""
+    shared = (first & second).sum(dim=-1).double()
+    return torch.where(k > 0, shared / k.clamp(min=1).double(), torch.full_like(shared, float("nan")))
+
+
 def select_mask_positions(
     selection: str,
     scores: torch.Tensor | None,

@@ -5,6 +5,7 @@ from sgt_nlp.masking import (
     apply_mask,
     highest_k_mask,
     lowest_k_mask,
+    mask_overlap,
     maskable_positions,
     random_k_mask,
     replacement_embeddings,
@@ -101,6 +102,28 @@ def test_random_k_is_reproducible_and_covers_every_candidate_unlike_lowest_k():
     assert sum(not torch.equal(d, lowest) for d in draws) > 150
     # Uniform: each of the 7 candidates of row 0 is drawn 3/7 of the time, i.e. ~86 times in 200 draws.
     assert ((hits[0, 1:8] > 50) & (hits[0, 1:8] < 125)).all()
+
+
+def test_mask_overlap_by_hand_and_at_chance_for_random_draws():
+    first = torch.tensor([[1, 1, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    second = torch.tensor([[1, 0, 1, 0, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    share = mask_overlap(first, second, torch.tensor([3, 0]))
+    assert share[0].item() == pytest.approx(2 / 3)
+    assert torch.isnan(share[1])  # nothing masked: no share, not 0
+    # Two random draws of k = 3 among 7 candidates share 3/7 of their positions in expectation.
+    k = torch.tensor([3, 2])
+    generator = torch.Generator().manual_seed(5)
+    shares = torch.stack(
+        [
+            mask_overlap(
+                random_k_mask(RANDOM_CANDIDATES, k, generator),
+                random_k_mask(RANDOM_CANDIDATES, k, generator),
+                k,
+            )[0]
+            for _ in range(2000)
+        ]
+    )
+    assert shares.mean().item() == pytest.approx(3 / 7, abs=0.02)
 
 
 def test_select_mask_positions_refuses_unknown_choices_and_missing_scores():
