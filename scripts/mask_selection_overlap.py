@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sgt_nlp.config import SaliencyGuidedTrainingArguments  # noqa: E402
-from sgt_nlp.masking import (  # noqa: E402
-    lowest_k_mask,
-    mask_overlap,
-    random_k_mask,
-    special_ids_of,
-    tokens_to_mask_per_sequence,
-)
+from sgt_nlp.masking import mask_overlap, special_ids_of  # noqa: E402
 from sgt_nlp.objective import (  # noqa: E402
+    choose_mask,
     eval_mode_saliency,
     forward_capturing_embeddings,
     prepare_batch,
     reused_saliency,
+    saliency_scores,
 )
-from sgt_nlp.saliency import aggregate_token_saliency, word_embedding_layer  # noqa: E402
+from sgt_nlp.saliency import word_embedding_layer  # noqa: E402
 
 PAIRS = (
     ("train (dropout) vs train (dropout)", "train_a", "train_b"),
@@ -78,24 +75,29 @@ def batches(
     return model, tokenizer, out
 
 
+#: the trainer's defaults for which output's gradient is the saliency (gold label, its logit)
+TRAINER_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SaliencyGuidedTrainingArguments)}
+
+
 def masked_sets(
     model: nn.Module,
-    tokenizer: Any,
+    special_ids: list[int],
     batch: dict[str, torch.Tensor],
     fractions: list[float],
     aggregation: str,
     generator: torch.Generator,
 ) -> dict[float, tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]:
-    """{fraction: (k [B], chance k/n [B], {name: boolean [B, T] masked positions})} for one batch."""
-    defaults = SaliencyGuidedTrainingArguments(output_dir="unused", sgt_mask_fraction=0.5)
-    target, output = defaults.sgt_saliency_target, defaults.sgt_saliency_output
-    prepared = prepare_batch(model, batch, special_ids_of(tokenizer))
+    """{fraction: (k [B], chance k/n [B], {name: boolean [B, T] masked positions})} for one batch, chosen
+    by the trainer's own steps (:func:`saliency_scores`, :func:`choose_mask`)."""
+    target = TRAINER_DEFAULTS["sgt_saliency_target"]
+    output = TRAINER_DEFAULTS["sgt_saliency_output"]
+    prepared = prepare_batch(model, batch, special_ids)
+    candidates = prepared.candidates
     embedding = word_embedding_layer(model)
-    scores = {}
     with torch.no_grad():
         leaf = embedding(prepared.input_ids)
     grads, _ = eval_mode_saliency(model, leaf, prepared, target, output)
-    scores["eval"] = aggregate_token_saliency(grads, leaf, aggregation)
+    passes = {"eval": (grads, leaf)}
     model.train()
     try:
         for name in ("train_a", "train_b"):
@@ -103,16 +105,21 @@ def masked_sets(
                 model, embedding, prepared.model_inputs, prepared.input_ids
             )
             grads = reused_saliency(logits, embeddings, prepared.labels, target, output)
-            scores[name] = aggregate_token_saliency(grads, embeddings.detach(), aggregation)
+            passes[name] = (grads, embeddings)
     finally:
         model.eval()
+    scores = {
+        name: saliency_scores(grads, embeddings, aggregation, candidates, generator)[0]
+        for name, (grads, embeddings) in passes.items()
+    }
     result = {}
     for fraction in fractions:
-        k = tokens_to_mask_per_sequence(prepared.candidates, fraction)
-        sets = {name: lowest_k_mask(s, prepared.candidates, k) for name, s in scores.items()}
-        sets["random"] = random_k_mask(prepared.candidates, k, generator)
-        sets["random_b"] = random_k_mask(prepared.candidates, k, generator)
-        chance = k.double() / prepared.candidates.sum(-1).clamp(min=1).double()
+        sets = {}
+        for name, score in scores.items():
+            k, sets[name] = choose_mask("saliency", score, candidates, fraction, generator)
+        for name in ("random", "random_b"):
+            _, sets[name] = choose_mask("random", None, candidates, fraction, generator)
+        chance = k.double() / candidates.sum(-1).clamp(min=1).double()
         result[fraction] = (k, chance, sets)
     return result
 
@@ -140,9 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     chances: dict[float, list[torch.Tensor]] = {}
     from tqdm.auto import tqdm
 
+    special_ids = special_ids_of(tokenizer)
     for batch in tqdm(collated, desc="batches"):
         for fraction, (k, chance, sets) in masked_sets(
-            model, tokenizer, batch, fractions, args.aggregation, generator
+            model, special_ids, batch, fractions, args.aggregation, generator
         ).items():
             chances.setdefault(fraction, []).append(chance[k > 0])
             for title, a, b in PAIRS:
@@ -155,22 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     print("| fraction | chance k/n | pair | overlap | above chance (0 = random, 1 = same set) |")
     print("|---|---|---|---|---|")
     for fraction in fractions:
-        mean_chance = torch.cat(chances[fraction]).mean().item()
+        chance = torch.cat(chances[fraction])
         for title, _, _ in PAIRS:
             values = torch.cat(shares[(fraction, title)])
-            share = values.mean().item()
-            scaled = (
-                torch.cat(
-                    [
-                        (v - c) / (1 - c).clamp(min=1e-9)
-                        for v, c in zip(shares[(fraction, title)], chances[fraction], strict=True)
-                    ]
-                )
-                .mean()
-                .item()
-            )
+            scaled = ((values - chance) / (1 - chance).clamp(min=1e-9)).mean().item()
             sem = values.std().item() / math.sqrt(len(values))
-            print(f"| {fraction:g} | {mean_chance:.3f} | {title} | {share:.3f} ± {sem:.3f} | {scaled:+.3f} |")
+            print(
+                f"| {fraction:g} | {chance.mean().item():.3f} | {title} "
+                f"| {values.mean().item():.3f} ± {sem:.3f} | {scaled:+.3f} |"
+            )
 
 
 if __name__ == "__main__":
