@@ -17,13 +17,20 @@ from .records import RECORD_VERSION, parse_run_id, read_json, spec_changes, writ
 from .spec import ExperimentSpec, SpecError
 from .statistics import SCHEME, VERDICT_METRICS
 
+#: how one invocation runs or aggregates, not what its records hold: left out of ``spec.json``, so that the
+#: file describes the folder's records whichever spec last wrote to it (``results.json`` names its own spec)
+INVOCATION_FIELDS = ("bootstrap_resamples", "comparisons", "eval_batch_size", "eval_processes")
+
 
 def record_spec(out: Path, spec: ExperimentSpec, write: bool = True) -> None:
     """Refuses ``out`` when its ``spec.json`` was made with settings that would make its records wrong for
     ``spec`` (:func:`.records.spec_changes`); else, when ``write``, saves the spec merged with the file's:
-    datasets, arms and seeds this invocation does not run are kept."""
+    datasets, arms, seeds and methods this invocation does not run are kept, and ``name`` stays that of the
+    spec that made the folder (the demo reads it to tell its own folder from another experiment's)."""
     path = out / "spec.json"
     current = {"record_version": RECORD_VERSION, **asdict(spec)}
+    for key in INVOCATION_FIELDS:
+        current.pop(key)
     previous = read_json(path)
     if previous is not None:
         changed = spec_changes(previous, json.loads(json.dumps(current, default=list)))
@@ -40,6 +47,8 @@ def record_spec(out: Path, spec: ExperimentSpec, write: bool = True) -> None:
         current["datasets"] = [*current["datasets"], *kept]
         current["arms"] = {**previous.get("arms", {}), **current["arms"]}
         current["seeds"] = sorted({*previous.get("seeds", []), *current["seeds"]})
+        current["methods"] = list(dict.fromkeys([*previous.get("methods", []), *current["methods"]]))
+        current["name"] = previous.get("name", current["name"])
     write_json(path, current)
 
 

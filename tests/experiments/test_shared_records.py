@@ -142,6 +142,12 @@ def test_a_spec_with_fewer_methods_reads_the_wider_records_and_writes_its_own_ta
     # its table is its own file; the wide table stays
     assert narrow.results_path == out / "results_narrow.md" and (out / "results_narrow.png").is_file()
     assert (out / "results.md").read_text() == wide_table
+    # spec.json describes the folder's records: the first spec's name, the union of arms and methods, and
+    # none of one invocation's own settings (so a later run with --eval_processes 2 leaves it unchanged)
+    recorded = read_json(out / "spec.json")
+    assert recorded["name"] == PRESETS["smoke"].name != "narrow"
+    assert set(recorded["arms"]) == {*PRESETS["smoke"].arms, "sgt_low"} and recorded["methods"] == list(WIDE)
+    assert not {"eval_processes", "comparisons", "bootstrap_resamples", "eval_batch_size"} & set(recorded)
     # every run of the narrow table is normalised over the narrow orderings only
     data = result["datasets"]["synthetic"]
     assert {r["method"] for c in data["comparisons"] for r in c["rows"]} == {"gradient", "random"}
