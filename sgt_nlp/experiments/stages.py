@@ -86,10 +86,16 @@ def train_run(
     runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
     start_step = int(checkpoints[-1].name.split("-")[1]) if checkpoints else 0
     timed = epochs_timed(dataset.epochs, start_step, trainer.state.max_steps)
+    # run_training evaluates the best model once more after training: that is the final accuracy, not a
+    # point of the per-epoch curve (it would repeat the last epoch's label)
+    end = next((i for i, h in enumerate(history) if "train_runtime" in h), len(history))
     evals = [
-        {"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]} for h in history if "eval_accuracy" in h
+        {"epoch": h.get("epoch"), "accuracy": h["eval_accuracy"]}
+        for h in history[:end]
+        if "eval_accuracy" in h
     ]
-    final = trainer.evaluate()
+    after = [h for h in history[end:] if "eval_accuracy" in h]
+    final = after[-1] if after else trainer.evaluate()
     return {
         "record_version": RECORD_VERSION,
         "arm": arm,

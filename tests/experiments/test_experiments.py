@@ -322,6 +322,11 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     train = read_json(out / "synthetic" / "sgt_seed0_lr0.001" / "train.json")
     assert train["sgt_settings"] == {"sgt_mask_fraction": 0.5} and train["seconds_per_epoch"] > 0
     assert train["epochs_timed"] == spec.datasets[0].epochs and train["resumed_from"] is None
+    # one point per epoch; the final accuracy is the best epoch's (load_best_model_at_end)
+    assert [p["epoch"] for p in train["val_curve"]] == [
+        float(e + 1) for e in range(int(spec.datasets[0].epochs))
+    ]
+    assert train["val_accuracy"] == max(p["accuracy"] for p in train["val_curve"])
     assert not (work / "synthetic" / "sgt_seed0_lr0.001").exists()  # models deleted after evaluation
     assert (out / "results.png").is_file() and "### sgt − plain" in (out / "results.md").read_text()
     # a second invocation trains and evaluates nothing and rebuilds the same table
