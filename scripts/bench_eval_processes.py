@@ -1,6 +1,7 @@
 """Wall time of one run's evaluation (every call an experiment preset makes: the main methods,
 ``gradient_l2``, the extra random draws) with its calls in turn in one process against side by side in
-``--eval_processes`` spawned workers, on the same model, data and threads, measured in one run.
+``--eval_processes`` spawned workers (there each main method is a call of its own, the costliest started
+first), on the same model, data and threads, measured in one run.
 
     python scripts/bench_eval_processes.py [--preset cpu] [--dataset sst2] [--test_examples 32]
                                            [--processes 1,2] [--repeats 2]
@@ -8,7 +9,7 @@
 A short plain run (``--train_examples`` sentences, one epoch) makes the model: timing does not depend on how
 well it is trained. Each measurement evaluates into a fresh folder (no checkpoint to resume); the order of the
 process counts alternates between repeats so that a slow moment of a shared machine does not always fall on
-the same one. The table gives the median wall time, the calls' summed seconds (what ``eval.json.gz``
+the same one. The table gives the number of calls, the median wall time, the calls' summed seconds (what ``eval.json.gz``
 records as ``seconds``) and the ratio to the first process count; it also checks that every process count
 wrote the same orderings (the side-by-side calls must not change a number).
 """
@@ -90,20 +91,20 @@ def measure(args: argparse.Namespace, spec: Any, dataset: Any, data_root: Path, 
                 f"  {processes} process(es), repeat {repeat}: {walls[processes][-1]:.1f} s", file=sys.stderr
             )
 
-    calls = len(list((work / f"eval_p{counts[0]}_r0").glob("*/run.json")))
+    calls = {p: len(list((work / f"eval_p{p}_r0").glob("*/run.json"))) for p in counts}
     same = all(orderings[p] == orderings[counts[0]] for p in counts)
     print(
         f"\n{args.preset}/{args.dataset}: {args.test_examples} test examples, "
         f"methods {', '.join(spec.methods)}, "
-        f"{spec.random_draws} random draws ({calls} calls), removals {', '.join(spec.removals)}; "
+        f"{spec.random_draws} random draws, removals {', '.join(spec.removals)}; "
         f"{torch.get_num_threads()} torch threads shared by the processes; median of {args.repeats}\n"
     )
-    print("| processes | wall s | calls' summed s | wall ratio |")
-    print("|---|---|---|---|")
+    print("| processes | calls | wall s | calls' summed s | wall ratio |")
+    print("|---|---|---|---|---|")
     base = statistics.median(walls[counts[0]])
     for p in counts:
         wall = statistics.median(walls[p])
-        print(f"| {p} | {wall:.1f} | {statistics.median(summed[p]):.1f} | {wall / base:.2f} |")
+        print(f"| {p} | {calls[p]} | {wall:.1f} | {statistics.median(summed[p]):.1f} | {wall / base:.2f} |")
     print(f"\nsame orderings for every process count: {'yes' if same else 'NO'}")
     if not same:
         sys.exit(1)

@@ -278,14 +278,23 @@ def test_a_spec_sharing_records_with_more_seeds_keeps_its_own_seeds_in_the_table
 
 
 def test_evaluation_calls_side_by_side_give_the_record_of_calls_in_turn(tmp_path):
-    """eval_processes=2 runs a run's evaluation calls (main methods, gradient_l2, the extra random draw) in
-    two spawned processes: the same examples and orderings as the runner's calls one after another."""
+    """eval_processes=2 runs a run's evaluation calls (each main method, gradient_l2, the extra random draw)
+    in two spawned processes: the same examples and orderings as the runner's calls one after another."""
     out, work = tmp_path / "out", tmp_path / "work"
     spec = smoke()
     Experiment(spec, out, work, arms=("plain",), keep_models=True).run()
     run, data = work / "synthetic" / "plain_seed0_lr0.001", work / "synthetic" / "data"
     side_by_side = replace(spec, eval_processes=2)
-    assert len(evaluation_calls(side_by_side, spec.datasets[0], run / "model", data, run, "x")) == 3
+    in_turn = evaluation_calls(spec, spec.datasets[0], run / "model", data, run, "x")
+    assert [sorted(names) for names, _ in in_turn] == [["gradient", "random"], ["gradient"], ["random"]]
+    # side by side, the main methods' call is split so that no worker holds most of the work
+    calls = evaluation_calls(side_by_side, spec.datasets[0], run / "model", data, run, "x")
+    assert [list(names.values()) for names, _ in calls] == [
+        ["gradient"],  # the costliest first; equal costs in the order of the calls in turn
+        ["gradient_l2"],
+        ["random"],
+        ["random_draw1"],
+    ]
     raw = evaluate_run(side_by_side, spec.datasets[0], data, run / "model", tmp_path / "two", "plain")
     record = record_of(out)
     assert raw["examples"] == record["examples"] and raw["orderings"] == record["orderings"]
