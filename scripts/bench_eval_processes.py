@@ -9,9 +9,9 @@ first), on the same model, data and threads, measured in one run.
 A short plain run (``--train_examples`` sentences, one epoch) makes the model: timing does not depend on how
 well it is trained. Each measurement evaluates into a fresh folder (no checkpoint to resume); the order of the
 process counts alternates between repeats so that a slow moment of a shared machine does not always fall on
-the same one. The table gives the number of calls, the median wall time, the calls' summed seconds (what ``eval.json.gz``
-records as ``seconds``) and the ratio to the first process count; it also checks that every process count
-wrote the same orderings (the side-by-side calls must not change a number).
+the same one. The table gives the number of calls, the median wall time, the calls' summed seconds (what
+``eval.json.gz`` records as ``seconds``) and the ratio to the first process count; it also checks that every
+process count wrote the same orderings (the side-by-side calls must not change a number).
 """
 
 from __future__ import annotations
