@@ -6,19 +6,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .config import SaliencyGuidedTrainingArguments
-from .trainer import SaliencyGuidedTrainer
-
 if TYPE_CHECKING:
+    from .config import SaliencyGuidedTrainingArguments
     from .evaluation import EvaluationConfig, EvaluationResult, evaluate_rationales, write_evaluation
     from .explainers import get_explainer
     from .sanity.checks import SanityConfig, SanityResult, run_sanity_checks
+    from .trainer import SaliencyGuidedTrainer
 
 __version__ = "0.1.0"
 
-#: Public names imported on first use, so that ``import sgt_nlp`` does not load the evaluation stack (captum,
-#: scikit-learn) that training does not need: name -> module that defines it.
+#: Public names imported on first use, so that ``import sgt_nlp`` (run by every submodule's import, e.g. the
+#: pure metric functions) loads neither transformers (seconds, with peft installed) nor the evaluation stack
+#: (captum, scikit-learn) that training does not need: name -> module that defines it.
 _LAZY_EXPORTS: dict[str, str] = {
+    "SaliencyGuidedTrainer": "sgt_nlp.trainer",
+    "SaliencyGuidedTrainingArguments": "sgt_nlp.config",
     "EvaluationConfig": "sgt_nlp.evaluation",
     "EvaluationResult": "sgt_nlp.evaluation",
     "evaluate_rationales": "sgt_nlp.evaluation",

@@ -135,12 +135,19 @@ def test_module_fits_the_line_limit(name):
     assert lines <= MAX_LINES, f"{name} has {lines} lines (limit {MAX_LINES}): split it by job"
 
 
-def test_sanity_checks_are_exported_lazily_from_the_package():
+def test_sanity_checks_and_the_trainer_are_exported_lazily_from_the_package():
+    """``import sgt_nlp`` (run by every submodule's import, e.g. the pure metric functions) loads neither the
+    sanity checks nor transformers; the public names still resolve to the defining modules' objects."""
     code = (
-        "import sys, sgt_nlp; assert 'sgt_nlp.sanity' not in sys.modules; "
+        "import sys, sgt_nlp, sgt_nlp.metrics; "
+        "assert 'sgt_nlp.sanity' not in sys.modules and 'transformers' not in sys.modules; "
         "from sgt_nlp import run_sanity_checks, SanityResult; "
         "from sgt_nlp.sanity import checks; "
-        "assert run_sanity_checks is checks.run_sanity_checks and SanityResult is checks.SanityResult"
+        "assert run_sanity_checks is checks.run_sanity_checks and SanityResult is checks.SanityResult; "
+        "from sgt_nlp import SaliencyGuidedTrainer, SaliencyGuidedTrainingArguments; "
+        "from sgt_nlp import config, trainer; "
+        "assert SaliencyGuidedTrainer is trainer.SaliencyGuidedTrainer; "
+        "assert SaliencyGuidedTrainingArguments is config.SaliencyGuidedTrainingArguments"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
