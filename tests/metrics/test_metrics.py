@@ -330,6 +330,6 @@ def test_macro_scores_do_not_depend_on_string_hashing():
             check=True,
             env={**os.environ, "PYTHONHASHSEED": str(seed)},
         ).stdout
-        for seed in range(6)
+        for seed in range(4)
     }
     assert len(outputs) == 1, outputs
