@@ -94,8 +94,7 @@ def train_run(
         for h in history[:end]
         if "eval_accuracy" in h
     ]
-    after = [h for h in history[end:] if "eval_accuracy" in h]
-    final = after[-1] if after else trainer.evaluate()
+    final = [h for h in history[end:] if "eval_accuracy" in h][-1]  # the spec always has a validation split
     return {
         "record_version": RECORD_VERSION,
         "arm": arm,
@@ -164,19 +163,17 @@ def evaluation_calls(
     # Side by side that call would be most of the work on one worker while the others idle, so each method
     # gets its own call, and the calls start costliest first. The numbers are the same: seeded methods and
     # random-token replacements are keyed on the example, not on the call.
-    groups = [shared] if spec.eval_processes <= 1 else [(m,) for m in shared]
-    calls = []
-    for group in groups:
-        if group:
-            folder = "main" if spec.eval_processes <= 1 else f"main_{group[0]}"
-            calls.append(
-                (
-                    {m: m for m in group},
-                    EvaluationConfig(
-                        output_dir=str(out / folder), methods=group, aggregation="grad_x_input", **common
-                    ),
-                )
-            )
+    split = spec.eval_processes > 1
+    groups = {f"main_{m}": (m,) for m in shared} if split else ({"main": shared} if shared else {})
+    calls = [
+        (
+            {m: m for m in group},
+            EvaluationConfig(
+                output_dir=str(out / folder), methods=group, aggregation="grad_x_input", **common
+            ),
+        )
+        for folder, group in groups.items()
+    ]
     if "gradient_l2" in spec.methods:
         calls.append(
             (
@@ -199,7 +196,7 @@ def evaluation_calls(
                     ),
                 )
             )
-    if spec.eval_processes > 1:  # stable: equal costs keep the order above
+    if split:  # stable: equal costs keep the order above
         calls.sort(key=lambda call: -sum(EXPLANATION_COST.get(m, 0.0) for m in call[1].methods))
     return calls
 
