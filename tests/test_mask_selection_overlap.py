@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import tiny
-from tests.toy_data import ROOT, write_eraser
-
-
-def load_script():
-    path = ROOT / "scripts" / "mask_selection_overlap.py"
-    spec = importlib.util.spec_from_file_location("mask_selection_overlap", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
+from tests.toy_data import write_eraser
 
 
 def overlaps(tmp_path: Path, capsys, dropout: float) -> dict[tuple[str, str], float]:
@@ -31,7 +21,7 @@ def overlaps(tmp_path: Path, capsys, dropout: float) -> dict[tuple[str, str], fl
     data = tmp_path / "data"
     if not data.exists():
         write_eraser(data)
-    load_script().main(
+    load_script("mask_selection_overlap").main(
         ["--model", str(folder), "--data_dir", str(data), "--batches", "2", "--batch_size", "4"]
     )
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.")]

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.toy_data import ROOT
-
-
-def load_script():
-    path = ROOT / "scripts" / "normalisation_scale.py"
-    spec = importlib.util.spec_from_file_location("normalisation_scale", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 def ordering(p_full: list[float], p_empty: list[float], p_comp_aopc: list[list[float]]) -> dict[str, list]:
@@ -49,7 +38,7 @@ ORDERINGS = {
 
 
 def test_scale_terms_by_hand():
-    script = load_script()
+    script = load_script("normalisation_scale")
     np.testing.assert_allclose(script.empty_drop(ORDERINGS), [0.4, 0.02, 0.4])
     keep = script.empty_drop(ORDERINGS) >= 0.05
     terms = script.scale_terms(ORDERINGS, [1, 1, 1], "integrated_gradients", keep)
@@ -78,7 +67,9 @@ def test_main_pairs_the_examples_every_arm_can_use(tmp_path: Path, capsys):
         tmp_path / "b_seed0_lr0.0001",
         {name: {**o, "p_empty": b_empty} for name, o in ORDERINGS.items()},
     )
-    load_script().main(["--records", str(tmp_path), "--arms", "a,b", "--seeds", "0", "--removals", "delete"])
+    load_script("normalisation_scale").main(
+        ["--records", str(tmp_path), "--arms", "a,b", "--seeds", "0", "--removals", "delete"]
+    )
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| delete")]
     assert [[cell.strip() for cell in row] for row in rows] == [
@@ -89,4 +80,4 @@ def test_main_pairs_the_examples_every_arm_can_use(tmp_path: Path, capsys):
 
 def test_missing_record_names_the_folder(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match=r"sgt_seed3_lr\*/eval.json.gz, found 0"):
-        load_script().main(["--records", str(tmp_path), "--arms", "sgt", "--seeds", "3"])
+        load_script("normalisation_scale").main(["--records", str(tmp_path), "--arms", "sgt", "--seeds", "3"])

@@ -3,22 +3,12 @@ hand-built ERASER folder (its 'smoke' configuration), with a mask-fraction sweep
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from tests import tiny
-from tests.toy_data import ROOT, write_eraser
-
-
-def load_script():
-    path = ROOT / "scripts" / "reproduce_movies.py"
-    spec = importlib.util.spec_from_file_location("reproduce_movies", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
+from tests.toy_data import write_eraser
 
 
 def save_tiny_classifier(folder: Path) -> Path:
@@ -31,7 +21,7 @@ def save_tiny_classifier(folder: Path) -> Path:
 
 
 def test_sweep_becomes_arms_of_the_movies_preset():
-    script = load_script()
+    script = load_script("reproduce_movies")
     spec = script.movies_spec("cpu", [0.1, 0.5], None, "0")
     assert [d.name for d in spec.datasets] == ["movies"] and spec.seeds == (0,)
     assert spec.arms["sgt0.1"] == {"sgt_mask_fraction": 0.1} and "sgt" not in spec.arms
@@ -40,7 +30,7 @@ def test_sweep_becomes_arms_of_the_movies_preset():
 
 
 def test_reproduction_runs_the_runner_and_skips_finished_runs(tmp_path):
-    script = load_script()
+    script = load_script("reproduce_movies")
     data_root = tmp_path / "data"
     write_eraser(data_root / "eraser_movies")
     # write_eraser makes train and val; the experiment evaluates on test: reuse val as test
