@@ -22,8 +22,6 @@ so the difference of two arms' ``method / d0`` in a seed is that seed's "/ empty
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,15 +31,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sgt_nlp.experiments.statistics import MIN_EMPTY_DROP, per_example_metrics  # noqa: E402
+from sgt_nlp.experiments.records import read_json  # noqa: E402
+from sgt_nlp.experiments.statistics import MIN_EMPTY_DROP, empty_input_drop, per_example_metrics  # noqa: E402
 
 
 def empty_drop(orderings: dict[str, dict[str, list]]) -> np.ndarray:
-    """Per example d0 = p - p(ŷ | every seen word removed); the same in every ordering of a model."""
-    first = next(iter(orderings.values()))
-    p = np.asarray(first["p_full"], dtype=float)
-    p_empty = np.array([np.nan if v is None else v for v in first["p_empty"]], dtype=float)
-    return p - p_empty
+    """Per example d0 of a model under one removal mode (the same in each of its orderings)."""
+    return empty_input_drop(next(iter(orderings.values())))
 
 
 def scale_terms(
@@ -55,8 +51,7 @@ def scale_terms(
     best = np.stack(list(aopc.values())).max(axis=0)[keep]
     d0 = empty_drop(orderings)[keep]
     value = aopc[method][keep]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over_best = np.where(best > 1e-9, value / np.where(best > 1e-9, best, 1.0), np.nan)
+    over_best = value / np.where(best > 1e-9, best, np.nan)  # NaN where no ordering moved the model
     return {
         "examples": int(keep.sum()),
         "best_over_empty": float(np.mean(best / d0)),
@@ -73,8 +68,9 @@ def load_record(records: Path, arm: str, seed: int) -> dict:
             f"{records}: expected one {arm}_seed{seed}_lr*/eval.json.gz, found {len(found)}"
             + (f": {', '.join(str(f) for f in found)}" if found else "")
         )
-    with gzip.open(found[0], "rt") as handle:
-        return json.load(handle)
+    record = read_json(found[0])
+    assert record is not None  # found by the glob above
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -94,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     print("| removal | seed | arm | examples | best / d0 | method / d0 | method / best |")
     print("|---|---|---|---|---|---|---|")
+    loaded = {seed: {arm: load_record(args.records, arm, seed) for arm in arms} for seed in seeds}
     for removal in args.removals.split(","):
         for seed in seeds:
-            records = {arm: load_record(args.records, arm, seed) for arm in arms}
+            records = loaded[seed]
             keep = np.logical_and.reduce(
                 [empty_drop(r["orderings"][removal]) >= MIN_EMPTY_DROP for r in records.values()]
             )

@@ -72,6 +72,13 @@ SCHEME = (
 # ---- per-example metrics -----------------------------------------------------------------------------------
 
 
+def empty_input_drop(ordering: dict[str, list]) -> np.ndarray:
+    """Per example d0 = p - p(ŷ | every seen word removed), NaN where the record has no empty-input value; the
+    denominator of the ``*_vs_empty`` metrics (the same in every ordering of one model and removal mode)."""
+    p_empty = np.array([np.nan if v is None else v for v in ordering["p_empty"]], dtype=float)
+    return np.asarray(ordering["p_full"], dtype=float) - p_empty
+
+
 def per_example_metrics(ordering: dict[str, list], labels: Sequence[int]) -> dict[str, np.ndarray]:
     """Raw per-example metrics of one ordering (one method's ranking), from its compact record.
 
@@ -86,7 +93,7 @@ def per_example_metrics(ordering: dict[str, list], labels: Sequence[int]) -> dic
     def column(key: str) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in ordering[key]], dtype=float)
 
-    empty_drop = p - column("p_empty")
+    empty_drop = empty_input_drop(ordering)
     usable = empty_drop >= MIN_EMPTY_DROP
     safe = np.where(usable, empty_drop, 1.0)
     comp_aopc = (p[:, None] - np.asarray(ordering["p_comp_aopc"], dtype=float)).mean(axis=1)
