@@ -72,11 +72,15 @@ SCHEME = (
 # ---- per-example metrics -----------------------------------------------------------------------------------
 
 
+def _column(ordering: dict[str, list], key: str) -> np.ndarray:
+    """One per-example field of a record as floats; the record writes a missing value as None (NaN here)."""
+    return np.array([np.nan if v is None else v for v in ordering[key]], dtype=float)
+
+
 def empty_input_drop(ordering: dict[str, list]) -> np.ndarray:
     """Per example d0 = p - p(ŷ | every seen word removed), NaN where the record has no empty-input value; the
     denominator of the ``*_vs_empty`` metrics (the same in every ordering of one model and removal mode)."""
-    p_empty = np.array([np.nan if v is None else v for v in ordering["p_empty"]], dtype=float)
-    return np.asarray(ordering["p_full"], dtype=float) - p_empty
+    return np.asarray(ordering["p_full"], dtype=float) - _column(ordering, "p_empty")
 
 
 def per_example_metrics(ordering: dict[str, list], labels: Sequence[int]) -> dict[str, np.ndarray]:
@@ -89,10 +93,6 @@ def per_example_metrics(ordering: dict[str, list], labels: Sequence[int]) -> dic
     d0 < ``MIN_EMPTY_DROP``.
     """
     p = np.asarray(ordering["p_full"], dtype=float)
-
-    def column(key: str) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in ordering[key]], dtype=float)
-
     empty_drop = empty_input_drop(ordering)
     usable = empty_drop >= MIN_EMPTY_DROP
     safe = np.where(usable, empty_drop, 1.0)
@@ -100,14 +100,14 @@ def per_example_metrics(ordering: dict[str, list], labels: Sequence[int]) -> dic
     suff_aopc = (p[:, None] - np.asarray(ordering["p_suff_aopc"], dtype=float)).mean(axis=1)
     return {
         "correct": (np.asarray(ordering["predicted"]) == np.asarray(labels)).astype(float),
-        "comprehensiveness": p - column("p_comp"),
-        "sufficiency": p - column("p_suff"),
+        "comprehensiveness": p - _column(ordering, "p_comp"),
+        "sufficiency": p - _column(ordering, "p_suff"),
         "comprehensiveness_aopc": comp_aopc,
         "sufficiency_aopc": suff_aopc,
         "comprehensiveness_aopc_vs_empty": np.where(usable, comp_aopc / safe, np.nan),
         "sufficiency_aopc_vs_empty": np.where(usable, suff_aopc / safe, np.nan),
-        "auprc_visible": column("auprc_visible"),
-        "token_f1_visible": column("token_f1_visible"),
+        "auprc_visible": _column(ordering, "auprc_visible"),
+        "token_f1_visible": _column(ordering, "token_f1_visible"),
     }
 
 
