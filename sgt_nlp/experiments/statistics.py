@@ -332,23 +332,32 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
         failed = sorted({r["seed"] for r in records if r.get("training") and not r["gate_passed"]})
         arms = {}
         for arm in spec.arms:
-            trained = [
-                by_run[(arm, s)]["training"]
+            trained = {
+                s: by_run[(arm, s)]["training"]
                 for s in spec.seeds
                 if (arm, s) in by_run and by_run[(arm, s)].get("training")
-            ]
-            accuracy = [
-                float(np.mean(_correct(evaluated[(arm, s)])))
-                for s in seeds_evaluated
-                if computed.get((arm, s))
-            ]
+            }
+            arm_evaluated = [s for s in seeds_evaluated if computed.get((arm, s))]
+            # every summary column describes the same runs, the evaluated ones; a run trained but not (yet)
+            # evaluated is listed on its own so that it cannot shift the row's validation accuracy or cost
+            in_row = [trained[s] for s in arm_evaluated if s in trained]
             arms[arm] = {
                 "settings": spec.arms[arm],
-                "val_accuracy": _mean_sd([t["val_accuracy"] for t in trained]),
-                "test_accuracy": _mean_sd(accuracy),
-                "seconds_per_epoch": _mean_sd([t.get("seconds_per_epoch") for t in trained]),
-                "seeds_trained": [t["seed"] for t in trained],
-                "seeds_evaluated": [s for s in seeds_evaluated if computed.get((arm, s))],
+                "val_accuracy": _mean_sd([t["val_accuracy"] for t in in_row]),
+                "test_accuracy": _mean_sd(
+                    [float(np.mean(_correct(evaluated[(arm, s)]))) for s in arm_evaluated]
+                ),
+                "seconds_per_epoch": _mean_sd([t.get("seconds_per_epoch") for t in in_row]),
+                "seeds_trained": list(trained),
+                "seeds_evaluated": arm_evaluated,
+                "trained_not_evaluated": {
+                    str(s): {
+                        "val_accuracy": t["val_accuracy"],
+                        "seconds_per_epoch": t.get("seconds_per_epoch"),
+                    }
+                    for s, t in trained.items()
+                    if s not in arm_evaluated
+                },
             }
         comparisons = []
         for treatment, control in spec.compared_pairs():

@@ -86,6 +86,14 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
                 f"| {arm} | {_fmt(info['val_accuracy'])} | {_fmt(info['test_accuracy'])} | "
                 f"{_fmt(info['seconds_per_epoch'], 0)} | {info['seeds_evaluated']} |"
             )
+        pending = [
+            f"{arm} seed {seed} (val accuracy {run['val_accuracy']:.3f}"
+            + (f", {run['seconds_per_epoch']:.0f} s/epoch)" if run.get("seconds_per_epoch") else ")")
+            for arm, info in data["arms"].items()
+            for seed, run in info.get("trained_not_evaluated", {}).items()
+        ]
+        if pending:
+            lines += ["", f"Trained but not evaluated, so not in the rows above: {'; '.join(pending)}."]
         lines.append("")
         for comparison in data["comparisons"]:
             lines.append(

@@ -340,6 +340,24 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     data = more.run()["datasets"]["synthetic"]
     assert more.trained_runs == [] and not (out / "synthetic" / "plain_seed5_lr0.001").exists()
     assert "plain_seed5" in data["missing"] and data["seeds_evaluated"] == [0]
+    # a seed trained but not yet evaluated stays out of the row's columns and is listed on its own
+    trained_only = read_json(out / "synthetic" / "plain_seed0_lr0.001" / "train.json")
+    trained_only.update(seed=5, val_accuracy=0.25, seconds_per_epoch=999.0)
+    (out / "synthetic" / "plain_seed5_lr0.001").mkdir()
+    (out / "synthetic" / "plain_seed5_lr0.001" / "train.json").write_text(json.dumps(trained_only))
+    pending = Experiment(replace(spec, seeds=(0, 5)), out, work, only_finished=True)
+    plain = pending.run()["datasets"]["synthetic"]["arms"]["plain"]
+    row = before["datasets"]["synthetic"]["arms"]["plain"]
+    assert (
+        plain["val_accuracy"] == row["val_accuracy"]
+        and plain["seconds_per_epoch"] == row["seconds_per_epoch"]
+    )
+    assert plain["seeds_trained"] == [0, 5] and plain["seeds_evaluated"] == [0]
+    assert plain["trained_not_evaluated"] == {"5": {"val_accuracy": 0.25, "seconds_per_epoch": 999.0}}
+    assert (
+        "Trained but not evaluated, so not in the rows above: plain seed 5 (val accuracy 0.250, 999 s/epoch)."
+        in (out / "results.md").read_text()
+    )
 
 
 def test_arms_split_the_work_between_processes_and_the_table_keeps_every_arm(tmp_path):
