@@ -103,6 +103,7 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
         lines.append("")
         lines += headline_table(data["comparisons"])
         if data["verdicts"]:
+            lines += seed_mismatch(data["comparisons"])
             lines += verdict_table(data["verdicts"], metric_titles(data))
         for comparison in data["comparisons"]:
             t, c = comparison["treatment"], comparison["control"]
@@ -164,6 +165,18 @@ def headline_table(comparisons: list[dict[str, Any]]) -> list[str]:
                 row = [cells.get((treatment, removal, method, m, c), "-") for m, c in columns]
                 lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(row) + " |")
             lines.append("")
+    return lines
+
+
+def seed_mismatch(comparisons: list[dict[str, Any]]) -> list[str]:
+    """A warning line per treatment whose comparisons cover different seeds (e.g. one arm of a seed still
+    running): its verdicts then join intervals over different training runs."""
+    lines = []
+    for treatment in dict.fromkeys(c["treatment"] for c in comparisons):
+        mine = [c for c in comparisons if c["treatment"] == treatment]
+        if len({tuple(c["seeds"]) for c in mine}) > 1:
+            seeds = ", ".join(f"{treatment} − {c['control']} on seeds {c['seeds']}" for c in mine)
+            lines += [f"**The verdicts below join comparisons over different seeds: {seeds}.**", ""]
     return lines
 
 

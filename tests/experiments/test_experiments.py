@@ -565,6 +565,14 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     two_seeds = markdown({"spec": "mine", "datasets": {"d": data}})
     assert "| -0.020 [-0.030, -0.010] | -0.030, - | better |" in two_seeds
     assert "| plain | 0.900 ± 0.000 | - | - | [3] |" in text
+    assert "different seeds" not in text
+    # a second comparison over other seeds (its control's run on seed 4 still missing) is flagged
+    data["comparisons"].append({**comparison, "control": "random_mask", "seeds": [3, 4]})
+    flagged = markdown({"spec": "mine", "datasets": {"d": data}})
+    assert (
+        "**The verdicts below join comparisons over different seeds: sgt − plain on seeds [0], "
+        "sgt − random_mask on seeds [3, 4].**\n\n### Verdicts: sgt" in flagged
+    )
 
 
 def test_headline_table_puts_each_controls_difference_of_the_normalised_metrics_side_by_side():
