@@ -566,7 +566,7 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     assert "| -0.020 [-0.030, -0.010] | -0.030, - | better |" in two_seeds
     assert "| plain | 0.900 ± 0.000 | - | - | [3] |" in text
     assert "different seeds" not in text
-    # a second comparison over other seeds (its control's run on seed 4 still missing) is flagged
+    # a second comparison of the same treatment over other seeds is flagged above the verdicts
     data["comparisons"].append({**comparison, "control": "random_mask", "seeds": [3, 4]})
     flagged = markdown({"spec": "mine", "datasets": {"d": data}})
     assert (
