@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import SaliencyGuidedTrainingArguments
+from .distributed import close_process_group
 from .finetune_data import DataArguments, load_raw_splits, tokenize_splits
 from .loading import load_tokenizer, require_peft, resolve_model_path
 from .model_card import write_model_card
@@ -283,6 +284,7 @@ def run_training(
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     run_training(*parse_args(argv))
+    close_process_group()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sgt_nlp.distributed import close_process_group  # noqa: E402
 from tests import tiny  # noqa: E402
 from tests.test_trainer import make_dataset, make_trainer  # noqa: E402
 
@@ -64,6 +65,7 @@ def main() -> None:
     }
     saved = {"initial": initial, "params": state, "log_history": trainer.state.log_history}
     torch.save(saved, out / f"rank{rank}.pt")
+    close_process_group()
 
 
 if __name__ == "__main__":

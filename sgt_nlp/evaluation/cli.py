@@ -16,10 +16,11 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from ..distributed import close_process_group
 from ..validation import UsageError, check_output_dir, parse_name_list
 from .config import REMOVALS, EvaluationConfig
 from .rescore import rescore_output
-from .runner import close_process_group, evaluate_folder
+from .runner import evaluate_folder
 from .summary import summary_table
 
 
@@ -139,10 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     check_output_dir(
         config.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier evaluation?)"
     )
-    try:
-        rows = evaluate_folder(config, checkpoint=args.checkpoint)
-    finally:
-        close_process_group()
+    rows = evaluate_folder(config, checkpoint=args.checkpoint)
+    close_process_group()
     if rows:
         _print_summary(config, rows, args.update_model_card)
 

@@ -206,16 +206,3 @@ def evaluate_folder(
         seconds=loading + result.seconds,  # result.seconds counts the batches resumed from the checkpoint
     )
     return write_evaluation(result)
-
-
-def close_process_group() -> None:
-    """Under torchrun, wait for every process and close the group before the interpreter exits.
-
-    A process that leaves while gloo's threads still run aborts ("terminate called without an active
-    exception"), which failed multi-process evaluations at random after their results were written.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
