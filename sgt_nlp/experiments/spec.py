@@ -71,18 +71,23 @@ class ExperimentSpec:
     weight_decay: float = 0.01
     mixed_precision: str = "no"  # bf16/fp16 autocast in training (cuda only)
     bootstrap_resamples: int = 2000
-    #: (treatment, control) pairs; empty: every arm but the baseline and random_mask against both
+    #: (treatment, control) pairs; empty: every arm but the baseline and random_mask against both, then
+    #: random_mask against the baseline
     comparisons: tuple[tuple[str, str], ...] = ()
     baseline: str = "plain"
 
     def compared_pairs(self) -> list[tuple[str, str]]:
         """(treatment, control) pairs: ``comparisons`` when given, else every arm but the baseline and
-        random_mask against each of those two."""
+        random_mask against each of those two, then random_mask against the baseline: the control's own
+        effect (what masking does without saliency), so that a gain a treatment shares with it shows."""
         if self.comparisons:
             # tuple() of a pair given as a list (ExperimentSpec built by hand); its length is not checked
             return [tuple(pair) for pair in self.comparisons]  # type: ignore[misc]
         controls = [a for a in (self.baseline, "random_mask") if a in self.arms]
-        return [(arm, control) for arm in self.arms if arm not in controls for control in controls]
+        pairs = [(arm, control) for arm in self.arms if arm not in controls for control in controls]
+        if len(controls) == 2:
+            pairs.append(("random_mask", self.baseline))
+        return pairs
 
 
 class SpecError(ValueError):

@@ -273,6 +273,7 @@ def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str,
         return {
             "better": f"{treatment} beats {baseline} beyond the interval",
             "worse": f"{treatment} is worse than {baseline}",
+            "seeds disagree": "seeds disagree",
         }.get(vs_baseline, "within noise")
     if vs_baseline == "better" and vs_random_mask == "better":
         return f"{treatment} beats {baseline} and random-mask beyond the interval"

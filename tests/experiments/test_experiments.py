@@ -121,6 +121,12 @@ def test_verdict_words_read_the_interval_in_the_metric_direction():
     assert "masking in general" in method_verdict("better", "within noise", "sgt", "plain")
     assert method_verdict("within noise", "worse", "sgt", "plain") == "sgt is worse than random-mask"
     assert method_verdict("within noise", None, "sgt", "plain") == "within noise"
+    # one control (e.g. random-mask against plain): its outcome, seeds that disagree included
+    assert (
+        method_verdict("better", None, "random_mask", "plain")
+        == "random_mask beats plain beyond the interval"
+    )
+    assert method_verdict("seeds disagree", None, "random_mask", "plain") == "seeds disagree"
 
 
 # ---- per-example metrics -----------------------------------------------------------------------------------
@@ -231,7 +237,16 @@ def test_bad_yaml_names_the_file(tmp_path):
 
 
 def test_default_comparisons_pit_every_treatment_against_plain_and_random_mask():
-    assert PRESETS["cpu"].compared_pairs() == [("sgt", "plain"), ("sgt", "random_mask")]
+    # then the control's own effect: random-mask against plain
+    assert PRESETS["cpu"].compared_pairs() == [
+        ("sgt", "plain"),
+        ("sgt", "random_mask"),
+        ("random_mask", "plain"),
+    ]
+    without_control = spec_from_dict(
+        {"preset": "smoke", "arms": {"plain": {}, "sgt": {"sgt_mask_fraction": 0.5}}}
+    )
+    assert without_control.compared_pairs() == [("sgt", "plain")]
     ablation = PRESETS["ablation"].compared_pairs()
     assert ("sgt_signed_mean", "plain") in ablation and ("sgt_signed_mean", "sgt") in ablation
     assert {t for t, _ in ablation} == set(PRESETS["ablation"].arms) - {"plain", "random_mask"}
@@ -308,7 +323,10 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     data = result["datasets"]["synthetic"]
     assert data["seeds_evaluated"] == [0] and data["missing"] == []
     pairs = [(c["treatment"], c["control"]) for c in data["comparisons"]]
-    assert pairs == [("sgt", "plain"), ("sgt", "random_mask")]
+    assert pairs == [("sgt", "plain"), ("sgt", "random_mask"), ("random_mask", "plain")]
+    # the control's own effect gets verdicts against plain alone (no "random-mask" in its phrases)
+    control_verdicts = [v["verdict"] for v in data["verdicts"] if v["treatment"] == "random_mask"]
+    assert control_verdicts and not any("random-mask" in v for v in control_verdicts)
     rows = data["comparisons"][0]["rows"]
     assert {r["method"] for r in rows} == {"gradient_l2", "gradient", "random"}
     assert {r["removal"] for r in rows} == {"delete", "random_token"}
@@ -329,6 +347,7 @@ def test_runner_end_to_end_resumes_and_aggregates_only_finished_runs(tmp_path):
     assert train["val_accuracy"] == max(p["accuracy"] for p in train["val_curve"])
     assert not (work / "synthetic" / "sgt_seed0_lr0.001").exists()  # models deleted after evaluation
     assert (out / "results.png").is_file() and "### sgt − plain" in (out / "results.md").read_text()
+    assert "### random_mask − plain" in (out / "results.md").read_text()
     # a second invocation trains and evaluates nothing and rebuilds the same table
     before = json.loads((out / "results.json").read_text())
     again = Experiment(spec, out, work)
@@ -383,7 +402,11 @@ def test_arms_split_the_work_between_processes_and_the_table_keeps_every_arm(tmp
             "synthetic/sgt_seed0_lr0.001",
         ]
     )
-    assert data["missing"] == [] and [c["control"] for c in data["comparisons"]] == ["plain", "random_mask"]
+    assert data["missing"] == [] and [c["control"] for c in data["comparisons"]] == [
+        "plain",
+        "random_mask",
+        "plain",
+    ]
     assert read_json(out / "spec.json")["arms"] == {k: dict(v) for k, v in spec.arms.items()}
 
 

@@ -55,7 +55,7 @@ def test_reproduction_runs_the_runner_and_skips_finished_runs(tmp_path):
     movies = result["datasets"]["movies"]
     assert movies["seeds_evaluated"] == [0]
     pairs = [(c["treatment"], c["control"]) for c in movies["comparisons"]]
-    assert pairs == [("sgt", "plain"), ("sgt", "random_mask")]
+    assert pairs == [("sgt", "plain"), ("sgt", "random_mask"), ("random_mask", "plain")]
     assert {r["method"] for r in movies["comparisons"][0]["rows"]} == {"gradient_l2", "gradient", "random"}
     # movies has human rationales: agreement is reported
     assert "AUPRC seen" in (out / "results.md").read_text()
