@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainingArguments
 
+from .files import atomic_write_text
+from .loading import SGT_SETTINGS_FILE
 from .masking import MASK_SELECTIONS, MASK_STRATEGIES
 from .saliency import AGGREGATIONS, TARGET_OUTPUTS
 
@@ -126,3 +130,11 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
     def sgt_settings(self) -> dict[str, object]:
         """The ``sgt_*`` fields as a plain dict, for model cards and logs."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name.startswith("sgt_")}
+
+
+def write_sgt_settings(folder: str | Path, args: TrainingArguments) -> Path:
+    """``<folder>/sgt_settings.json``: the ``sgt_*`` settings of ``args`` (none for a plain
+    ``TrainingArguments``: plain fine-tuning), as JSON that any reader can load without running code."""
+    settings = args.sgt_settings() if isinstance(args, SaliencyGuidedTrainingArguments) else {}
+    text = json.dumps(settings, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    return atomic_write_text(Path(folder) / SGT_SETTINGS_FILE, text)

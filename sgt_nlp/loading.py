@@ -140,11 +140,18 @@ def load_adapter_classifier(folder: str | Path) -> nn.Module:
         raise ValueError(f"{folder / ADAPTER_CONFIG}: base_model_name_or_path {base!r}: {exc}") from exc
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder}: an adapter folder needs the classifier's config.json (labels)")
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise ValueError(
+            f"{folder}: no adapter_model.safetensors; sgt_nlp reads adapter weights only from safetensors "
+            "files (a pickled adapter_model.bin can run code when loaded)"
+        )
+    require_safetensors(base_path)
     config = AutoConfig.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_path,
         config=config,
         ignore_mismatched_sizes=True,  # the head comes from the adapter
+        use_safetensors=True,
     )
     return peft.PeftModel.from_pretrained(model, str(folder))
 
@@ -166,8 +173,32 @@ def load_classifier(
     if is_adapter_folder(folder):
         model = load_adapter_classifier(folder)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        require_safetensors(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     return model.to(device).eval(), load_tokenizer(folder), folder
+
+
+#: weight files in formats that unpickle (and so can run code) when loaded; sgt_nlp never loads them
+PICKLED_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def require_safetensors(folder: str | Path) -> None:
+    """Refuse a model folder whose weights exist only in a pickled format (``pytorch_model.bin``, ...).
+
+    Loading those unpickles them, and a crafted pickle runs code; safetensors files hold tensors only.
+    """
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHT_PATTERNS for p in folder.glob(pattern))
+    pickled = [name for name in pickled if name != PICKLED_ARGS_FILE]
+    if pickled:
+        raise ValueError(
+            f"{folder}: its weights are pickled ({', '.join(pickled)}) and there is no *.safetensors file; "
+            "sgt_nlp loads weights only from safetensors, which cannot run code. Convert them where you "
+            "trust the file: model.save_pretrained(folder) writes model.safetensors"
+        )
+    raise ValueError(f"{folder}: no model weights (model.safetensors)")
 
 
 # ---- label order -------------------------------------------------------------------------------------------
@@ -203,3 +234,81 @@ def match_label_order(
         f"the model's labels {names} (config.id2label of {source}) do not match the split's labels "
         f"{sorted(split_labels)}"
     )
+
+
+# ---- what a model folder records about its training --------------------------------------------------------
+
+#: the JSON record of a model's ``sgt_*`` settings that ``SaliencyGuidedTrainer`` writes beside its weights
+SGT_SETTINGS_FILE = "sgt_settings.json"
+#: written by the stock ``Trainer``: a pickle, which sgt_nlp never reads (unpickling can run code)
+PICKLED_ARGS_FILE = "training_args.bin"
+_MAX_SETTINGS_BYTES = 1 << 20
+
+
+def read_sgt_settings(folder: str | Path) -> dict[str, Any] | None:
+    """The SGT settings a trained model folder records, read from JSON only: ``sgt_settings.json`` or, for a
+    folder trained before it existed, the settings table of the model card (``README.md``). None when neither
+    holds any. ``training_args.bin`` is never read: it is a pickle, and unpickling a file from a folder
+    someone else made can run any code.
+    """
+    folder = Path(folder)
+    path = folder / SGT_SETTINGS_FILE
+    if path.is_file():
+        if path.stat().st_size > _MAX_SETTINGS_BYTES:
+            raise ValueError(f"{path}: {path.stat().st_size} bytes is not a settings record")
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a JSON settings record ({exc})") from None
+        if not isinstance(settings, dict) or not all(
+            isinstance(k, str) and _is_plain_value(v) for k, v in settings.items()
+        ):
+            raise ValueError(f"{path}: must be one JSON object of setting names to numbers, strings or lists")
+        return settings
+    settings = _settings_from_model_card(folder / "README.md")
+    if settings is None and (folder / PICKLED_ARGS_FILE).is_file():
+        logger.info(
+            "%s: not read (a pickle; unpickling can run code), and the folder has no %s: "
+            "SGT settings unknown",
+            folder / PICKLED_ARGS_FILE,
+            SGT_SETTINGS_FILE,
+        )
+    return settings
+
+
+def _is_plain_value(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_is_plain_value(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _settings_from_model_card(card: Path) -> dict[str, Any] | None:
+    """The ``| `name` | `value` |`` rows of an sgt_nlp model card's settings table (values as text, numbers
+    and booleans converted)."""
+    if not card.is_file() or card.stat().st_size > _MAX_SETTINGS_BYTES:
+        return None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    heading = "## Saliency Guided Training settings"
+    if heading not in text:
+        return None
+    settings: dict[str, Any] = {}
+    for line in text.split(heading, 1)[1].splitlines()[1:]:
+        if line.startswith("## "):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`") and cells[1].startswith("`"):
+            settings[cells[0].strip("`")] = _card_value(cells[1].strip("`"))
+    return settings or None
+
+
+def _card_value(text: str) -> Any:
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -12,7 +12,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from . import objective
-from .config import SaliencyGuidedTrainingArguments
+from .config import SaliencyGuidedTrainingArguments, write_sgt_settings
 from .masking import special_ids_of
 from .saliency import embedding_forward_kwargs, word_embedding_layer
 from .trainer_checks import check_datasets, check_gradient_checkpointing, check_model
@@ -85,6 +85,16 @@ class SaliencyGuidedTrainer(Trainer):
         for part in key:
             seed = (seed * 1_000_003 + part + 7) % (2**62)
         return torch.Generator().manual_seed(seed)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """The stock save, plus ``sgt_settings.json``: the SGT settings as JSON, which ``sgt-nlp evaluate``
+        reads instead of the pickled ``training_args.bin`` (a pickle from someone else's folder can run
+        code)."""
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            folder = output_dir if output_dir is not None else self.args.output_dir
+            assert folder is not None  # TrainingArguments.__post_init__ sets a default
+            write_sgt_settings(folder, self.args)
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
         # Every evaluation draws the same replacement tokens, so eval_masked_accuracy compares across

@@ -20,7 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..eraser import ERASERSplit, load_split
-from ..loading import load_classifier, match_label_order, model_label_names, resolve_device
+from ..loading import (
+    load_classifier,
+    match_label_order,
+    model_label_names,
+    read_sgt_settings,
+    resolve_device,
+)
 from ..validation import UsageError, check_device, check_max_length
 from .checkpoint import DoneBatch, EvaluationCheckpoint, fingerprint
 from .config import EvaluationConfig
@@ -46,16 +52,9 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def sgt_settings_of(folder: str | Path) -> dict[str, Any] | None:
-    """The SGT settings a trained model folder records (``training_args.bin``), if any."""
-    args_path = Path(folder) / "training_args.bin"
-    if args_path.is_file():
-        try:
-            args = torch.load(args_path, weights_only=False)
-            if hasattr(args, "sgt_settings"):
-                return args.sgt_settings()
-        except Exception as exc:  # an unreadable or foreign args file is not an evaluation error
-            logger.warning("could not read %s: %s", args_path, exc)
-    return None
+    """The SGT settings a trained model folder records (JSON only: :func:`~sgt_nlp.loading.read_sgt_settings`;
+    the pickled ``training_args.bin`` is never read)."""
+    return read_sgt_settings(folder)
 
 
 def _process_state(config: EvaluationConfig):
@@ -183,10 +182,12 @@ def evaluate_folder(
     config: EvaluationConfig,
     stats: dict[str, Any] | None = None,
     checkpoint: str | Path | None = None,
+    claim: str | None = None,
 ) -> list[dict[str, Any]]:
     """Load ``config.model`` and ``config.data_dir``, evaluate (resuming from ``checkpoint``, see
     :func:`evaluate_rationales`), write ``config.output_dir``; returns the summary rows (one per method and
-    removal mode; empty on all processes but the main one)."""
+    removal mode; empty on all processes but the main one). ``claim`` is the token of
+    :func:`~sgt_nlp.validation.claim_output_dir`: the folder is written only while this run still holds it."""
 
     started = time.perf_counter()
     if config.model is None or config.data_dir is None:
@@ -205,4 +206,4 @@ def evaluate_folder(
         sgt_settings=sgt_settings_of(folder),
         seconds=loading + result.seconds,  # result.seconds counts the batches resumed from the checkpoint
     )
-    return write_evaluation(result)
+    return write_evaluation(result, claim=claim)

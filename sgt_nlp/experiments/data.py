@@ -182,7 +182,7 @@ def export_half_precision_model(source: str, destination: str | Path) -> Path:
 
     folder = resolve_model_path(source)
     destination = Path(destination)
-    model = AutoModel.from_pretrained(folder, dtype=torch.float32)
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     model.half().save_pretrained(destination)
     AutoTokenizer.from_pretrained(folder).save_pretrained(destination)
     config_path = destination / "config.json"
