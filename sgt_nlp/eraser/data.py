@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sgt_nlp.eraser.records import Annotation, Document, ERASERDataError, ERASERSplit, Evidence, LoadReport
+from sgt_nlp.files import PLAIN_NAME, is_inside
 
 # ------------------------------------------------------------------------------------------------------------
 # documents
@@ -36,6 +37,36 @@ def _documents_source(data_dir: Path) -> Path:
     raise ERASERDataError(data_dir, None, None, "no docs/ directory and no docs.jsonl")
 
 
+def docid_path_problem(docs_dir: Path, docid: str) -> str | None:
+    """Why ``docid`` cannot name a document file of ``docs_dir`` (None when it can).
+
+    A docid is a file name inside ``docs/``, never a path: one with a separator, ``..`` or a symlink that
+    leads out of the folder would make the evaluation read (and show, or train on) any file the user can read.
+    """
+    if docid in ("", ".", "..") or any(c in docid for c in ("/", "\\", "\0")):
+        return (
+            f"document name {docid!r} is a path, not a file name in {docs_dir}: refused (a docid names "
+            "a file inside the dataset's docs/ folder)"
+        )
+    path = docs_dir / docid
+    if path.is_symlink() and not is_inside(path, docs_dir):
+        return f"document {docid!r} is a link to {path.resolve()}, outside {docs_dir}: refused"
+    if path.exists() and not path.is_file():
+        return f"document {docid!r} in {docs_dir} is not a plain file"
+    return None
+
+
+def _check_docid_paths(annotations: Sequence[Annotation], docs_dir: Path, path: Path) -> None:
+    """Every docid an annotation names (its docids and its evidences') must be a file name inside docs/."""
+    for ann in annotations:
+        named = [(f"docids[{j}]", docid) for j, docid in enumerate(ann.docids)]
+        named += [("evidences[{}][{}].docid".format(*ev.source_index), ev.docid) for ev in ann.all_evidences]
+        for field, docid in named:
+            problem = docid_path_problem(docs_dir, docid)
+            if problem:
+                raise ERASERDataError(path, ann.line, field, problem)
+
+
 def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) -> dict[str, Document]:
     """Documents of ``data_dir`` (all, or only ``docids``, which avoids reading large corpora such as BoolQ).
 
@@ -48,6 +79,9 @@ def load_documents(data_dir: str | Path, docids: Iterable[str] | None = None) ->
     if source.is_dir():
         names = sorted(p.name for p in source.iterdir()) if wanted is None else sorted(wanted)
         for docid in names:
+            problem = docid_path_problem(source, docid)
+            if problem:
+                raise ERASERDataError(source / docid, None, "docid", problem)
             path = source / docid
             if not path.is_file():
                 raise ERASERDataError(path, None, "docid", f"document {docid!r} does not exist in {source}")
@@ -291,6 +325,9 @@ def load_split(data_dir: str | Path, split: str, labels: Sequence[str] | None = 
     seen in the split is used, which is only safe when every label occurs in the split.
     """
     data_dir = Path(data_dir)
+    if not PLAIN_NAME.fullmatch(split):
+        message = f"{split!r} is not a split name (e.g. train, val, test)"
+        raise ERASERDataError(data_dir, None, "split", message)
     path = data_dir / f"{split}.jsonl"
     report = LoadReport(str(path))
     annotations = read_annotations(path, labels=labels, report=report)
@@ -299,6 +336,7 @@ def load_split(data_dir: str | Path, split: str, labels: Sequence[str] | None = 
     }
     source = _documents_source(data_dir)
     if source.is_dir():
+        _check_docid_paths(annotations, source, path)
         documents = {d: doc for d in needed if (doc := _read_doc_if_exists(source, d)) is not None}
     else:
         documents = {d: doc for d, doc in load_documents(data_dir).items() if d in needed}
