@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..files import is_inside
 from .data import SHARED_DATA, prepare_data
 from .output import record_spec, recorded_seeds, results_stem, write_results
 from .records import RECORD_VERSION, missing_methods, read_json, run_id, select_orderings, write_json
@@ -41,6 +42,9 @@ from .stages import evaluate_run, train_run
 from .statistics import aggregate
 
 logger = logging.getLogger(__name__)
+
+#: the file that marks a run's work folder as made by the runner (the only folders it ever deletes)
+RUN_MARKER = ".sgt_nlp_experiment_run"
 
 
 @dataclass
@@ -142,6 +146,28 @@ class Experiment:
     def work_run(self, dataset: DatasetSpec, rid: str) -> Path:
         """Where a run's model and raw evaluation go (``work_dir/<dataset>/<run id>``)."""
         return self.work / dataset.name / rid
+
+    def claim_work_run(self, folder: Path) -> None:
+        """Mark ``folder`` as this runner's (creating it), or refuse one that exists without the mark: the
+        runner writes, replaces and later deletes what is in it, which must never be someone else's."""
+        if not is_inside(folder, self.work):
+            raise SpecError(f"{folder} is outside --work_dir {self.work}: refused")
+        if folder.exists() and not (folder / RUN_MARKER).is_file():
+            raise SpecError(
+                f"{folder} exists and was not made by sgt-nlp experiment (no {RUN_MARKER}): refusing to "
+                "write or delete in it; move it away or choose another --work_dir"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RUN_MARKER).touch()
+
+    def remove_work_run(self, folder: Path) -> None:
+        """Delete a run's work folder, only when the runner made it (its mark) and it lies in work_dir."""
+        if not folder.exists():
+            return
+        if not is_inside(folder, self.work) or not (folder / RUN_MARKER).is_file():
+            logger.warning("%s: not deleted (not made by sgt-nlp experiment inside %s)", folder, self.work)
+            return
+        shutil.rmtree(folder, ignore_errors=True)
 
     # -- the whole experiment ------------------------------------------------------------------------------
 
@@ -270,8 +296,7 @@ class Experiment:
             write_json(self.out / dataset.name / "lr_selection.json", selection)
             for lr in dataset.learning_rates:  # the losing candidates' models are not needed again
                 if lr != chosen and not self.keep_models:
-                    loser = self.work_run(dataset, run_id(self.spec.baseline, seed, lr))
-                    shutil.rmtree(loser, ignore_errors=True)
+                    self.remove_work_run(self.work_run(dataset, run_id(self.spec.baseline, seed, lr)))
         self.progress.log(
             "lr", dataset.name, self.spec.baseline, seed, f"chose {chosen:g} from {selection['val_accuracy']}"
         )
@@ -303,6 +328,7 @@ class Experiment:
             seed,
             f"lr {lr:g}" + (" (learning-rate candidate)" if selecting else ""),
         )
+        self.claim_work_run(self.work_run(dataset, rid))
         record = train_run(
             self.spec,
             dataset,
@@ -365,6 +391,7 @@ class Experiment:
             record, missing = None, methods  # a retrained model is evaluated with every method
         adding = record is not None
         self.progress.log("evaluate", dataset.name, arm, seed, f"adding {list(missing)}" if adding else "")
+        self.claim_work_run(self.work_run(dataset, rid))
         folder = self.work_run(dataset, rid) / ("eval_add_" + "_".join(missing) if adding else "eval")
         raw = evaluate_run(replace(self.spec, methods=missing), dataset, data_dir, model_dir, folder, arm)
         seconds = raw.pop("seconds")  # what the evaluations cost, including batches of an earlier session
@@ -387,6 +414,6 @@ class Experiment:
         write_json(path, record)
         self.evaluated_runs.append(f"{dataset.name}/{rid}")
         if not self.keep_models:
-            shutil.rmtree(self.work_run(dataset, rid), ignore_errors=True)
+            self.remove_work_run(self.work_run(dataset, rid))
         self.progress.log("evaluated", dataset.name, arm, seed, f"{seconds:.0f} s")
         return select_orderings(record, methods, draws)

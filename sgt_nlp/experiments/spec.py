@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..files import PLAIN_NAME
+
 #: the explanation methods a spec can ask for; ``gradient_l2`` is the score the trainer shapes (``l2``),
 #: ``gradient`` is grad x input (the evaluation default), ``random`` is averaged over ``random_draws`` seeds
 METHODS = ("gradient_l2", "gradient", "integrated_gradients", "smoothgrad", "occlusion", "random")
@@ -99,12 +101,31 @@ def _check_choice(where: str, value: Any, allowed: Sequence[str]) -> None:
         raise SpecError(f"{where}: {value!r} is not one of: {', '.join(allowed)}")
 
 
+def check_plain_name(where: str, name: Any) -> None:
+    """``name`` must be a plain identifier (letters, digits, ``_ . + -``, not starting with a dot): spec,
+    dataset and arm names become folder names under --output_dir and --work_dir, where a separator or ``..``
+    could put records, or deletions, outside them."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise SpecError(
+            f"{where}: {name!r} is not a plain name (letters, digits, '_', '.', '+', '-'; not starting "
+            "with '.'; at most 100 characters): it names folders under --output_dir and --work_dir"
+        )
+
+
 def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
     """Check every field a run depends on; the error names ``source`` and the field."""
     from ..config import SaliencyGuidedTrainingArguments
 
+    check_plain_name(f"{source}: name", spec.name)
     if not spec.datasets:
         raise SpecError(f"{source}: datasets: at least one dataset is needed")
+    for i, d in enumerate(spec.datasets):
+        check_plain_name(f"{source}: datasets[{i}].name", d.name)
+    for arm in spec.arms:
+        check_plain_name(f"{source}: arms.{arm}", arm)
+    for seed in spec.seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SpecError(f"{source}: seeds: non-negative integers needed, got {seed!r}")
     names = [d.name for d in spec.datasets]
     if len(set(names)) != len(names):
         raise SpecError(f"{source}: datasets: names repeat ({names})")
