@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -31,8 +32,12 @@ from .experiments import (
     ExperimentSpec,
     SpecError,
 )
+from .experiments.spec import check_plain_name
+from .files import atomic_write_text, is_inside
+from .report.build import PLOT_FILES
 from .report.experiment import METHOD_TITLES
 from .synthetic import TEMPLATE_NAMES
+from .validation import UsageError
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -116,6 +121,13 @@ class DemoSettings:
     )
     no_random_mask: bool = field(default=False, metadata={"help": "leave out the random-mask control arm"})
     quick: bool = field(default=False, metadata={"help": "a tiny run (seconds) that exercises every step"})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "replace a demo with other settings in --output_dir (only the demo's own files and "
+            "folders are deleted; anything else there stays)"
+        },
+    )
 
 
 def demo_spec(args: DemoSettings) -> ExperimentSpec:
@@ -124,7 +136,7 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
     dataset = DEMO_TASK
     if args.data_dir:
         dataset = DatasetSpec(
-            name=Path(args.data_dir).name or "data",
+            name=re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(args.data_dir).resolve().name).lstrip(".") or "data",
             source="eraser",
             path=str(Path(args.data_dir).resolve()),
             max_length=dataset.max_length,
@@ -232,8 +244,11 @@ def _signed(interval: dict[str, float]) -> str:
     return f"{interval['mean']:+.3f} [{interval['low']:+.3f}, {interval['high']:+.3f}]"
 
 
-def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
-    """Train, evaluate, compare; writes ``results.{md,json,png}``, ``verdict.md`` and ``report.html``."""
+def run_demo(spec: ExperimentSpec, output_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Train, evaluate, compare; writes ``results.{md,json,png}``, ``verdict.md`` and ``report.html``.
+
+    A folder holding this demo with the same settings is resumed; one holding a demo with other settings is
+    refused unless ``overwrite``, which deletes only what the demo writes (:func:`remove_demo_outputs`)."""
     from .report import build_report
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -247,17 +262,22 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     experiment = Experiment(spec, out, out / "work", keep_models=True)
     try:
         result = experiment.run()
-    except SpecError:  # settings changed since the last demo in this folder: start over (it takes minutes)
+    except SpecError:  # settings changed since the last demo in this folder
         previous = json.loads((out / "spec.json").read_text())
         if previous.get("name") != spec.name:  # never wipe another experiment's records
             raise
-        logger.warning("%s holds a demo with other settings: starting over", out)
-        shutil.rmtree(out)
+        if not overwrite:
+            raise UsageError(
+                f"{out} holds a demo with other settings (e.g. --quick against a full demo); choose another "
+                "--output_dir, or pass --overwrite_output_dir to replace the demo's files (others stay)"
+            ) from None
+        removed = remove_demo_outputs(out, previous)
+        logger.warning("%s held a demo with other settings: removed %s", out, ", ".join(removed))
         experiment = Experiment(spec, out, out / "work", keep_models=True)
         result = experiment.run()
     sentences = method_sentences(result, spec)
     publish_shortcuts(out, spec, result)
-    (out / "verdict.md").write_text("\n".join(f"- {s}" for s in sentences) + "\n")
+    atomic_write_text(out / "verdict.md", "\n".join(f"- {s}" for s in sentences) + "\n")
     dataset = spec.datasets[0]
     lr = result["datasets"][dataset.name]["learning_rate"]
     seed = spec.seeds[0]
@@ -274,6 +294,46 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "result": result,
     }
+
+
+#: what the demo writes at the top of its folder, besides one folder per dataset and seed<s>/
+DEMO_FILES = (
+    "spec.json",
+    "results.md",
+    "results.json",
+    "results.png",
+    "verdict.md",
+    "report.html",
+    "work",
+    *PLOT_FILES.values(),
+)
+
+
+def remove_demo_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
+    """Delete what a demo with the settings ``previous`` (its ``spec.json``) wrote into ``out``, and nothing
+    else: the files above, its datasets' record folders and its ``seed<s>`` link folders. Names are checked
+    as a spec's are (``spec.json`` is a file anyone could have edited), so nothing outside ``out`` goes."""
+    datasets = previous.get("datasets") or []
+    seeds = previous.get("seeds") or []
+    names: list[str] = []
+    for i, dataset in enumerate(datasets):
+        name = dataset.get("name") if isinstance(dataset, dict) else dataset
+        check_plain_name(f"{out / 'spec.json'}: datasets[{i}].name", name)
+        names.append(str(name))
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SpecError(f"{out / 'spec.json'}: seeds: integers needed, got {seeds!r}")
+    candidates = [*DEMO_FILES, *names, *(f"seed{s}" for s in seeds)]
+    removed = []
+    for name in candidates:
+        path = out / name
+        if not (path.exists() or path.is_symlink()) or not is_inside(path.parent, out):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(name)
+    return removed
 
 
 def publish_shortcuts(out: Path, spec: ExperimentSpec, result: dict[str, Any]) -> None:
@@ -325,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_settings(argv)
     spec = demo_spec(args)
-    result = run_demo(spec, args.output_dir)
+    result = run_demo(spec, args.output_dir, overwrite=args.overwrite_output_dir)
     if not args.data_dir:
         from .synthetic import SyntheticConfig, describe
 

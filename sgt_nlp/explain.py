@@ -13,6 +13,7 @@ import torch
 
 from .eraser.align import TRUNCATIONS, WORD_AGGREGATIONS, align_words
 from .explainers import EXPLAINERS, explainer_class, get_explainer
+from .files import atomic_write_text
 from .saliency import AGGREGATIONS
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def write_html(results: list[dict], path: Path, method: str) -> Path:
         + "</body></html>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
+    atomic_write_text(path, page)
     return path
 
 

@@ -9,6 +9,7 @@ saved with its tokenizer and a model card that records the SGT settings.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -20,10 +21,11 @@ import numpy as np
 
 from .config import SaliencyGuidedTrainingArguments
 from .distributed import close_process_group
+from .files import is_inside
 from .finetune_data import DataArguments, load_raw_splits, tokenize_splits
-from .loading import load_tokenizer, require_peft, resolve_model_path
+from .loading import load_tokenizer, require_peft, require_safetensors, resolve_model_path
 from .model_card import write_model_card
-from .validation import UsageError, check_output_dir, check_positive, remove_outputs
+from .validation import UsageError, check_positive, output_dir_claim, remove_outputs
 
 if TYPE_CHECKING:
     from torch import nn
@@ -185,21 +187,42 @@ def run_training(
     """Load data and model, train, evaluate, save model + tokenizer + model card; returns the trainer.
 
     An ``output_dir`` that already holds files is refused (before anything is loaded) unless
-    ``run_args.overwrite_output_dir`` or ``resume_from_checkpoint`` is set; ``checkpoint-*`` folders are
-    deleted once the final model is saved unless ``run_args.keep_checkpoints``.
+    ``run_args.overwrite_output_dir`` is set or ``resume_from_checkpoint`` is a checkpoint inside it;
+    ``checkpoint-*`` folders are deleted once the final model is saved unless ``run_args.keep_checkpoints``.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run_args = run_args or RunArguments()
     assert training_args.output_dir is not None  # TrainingArguments.__post_init__ sets "trainer_output"
     main_process = int(os.environ.get("RANK", "0")) == 0
-    if not training_args.resume_from_checkpoint:
-        check_output_dir(
-            training_args.output_dir, overwrite=run_args.overwrite_output_dir, what="files (a model?)"
+    resume = training_args.resume_from_checkpoint
+    if resume and not Path(resume).is_dir():
+        raise UsageError(f"--resume_from_checkpoint {resume}: not a folder (a checkpoint-N folder)")
+    claim: contextlib.AbstractContextManager[str | None]
+    if resume and is_inside(resume, training_args.output_dir):
+        claim = contextlib.nullcontext()  # continuing the run output_dir holds: its files are its own
+    else:
+        # a checkpoint from elsewhere starts a new model in output_dir: it must be empty, as without one
+        claim = output_dir_claim(
+            training_args.output_dir,
+            overwrite=run_args.overwrite_output_dir,
+            what="files (a model?)",
+            command="sgt-nlp train",
         )
-        if main_process and Path(training_args.output_dir).is_dir():
-            remove_outputs(
-                training_args.output_dir, [], ["checkpoint-*"]
-            )  # stale: the new run's would mix in
+    with claim:
+        if not resume and main_process and Path(training_args.output_dir).is_dir():
+            # stale checkpoints: the new run's would mix in
+            remove_outputs(training_args.output_dir, [], ["checkpoint-*"])
+        return _train(model_args, data_args, training_args, run_args)
+
+
+def _train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: SaliencyGuidedTrainingArguments,
+    run_args: RunArguments,
+) -> SaliencyGuidedTrainer:
+    """:func:`run_training`'s work once its output folder is claimed."""
+    assert training_args.output_dir is not None
     from transformers import (
         AutoModelForSequenceClassification,
         DataCollatorWithPadding,
@@ -210,6 +233,7 @@ def run_training(
 
     set_seed(training_args.seed)
     path = resolve_model_path(model_args.model_name_or_path)
+    require_safetensors(path)
     train_raw, validation_raw, labels = load_raw_splits(data_args)
     tokenizer = load_tokenizer(path)
     train, validation = tokenize_splits(
@@ -221,6 +245,7 @@ def run_training(
         id2label=dict(enumerate(labels)),
         label2id={x: i for i, x in enumerate(labels)},
         ignore_mismatched_sizes=True,  # a checkpoint's head for another number of classes is re-initialised
+        use_safetensors=True,  # never unpickle weights from a folder (require_safetensors above)
     )
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id  # decoder heads find the last token by it

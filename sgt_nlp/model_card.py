@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write_text
+
 EVALUATION_HEADING = "## Rationale evaluation"
 
 
@@ -72,7 +74,7 @@ def write_model_card(
             "",
         ]
     path = Path(output_dir) / "README.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 
@@ -92,5 +94,5 @@ def add_evaluation_to_model_card(model_dir: str | Path, table: str, description:
     else:
         marker = "## How it was trained"
         text = text.replace(marker, section + "\n" + marker) if marker in text else text + "\n" + section
-    path.write_text(text)
+    atomic_write_text(path, text)
     return True

@@ -8,9 +8,10 @@ folder) exits with status 2, every other error with status 1 (see :func:`sgt_nlp
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -78,6 +79,72 @@ def check_output_dir(
         raise UsageError(
             f"--output_dir {path} already holds {what}; choose a new folder or pass {flag} to replace it"
         )
+
+
+def claim_output_dir(
+    path: str | Path,
+    *,
+    overwrite: bool,
+    what: str,
+    command: str,
+    flag: str = "--overwrite_output_dir",
+) -> str | None:
+    """:func:`check_output_dir`, then claim the folder for this run (on the main process; others get None).
+
+    Of two runs started on one empty folder only the first gets the claim, the second is refused before any
+    work; the writer checks the token again before it replaces anything (:func:`~sgt_nlp.files.holds_claim`),
+    so a folder another run took over since (with ``overwrite``) is never cleared under it.
+    """
+    import os
+
+    from .files import CLAIM_FILE, is_stale_claim_only, write_claim
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None  # the main process checks and claims (here, the claim could be mistaken for old files)
+    stale = is_stale_claim_only(path)  # a run stopped before writing: nothing of it to lose
+    check_output_dir(path, overwrite=overwrite or stale, what=what, flag=flag)
+    try:
+        return write_claim(path, command, replace=overwrite or stale)
+    except FileExistsError:
+        raise UsageError(
+            f"--output_dir {path} was claimed by another run a moment ago ({Path(path) / CLAIM_FILE}); "
+            f"choose a new folder or pass {flag} to take it over"
+        ) from None
+
+
+@contextlib.contextmanager
+def output_dir_claim(
+    path: str | Path,
+    *,
+    overwrite: bool,
+    what: str,
+    command: str,
+    flag: str = "--overwrite_output_dir",
+) -> Iterator[str | None]:
+    """:func:`claim_output_dir` for the duration of a ``with`` block; the claim goes when the block ends,
+    and a folder this call created goes too when the block fails with it still empty (no partial output)."""
+    created = not Path(path).exists()
+    token = claim_output_dir(path, overwrite=overwrite, what=what, command=command, flag=flag)
+    try:
+        yield token
+    except BaseException:
+        release_claim(path, token, remove_empty=created)
+        raise
+    release_claim(path, token, remove_empty=False)
+
+
+def release_claim(path: str | Path, token: str | None, *, remove_empty: bool) -> None:
+    """Remove this run's claim on ``path`` (not another run's), and the folder if ``remove_empty`` and it
+    holds nothing else."""
+    from .files import CLAIM_FILE, holds_claim
+
+    if token is None:
+        return
+    folder = Path(path)
+    if holds_claim(folder, token):
+        (folder / CLAIM_FILE).unlink(missing_ok=True)
+    if remove_empty and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def remove_outputs(folder: str | Path, names: Iterable[str], subfolders: Iterable[str] = ()) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from sgt_nlp.eraser.data import parse_json_line
 from sgt_nlp.eraser.records import Annotation
+from sgt_nlp.files import atomic_write_text
 
 SCORE_FIELDS: tuple[str, ...] = (
     "classification_scores",
@@ -168,12 +169,19 @@ def write_results(path: str | Path, records: Iterable[dict]) -> Path:
     needs).
 
     Lines are put in :func:`scorer_safe_order`, so that the scorer's first-line detection sees every field.
+    Every line is serialised before the file is touched, and the file is replaced atomically: a record that
+    cannot be written (a non-finite score) raises and leaves the old file as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for record in scorer_safe_order(records):
-            handle.write(json.dumps(record, allow_nan=False) + "\n")
+    lines = []
+    for record in scorer_safe_order(records):
+        try:
+            lines.append(json.dumps(record, allow_nan=False) + "\n")
+        except ValueError as exc:  # NaN or infinity: the scorer's JSON reader would choke on the file
+            where = f"annotation {record.get('annotation_id')!r}"
+            message = f"{where} cannot be written ({exc}); nothing was written"
+            raise ResultsError(path, None, None, message) from None
+    atomic_write_text(path, "".join(lines))
     return path
 
 

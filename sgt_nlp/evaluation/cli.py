@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..distributed import close_process_group
-from ..validation import UsageError, check_output_dir, parse_name_list
+from ..validation import UsageError, output_dir_claim, parse_name_list
 from .config import REMOVALS, EvaluationConfig
 from .rescore import rescore_output
 from .runner import evaluate_folder
@@ -137,10 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
     config = config_from_namespace(args)
     assert config.output_dir is not None  # --output_dir is a required option
-    check_output_dir(
-        config.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier evaluation?)"
-    )
-    rows = evaluate_folder(config, checkpoint=args.checkpoint)
+    with output_dir_claim(
+        config.output_dir,
+        overwrite=args.overwrite_output_dir,
+        what="files (an earlier evaluation?)",
+        command="sgt-nlp evaluate",
+    ) as claim:
+        rows = evaluate_folder(config, checkpoint=args.checkpoint, claim=claim)
     close_process_group()
     if rows:
         _print_summary(config, rows, args.update_model_card)

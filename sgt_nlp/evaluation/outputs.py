@@ -26,6 +26,7 @@ import numpy as np
 from ..eraser.results import result_record, write_results
 from ..eraser.verify import verify_results
 from ..explainers import explainer_class
+from ..files import CLAIM_FILE, atomic_write_text, holds_claim
 from ..metrics import (
     hard_rationale_from_scores,
     iou_f1,
@@ -34,7 +35,7 @@ from ..metrics import (
     soft_token_metrics,
     token_prf,
 )
-from ..validation import remove_outputs
+from ..validation import UsageError, remove_outputs
 from .config import MASKED_ACCURACY_FRACTIONS
 from .records import EvaluationResult, Example
 from .summary import aopc_curve, summary_row, summary_table
@@ -301,28 +302,36 @@ def write_removal(result: EvaluationResult, removal: str, out_dir: Path) -> list
         found = method_records(result, removal, method)
         if config.per_example:
             lines = per_example_lines(result, removal, method, found)
-            (method_dir / "per_example.jsonl").write_text("".join(lines))
+            atomic_write_text(method_dir / "per_example.jsonl", "".join(lines))
         results_path = write_results(method_dir / "results.jsonl", found.records)
         verify_results(
             results_path, result.annotations, result.split.documents, result.labels, config.aopc_thresholds
         )
         scored = method_scores(result, removal, method, found)
-        (method_dir / "scores.json").write_text(json.dumps(scored.scores, indent=2))
-        (method_dir / "curves.json").write_text(json.dumps(scored.curves, indent=2))
+        atomic_write_text(method_dir / "scores.json", json.dumps(scored.scores, indent=2))
+        atomic_write_text(method_dir / "curves.json", json.dumps(scored.curves, indent=2))
         rows.append(scored.row)
     shown = shown_examples(result, removal)
-    (out_dir / "examples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in shown))
-    (out_dir / "summary.json").write_text(json.dumps(rows, indent=2))
-    (out_dir / "summary.md").write_text(summary_table(rows) + "\n")
+    atomic_write_text(out_dir / "examples.jsonl", "".join(json.dumps(s) + "\n" for s in shown))
+    atomic_write_text(out_dir / "summary.json", json.dumps(rows, indent=2))
+    atomic_write_text(out_dir / "summary.md", summary_table(rows) + "\n")
     return rows
 
 
-def write_evaluation(result: EvaluationResult, output_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def write_evaluation(
+    result: EvaluationResult, output_dir: str | Path | None = None, claim: str | None = None
+) -> list[dict[str, Any]]:
     """Write the output folder of ``result`` into ``output_dir`` (default: the config's) and return the
-    summary rows (one per method and removal mode). An earlier evaluation's files there are replaced."""
+    summary rows (one per method and removal mode). An earlier evaluation's files there are replaced; with
+    ``claim`` (the CLI's), only while this run still holds the folder (nothing is deleted otherwise)."""
     began = time.perf_counter()
+    base = Path(output_dir if output_dir is not None else result.config.output_dir)  # type: ignore[arg-type]
+    if not holds_claim(base, claim):
+        raise UsageError(
+            f"{base} was taken over by another run since this evaluation started (its {CLAIM_FILE} changed); "
+            "nothing was written or deleted there"
+        )
     config = result.config
-    base = Path(output_dir if output_dir is not None else config.output_dir)  # type: ignore[arg-type]
     remove_previous_outputs(base)
     rows = []
     for removal in config.removals:
@@ -331,5 +340,5 @@ def write_evaluation(result: EvaluationResult, output_dir: str | Path | None = N
     run["seconds"] = result.seconds + (time.perf_counter() - began)
     for removal in config.removals:
         info = {**run, "removal": removal, "removals": list(config.removals)}
-        (config.output_dir_for(removal, base) / "run.json").write_text(json.dumps(info, indent=2))
+        atomic_write_text(config.output_dir_for(removal, base) / "run.json", json.dumps(info, indent=2))
     return rows

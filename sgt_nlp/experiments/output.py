@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from .records import RECORD_VERSION, parse_run_id, read_json, spec_changes, write_json
 from .spec import ExperimentSpec, SpecError
 from .statistics import SCHEME, VERDICT_METRICS
@@ -76,5 +77,5 @@ def write_results(spec: ExperimentSpec, result: dict[str, Any], out: Path, stem:
     from ..report.experiment import markdown, plot  # matplotlib: imported only when results are written
 
     write_json(out / f"{stem}.json", result)
-    (out / f"{stem}.md").write_text(markdown(result, SCHEME))
+    atomic_write_text(out / f"{stem}.md", markdown(result, SCHEME))
     plot(result, out / f"{stem}.png", VERDICT_METRICS)

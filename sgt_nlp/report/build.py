@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_bytes, atomic_write_text
 from .eval_runs import EvalRun, load_eval_dir, unique_names
 from .heatmap import HEATMAP_CSS
 from .sanity_page import sanity_section
@@ -138,7 +139,7 @@ def build_report(
         "masked_accuracy": "Accuracy after removing the top-k% salient words (k = 0…90).",
     }
     for key, png in images.items():
-        (html_path.parent / PLOT_FILES[key]).write_bytes(png)
+        atomic_write_bytes(html_path.parent / PLOT_FILES[key], png)
         encoded = base64.b64encode(png).decode("ascii")
         figures.append(
             f'<figure id="plot-{key.replace("_", "-")}"><img alt="{escape(captions[key])}" '
@@ -196,7 +197,7 @@ network, no scripts.</footer>
 </body>
 </html>
 """
-    html_path.write_text(page, encoding="utf-8")
+    atomic_write_text(html_path, page)
     return html_path
 
 

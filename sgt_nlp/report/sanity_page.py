@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from .sanity_tables import as_dict, stage_table_html, verdict_table_html
 
 MEASURE_LABELS: dict[str, str] = {
@@ -183,5 +184,5 @@ def render_sanity_html(result: Any) -> str:
 def write_sanity_html(result: Any, path: str | Path) -> Path:
     """Write :func:`render_sanity_html` to ``path``."""
     path = Path(path)
-    path.write_text(render_sanity_html(result), encoding="utf-8")
+    atomic_write_text(path, render_sanity_html(result))
     return path

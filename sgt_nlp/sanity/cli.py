@@ -116,42 +116,44 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
 
     from ..report.sanity_tables import stage_table, summary_table
-    from ..validation import check_device, check_max_length, check_output_dir, check_positive
+    from ..validation import check_device, check_max_length, check_positive, output_dir_claim
     from .io import encode_batches, load_eraser_inputs, load_model, write_outputs
 
     for option in ("max_examples", "max_length", "batch_size", "ig_steps", "smoothgrad_samples"):
         check_positive(f"--{option}", getattr(args, option), allow_none=False)
     check_positive("--max_stages", args.max_stages)
     check_device(args.device)
-    check_output_dir(
-        args.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier sanity run?)"
-    )
-    device = str(resolve_device(args.device))
-    config = args.to_config()
-    model, tokenizer = load_model(args.model, device)
-    label_names = model_label_names(model.config)
-    words, queries, labels = load_eraser_inputs(
-        args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
-    )
-    where = [
-        f"{Path(args.data_dir) / args.split}.jsonl, example {i}, field 'query'" for i in range(len(queries))
-    ]
-    check_max_length(tokenizer, args.max_length, queries, where)
-    batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
-    result = run_sanity_checks(model, tokenizer, batches, config, labels)
-    result.inputs.update(
-        {
-            "model": args.model,
-            "data_dir": args.data_dir,
-            "split": args.split,
-            "shuffle": args.shuffle,
-            "max_length": args.max_length,
-            "truncation": args.truncation,
-            "labels": label_names,
-            "argv": argv,
-        }
-    )
-    out = write_outputs(result, args.output_dir)
+    with output_dir_claim(
+        args.output_dir,
+        overwrite=args.overwrite_output_dir,
+        what="files (an earlier sanity run?)",
+        command="sgt-nlp sanity",
+    ):
+        device = str(resolve_device(args.device))
+        config = args.to_config()
+        model, tokenizer = load_model(args.model, device)
+        label_names = model_label_names(model.config)
+        words, queries, labels = load_eraser_inputs(
+            args.data_dir, args.split, label_names, args.max_examples, args.seed if args.shuffle else None
+        )
+        split_file = Path(args.data_dir) / f"{args.split}.jsonl"
+        where = [f"{split_file}, example {i}, field 'query'" for i in range(len(queries))]
+        check_max_length(tokenizer, args.max_length, queries, where)
+        batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
+        result = run_sanity_checks(model, tokenizer, batches, config, labels)
+        result.inputs.update(
+            {
+                "model": args.model,
+                "data_dir": args.data_dir,
+                "split": args.split,
+                "shuffle": args.shuffle,
+                "max_length": args.max_length,
+                "truncation": args.truncation,
+                "labels": label_names,
+                "argv": argv,
+            }
+        )
+        out = write_outputs(result, args.output_dir)
     data = result.to_dict()
     print(summary_table(data))
     print()

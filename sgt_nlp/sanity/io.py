@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..eraser.align import encode_words
+from ..files import atomic_write_text
 from ..report.sanity_page import write_sanity_html
 from .checks import Batch, SanityResult
 
@@ -155,7 +156,7 @@ def write_outputs(result: SanityResult | Mapping[str, Any], output_dir: str | Pa
     data = result.to_dict() if isinstance(result, SanityResult) else dict(result)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sanity.json").write_text(dumps_json(data) + "\n")
+    atomic_write_text(out / "sanity.json", dumps_json(data) + "\n")
     write_sanity_html(data, out / "sanity.html")
     return out
 
