@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import SaliencyGuidedTrainingArguments
+from .config import SaliencyGuidedTrainingArguments, check_sgt_setting
 from .experiments import (
     PRESETS,
     REMOVALS,
@@ -33,6 +33,7 @@ from .experiments import (
 )
 from .report.experiment import METHOD_TITLES
 from .synthetic import TEMPLATE_NAMES
+from .validation import check_finite_fields, check_number, check_positive, parse_seeds
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -117,6 +118,17 @@ class DemoSettings:
     no_random_mask: bool = field(default=False, metadata={"help": "leave out the random-mask control arm"})
     quick: bool = field(default=False, metadata={"help": "a tiny run (seconds) that exercises every step"})
 
+    def __post_init__(self) -> None:
+        check_finite_fields(self)
+        parse_seeds("--seeds", self.seeds)
+        for name in ("n_train", "n_test", "batch_size", "max_length"):
+            check_positive(f"--{name}", getattr(self, name), allow_none=False)
+        check_positive("--max_eval_examples", self.max_eval_examples)
+        check_number("--epochs", self.epochs, low=0.0, low_open=True)
+        check_number("--learning_rate", self.learning_rate, low=0.0, low_open=True)
+        for name in ("sgt_mask_fraction", "sgt_kl_weight", "sgt_mask_strategy"):
+            check_sgt_setting(name, getattr(self, name), f"--{name}")
+
 
 def demo_spec(args: DemoSettings) -> ExperimentSpec:
     """The ``demo`` preset with the command line's changes."""
@@ -164,7 +176,7 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
         spec,
         datasets=(dataset,),
         arms=arms,
-        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        seeds=parse_seeds("--seeds", args.seeds),
         removals=removals,
         model=args.model or "tiny",
     )

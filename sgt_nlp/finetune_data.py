@@ -144,7 +144,7 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
     for name, split in (("train", train), ("validation", validation)):
         if split is None:
             continue
-        where = _split_source(data, name)
+        where = split_source(data, name)
         for column in (data.text_column, data.label_column, data.text_pair_column):
             if column and column not in split.column_names:
                 raise InputFileError(
@@ -163,7 +163,7 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
     return train, validation, labels
 
 
-def _split_source(data: DataArguments, split: str) -> str:
+def split_source(data: DataArguments, split: str) -> str:
     """The file (or folder and split) a split was read from, for error messages."""
     if data.train_file:
         return data.train_file if split == "train" else str(data.validation_file)
@@ -196,7 +196,7 @@ def tokenize_splits(
             return label_to_id[str(value)]
         if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(labels):  # a ClassLabel id
             return int(value)
-        source = _split_source(data, split)
+        source = split_source(data, split)
         first = first_data_line(source) if data.train_file else None
         line = None if first is None else first + row
         raise InputFileError(
@@ -233,7 +233,7 @@ def tokenize_splits(
             continue
         if data.data_dir:
             where = [
-                f"{_split_source(data, split_name)}, annotation {a!r}, field 'query'"
+                f"{split_source(data, split_name)}, annotation {a!r}, field 'query'"
                 for a in split["annotation_id"]
             ]
             check_max_length(tokenizer, max_length, split["query_words"], where)

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 MINILM_ALIAS = "minilm"
 BYTE_LEVEL_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
 ADAPTER_CONFIG = "adapter_config.json"
+#: the names of learned absolute position-embedding tables (BERT family, GPT-2, OPT)
+POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -168,6 +170,19 @@ def load_classifier(
     else:
         model = AutoModelForSequenceClassification.from_pretrained(folder)
     return model.to(device).eval(), load_tokenizer(folder), folder
+
+
+def position_limit(model: Any) -> int | None:
+    """How many positions a model with learned absolute position embeddings reads (BERT's 512, RoBERTa's 514
+    less its padding offset, GPT-2's ``wpe``), or None for relative/rotary positions (no hard limit). A longer
+    input fails inside the forward with a shape error that names nothing."""
+    from torch import nn
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES:
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            return int(module.num_embeddings - offset - int(getattr(module, "offset", 0)))
+    return None
 
 
 # ---- label order -------------------------------------------------------------------------------------------

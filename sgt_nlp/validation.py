@@ -8,6 +8,8 @@ folder) exits with status 2, every other error with status 1 (see :func:`sgt_nlp
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +28,42 @@ def check_positive(option: str, value: int | None, *, allow_none: bool = True) -
         raise UsageError(f"{option} must be a positive integer, got {value}")
 
 
+def check_number(
+    option: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = True,
+) -> None:
+    """``value`` must be a finite number within ``[low, high]`` (``(`` / ``)`` where ``low_open`` /
+    ``high_open``); NaN and infinities are refused, however wide the range (they train to NaN weights and
+    score nonsense without an error)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise UsageError(f"{option} must be in {span}, got {value!r}")
+
+
+def check_finite_fields(values: object, prefix: str = "--") -> None:
+    """Every float of a dataclass instance, also inside tuples and lists, must be finite: an option or spec
+    field that is NaN or infinite is refused, naming ``prefix + field``."""
+    assert dataclasses.is_dataclass(values) and not isinstance(values, type)
+    for name, value in ((f.name, getattr(values, f.name)) for f in dataclasses.fields(values)):
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, float) and not math.isfinite(item):
+                raise UsageError(f"{prefix}{name} must be a finite number, got {value!r}")
+
+
 def parse_name_list(option: str, text: str, allowed: Sequence[str]) -> tuple[str, ...]:
     """A comma-separated option value as a tuple of known names; empty lists and unknown names are errors."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -39,6 +77,14 @@ def parse_name_list(option: str, text: str, allowed: Sequence[str]) -> tuple[str
     if len(set(names)) != len(names):
         raise UsageError(f"{option} {text!r} repeats a name")
     return names
+
+
+def parse_seeds(option: str, text: str) -> tuple[int, ...]:
+    """A comma-separated list of seeds (non-negative integers, none repeated)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or not all(part.isdigit() for part in parts) or len(set(map(int, parts))) != len(parts):
+        raise UsageError(f"{option} {text!r}: give distinct non-negative integers, comma-separated")
+    return tuple(int(part) for part in parts)
 
 
 def check_device(device: str) -> None:
@@ -136,6 +182,42 @@ def check_max_length(
             raise UsageError(
                 f"{option} {max_length} leaves no room for the document of {where[i]}: its query and the "
                 f"special tokens take {needed} pieces"
+            )
+
+
+def input_lengths(
+    tokenizer, max_length: int, words: Sequence[Sequence[str]], query_words: Sequence[Sequence[str]]
+) -> list[int]:
+    """The word pieces each (document, query) pair takes, special tokens included, at most ``max_length``."""
+    has_pair = any(query_words)
+    specials = tokenizer.num_special_tokens_to_add(pair=has_pair)
+    lengths = []
+    for texts in (words, query_words) if has_pair else (words,):
+        lists = [list(w) for w in texts]
+        encoded = tokenizer(lists, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        lengths.append([len(ids) for ids in encoded["input_ids"]])
+    return [min(max_length, sum(parts) + specials) for parts in zip(*lengths, strict=True)]
+
+
+def check_position_limit(
+    max_length: int,
+    lengths: Callable[[], Sequence[int]],
+    where: Callable[[int], str],
+    limit: int | None,
+    model: str,
+    option: str = "--max_length",
+) -> None:
+    """Inputs may not be longer than the positions the model has learned (``limit``, None: no limit): the
+    forward would fail mid-run with "The size of tensor a (1602) must match the size of tensor b (512)".
+    ``lengths()`` gives each input's pieces (only called when ``max_length`` exceeds the limit); ``where(i)``
+    names input ``i`` for the message."""
+    if limit is None or max_length <= limit:
+        return
+    for i, length in enumerate(lengths()):
+        if length > limit:
+            raise UsageError(
+                f"{option} {max_length} is more than the {limit} positions {model} reads, and {where(i)} "
+                f"takes {length} pieces; give {option} {limit} or less"
             )
 
 

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .spec_checks import SpecError, check_dataset_ranges, check_spec_ranges, check_types
+
 #: the explanation methods a spec can ask for; ``gradient_l2`` is the score the trainer shapes (``l2``),
 #: ``gradient`` is grad x input (the evaluation default), ``random`` is averaged over ``random_draws`` seeds
 METHODS = ("gradient_l2", "gradient", "integrated_gradients", "smoothgrad", "occlusion", "random")
@@ -90,10 +92,6 @@ class ExperimentSpec:
         return pairs
 
 
-class SpecError(ValueError):
-    """A spec that cannot run; names the file and the field."""
-
-
 def _check_choice(where: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise SpecError(f"{where}: {value!r} is not one of: {', '.join(allowed)}")
@@ -105,11 +103,14 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
 
     if not spec.datasets:
         raise SpecError(f"{source}: datasets: at least one dataset is needed")
+    check_types(spec, f"{source}: ")
     names = [d.name for d in spec.datasets]
     if len(set(names)) != len(names):
         raise SpecError(f"{source}: datasets: names repeat ({names})")
     for i, d in enumerate(spec.datasets):
         where = f"{source}: datasets[{i}] ({d.name})"
+        check_types(d, f"{where}.")
+        check_dataset_ranges(d, where)
         _check_choice(f"{where}.source", d.source, SOURCES)
         _check_choice(f"{where}.truncation", d.truncation, TRUNCATIONS)
         if d.source != "synthetic" and not d.path:
@@ -132,6 +133,7 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
                 raise SpecError(
                     f"{source}: arms.{arm}.{key}: not an sgt_* setting ({', '.join(sorted(sgt_fields))})"
                 )
+    check_spec_ranges(spec, source)
     for i, pair in enumerate(spec.compared_pairs()):
         for arm in pair:
             if arm not in spec.arms:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..eraser.align import TRUNCATIONS
 from ..explainers import EXPLAINERS
-from ..loading import model_label_names, resolve_device
+from ..loading import model_label_names, position_limit, resolve_device
 from ..saliency import TARGET_OUTPUTS
 from .checks import SanityConfig, run_sanity_checks
 from .methods import DEFAULT_METHODS, parse_methods
@@ -116,7 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
 
     from ..report.sanity_tables import stage_table, summary_table
-    from ..validation import check_device, check_max_length, check_output_dir, check_positive
+    from ..validation import (
+        check_device,
+        check_max_length,
+        check_output_dir,
+        check_position_limit,
+        check_positive,
+        input_lengths,
+    )
     from .io import encode_batches, load_eraser_inputs, load_model, write_outputs
 
     for option in ("max_examples", "max_length", "batch_size", "ig_steps", "smoothgrad_samples"):
@@ -138,6 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     ]
     check_max_length(tokenizer, args.max_length, queries, where)
     batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
+    check_position_limit(
+        args.max_length,
+        lambda: input_lengths(tokenizer, args.max_length, words, queries),
+        lambda i: f"{Path(args.data_dir) / args.split}.jsonl, example {i}",
+        position_limit(model),
+        args.model,
+    )
     result = run_sanity_checks(model, tokenizer, batches, config, labels)
     result.inputs.update(
         {

@@ -1,0 +1,248 @@
+"""Values from elsewhere that used to train or score nonsense without a word, or fail mid-run with an error
+naming nothing (issue 36): NaN/inf and out-of-range numbers of every command and spec field, [UNK] words,
+model folders without tokenizer files or with broken weights, label spellings, texts of special tokens only,
+inconsistent files. Each must fail before any model pass, through the CLI, with one line naming the file,
+line, field or option (exit status 2 for a bad option, 1 for bad data), or, where the input is fine, give the
+right result. The conventions are tests/test_bad_input.py's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sgt_nlp import cli
+from tests import tiny
+from tests.toy_data import write_csv, write_eraser
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny.save_binary_bert(tmp_path_factory.mktemp("model"))
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    code = cli.main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if ": error: " in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def assert_refused(code: int, err: str, status: int, expected: list[str], command: str) -> None:
+    assert code == status, err
+    line = error_line(err)
+    assert line.startswith(f"sgt-nlp {command}: error: ") and "Traceback" not in err
+    for words in expected:
+        assert words in line, line
+
+
+def train_args(model: Path, out: Path, *extra) -> list[str]:
+    return [
+        "train",
+        "--model_name_or_path",
+        model,
+        "--output_dir",
+        out,
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_length",
+        "32",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        *extra,
+    ]
+
+
+def sentences_csv(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_csv(folder / "t.csv", [(s, "pos" if y else "neg") for s, y in tiny.SENTENCES])
+
+
+def long_document(data: Path) -> None:
+    (data / "docs" / "val_1").write_text("the film was good " * 60 + "\n")
+
+
+# ---- numbers that cannot be right --------------------------------------------------------------------------
+
+# (case, options, the words of the error)
+TRAIN_NUMBER_CASES = [
+    ("kl weight nan", ["--sgt_kl_weight", "nan"], ["--sgt_kl_weight must be a finite number, got nan"]),
+    ("kl weight inf", ["--sgt_kl_weight", "inf"], ["--sgt_kl_weight must be a finite number, got inf"]),
+    ("kl weight negative", ["--sgt_kl_weight", "-1"], ["--sgt_kl_weight must be in [0.0, inf]"]),
+    ("mask fraction nan", ["--sgt_mask_fraction", "nan"], ["--sgt_mask_fraction must be a finite number"]),
+    ("mask fraction 1", ["--sgt_mask_fraction", "1"], ["--sgt_mask_fraction must be in [0.0, 1.0)"]),
+    ("learning rate nan", ["--learning_rate", "nan"], ["--learning_rate must be a finite number, got nan"]),
+    ("learning rate negative", ["--learning_rate", "-0.1"], ["--learning_rate must be in [0.0, inf]"]),
+    ("epochs inf", ["--num_train_epochs", "inf"], ["--num_train_epochs must be a finite number, got inf"]),
+    ("weight decay -inf", ["--weight_decay=-inf"], ["--weight_decay must be a finite number"]),
+    ("grad norm nan", ["--max_grad_norm", "nan"], ["--max_grad_norm must be a finite number"]),
+    ("adam beta 1", ["--adam_beta2", "1.0"], ["--adam_beta2 must be in [0.0, 1.0)"]),
+    ("lora alpha nan", ["--lora_alpha", "nan"], ["--lora_alpha must be a finite number"]),
+    ("lora alpha zero", ["--lora_alpha", "0"], ["--lora_alpha must be in (0.0, inf]"]),
+    ("lora dropout nan", ["--lora_dropout", "nan"], ["--lora_dropout"]),
+]
+
+
+@pytest.mark.parametrize(
+    "case,options,expected", TRAIN_NUMBER_CASES, ids=[c[0] for c in TRAIN_NUMBER_CASES]
+)
+def test_train_refuses_numbers_that_cannot_be_right(tmp_path, capsys, model_dir, case, options, expected):
+    out = tmp_path / "out"
+    argv = train_args(model_dir, out, "--train_file", sentences_csv(tmp_path / "d"), *options)
+    code, err = run_cli(capsys, *argv)
+    assert_refused(code, err, 2, expected, "train")
+    assert not out.exists()
+
+
+EVALUATE_NUMBER_CASES = [
+    ("threshold nan", ["--threshold", "nan"], ["--threshold must be a finite number, got nan"]),
+    ("threshold 1", ["--threshold", "1"], ["--threshold must be in (0.0, 1.0)"]),
+    ("aopc bins inf", ["--aopc_thresholds", "0.1,inf"], ["--aopc_thresholds must be a finite number"]),
+    ("batch size 0", ["--batch_size", "0"], ["--batch_size must be a positive integer, got 0"]),
+    ("negative seed", ["--seed", "-1"], ["--seed must be in [0, inf]"]),
+]
+
+
+@pytest.mark.parametrize(
+    "case,options,expected", EVALUATE_NUMBER_CASES, ids=[c[0] for c in EVALUATE_NUMBER_CASES]
+)
+def test_evaluate_refuses_numbers_that_cannot_be_right(tmp_path, capsys, model_dir, case, options, expected):
+    out = tmp_path / "out"
+    data = write_eraser(tmp_path / "data")
+    argv = ["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--output_dir", out]
+    code, err = run_cli(capsys, *argv, "--methods", "random", *options)
+    assert_refused(code, err, 2, expected, "evaluate")
+    assert not out.exists()
+
+
+OTHER_NUMBER_CASES = [
+    ("demo kl weight nan", ["demo", "--sgt_kl_weight", "nan"], ["--sgt_kl_weight must be a finite number"]),
+    ("demo epochs inf", ["demo", "--epochs", "inf"], ["--epochs must be a finite number, got inf"]),
+    ("demo learning rate 0", ["demo", "--learning_rate", "0"], ["--learning_rate must be in (0.0, inf]"]),
+    ("demo mask fraction", ["demo", "--sgt_mask_fraction", "1.5"], ["--sgt_mask_fraction must be in"]),
+    ("demo seeds", ["demo", "--seeds", "0,x"], ["--seeds '0,x'", "non-negative integers"]),
+    ("demo zero documents", ["demo", "--n_train", "0"], ["--n_train must be a positive integer"]),
+    (
+        "experiment wait nan",
+        ["experiment", "--preset", "smoke", "--output_dir", "{tmp}/x", "--wait_seconds", "nan"],
+        ["--wait_seconds must be a finite number, got nan"],
+    ),
+    (
+        "experiment seeds",
+        ["experiment", "--preset", "smoke", "--output_dir", "{tmp}/x", "--seeds", "-1"],
+        ["--seeds '-1'"],
+    ),
+    ("report max examples", ["report", "{tmp}", "--max_examples", "-1"], ["--max_examples must be in [0"]),
+]
+
+
+@pytest.mark.parametrize("case,argv,expected", OTHER_NUMBER_CASES, ids=[c[0] for c in OTHER_NUMBER_CASES])
+def test_other_commands_refuse_numbers_that_cannot_be_right(tmp_path, capsys, case, argv, expected):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, err = run_cli(capsys, *argv)
+    assert_refused(code, err, 2, expected, argv[0])
+    assert not (tmp_path / "x").exists()
+
+
+def _spec(tmp_path: Path, change) -> Path:
+    from sgt_nlp.experiments.spec import PRESETS, spec_to_dict
+
+    raw = spec_to_dict(PRESETS["smoke"])
+    change(raw)
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(raw))  # json writes NaN and Infinity, which json.loads reads back
+    return path
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def change(raw):
+        target = raw
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return change
+
+
+SPEC_CASES = [
+    ("epochs as text", _set("datasets", 0, "epochs", "3"), ["datasets[0] (synthetic).epochs: '3'", "float"]),
+    ("epochs nan", _set("datasets", 0, "epochs", float("nan")), [".epochs: a finite number is needed"]),
+    ("max_length as text", _set("datasets", 0, "max_length", "64"), [".max_length: '64' is not of type int"]),
+    ("learning rate inf", _set("datasets", 0, "learning_rates", [float("inf")]), [".learning_rates:"]),
+    ("threshold 2", _set("datasets", 0, "threshold", 2.0), [".threshold: must be in (0, 1)"]),
+    ("seed as text", _set("seeds", [0, "1"]), ["seeds: (0, '1') is not of type tuple[int, ...]"]),
+    ("negative seed", _set("seeds", [-1]), ["seeds: must be in [0, inf], got -1"]),
+    ("warmup 2", _set("warmup", 2.0), ["warmup: must be in [0, 1), got 2.0"]),
+    ("ig steps as float", _set("ig_steps", 2.5), ["ig_steps: 2.5 is not of type int"]),
+    (
+        "arm kl weight nan",
+        _set("arms", "sgt", "sgt_kl_weight", float("nan")),
+        ["arms.sgt.sgt_kl_weight must be a finite number, got nan"],
+    ),
+    (
+        "arm fraction as text",
+        _set("arms", "sgt", "sgt_mask_fraction", "0.5"),
+        ["arms.sgt.sgt_mask_fraction must be a finite number, got '0.5'"],
+    ),
+    (
+        "arm unknown strategy",
+        _set("arms", "sgt", "sgt_mask_strategy", "blank"),
+        ["arms.sgt.sgt_mask_strategy='blank' is not one of"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,change,expected", SPEC_CASES, ids=[c[0] for c in SPEC_CASES])
+def test_spec_fields_have_their_type_and_range(tmp_path, capsys, case, change, expected):
+    spec = _spec(tmp_path, change)
+    with pytest.raises(SystemExit) as exit_info:  # the experiment parser's error: usage line, status 2
+        cli.main(["experiment", "--spec", str(spec), "--output_dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "Traceback" not in err and str(spec) in err
+    for words in expected:
+        assert words in err, err
+    assert not (tmp_path / "x").exists()
+
+
+# ---- uncaught errors that named nothing ---------------------------------------------------------------------
+
+
+def test_max_length_beyond_the_model_positions(tmp_path, capsys, model_dir):
+    """The tiny BERT has 128 positions: a longer input failed inside the forward ("size of tensor a ... must
+    match ... (128)")."""
+    data = write_eraser(tmp_path / "data")
+    long_document(data)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--output_dir", out]
+    code, err = run_cli(capsys, *argv, "--methods", "random", "--max_length", "1602")
+    assert_refused(code, err, 2, ["--max_length 1602", "128 positions", "val.jsonl, line 2"], "evaluate")
+    assert not out.exists()
+    # a max_length within the limit cuts the same document and runs
+    assert run_cli(capsys, *argv, "--methods", "random", "--max_length", "128")[0] == 0
+
+    rows = [("the film was good " * 60, "pos"), ("bad", "neg")]
+    train = write_csv(tmp_path / "long.csv", rows)
+    out = tmp_path / "trained"
+    code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", train, "--max_length", "400"))
+    assert_refused(code, err, 2, ["--max_length 400", "128 positions", "long.csv row 0"], "train")
+    assert not (out / "model.safetensors").exists()
+
+    code, err = run_cli(
+        capsys, "explain", "--model", model_dir, "--text", "good " * 300, "--html", tmp_path / "e.html"
+    )
+    assert_refused(code, err, 2, ["--max_length 512", "128 positions", "text 1 takes 302"], "explain")
