@@ -22,7 +22,13 @@ import numpy as np
 from .config import SaliencyGuidedTrainingArguments
 from .distributed import close_process_group
 from .finetune_data import DataArguments, load_raw_splits, split_source, tokenize_splits
-from .loading import load_tokenizer, position_limit, require_peft, resolve_model_path
+from .loading import (
+    check_weight_files,
+    load_tokenizer,
+    position_limit,
+    require_peft,
+    resolve_model_path,
+)
 from .model_card import write_model_card
 from .validation import (
     UsageError,
@@ -224,6 +230,7 @@ def run_training(
     path = resolve_model_path(model_args.model_name_or_path)
     train_raw, validation_raw, labels = load_raw_splits(data_args)
     tokenizer = load_tokenizer(path)
+    check_weight_files(path)
     train, validation = tokenize_splits(
         train_raw, validation_raw, labels, tokenizer, data_args, model_args.max_length
     )

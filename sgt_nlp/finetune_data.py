@@ -20,6 +20,8 @@ from .sampling import random_subset
 from .validation import (
     InputFileError,
     UsageError,
+    canonical_label,
+    check_label_spellings,
     check_max_length,
     check_positive,
     check_table_cells,
@@ -160,6 +162,11 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
     else:
         # The label set is the training split's: a validation label outside it is an error, not a new class.
         labels = sorted_label_names(train[data.label_column])
+        for name, split in (("train", train), ("validation", validation)):
+            if split is not None:
+                check_label_spellings(
+                    map(canonical_label, split[data.label_column]), split_source(data, name)
+                )
     return train, validation, labels
 
 
@@ -192,8 +199,8 @@ def tokenize_splits(
     label_to_id = {name: i for i, name in enumerate(labels)}
 
     def label_id(value: Any, row: int, split: str) -> int:
-        if str(value) in label_to_id:
-            return label_to_id[str(value)]
+        if canonical_label(value) in label_to_id:
+            return label_to_id[canonical_label(value)]
         if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(labels):  # a ClassLabel id
             return int(value)
         source = split_source(data, split)
@@ -203,7 +210,12 @@ def tokenize_splits(
             source,
             line,
             data.label_column,
-            f"row {row}: {value!r} is not one of the training labels {labels}",
+            f"row {row}: {value!r} is not one of the training labels {labels}"
+            + "".join(
+                f" (did you mean {name!r}?)"
+                for name in labels
+                if name.casefold() == canonical_label(value).casefold()
+            ),
         )
 
     def encode(batch, indices, split):

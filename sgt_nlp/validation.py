@@ -260,10 +260,42 @@ def check_table_cells(path: str | Path, columns: dict[str, Sequence[object]], fi
                 raise InputFileError(path, line, name, f"empty cell{where}")
 
 
+def canonical_label(value: object) -> str:
+    """THE spelling of a label, in every split and file: surrounding whitespace stripped, and a number in one
+    form (``1``, ``1.0`` and ``01`` are class ``1``; ``0.50`` is ``0.5``). Without it ``pos`` and ``pos ``,
+    or ``1`` and ``1.0``, became different classes without a word. Case is kept (``Pos`` is not ``pos``):
+    labels that differ only in case are refused by :func:`check_label_spellings`."""
+    text = str(value).strip()
+    if isinstance(value, bool):
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number) or not any(c.isdigit() for c in text):
+        return text
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def check_label_spellings(labels: Iterable[str], where: str) -> None:
+    """Two labels of a split that differ only in case (``pos`` and ``Pos``) are refused: one class spelt
+    twice, or two classes no reader can tell apart; either way the file needs fixing."""
+    seen: dict[str, str] = {}
+    for label in sorted(set(labels)):
+        other = seen.setdefault(label.casefold(), label)
+        if other != label:
+            raise InputFileError(
+                where,
+                None,
+                None,
+                f"labels {other!r} and {label!r} differ only in case; spell each class one way",
+            )
+
+
 def sorted_label_names(values: Iterable[object]) -> list[str]:
-    """The label set as strings, in class-id order: numeric labels by value (so that label ``2`` is class 2,
-    not after ``10``), anything else alphabetically."""
-    names = {str(value) for value in values}
+    """The label set as canonical strings (:func:`canonical_label`), in class-id order: numeric labels by
+    value (so that label ``2`` is class 2, not after ``10``), anything else alphabetically."""
+    names = {canonical_label(value) for value in values}
 
     def as_number(name: str) -> float | None:
         try:

@@ -95,9 +95,7 @@ TRAIN_NUMBER_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "case,options,expected", TRAIN_NUMBER_CASES, ids=[c[0] for c in TRAIN_NUMBER_CASES]
-)
+@pytest.mark.parametrize("case,options,expected", TRAIN_NUMBER_CASES, ids=[c[0] for c in TRAIN_NUMBER_CASES])
 def test_train_refuses_numbers_that_cannot_be_right(tmp_path, capsys, model_dir, case, options, expected):
     out = tmp_path / "out"
     argv = train_args(model_dir, out, "--train_file", sentences_csv(tmp_path / "d"), *options)
@@ -219,7 +217,7 @@ def test_spec_fields_have_their_type_and_range(tmp_path, capsys, case, change, e
     assert not (tmp_path / "x").exists()
 
 
-# ---- uncaught errors that named nothing ---------------------------------------------------------------------
+# ---- uncaught errors that named nothing --------------------------------------------------------------------
 
 
 def test_max_length_beyond_the_model_positions(tmp_path, capsys, model_dir):
@@ -246,3 +244,196 @@ def test_max_length_beyond_the_model_positions(tmp_path, capsys, model_dir):
         capsys, "explain", "--model", model_dir, "--text", "good " * 300, "--html", tmp_path / "e.html"
     )
     assert_refused(code, err, 2, ["--max_length 512", "128 positions", "text 1 takes 302"], "explain")
+
+
+# ---- [UNK] is a word ---------------------------------------------------------------------------------------
+
+
+def test_unknown_words_are_scored_masked_and_removed(model_dir):
+    """Out-of-vocabulary words (emoji, other scripts) become [UNK]; counted as special they scored exactly 0
+    under every method, occlusion included, and SGT never masked them."""
+    import torch
+
+    from sgt_nlp.explain import explain_texts
+    from sgt_nlp.masking import lowest_k_mask, maskable_positions, never_drawn_ids, special_ids_of
+
+    text = "the film was \N{GRINNING FACE} good \N{SNOWMAN}"
+    for method in ("occlusion", "gradient", "integrated_gradients"):
+        (result,) = explain_texts(str(model_dir), [text], method=method)
+        scores = dict(zip(result["words"], result["scores"], strict=True))
+        assert scores["\N{GRINNING FACE}"] != 0 and scores["\N{SNOWMAN}"] != 0, (method, scores)
+
+    tokenizer = tiny.wordpiece_tokenizer()
+    encoded = tokenizer([text], return_tensors="pt")
+    unk = encoded["input_ids"] == tokenizer.unk_token_id
+    assert unk.sum() == 2
+    candidates = maskable_positions(
+        encoded["input_ids"], encoded["attention_mask"], special_ids_of(tokenizer)
+    )
+    assert candidates[unk].all() and not candidates[0, 0] and not candidates[0, -1]  # [CLS], [SEP] stay out
+    scores = torch.where(unk, -1.0, 1.0)  # the [UNK]s least salient: SGT masks them
+    assert torch.equal(lowest_k_mask(scores, candidates, torch.tensor([2])), unk)
+    # a random replacement is still a real word, never [UNK]
+    assert tokenizer.unk_token_id in never_drawn_ids(tokenizer)
+
+
+def test_an_unknown_token_that_is_also_structural_stays_special():
+    """GPT-2's <|endoftext|> is unk, bos and eos at once: it marks structure, so it is never a word."""
+    from types import SimpleNamespace
+
+    from sgt_nlp.masking import special_ids_of
+
+    gpt2_like = SimpleNamespace(
+        all_special_ids=[0], unk_token_id=0, bos_token_id=0, eos_token_id=0, pad_token_id=None
+    )
+    assert special_ids_of(gpt2_like) == [0]
+    bert_like = SimpleNamespace(
+        all_special_ids=[0, 1, 2, 3, 4], unk_token_id=1, pad_token_id=0, cls_token_id=2, sep_token_id=3
+    )
+    assert special_ids_of(bert_like) == [0, 2, 3, 4]
+
+
+# ---- model folders from elsewhere --------------------------------------------------------------------------
+
+
+def _copy_model(model_dir: Path, folder: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(model_dir, folder))
+
+
+def no_tokenizer_files(folder: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def empty_weights(folder: Path) -> None:
+    (folder / "model.safetensors").write_bytes(b"")
+
+
+def truncated_weights(folder: Path) -> None:
+    path = folder / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def tokenizer_without_pad_or_eos(folder: Path) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    no_tokenizer_files(folder)
+    backend = tiny.wordpiece_tokenizer().backend_tokenizer
+    PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    ).save_pretrained(folder)
+
+
+# (case, change to a copy of the model folder, the words of the error); exit status 1 (bad data)
+MODEL_CASES = [
+    ("no tokenizer files", no_tokenizer_files, ["no tokenizer files", "tokenizer.save_pretrained"]),
+    ("empty weights", empty_weights, ["model.safetensors: not a readable safetensors file", "too small"]),
+    ("truncated weights", truncated_weights, ["model.safetensors: not a readable safetensors file"]),
+    ("neither pad nor eos", tokenizer_without_pad_or_eos, ["neither a pad nor an eos token", "pad_token"]),
+]
+
+
+@pytest.mark.parametrize("case,change,expected", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
+def test_broken_model_folders_are_refused(tmp_path, capsys, model_dir, case, change, expected):
+    model = _copy_model(model_dir, tmp_path / "model")
+    change(model)
+    data = write_eraser(tmp_path / "data")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", model, "--data_dir", data, "--split", "val", "--output_dir", out]
+    code, err = run_cli(capsys, *argv, "--methods", "random")
+    assert_refused(code, err, 1, [str(model), *expected], "evaluate")
+    assert not out.exists()
+    code, err = run_cli(
+        capsys, "explain", "--model", model, "--text", "good film", "--html", tmp_path / "e.html"
+    )
+    assert_refused(code, err, 1, [str(model), *expected], "explain")
+    code, err = run_cli(capsys, *train_args(model, out, "--train_file", sentences_csv(tmp_path / "d")))
+    assert_refused(code, err, 1, [str(model), *expected], "train")
+    assert not out.exists()
+
+
+# ---- labels: one spelling per class ------------------------------------------------------------------------
+
+
+def test_label_spellings_are_one_class(tmp_path):
+    from sgt_nlp.finetune_data import DataArguments, load_raw_splits, tokenize_splits
+
+    rows = [("good", "pos"), ("fun", " pos"), ("great", "pos "), ("bad", "neg"), ("sad", "neg\t")]
+    data = DataArguments(train_file=str(write_csv(tmp_path / "t.csv", rows)))
+    train, _, labels = load_raw_splits(data)
+    assert labels == ["neg", "pos"]
+    tokenized, _ = tokenize_splits(train, None, labels, tiny.wordpiece_tokenizer(), data, 16)
+    assert tokenized["labels"] == [1, 1, 1, 0, 0]
+
+    rows = [("good", "1"), ("fun", "1.0"), ("bad", "0"), ("sad", "0.0"), ("odd", "2")]
+    path = tmp_path / "n.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in rows) + "\n")
+    data = DataArguments(train_file=str(path))
+    train, _, labels = load_raw_splits(data)
+    assert labels == ["0", "1", "2"]
+    tokenized, _ = tokenize_splits(train, None, labels, tiny.wordpiece_tokenizer(), data, 16)
+    assert tokenized["labels"] == [1, 1, 0, 0, 2]
+
+
+def _val_csv(tmp_path: Path, label: str) -> list[str]:
+    train = sentences_csv(tmp_path / "d")
+    val = write_csv(tmp_path / "d" / "v.csv", [("good film", "pos"), ("bad film", label)])
+    return ["--train_file", str(train), "--validation_file", str(val)]
+
+
+LABEL_CASES = [
+    (
+        "case variants in training",
+        lambda d: ["--train_file", str(write_csv(d / "t.csv", [("good", "pos"), ("bad", "Pos")]))],
+        ["t.csv", "labels 'Pos' and 'pos' differ only in case"],
+    ),
+    (
+        "validation label not trained on",
+        lambda d: _val_csv(d, "negative"),
+        ["v.csv, line 3, field 'label'", "'negative' is not one of the training labels ['neg', 'pos']"],
+    ),
+    (
+        "validation label in another case",
+        lambda d: _val_csv(d, "NEG"),
+        ["v.csv, line 3, field 'label'", "'NEG' is not one of the training labels", "did you mean 'neg'?"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,data,expected", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
+def test_train_refuses_labels_spelt_two_ways(tmp_path, capsys, model_dir, case, data, expected):
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, *train_args(model_dir, out, *data(tmp_path)))
+    assert_refused(code, err, 1, expected, "train")
+    assert not out.exists()
+
+
+def _relabel(data: Path, split: str, line: int, label: str) -> None:
+    path = data / f"{split}.jsonl"
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[line - 1])
+    record["classification"] = label
+    lines[line - 1] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_eraser_labels_are_stripped_and_case_variants_refused(tmp_path, capsys, model_dir):
+    from sgt_nlp.eraser import load_split
+
+    data = write_eraser(tmp_path / "data")
+    _relabel(data, "val", 1, " POS")
+    _relabel(data, "val", 2, "NEG ")
+    assert load_split(data, "val").labels == ("NEG", "POS")
+    argv = ["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--methods", "random"]
+    assert run_cli(capsys, *argv, "--output_dir", tmp_path / "ok")[0] == 0
+
+    _relabel(data, "train", 3, "pos")
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, *train_args(model_dir, out, "--data_dir", data))
+    assert_refused(
+        code, err, 1, ["train.jsonl, line 3, field 'classification'", "differs only in case"], "train"
+    )
+    assert not out.exists()
