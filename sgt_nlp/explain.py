@@ -32,16 +32,14 @@ def explain_texts(
     """Per text: the words the model saw (``truncation`` picks them when the text exceeds ``max_length``), the
     predicted label and its probability, and one score per seen word for the prediction."""
     from .loading import load_classifier, position_limit, resolve_device
-    from .validation import check_position_limit
+    from .validation import check_position_limit, check_readable_texts
 
     target_device = resolve_device(device)
     model, tokenizer, _ = load_classifier(model_path, target_device)
     settings = explainer_class(method).select_settings({"aggregation": aggregation})
     explainer = get_explainer(method, model, tokenizer=tokenizer, **settings)
     words = [text.split() for text in texts]
-    empty = [i for i, w in enumerate(words) if not w]
-    if empty:
-        raise ValueError(f"text {empty[0] + 1} is empty")
+    check_readable_texts(tokenizer, words, lambda i: f"text {i + 1}")  # empty, [SEP] only, zero-width only
     alignment = align_words(tokenizer, words, max_length=max_length, truncation=truncation)
     check_position_limit(
         max_length,

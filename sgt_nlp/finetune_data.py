@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from .validation import (
     check_label_spellings,
     check_max_length,
     check_positive,
+    check_readable_texts,
     check_table_cells,
     first_data_line,
     sorted_label_names,
@@ -152,6 +154,12 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
                 raise InputFileError(
                     where, None, column, f"no such column (columns: {', '.join(split.column_names)})"
                 )
+        for column in (data.text_column, data.text_pair_column):
+            dtype = getattr(split.features[column], "dtype", None) if column else None
+            if column and dtype not in ("string", "large_string"):
+                raise InputFileError(
+                    where, None, column, f"a text column holds {dtype or 'no'} values, not text"
+                )
         columns = [c for c in (data.text_column, data.text_pair_column, data.label_column) if c]
         check_table_cells(
             where, {c: split[c] for c in columns}, first_data_line(where) if data.train_file else None
@@ -179,6 +187,20 @@ def split_source(data: DataArguments, split: str) -> str:
     assert data.data_dir is not None  # __post_init__: exactly one of data_dir, train_file, dataset_path
     return str(
         Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl"
+    )
+
+
+def _annotation(source: str, names: list[str], row: int) -> str:
+    return f"{source}, {names[row]}"
+
+
+def _cell(data: DataArguments, split: str, column: str, row: int) -> str:
+    """Where row ``row`` of a split's ``column`` is, for messages: file, line (where the format has lines)
+    and field."""
+    source = split_source(data, split)
+    first = first_data_line(source) if data.train_file else None
+    return (
+        f"{source}, " + (f"line {first + row}" if first is not None else f"row {row}") + f", field '{column}'"
     )
 
 
@@ -249,6 +271,9 @@ def tokenize_splits(
                 for a in split["annotation_id"]
             ]
             check_max_length(tokenizer, max_length, split["query_words"], where)
+            ids = [f"annotation {a!r}" for a in split["annotation_id"]]
+            source = split_source(data, split_name)
+            check_readable_texts(tokenizer, split["words"], partial(_annotation, source, ids))
         else:
             specials = tokenizer.num_special_tokens_to_add(pair=bool(data.text_pair_column))
             texts = 2 if data.text_pair_column else 1  # at least one piece of each text must fit
@@ -256,6 +281,9 @@ def tokenize_splits(
                 raise UsageError(
                     f"--max_length {max_length} leaves no room for text: the special tokens take {specials}"
                 )
+            check_readable_texts(
+                tokenizer, split[data.text_column], partial(_cell, data, split_name, data.text_column)
+            )
         limit = data.max_train_samples if split_name == "train" else data.max_eval_samples
         if limit is not None:
             split = random_subset(split, limit, data.subset_seed)

@@ -221,6 +221,28 @@ def check_position_limit(
             )
 
 
+def check_readable_texts(
+    tokenizer, texts: Sequence[Sequence[str]] | Sequence[str], where: Callable[[int], str]
+) -> None:
+    """Every text (a word list, or a string) must hold a token the model reads as text: one made only of
+    special tokens (``[SEP] [CLS]``) or zero-width characters would get a prediction and an all-zero heatmap,
+    where an empty text is refused; it is refused alike, naming ``where(i)``. ``[UNK]`` counts as text."""
+    from .masking import special_ids_of
+
+    special = set(special_ids_of(tokenizer))
+    as_words = bool(texts) and not isinstance(texts[0], str)
+    batch = [list(t) for t in texts] if as_words else list(texts)
+    for start in range(0, len(batch), 256):
+        chunk = batch[start : start + 256]
+        encoded = tokenizer(chunk, is_split_into_words=as_words, add_special_tokens=False, verbose=False)
+        for offset, ids in enumerate(encoded["input_ids"]):
+            if all(token in special for token in ids):
+                raise ValueError(
+                    f"{where(start + offset)}: no token the model reads as text (only special tokens or "
+                    "zero-width characters, if anything); remove it or give it words"
+                )
+
+
 # ---- tables (CSV / JSON lines) -----------------------------------------------------------------------------
 
 

@@ -437,3 +437,65 @@ def test_eraser_labels_are_stripped_and_case_variants_refused(tmp_path, capsys, 
         code, err, 1, ["train.jsonl, line 3, field 'classification'", "differs only in case"], "train"
     )
     assert not out.exists()
+
+
+# ---- texts the model cannot read, treated as empty ---------------------------------------------------------
+
+ZERO_WIDTH = "\u200b\u200c"
+
+
+@pytest.mark.parametrize("text", ["", "[SEP] [CLS]", ZERO_WIDTH, f"[PAD] {ZERO_WIDTH} [MASK]"])
+def test_explain_refuses_texts_of_special_or_zero_width_tokens_as_empty(tmp_path, capsys, model_dir, text):
+    html = tmp_path / "e.html"
+    code, err = run_cli(capsys, "explain", "--model", model_dir, "--text", text, "--html", html)
+    assert_refused(code, err, 1, ["text 1: no token the model reads as text"], "explain")
+    assert not html.exists()
+
+
+def test_a_text_of_unknown_words_is_read(tmp_path, capsys, model_dir):
+    html = tmp_path / "e.html"
+    emoji = "\N{GRINNING FACE} \N{SNOWMAN}"
+    code, err = run_cli(capsys, "explain", "--model", model_dir, "--text", emoji, "--html", html)
+    assert code == 0, err and html.exists()
+
+
+def test_evaluate_refuses_a_document_of_special_tokens(tmp_path, capsys, model_dir):
+    data = write_eraser(tmp_path / "data")
+    (data / "docs" / "val_2").write_text(f"[SEP] {ZERO_WIDTH} [CLS]\n")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--output_dir", out]
+    code, err = run_cli(capsys, *argv, "--methods", "random")
+    assert_refused(
+        code, err, 1, ["val.jsonl, line 3, field 'docids' (val_2)", "no token the model reads"], "evaluate"
+    )
+    assert not out.exists()
+    code, err = run_cli(capsys, "sanity", "--model", model_dir, "--data_dir", data, "--output_dir", out)
+    assert_refused(code, err, 1, ["val.jsonl, example 2", "no token the model reads"], "sanity")
+    assert not out.exists()
+
+
+TRAIN_TEXT_CASES = [
+    (
+        "text of special tokens",
+        lambda d: write_csv(d / "t.csv", [("good", "pos"), ("[SEP] [CLS]", "neg")]),
+        ["t.csv, line 3, field 'text': no token the model reads as text"],
+    ),
+    (
+        "text of zero-width characters",
+        lambda d: write_csv(d / "t.csv", [(ZERO_WIDTH, "pos"), ("bad", "neg")]),
+        ["t.csv, line 2, field 'text': no token the model reads as text"],
+    ),
+    (
+        "numeric text column",
+        lambda d: write_csv(d / "t.csv", [(1, "pos"), (2, "neg")]),
+        ["t.csv, field 'text': a text column holds int64 values, not text"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,data,expected", TRAIN_TEXT_CASES, ids=[c[0] for c in TRAIN_TEXT_CASES])
+def test_train_refuses_texts_it_cannot_read(tmp_path, capsys, model_dir, case, data, expected):
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", data(tmp_path)))
+    assert_refused(code, err, 1, expected, "train")
+    assert not out.exists()

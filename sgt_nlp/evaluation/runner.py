@@ -32,6 +32,7 @@ from ..validation import (
     check_device,
     check_max_length,
     check_position_limit,
+    check_readable_texts,
     input_lengths,
 )
 from .checkpoint import DoneBatch, EvaluationCheckpoint, fingerprint
@@ -123,6 +124,13 @@ def evaluate_rationales(
         config.max_length,
         [ex.query_words for ex in examples],
         [f"{split_file}, line {ann.line}, field 'query'" for ann in annotations],
+    )
+    check_readable_texts(
+        tokenizer,
+        [ex.words for ex in examples],
+        lambda i: (
+            f"{split_file}, line {annotations[i].line}, field 'docids' ({', '.join(examples[i].docids)})"
+        ),
     )
     check_position_limit(
         config.max_length,

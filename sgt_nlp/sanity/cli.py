@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         check_output_dir,
         check_position_limit,
         check_positive,
+        check_readable_texts,
         input_lengths,
     )
     from .io import encode_batches, load_eraser_inputs, load_model, write_outputs
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{Path(args.data_dir) / args.split}.jsonl, example {i}, field 'query'" for i in range(len(queries))
     ]
     check_max_length(tokenizer, args.max_length, queries, where)
+    check_readable_texts(tokenizer, words, lambda i: f"{Path(args.data_dir) / args.split}.jsonl, example {i}")
     batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
     check_position_limit(
         args.max_length,
