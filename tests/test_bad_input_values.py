@@ -499,3 +499,86 @@ def test_train_refuses_texts_it_cannot_read(tmp_path, capsys, model_dir, case, d
     code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", data(tmp_path)))
     assert_refused(code, err, 1, expected, "train")
     assert not out.exists()
+
+
+# ---- files read from each other ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory, model_dir):
+    """An evaluation folder of the tiny model (random scores) and its data."""
+    root = tmp_path_factory.mktemp("evaluation")
+    data = write_eraser(root / "data")
+    out = root / "eval"
+    argv = ["evaluate", "--model", model_dir, "--data_dir", data, "--split", "val", "--output_dir", out]
+    assert cli.main([str(a) for a in [*argv, "--methods", "random"]]) == 0
+    return out
+
+
+def _copy_evaluation(evaluation: Path, folder: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(evaluation, folder))
+
+
+def _rewrite_results(folder: Path, change) -> None:
+    path = folder / "random" / "results.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    change(records[0])
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+PROBABILITY_CASES = [
+    (
+        "probability above 1",
+        lambda r: r["classification_scores"].update(POS=1.5),
+        ["POS", "in [0, 1], got 1.5"],
+    ),
+    ("negative probability", lambda r: r["classification_scores"].update(NEG=-0.2), ["NEG", "got -0.2"]),
+    (
+        "probabilities not summing to 1",
+        lambda r: r["sufficiency_classification_scores"].update(NEG=0.9, POS=0.9),
+        ["sufficiency_classification_scores", "sum to 1.8, not 1"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,change,expected", PROBABILITY_CASES, ids=[c[0] for c in PROBABILITY_CASES])
+def test_rescore_checks_probabilities_against_their_range(
+    tmp_path, capsys, evaluation, case, change, expected
+):
+    folder = _copy_evaluation(evaluation, tmp_path / "eval")
+    _rewrite_results(folder, change)
+    before = (folder / "random" / "scores.json").read_text()
+    code, err = run_cli(capsys, "rescore", folder)
+    assert_refused(code, err, 1, ["results.jsonl, line 1", *expected], "rescore")
+    assert (folder / "random" / "scores.json").read_text() == before
+
+
+REPORT_CASES = [
+    ("another split", "split", "test"),
+    ("other data", "data_dir", "/elsewhere/data"),
+    ("another threshold", "threshold", 0.9),
+    ("other AOPC bins", "aopc_thresholds", [0.5]),
+]
+
+
+@pytest.mark.parametrize("case,key,value", REPORT_CASES, ids=[c[0] for c in REPORT_CASES])
+def test_report_refuses_folders_that_evaluated_different_things(
+    tmp_path, capsys, evaluation, case, key, value
+):
+    other = _copy_evaluation(evaluation, tmp_path / "other")
+    run = json.loads((other / "run.json").read_text())
+    run[key] = value
+    (other / "run.json").write_text(json.dumps(run))
+    page = tmp_path / "r.html"
+    code, err = run_cli(capsys, "report", evaluation, other, "--output", page)
+    assert_refused(code, err, 1, [f"{other / 'run.json'}: {key}", "differs from", "same examples"], "report")
+    assert not page.exists()
+    # the same folder twice (two seeds, say) is a report
+    assert (
+        run_cli(capsys, "report", evaluation, _copy_evaluation(evaluation, tmp_path / "b"), "--output", page)[
+            0
+        ]
+        == 0
+    )
