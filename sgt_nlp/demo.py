@@ -30,10 +30,11 @@ from .experiments import (
     Experiment,
     ExperimentSpec,
     SpecError,
+    validate_spec,
 )
 from .report.experiment import METHOD_TITLES
 from .synthetic import TEMPLATE_NAMES
-from .validation import check_finite_fields, check_number, check_positive, parse_seeds
+from .validation import UsageError, check_finite_fields, check_number, check_positive, parse_seeds
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -189,7 +190,7 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
             random_draws=2,
             bootstrap_resamples=500,
         )
-    return spec
+    return validate_spec(spec, "sgt-nlp demo options")
 
 
 def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
@@ -336,7 +337,10 @@ def main(argv: list[str] | None = None) -> None:
     """Runs the demo and prints the task, the arms, the verdict and where the report is."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_settings(argv)
-    spec = demo_spec(args)
+    try:
+        spec = demo_spec(args)
+    except SpecError as exc:  # the options made a spec that cannot run: a usage error
+        raise UsageError(str(exc)) from None
     result = run_demo(spec, args.output_dir)
     if not args.data_dir:
         from .synthetic import SyntheticConfig, describe

@@ -582,3 +582,20 @@ def test_report_refuses_folders_that_evaluated_different_things(
         ]
         == 0
     )
+
+
+def test_demo_options_that_make_a_spec_that_cannot_run(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, err = run_cli(capsys, "demo", "--output_dir", out, "--max_length", "4")
+    assert_refused(code, err, 2, ["sgt-nlp demo options", "max_length: must be in [8, inf], got 4"], "demo")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option,value", [("--seed", "-1"), ("--precision_examples", "-3")])
+def test_sanity_refuses_negative_counts(tmp_path, capsys, model_dir, option, value):
+    data = write_eraser(tmp_path / "data")
+    out = tmp_path / "out"
+    argv = ["sanity", "--model", model_dir, "--data_dir", data, "--output_dir", out, option, value]
+    code, err = run_cli(capsys, *argv)
+    assert_refused(code, err, 2, [f"{option} must be in [0, inf], got {value}"], "sanity")
+    assert not out.exists()

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     from ..validation import (
         check_device,
         check_max_length,
+        check_number,
         check_output_dir,
         check_position_limit,
         check_positive,
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     for option in ("max_examples", "max_length", "batch_size", "ig_steps", "smoothgrad_samples"):
         check_positive(f"--{option}", getattr(args, option), allow_none=False)
     check_positive("--max_stages", args.max_stages)
+    check_number("--seed", args.seed, low=0)
+    check_number("--precision_examples", args.precision_examples, low=0)
     check_device(args.device)
     check_output_dir(
         args.output_dir, overwrite=args.overwrite_output_dir, what="files (an earlier sanity run?)"
