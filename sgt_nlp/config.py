@@ -25,6 +25,11 @@ TRAINING_RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("num_train_epochs", 0.0, None, False),
     ("warmup_steps", 0.0, None, False),
     ("label_smoothing_factor", 0.0, 1.0, True),
+    ("seed", 0, 2**32 - 1, False),  # numpy's seed range (set_seed failed on a negative one at the start)
+    ("data_seed", 0, 2**32 - 1, False),
+    ("per_device_train_batch_size", 1, None, False),
+    ("per_device_eval_batch_size", 1, None, False),
+    ("gradient_accumulation_steps", 1, None, False),
 )
 
 

@@ -24,6 +24,7 @@ from .validation import (
     canonical_label,
     check_label_spellings,
     check_max_length,
+    check_number,
     check_positive,
     check_readable_texts,
     check_table_cells,
@@ -100,6 +101,7 @@ class DataArguments:
             )
         check_positive("--max_train_samples", self.max_train_samples)
         check_positive("--max_eval_samples", self.max_eval_samples)
+        check_number("--subset_seed", self.subset_seed, low=0, high=2**32 - 1)
         if self.truncation not in TRUNCATIONS:
             raise UsageError(f"--truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
 

@@ -92,6 +92,14 @@ TRAIN_NUMBER_CASES = [
     ("lora alpha nan", ["--lora_alpha", "nan"], ["--lora_alpha must be a finite number"]),
     ("lora alpha zero", ["--lora_alpha", "0"], ["--lora_alpha must be in (0.0, inf]"]),
     ("lora dropout nan", ["--lora_dropout", "nan"], ["--lora_dropout"]),
+    ("negative seed", ["--seed", "-1"], ["--seed must be in [0, 4294967295], got -1"]),
+    ("negative subset seed", ["--subset_seed", "-2"], ["--subset_seed must be in [0, 4294967295]"]),
+    ("zero batch size", ["--per_device_train_batch_size", "0"], ["--per_device_train_batch_size must be in"]),
+    (
+        "zero accumulation",
+        ["--gradient_accumulation_steps", "0"],
+        ["--gradient_accumulation_steps must be in"],
+    ),
 ]
 
 
@@ -186,6 +194,26 @@ SPEC_CASES = [
     ("negative seed", _set("seeds", [-1]), ["seeds: must be in [0, inf], got -1"]),
     ("warmup 2", _set("warmup", 2.0), ["warmup: must be in [0, 1), got 2.0"]),
     ("ig steps as float", _set("ig_steps", 2.5), ["ig_steps: 2.5 is not of type int"]),
+    (
+        "synthetic count as text",
+        _set("datasets", 0, "synthetic", "n_train", "64"),
+        [".synthetic.n_train: '64' is not a finite value of type"],
+    ),
+    (
+        "synthetic noise nan",
+        _set("datasets", 0, "synthetic", "label_noise", float("nan")),
+        [".synthetic.label_noise: nan"],
+    ),
+    (
+        "synthetic unknown",
+        _set("datasets", 0, "synthetic", "n_docs", 3),
+        [".synthetic.n_docs: unknown setting"],
+    ),
+    (
+        "synthetic out of range",
+        _set("datasets", 0, "synthetic", "label_noise", 0.7),
+        [".synthetic: label_noise must be in [0, 0.5)"],
+    ),
     (
         "arm kl weight nan",
         _set("arms", "sgt", "sgt_kl_weight", float("nan")),

@@ -85,6 +85,8 @@ def check_dataset_ranges(d: Any, where: str) -> None:
         check_range(f"{where}.learning_rates", lr, 0, low_open=True)
     check_range(f"{where}.threshold", d.threshold, 0, 1, low_open=True, high_open=True)
     check_range(f"{where}.gate", d.gate, 0, 1.01)
+    if d.source == "synthetic":
+        check_synthetic(d.synthetic, f"{where}.synthetic")
 
 
 def check_spec_ranges(spec: Any, source: str) -> None:
@@ -108,3 +110,24 @@ def check_spec_ranges(spec: Any, source: str) -> None:
                 check_sgt_setting(key, value, f"{source}: arms.{arm}.{key}")
             except UsageError as exc:
                 raise SpecError(str(exc)) from None
+
+
+def check_synthetic(settings: dict[str, Any], where: str) -> None:
+    """A synthetic dataset's settings: known names (``make_synthetic_eraser``'s keywords), each of its type,
+    finite, and a task :class:`~sgt_nlp.synthetic.SyntheticConfig` accepts."""
+    import inspect
+
+    from ..synthetic import SyntheticConfig, make_synthetic_eraser
+
+    allowed = [n for n in inspect.signature(make_synthetic_eraser).parameters if n not in ("out_dir", "seed")]
+    hints = typing.get_type_hints(SyntheticConfig)
+    for key, value in settings.items():
+        if key not in allowed:
+            raise SpecError(f"{where}.{key}: unknown setting (allowed: {', '.join(allowed)})")
+        if not matches(value, hints[key]) or (isinstance(value, float) and not math.isfinite(value)):
+            raise SpecError(f"{where}.{key}: {value!r} is not a finite value of type {hints[key]}")
+    try:
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        SyntheticConfig(**values)
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
