@@ -59,6 +59,9 @@ def _report(argv: list[str]) -> None:
     parser.add_argument("--output", default="report.html", help="the HTML file to write (PNGs go beside it)")
     parser.add_argument("--max_examples", type=int, default=6, help="examples shown as heatmaps")
     args = parser.parse_args(argv)
+    from .validation import check_number
+
+    check_number("--max_examples", args.max_examples, low=0)
     sanity = [
         f
         for f in args.folders

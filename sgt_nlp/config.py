@@ -14,9 +14,55 @@ from .files import atomic_write_text
 from .loading import SGT_SETTINGS_FILE
 from .masking import MASK_SELECTIONS, MASK_STRATEGIES
 from .saliency import AGGREGATIONS, TARGET_OUTPUTS
+from .validation import UsageError, check_finite_fields, check_number
 
 SALIENCY_TARGETS = ("label", "prediction")
 SALIENCY_PASSES = ("reuse", "eval")
+#: (TrainingArguments field, lowest, highest, highest excluded) of the numbers that have a range
+TRAINING_RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
+    ("learning_rate", 0.0, None, False),
+    ("weight_decay", 0.0, None, False),
+    ("adam_beta1", 0.0, 1.0, True),
+    ("adam_beta2", 0.0, 1.0, True),
+    ("adam_epsilon", 0.0, None, False),
+    ("max_grad_norm", 0.0, None, False),
+    ("num_train_epochs", 0.0, None, False),
+    ("warmup_steps", 0.0, None, False),
+    ("label_smoothing_factor", 0.0, 1.0, True),
+    ("seed", 0, 2**32 - 1, False),  # numpy's seed range (set_seed failed on a negative one at the start)
+    ("data_seed", 0, 2**32 - 1, False),
+    ("per_device_train_batch_size", 1, None, False),
+    ("per_device_eval_batch_size", 1, None, False),
+    ("gradient_accumulation_steps", 1, None, False),
+)
+
+
+#: the sgt_* settings with a list of values, and those with a range (lowest, highest, highest excluded)
+SGT_CHOICES: dict[str, tuple[str, ...]] = {
+    "sgt_mask_strategy": MASK_STRATEGIES,
+    "sgt_mask_selection": MASK_SELECTIONS,
+    "sgt_saliency_aggregation": AGGREGATIONS,
+    "sgt_saliency_target": SALIENCY_TARGETS,
+    "sgt_saliency_output": TARGET_OUTPUTS,
+    "sgt_saliency_pass": SALIENCY_PASSES,
+}
+SGT_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "sgt_mask_fraction": (0.0, 1.0, True),
+    "sgt_kl_weight": (0.0, None, False),
+}
+
+
+def check_sgt_setting(name: str, value: Any, where: str) -> None:
+    """One ``sgt_*`` value (an option, or a spec's arm setting named by ``where``): a known choice, a finite
+    number in its range, or a bool; anything else is a :class:`~sgt_nlp.validation.UsageError`."""
+    if name in SGT_CHOICES:
+        if not isinstance(value, str) or value not in SGT_CHOICES[name]:
+            raise UsageError(f"{where}={value!r} is not one of: {', '.join(SGT_CHOICES[name])}")
+    elif name in SGT_RANGES:
+        low, high, high_open = SGT_RANGES[name]
+        check_number(where, value, low=low, high=high, high_open=high_open, allow_none=False)
+    elif not isinstance(value, bool):
+        raise UsageError(f"{where}: true or false is needed, got {value!r}")
 
 
 @dataclass
@@ -98,22 +144,14 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        # NaN or inf anywhere (sgt_kl_weight nan trained to NaN weights and exited 0) and numbers out of range
+        # are refused before TrainingArguments derives anything from them
+        check_finite_fields(self)
+        for name, low, high, high_open in TRAINING_RANGES:
+            check_number(f"--{name}", getattr(self, name), low=low, high=high, high_open=high_open)
         super().__post_init__()
-        if not 0.0 <= self.sgt_mask_fraction < 1.0:
-            raise ValueError(f"sgt_mask_fraction must be in [0, 1), got {self.sgt_mask_fraction!r}")
-        if self.sgt_kl_weight < 0:
-            raise ValueError(f"sgt_kl_weight must be >= 0, got {self.sgt_kl_weight!r}")
-        for name, allowed in (
-            ("sgt_mask_strategy", MASK_STRATEGIES),
-            ("sgt_mask_selection", MASK_SELECTIONS),
-            ("sgt_saliency_aggregation", AGGREGATIONS),
-            ("sgt_saliency_target", SALIENCY_TARGETS),
-            ("sgt_saliency_output", TARGET_OUTPUTS),
-            ("sgt_saliency_pass", SALIENCY_PASSES),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+        for name in SGT_CHOICES | SGT_RANGES:
+            check_sgt_setting(name, getattr(self, name), f"--{name}")
 
     @classmethod
     def from_training_arguments(cls, args: TrainingArguments, **sgt: Any) -> SaliencyGuidedTrainingArguments:

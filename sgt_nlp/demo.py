@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import SaliencyGuidedTrainingArguments
+from .config import SaliencyGuidedTrainingArguments, check_sgt_setting
 from .experiments import (
     PRESETS,
     REMOVALS,
@@ -31,13 +31,14 @@ from .experiments import (
     Experiment,
     ExperimentSpec,
     SpecError,
+    validate_spec,
 )
 from .experiments.spec import check_plain_name
 from .files import atomic_write_text, is_inside
 from .report.build import PLOT_FILES
 from .report.experiment import METHOD_TITLES
 from .synthetic import TEMPLATE_NAMES
-from .validation import UsageError
+from .validation import UsageError, check_finite_fields, check_number, check_positive, parse_seeds
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -129,6 +130,17 @@ class DemoSettings:
         },
     )
 
+    def __post_init__(self) -> None:
+        check_finite_fields(self)
+        parse_seeds("--seeds", self.seeds)
+        for name in ("n_train", "n_test", "batch_size", "max_length"):
+            check_positive(f"--{name}", getattr(self, name), allow_none=False)
+        check_positive("--max_eval_examples", self.max_eval_examples)
+        check_number("--epochs", self.epochs, low=0.0, low_open=True)
+        check_number("--learning_rate", self.learning_rate, low=0.0, low_open=True)
+        for name in ("sgt_mask_fraction", "sgt_kl_weight", "sgt_mask_strategy"):
+            check_sgt_setting(name, getattr(self, name), f"--{name}")
+
 
 def demo_spec(args: DemoSettings) -> ExperimentSpec:
     """The ``demo`` preset with the command line's changes."""
@@ -176,7 +188,7 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
         spec,
         datasets=(dataset,),
         arms=arms,
-        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        seeds=parse_seeds("--seeds", args.seeds),
         removals=removals,
         model=args.model or "tiny",
     )
@@ -189,7 +201,7 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
             random_draws=2,
             bootstrap_resamples=500,
         )
-    return spec
+    return validate_spec(spec, "sgt-nlp demo options")
 
 
 def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
@@ -384,7 +396,10 @@ def main(argv: list[str] | None = None) -> None:
     """Runs the demo and prints the task, the arms, the verdict and where the report is."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_settings(argv)
-    spec = demo_spec(args)
+    try:
+        spec = demo_spec(args)
+    except SpecError as exc:  # the options made a spec that cannot run: a usage error
+        raise UsageError(str(exc)) from None
     result = run_demo(spec, args.output_dir, overwrite=args.overwrite_output_dir)
     if not args.data_dir:
         from .synthetic import SyntheticConfig, describe

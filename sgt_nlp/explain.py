@@ -32,17 +32,23 @@ def explain_texts(
 ) -> list[dict]:
     """Per text: the words the model saw (``truncation`` picks them when the text exceeds ``max_length``), the
     predicted label and its probability, and one score per seen word for the prediction."""
-    from .loading import load_classifier, resolve_device
+    from .loading import load_classifier, position_limit, resolve_device
+    from .validation import check_position_limit, check_readable_texts
 
     target_device = resolve_device(device)
     model, tokenizer, _ = load_classifier(model_path, target_device)
     settings = explainer_class(method).select_settings({"aggregation": aggregation})
     explainer = get_explainer(method, model, tokenizer=tokenizer, **settings)
     words = [text.split() for text in texts]
-    empty = [i for i, w in enumerate(words) if not w]
-    if empty:
-        raise ValueError(f"text {empty[0] + 1} is empty")
+    check_readable_texts(tokenizer, words, lambda i: f"text {i + 1}")  # empty, [SEP] only, zero-width only
     alignment = align_words(tokenizer, words, max_length=max_length, truncation=truncation)
+    check_position_limit(
+        max_length,
+        lambda: [int(row.sum()) for row in alignment.encoding["attention_mask"]],
+        lambda i: f"text {i + 1}",
+        position_limit(model),
+        model_path,
+    )
     encoding = {k: v.to(target_device) for k, v in alignment.encoding.items()}
     attribution = explainer.attribute(encoding)
     scores = alignment.aggregate_to_lists(attribution.scores, word_aggregation)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,12 +23,28 @@ import numpy as np
 from .config import SaliencyGuidedTrainingArguments
 from .distributed import close_process_group
 from .files import is_inside
-from .finetune_data import DataArguments, load_raw_splits, tokenize_splits
-from .loading import load_tokenizer, require_peft, require_safetensors, resolve_model_path
+from .finetune_data import DataArguments, load_raw_splits, split_source, tokenize_splits
+from .loading import (
+    check_weight_files,
+    load_tokenizer,
+    position_limit,
+    require_peft,
+    require_safetensors,
+    resolve_model_path,
+)
 from .model_card import write_model_card
-from .validation import UsageError, check_positive, output_dir_claim, remove_outputs
+from .validation import (
+    UsageError,
+    check_finite_fields,
+    check_number,
+    check_position_limit,
+    check_positive,
+    output_dir_claim,
+    remove_outputs,
+)
 
 if TYPE_CHECKING:
+    from datasets import Dataset
     from torch import nn
     from transformers import EvalPrediction, HfArgumentParser
 
@@ -70,9 +87,11 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         check_positive("--max_length", self.max_length, allow_none=False)
         if self.lora_r < 0:
             raise UsageError(f"--lora_r must be >= 0 (0 = full fine-tuning), got {self.lora_r}")
+        check_number("--lora_alpha", self.lora_alpha, low=0.0, low_open=True)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise UsageError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.lora_r == 0 and self.lora_target_modules:
@@ -236,6 +255,7 @@ def _train(
     require_safetensors(path)
     train_raw, validation_raw, labels = load_raw_splits(data_args)
     tokenizer = load_tokenizer(path)
+    check_weight_files(path)
     train, validation = tokenize_splits(
         train_raw, validation_raw, labels, tokenizer, data_args, model_args.max_length
     )
@@ -247,6 +267,16 @@ def _train(
         ignore_mismatched_sizes=True,  # a checkpoint's head for another number of classes is re-initialised
         use_safetensors=True,  # never unpickle weights from a folder (require_safetensors above)
     )
+    limit = position_limit(model)
+    for name, split in (("train", train), ("validation", validation)):
+        if split is not None:
+            check_position_limit(
+                model_args.max_length,
+                partial(_lengths, split),
+                partial("{} row {}".format, split_source(data_args, name)),
+                limit,
+                path,
+            )
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id  # decoder heads find the last token by it
     if model_args.lora_r > 0:
@@ -304,6 +334,10 @@ def _train(
                     "deleted %s (the final model is saved; --keep_checkpoints keeps them)", ", ".join(removed)
                 )
     return trainer
+
+
+def _lengths(split: Dataset) -> list[int]:
+    return [len(ids) for ids in split["input_ids"]]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,12 @@ from .sampling import random_subset
 from .validation import (
     InputFileError,
     UsageError,
+    canonical_label,
+    check_label_spellings,
     check_max_length,
+    check_number,
     check_positive,
+    check_readable_texts,
     check_table_cells,
     first_data_line,
     sorted_label_names,
@@ -96,6 +101,7 @@ class DataArguments:
             )
         check_positive("--max_train_samples", self.max_train_samples)
         check_positive("--max_eval_samples", self.max_eval_samples)
+        check_number("--subset_seed", self.subset_seed, low=0, high=2**32 - 1)
         if self.truncation not in TRUNCATIONS:
             raise UsageError(f"--truncation={self.truncation!r} is not one of: {', '.join(TRUNCATIONS)}")
 
@@ -144,11 +150,17 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
     for name, split in (("train", train), ("validation", validation)):
         if split is None:
             continue
-        where = _split_source(data, name)
+        where = split_source(data, name)
         for column in (data.text_column, data.label_column, data.text_pair_column):
             if column and column not in split.column_names:
                 raise InputFileError(
                     where, None, column, f"no such column (columns: {', '.join(split.column_names)})"
+                )
+        for column in (data.text_column, data.text_pair_column):
+            dtype = getattr(split.features[column], "dtype", None) if column else None
+            if column and dtype not in ("string", "large_string"):
+                raise InputFileError(
+                    where, None, column, f"a text column holds {dtype or 'no'} values, not text"
                 )
         columns = [c for c in (data.text_column, data.text_pair_column, data.label_column) if c]
         check_table_cells(
@@ -160,10 +172,15 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
     else:
         # The label set is the training split's: a validation label outside it is an error, not a new class.
         labels = sorted_label_names(train[data.label_column])
+        for name, split in (("train", train), ("validation", validation)):
+            if split is not None:
+                check_label_spellings(
+                    map(canonical_label, split[data.label_column]), split_source(data, name)
+                )
     return train, validation, labels
 
 
-def _split_source(data: DataArguments, split: str) -> str:
+def split_source(data: DataArguments, split: str) -> str:
     """The file (or folder and split) a split was read from, for error messages."""
     if data.train_file:
         return data.train_file if split == "train" else str(data.validation_file)
@@ -172,6 +189,20 @@ def _split_source(data: DataArguments, split: str) -> str:
     assert data.data_dir is not None  # __post_init__: exactly one of data_dir, train_file, dataset_path
     return str(
         Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl"
+    )
+
+
+def _annotation(source: str, names: list[str], row: int) -> str:
+    return f"{source}, {names[row]}"
+
+
+def _cell(data: DataArguments, split: str, column: str, row: int) -> str:
+    """Where row ``row`` of a split's ``column`` is, for messages: file, line (where the format has lines)
+    and field."""
+    source = split_source(data, split)
+    first = first_data_line(source) if data.train_file else None
+    return (
+        f"{source}, " + (f"line {first + row}" if first is not None else f"row {row}") + f", field '{column}'"
     )
 
 
@@ -192,18 +223,23 @@ def tokenize_splits(
     label_to_id = {name: i for i, name in enumerate(labels)}
 
     def label_id(value: Any, row: int, split: str) -> int:
-        if str(value) in label_to_id:
-            return label_to_id[str(value)]
+        if canonical_label(value) in label_to_id:
+            return label_to_id[canonical_label(value)]
         if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(labels):  # a ClassLabel id
             return int(value)
-        source = _split_source(data, split)
+        source = split_source(data, split)
         first = first_data_line(source) if data.train_file else None
         line = None if first is None else first + row
         raise InputFileError(
             source,
             line,
             data.label_column,
-            f"row {row}: {value!r} is not one of the training labels {labels}",
+            f"row {row}: {value!r} is not one of the training labels {labels}"
+            + "".join(
+                f" (did you mean {name!r}?)"
+                for name in labels
+                if name.casefold() == canonical_label(value).casefold()
+            ),
         )
 
     def encode(batch, indices, split):
@@ -233,10 +269,13 @@ def tokenize_splits(
             continue
         if data.data_dir:
             where = [
-                f"{_split_source(data, split_name)}, annotation {a!r}, field 'query'"
+                f"{split_source(data, split_name)}, annotation {a!r}, field 'query'"
                 for a in split["annotation_id"]
             ]
             check_max_length(tokenizer, max_length, split["query_words"], where)
+            ids = [f"annotation {a!r}" for a in split["annotation_id"]]
+            source = split_source(data, split_name)
+            check_readable_texts(tokenizer, split["words"], partial(_annotation, source, ids))
         else:
             specials = tokenizer.num_special_tokens_to_add(pair=bool(data.text_pair_column))
             texts = 2 if data.text_pair_column else 1  # at least one piece of each text must fit
@@ -244,6 +283,9 @@ def tokenize_splits(
                 raise UsageError(
                     f"--max_length {max_length} leaves no room for text: the special tokens take {specials}"
                 )
+            check_readable_texts(
+                tokenizer, split[data.text_column], partial(_cell, data, split_name, data.text_column)
+            )
         limit = data.max_train_samples if split_name == "train" else data.max_eval_samples
         if limit is not None:
             split = random_subset(split, limit, data.subset_seed)

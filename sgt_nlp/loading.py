@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 MINILM_ALIAS = "minilm"
 BYTE_LEVEL_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text")
 ADAPTER_CONFIG = "adapter_config.json"
+#: the names of learned absolute position-embedding tables (BERT family, GPT-2, OPT)
+POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")
+#: files that hold a tokenizer's vocabulary (or any ``*.model`` SentencePiece file)
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -61,12 +65,42 @@ def resolve_device(device: str, state: Any = None) -> torch.device:
     return torch.device(device)
 
 
+def check_tokenizer_files(folder: str | Path) -> None:
+    """A model folder must hold its tokenizer's vocabulary: without one ``AutoTokenizer`` builds an empty
+    tokenizer of the 5 special tokens, every word becomes [UNK], and every prediction and score is that of an
+    empty text (p = 0.5, all scores 0) without an error."""
+    folder = Path(folder)
+    if not any((folder / name).is_file() for name in VOCABULARY_FILES) and not any(folder.glob("*.model")):
+        raise ValueError(
+            f"{folder}: no tokenizer files (none of {', '.join(VOCABULARY_FILES)}); save the tokenizer the "
+            "model was trained with beside it (tokenizer.save_pretrained)"
+        )
+
+
+def check_weight_files(folder: str | Path) -> None:
+    """Every ``*.safetensors`` file of a model folder has a readable header that covers the file: a truncated
+    or empty one (an interrupted copy) fails here naming the file, not as "header too small" from inside
+    ``from_pretrained``."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as exc:  # SafetensorError has no common base to catch by
+            raise ValueError(
+                f"{path}: not a readable safetensors file, truncated or damaged ({exc})"
+            ) from None
+
+
 def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     """The folder's tokenizer, ready for word lists: byte-level BPE gets ``add_prefix_space`` (which
     ``is_split_into_words`` needs), padding goes right (BERT-family heads read position 0; decoder heads read
-    the last non-padding token either way), and a tokenizer without a pad token pads with its EOS."""
+    the last non-padding token either way), and a tokenizer without a pad token pads with its EOS (one with
+    neither, or without tokenizer files, is an error naming the folder)."""
     from transformers import AutoTokenizer
 
+    check_tokenizer_files(folder)
     config = Path(folder) / "config.json"
     model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
     kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
@@ -84,6 +118,13 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship without one
+    if tokenizer.pad_token is None:
+        raise ValueError(
+            f"{folder}: the tokenizer has neither a pad nor an eos token, so batches cannot be padded; set "
+            '"pad_token" in its tokenizer_config.json'
+        )
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+        raise ValueError(f"{folder}: the tokenizer has no vocabulary beyond its special tokens")
     return tokenizer
 
 
@@ -147,6 +188,7 @@ def load_adapter_classifier(folder: str | Path) -> nn.Module:
         )
     require_safetensors(base_path)
     config = AutoConfig.from_pretrained(folder)
+    check_weight_files(base_path)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_path,
         config=config,
@@ -170,6 +212,8 @@ def load_classifier(
     if isinstance(device, str):
         device = resolve_device(device)
     folder = resolve_model_path(name_or_path)
+    check_tokenizer_files(folder)
+    check_weight_files(folder)
     if is_adapter_folder(folder):
         model = load_adapter_classifier(folder)
     else:
@@ -199,6 +243,19 @@ def require_safetensors(folder: str | Path) -> None:
             "trust the file: model.save_pretrained(folder) writes model.safetensors"
         )
     raise ValueError(f"{folder}: no model weights (model.safetensors)")
+
+
+def position_limit(model: Any) -> int | None:
+    """How many positions a model with learned absolute position embeddings reads (BERT's 512, RoBERTa's 514
+    less its padding offset, GPT-2's ``wpe``), or None for relative/rotary positions (no hard limit). A longer
+    input fails inside the forward with a shape error that names nothing."""
+    from torch import nn
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES:
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            return int(module.num_embeddings - offset - int(getattr(module, "offset", 0)))
+    return None
 
 
 # ---- label order -------------------------------------------------------------------------------------------

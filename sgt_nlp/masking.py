@@ -19,17 +19,41 @@ MASK_STRATEGIES: tuple[str, ...] = ("random_token", "mask_token", "zero", "unifo
 MASK_SELECTIONS: tuple[str, ...] = ("saliency", "random", "highest")
 
 
+#: the special tokens that mark structure (never a word of the text): never masked, scored or removed
+STRUCTURAL_TOKENS = ("pad", "bos", "eos", "sep", "cls", "mask")
+
+
 def special_ids_of(tokenizer=None, config=None) -> list[int]:
     """Ids that must never be masked or counted: every special token the tokenizer knows, else the
-    config's."""
+    config's; but not the unknown token.
+
+    ``[UNK]`` stands for a word of the text the vocabulary lacks (an emoji, another script): it moves the
+    prediction like any word, so saliency scores it, SGT may mask it and evaluation may remove it. (Counted
+    as special, every out-of-vocabulary word scored exactly 0 under every method.) Where the unknown token
+    is also a structural one (GPT-2's ``<|endoftext|>`` is unk, bos and eos at once) it stays special.
+    """
     ids: set[int] = set()
     if tokenizer is not None:
         ids.update(int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None)
+        unk = getattr(tokenizer, "unk_token_id", None)
+        structural = {getattr(tokenizer, f"{name}_token_id", None) for name in STRUCTURAL_TOKENS}
+        if isinstance(unk, int) and unk not in structural:
+            ids.discard(unk)
     if config is not None and not ids:
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id"):
             value = getattr(config, name, None)
             if isinstance(value, int):
                 ids.add(value)
+    return sorted(ids)
+
+
+def never_drawn_ids(tokenizer=None, config=None) -> list[int]:
+    """Ids a ``random_token`` replacement never draws: the special ones and the unknown token (a random
+    replacement is a real word)."""
+    ids = set(special_ids_of(tokenizer, config))
+    unk = getattr(tokenizer, "unk_token_id", None) if tokenizer is not None else None
+    if isinstance(unk, int):
+        ids.add(unk)
     return sorted(ids)
 
 

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from . import objective
 from .config import SaliencyGuidedTrainingArguments, write_sgt_settings
-from .masking import special_ids_of
+from .masking import never_drawn_ids, special_ids_of
 from .saliency import embedding_forward_kwargs, word_embedding_layer
 from .trainer_checks import check_datasets, check_gradient_checkpointing, check_model
 
@@ -63,6 +63,7 @@ class SaliencyGuidedTrainer(Trainer):
         assert self.model is not None  # Trainer.__init__ took it from model or model_init (or raised)
         check_model(self.model, self.processing_class, self.args)
         self._special_ids = special_ids_of(self.processing_class, self.model.config)
+        self._never_drawn = never_drawn_ids(self.processing_class, self.model.config)
         check_datasets(
             {"train_dataset": self.train_dataset, "eval_dataset": self.eval_dataset},
             # nn.Module.__getattr__ is typed Tensor | Module: the config of a transformers model
@@ -137,7 +138,7 @@ class SaliencyGuidedTrainer(Trainer):
             positions,
             word_embedding_layer(unwrapped),
             mask_token_id=getattr(self.processing_class, "mask_token_id", None),
-            special_ids=self._special_ids,
+            special_ids=self._never_drawn,
             candidates=batch.candidates,
             generator=generator,
         )

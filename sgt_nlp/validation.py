@@ -9,6 +9,8 @@ folder) exits with status 2, every other error with status 1 (see :func:`sgt_nlp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +29,42 @@ def check_positive(option: str, value: int | None, *, allow_none: bool = True) -
         raise UsageError(f"{option} must be a positive integer, got {value}")
 
 
+def check_number(
+    option: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = True,
+) -> None:
+    """``value`` must be a finite number within ``[low, high]`` (``(`` / ``)`` where ``low_open`` /
+    ``high_open``); NaN and infinities are refused, however wide the range (they train to NaN weights and
+    score nonsense without an error)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise UsageError(f"{option} must be in {span}, got {value!r}")
+
+
+def check_finite_fields(values: object, prefix: str = "--") -> None:
+    """Every float of a dataclass instance, also inside tuples and lists, must be finite: an option or spec
+    field that is NaN or infinite is refused, naming ``prefix + field``."""
+    assert dataclasses.is_dataclass(values) and not isinstance(values, type)
+    for name, value in ((f.name, getattr(values, f.name)) for f in dataclasses.fields(values)):
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, float) and not math.isfinite(item):
+                raise UsageError(f"{prefix}{name} must be a finite number, got {value!r}")
+
+
 def parse_name_list(option: str, text: str, allowed: Sequence[str]) -> tuple[str, ...]:
     """A comma-separated option value as a tuple of known names; empty lists and unknown names are errors."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -40,6 +78,14 @@ def parse_name_list(option: str, text: str, allowed: Sequence[str]) -> tuple[str
     if len(set(names)) != len(names):
         raise UsageError(f"{option} {text!r} repeats a name")
     return names
+
+
+def parse_seeds(option: str, text: str) -> tuple[int, ...]:
+    """A comma-separated list of seeds (non-negative integers, none repeated)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or not all(part.isdigit() for part in parts) or len(set(map(int, parts))) != len(parts):
+        raise UsageError(f"{option} {text!r}: give distinct non-negative integers, comma-separated")
+    return tuple(int(part) for part in parts)
 
 
 def check_device(device: str) -> None:
@@ -206,6 +252,64 @@ def check_max_length(
             )
 
 
+def input_lengths(
+    tokenizer, max_length: int, words: Sequence[Sequence[str]], query_words: Sequence[Sequence[str]]
+) -> list[int]:
+    """The word pieces each (document, query) pair takes, special tokens included, at most ``max_length``."""
+    has_pair = any(query_words)
+    specials = tokenizer.num_special_tokens_to_add(pair=has_pair)
+    lengths = []
+    for texts in (words, query_words) if has_pair else (words,):
+        lists = [list(w) for w in texts]
+        encoded = tokenizer(lists, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        lengths.append([len(ids) for ids in encoded["input_ids"]])
+    return [min(max_length, sum(parts) + specials) for parts in zip(*lengths, strict=True)]
+
+
+def check_position_limit(
+    max_length: int,
+    lengths: Callable[[], Sequence[int]],
+    where: Callable[[int], str],
+    limit: int | None,
+    model: str,
+    option: str = "--max_length",
+) -> None:
+    """Inputs may not be longer than the positions the model has learned (``limit``, None: no limit): the
+    forward would fail mid-run with "The size of tensor a (1602) must match the size of tensor b (512)".
+    ``lengths()`` gives each input's pieces (only called when ``max_length`` exceeds the limit); ``where(i)``
+    names input ``i`` for the message."""
+    if limit is None or max_length <= limit:
+        return
+    for i, length in enumerate(lengths()):
+        if length > limit:
+            raise UsageError(
+                f"{option} {max_length} is more than the {limit} positions {model} reads, and {where(i)} "
+                f"takes {length} pieces; give {option} {limit} or less"
+            )
+
+
+def check_readable_texts(
+    tokenizer, texts: Sequence[Sequence[str]] | Sequence[str], where: Callable[[int], str]
+) -> None:
+    """Every text (a word list, or a string) must hold a token the model reads as text: one made only of
+    special tokens (``[SEP] [CLS]``) or zero-width characters would get a prediction and an all-zero heatmap,
+    where an empty text is refused; it is refused alike, naming ``where(i)``. ``[UNK]`` counts as text."""
+    from .masking import special_ids_of
+
+    special = set(special_ids_of(tokenizer))
+    as_words = bool(texts) and not isinstance(texts[0], str)
+    batch = [list(t) for t in texts] if as_words else list(texts)
+    for start in range(0, len(batch), 256):
+        chunk = batch[start : start + 256]
+        encoded = tokenizer(chunk, is_split_into_words=as_words, add_special_tokens=False, verbose=False)
+        for offset, ids in enumerate(encoded["input_ids"]):
+            if all(token in special for token in ids):
+                raise ValueError(
+                    f"{where(start + offset)}: no token the model reads as text (only special tokens or "
+                    "zero-width characters, if anything); remove it or give it words"
+                )
+
+
 # ---- tables (CSV / JSON lines) -----------------------------------------------------------------------------
 
 
@@ -245,10 +349,42 @@ def check_table_cells(path: str | Path, columns: dict[str, Sequence[object]], fi
                 raise InputFileError(path, line, name, f"empty cell{where}")
 
 
+def canonical_label(value: object) -> str:
+    """THE spelling of a label, in every split and file: surrounding whitespace stripped, and a number in one
+    form (``1``, ``1.0`` and ``01`` are class ``1``; ``0.50`` is ``0.5``). Without it ``pos`` and ``pos ``,
+    or ``1`` and ``1.0``, became different classes without a word. Case is kept (``Pos`` is not ``pos``):
+    labels that differ only in case are refused by :func:`check_label_spellings`."""
+    text = str(value).strip()
+    if isinstance(value, bool):
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number) or not any(c.isdigit() for c in text):
+        return text
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def check_label_spellings(labels: Iterable[str], where: str) -> None:
+    """Two labels of a split that differ only in case (``pos`` and ``Pos``) are refused: one class spelt
+    twice, or two classes no reader can tell apart; either way the file needs fixing."""
+    seen: dict[str, str] = {}
+    for label in sorted(set(labels)):
+        other = seen.setdefault(label.casefold(), label)
+        if other != label:
+            raise InputFileError(
+                where,
+                None,
+                None,
+                f"labels {other!r} and {label!r} differ only in case; spell each class one way",
+            )
+
+
 def sorted_label_names(values: Iterable[object]) -> list[str]:
-    """The label set as strings, in class-id order: numeric labels by value (so that label ``2`` is class 2,
-    not after ``10``), anything else alphabetically."""
-    names = {str(value) for value in values}
+    """The label set as canonical strings (:func:`canonical_label`), in class-id order: numeric labels by
+    value (so that label ``2`` is class 2, not after ``10``), anything else alphabetically."""
+    names = {canonical_label(value) for value in values}
 
     def as_number(name: str) -> float | None:
         try:

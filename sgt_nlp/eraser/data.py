@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sgt_nlp.eraser.records import Annotation, Document, ERASERDataError, ERASERSplit, Evidence, LoadReport
 from sgt_nlp.files import PLAIN_NAME, is_inside
+from sgt_nlp.validation import canonical_label
 
 # ------------------------------------------------------------------------------------------------------------
 # documents
@@ -184,6 +185,7 @@ def read_annotations(
         raise ERASERDataError(path, None, None, "annotation file does not exist")
     report = report if report is not None else LoadReport(str(path))
     label_set = set(labels) if labels is not None else None
+    spellings: dict[str, str] = {}
     seen: dict[str, int] = {}
     annotations: list[Annotation] = []
     read_utf8(path)  # undecodable bytes: an error that names the line
@@ -207,14 +209,22 @@ def read_annotations(
                 )
             seen[ann_id] = line_no
             label = raw.get("classification")
-            if not isinstance(label, str):
-                raise ERASERDataError(path, line_no, "classification", f"must be a string, got {label!r}")
+            if not isinstance(label, str) or not label.strip():
+                raise ERASERDataError(path, line_no, "classification", f"must be a label, got {label!r}")
+            label = canonical_label(label)  # ' POS' is POS, '1.0' is 1: one spelling per class
             if label_set is not None and label not in label_set:
                 raise ERASERDataError(
                     path,
                     line_no,
                     "classification",
                     f"label {label!r} is not in the label set {sorted(label_set)}",
+                )
+            if label_set is None and (spelt := spellings.setdefault(label.casefold(), label)) != label:
+                raise ERASERDataError(
+                    path,
+                    line_no,
+                    "classification",
+                    f"label {label!r} differs only in case from {spelt!r}; spell each class one way",
                 )
             raw_groups = raw.get("evidences") or []
             if not isinstance(raw_groups, list):

@@ -29,7 +29,7 @@ class ResultsError(ValueError):
     """A results file the official scorer would reject (or mis-score); names file, line and field."""
 
     def __init__(self, path: str | Path, line: int | None, field_name: str | None, message: str) -> None:
-        self.path, self.line, self.field = str(path), line, field_name
+        self.path, self.line, self.field, self.message = str(path), line, field_name, message
         where = self.path + (f", line {line}" if line is not None else "")
         where += f", field '{field_name}'" if field_name else ""
         super().__init__(f"{where}: {message}")

@@ -19,6 +19,9 @@ from sgt_nlp.eraser.results import (
     rationale_fields_in,
 )
 
+#: how far a distribution's sum may be from 1 (float32 softmax outputs written as float64 are within 1e-6)
+PROBABILITY_SUM_TOLERANCE = 1e-3
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -34,6 +37,13 @@ def _check_distribution(value: object, labels: set[str], path: Path, line_no: in
     for label, prob in value.items():
         if not _is_number(prob):
             raise ResultsError(path, line_no, f"{name}.{label}", f"must be a finite number, got {prob!r}")
+        if not 0.0 <= prob <= 1.0:
+            raise ResultsError(
+                path, line_no, f"{name}.{label}", f"a probability must be in [0, 1], got {prob!r}"
+            )
+    total = math.fsum(value.values())
+    if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
+        raise ResultsError(path, line_no, name, f"the probabilities sum to {total:.6g}, not 1")
 
 
 def _check_score_list(

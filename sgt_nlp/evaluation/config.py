@@ -14,7 +14,7 @@ from ..eraser.align import TRUNCATIONS, WORD_AGGREGATIONS
 from ..explainers import EXPLAINERS, explainer_class
 from ..metrics import DEFAULT_AOPC_THRESHOLDS
 from ..saliency import AGGREGATIONS
-from ..validation import UsageError, check_positive
+from ..validation import UsageError, check_finite_fields, check_number, check_positive
 
 #: how removed words are replaced in comprehensiveness, sufficiency, AOPC and the masked-accuracy curve
 REMOVALS: tuple[str, ...] = ("delete", "mask_token", "random_token")
@@ -157,6 +157,8 @@ class EvaluationConfig:
         unknown = [m for m in self.methods if m not in EXPLAINERS]
         if unknown:
             raise UsageError(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(EXPLAINERS)}")
+        check_finite_fields(self)
+        check_positive("--batch_size", self.batch_size, allow_none=False)
         check_positive("--max_length", self.max_length, allow_none=False)
         check_positive("--max_examples", self.max_examples)  # 0 is not "all": leave it out for all
         check_positive("--ig_steps", self.ig_steps, allow_none=False)
@@ -181,10 +183,9 @@ class EvaluationConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
-        if self.threshold is not None and not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        check_number("--threshold", self.threshold, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_number("--smoothgrad_noise", self.smoothgrad_noise, low=0.0, allow_none=False)
+        check_number("--seed", self.seed, low=0, allow_none=False)
 
     @property
     def removals(self) -> tuple[str, ...]:

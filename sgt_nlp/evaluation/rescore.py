@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..eraser import load_split
-from ..eraser.results import read_results, write_results
+from ..eraser.results import ResultsError, read_results, write_results
 from ..eraser.verify import verify_results
 from ..files import PLAIN_NAME, atomic_write_text, is_inside
 from ..metrics import score_records
@@ -69,9 +69,12 @@ def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[
             staged_results = method_dir / ".results.jsonl.rescored"
             staged.append(staged_results)
             write_results(staged_results, records)
-            verify_results(
-                staged_results, annotations, split.documents, run["labels"], run["aopc_thresholds"]
-            )
+            try:
+                verify_results(
+                    staged_results, annotations, split.documents, run["labels"], run["aopc_thresholds"]
+                )
+            except ResultsError as exc:  # name the user's file and its line, not the staged copy
+                raise _in_original(exc, records, read_results(staged_results), results_path) from None
             old = json.loads((method_dir / "scores.json").read_text())
             settings = old.get("evaluation_settings", {})
             new = score_records(
@@ -107,3 +110,12 @@ def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[
     atomic_write_text(out / "summary.json", summary_json)
     atomic_write_text(out / "summary.md", summary_md)
     return summary
+
+
+def _in_original(error: ResultsError, original: list[dict], staged: list[dict], path: Path) -> ResultsError:
+    """``error`` about the staged (reordered) copy, restated for the line of ``path`` it came from."""
+    line = error.line
+    if line is not None and 0 < line <= len(staged):
+        wanted = staged[line - 1].get("annotation_id")
+        line = next((i for i, r in enumerate(original, start=1) if r.get("annotation_id") == wanted), None)
+    return ResultsError(path, line, error.field, error.message)

@@ -24,10 +24,18 @@ from ..loading import (
     load_classifier,
     match_label_order,
     model_label_names,
+    position_limit,
     read_sgt_settings,
     resolve_device,
 )
-from ..validation import UsageError, check_device, check_max_length
+from ..validation import (
+    UsageError,
+    check_device,
+    check_max_length,
+    check_position_limit,
+    check_readable_texts,
+    input_lengths,
+)
 from .checkpoint import DoneBatch, EvaluationCheckpoint, fingerprint
 from .config import EvaluationConfig
 from .evaluator import BatchEvaluator
@@ -110,6 +118,22 @@ def evaluate_rationales(
         config.max_length,
         [ex.query_words for ex in examples],
         [f"{split_file}, line {ann.line}, field 'query'" for ann in annotations],
+    )
+    check_readable_texts(
+        tokenizer,
+        [ex.words for ex in examples],
+        lambda i: (
+            f"{split_file}, line {annotations[i].line}, field 'docids' ({', '.join(examples[i].docids)})"
+        ),
+    )
+    check_position_limit(
+        config.max_length,
+        lambda: input_lengths(
+            tokenizer, config.max_length, [ex.words for ex in examples], [ex.query_words for ex in examples]
+        ),
+        lambda i: f"{split_file}, line {annotations[i].line}",
+        position_limit(model),
+        str(model_path),
     )
     threshold = config.threshold if config.threshold is not None else mean_rationale_fraction(split, chosen)
     threshold = float(round(threshold, 4))

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from ..validation import check_number, check_positive, parse_seeds
 from .data import SHARED_DATA, export_half_precision_model
 from .runner import Experiment
 from .spec import PRESETS, ExperimentSpec, SpecError, load_spec, validate_spec
@@ -122,7 +123,7 @@ def selected_spec(args: ExperimentArguments, base: ExperimentSpec | None = None)
     reads the others' records."""
     spec = base if base is not None else base_spec(args)
     if args.seeds:
-        spec = replace(spec, seeds=tuple(int(s) for s in args.seeds.split(",")))
+        spec = replace(spec, seeds=parse_seeds("--seeds", args.seeds))
     if args.eval_processes is not None:
         spec = replace(spec, eval_processes=args.eval_processes)
     return validate_spec(spec, args.spec or f"preset {args.preset}")
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = make_parser()
     (args,) = parser.parse_args_into_dataclasses(args=argv)
+    check_number("--wait_seconds", args.wait_seconds, low=0.0, allow_none=False)
+    check_positive("--eval_processes", args.eval_processes)
     if args.export_model:
         print(export_half_precision_model(*args.export_model))
         return

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import PLAIN_NAME
+from .spec_checks import SpecError, check_dataset_ranges, check_spec_ranges, check_types
 
 #: the explanation methods a spec can ask for; ``gradient_l2`` is the score the trainer shapes (``l2``),
 #: ``gradient`` is grad x input (the evaluation default), ``random`` is averaged over ``random_draws`` seeds
@@ -92,10 +93,6 @@ class ExperimentSpec:
         return pairs
 
 
-class SpecError(ValueError):
-    """A spec that cannot run; names the file and the field."""
-
-
 def _check_choice(where: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise SpecError(f"{where}: {value!r} is not one of: {', '.join(allowed)}")
@@ -119,18 +116,18 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
     check_plain_name(f"{source}: name", spec.name)
     if not spec.datasets:
         raise SpecError(f"{source}: datasets: at least one dataset is needed")
+    check_types(spec, f"{source}: ")
     for i, d in enumerate(spec.datasets):
         check_plain_name(f"{source}: datasets[{i}].name", d.name)
     for arm in spec.arms:
         check_plain_name(f"{source}: arms.{arm}", arm)
-    for seed in spec.seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise SpecError(f"{source}: seeds: non-negative integers needed, got {seed!r}")
     names = [d.name for d in spec.datasets]
     if len(set(names)) != len(names):
         raise SpecError(f"{source}: datasets: names repeat ({names})")
     for i, d in enumerate(spec.datasets):
         where = f"{source}: datasets[{i}] ({d.name})"
+        check_types(d, f"{where}.")
+        check_dataset_ranges(d, where)
         _check_choice(f"{where}.source", d.source, SOURCES)
         _check_choice(f"{where}.truncation", d.truncation, TRUNCATIONS)
         if d.source != "synthetic" and not d.path:
@@ -153,6 +150,7 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
                 raise SpecError(
                     f"{source}: arms.{arm}.{key}: not an sgt_* setting ({', '.join(sorted(sgt_fields))})"
                 )
+    check_spec_ranges(spec, source)
     for i, pair in enumerate(spec.compared_pairs()):
         for arm in pair:
             if arm not in spec.arms:

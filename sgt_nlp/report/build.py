@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_bytes, atomic_write_text
-from .eval_runs import EvalRun, load_eval_dir, unique_names
+from .eval_runs import EvalRun, check_comparable, load_eval_dir, unique_names
 from .heatmap import HEATMAP_CSS
 from .sanity_page import sanity_section
 from .sections import (
@@ -125,6 +125,7 @@ def build_report(
     if not eval_dirs:
         raise ValueError("build_report needs at least one evaluation folder")
     runs = [load_eval_dir(d) for d in eval_dirs]
+    check_comparable(runs)
     unique_names(runs)
     methods = list(dict.fromkeys(m for run in runs for m in run.methods))
     output = Path(output)

@@ -102,3 +102,32 @@ def unique_names(runs: list[EvalRun]) -> None:
         seen[run.name] = seen.get(run.name, 0) + 1
         if seen[run.name] > 1:
             run.name = f"{run.name} #{seen[run.name]}"
+
+
+#: what two evaluation folders of one report must share: their examples (data and split) and the fractions
+#: their comp/suff and AOPC numbers are taken at; otherwise the differences and the paired intervals compare
+#: numbers of different examples, or of different removal amounts, as if they were the same
+COMPARED_SETTINGS = ("data_dir", "split", "threshold", "aopc_thresholds")
+
+
+def check_comparable(runs: list[EvalRun]) -> None:
+    """Refuse evaluation folders that did not evaluate the same examples in the same way, naming both
+    ``run.json`` files and the setting (one missing from a ``run.json`` is not compared)."""
+    import os
+
+    def setting(run: EvalRun, key: str) -> Any:
+        value = run.run.get(key)
+        if key == "data_dir" and isinstance(value, str):
+            return os.path.normpath(value)
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    first = runs[0]
+    for other in runs[1:]:
+        for key in COMPARED_SETTINGS:
+            a, b = setting(first, key), setting(other, key)
+            if a is not None and b is not None and a != b:
+                where = other.path / "run.json"
+                raise ValueError(
+                    f"{where}: {key} {b!r} differs from {a!r} in {first.path / 'run.json'}; a report "
+                    "compares models on the same examples, evaluated the same way"
+                )

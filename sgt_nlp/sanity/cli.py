@@ -12,7 +12,7 @@ from typing import Any
 
 from ..eraser.align import TRUNCATIONS
 from ..explainers import EXPLAINERS
-from ..loading import model_label_names, resolve_device
+from ..loading import model_label_names, position_limit, resolve_device
 from ..saliency import TARGET_OUTPUTS
 from .checks import SanityConfig, run_sanity_checks
 from .methods import DEFAULT_METHODS, parse_methods
@@ -116,12 +116,23 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
 
     from ..report.sanity_tables import stage_table, summary_table
-    from ..validation import check_device, check_max_length, check_positive, output_dir_claim
+    from ..validation import (
+        check_device,
+        check_max_length,
+        check_number,
+        check_position_limit,
+        check_positive,
+        check_readable_texts,
+        input_lengths,
+        output_dir_claim,
+    )
     from .io import encode_batches, load_eraser_inputs, load_model, write_outputs
 
     for option in ("max_examples", "max_length", "batch_size", "ig_steps", "smoothgrad_samples"):
         check_positive(f"--{option}", getattr(args, option), allow_none=False)
     check_positive("--max_stages", args.max_stages)
+    check_number("--seed", args.seed, low=0)
+    check_number("--precision_examples", args.precision_examples, low=0)
     check_device(args.device)
     with output_dir_claim(
         args.output_dir,
@@ -139,7 +150,15 @@ def main(argv: list[str] | None = None) -> None:
         split_file = Path(args.data_dir) / f"{args.split}.jsonl"
         where = [f"{split_file}, example {i}, field 'query'" for i in range(len(queries))]
         check_max_length(tokenizer, args.max_length, queries, where)
+        check_readable_texts(tokenizer, words, lambda i: f"{split_file}, example {i}")
         batches = encode_batches(tokenizer, words, queries, args.max_length, args.batch_size, args.truncation)
+        check_position_limit(
+            args.max_length,
+            lambda: input_lengths(tokenizer, args.max_length, words, queries),
+            lambda i: f"{split_file}, example {i}",
+            position_limit(model),
+            args.model,
+        )
         result = run_sanity_checks(model, tokenizer, batches, config, labels)
         result.inputs.update(
             {
