@@ -118,7 +118,8 @@ def check_comparable(runs: list[EvalRun]) -> None:
     def setting(run: EvalRun, key: str) -> Any:
         value = run.run.get(key)
         if key == "data_dir" and isinstance(value, str):
-            return os.path.normpath(value)
+            # one folder reached through a link (the demo's seed0/data) is the same data
+            return os.path.realpath(value) if os.path.isdir(value) else os.path.normpath(value)
         return list(value) if isinstance(value, (list, tuple)) else value
 
     first = runs[0]
