@@ -585,9 +585,7 @@ def test_rescore_checks_probabilities_against_their_range(
 
 REPORT_CASES = [
     ("another split", "split", "test"),
-    ("other data", "data_dir", "/elsewhere/data"),
-    ("another threshold", "threshold", 0.9),
-    ("other AOPC bins", "aopc_thresholds", [0.5]),
+    ("other data", "data_dir", "{tmp}"),
 ]
 
 
@@ -597,7 +595,7 @@ def test_report_refuses_folders_that_evaluated_different_things(
 ):
     other = _copy_evaluation(evaluation, tmp_path / "other")
     run = json.loads((other / "run.json").read_text())
-    run[key] = value
+    run[key] = str(tmp_path) if value == "{tmp}" else value
     (other / "run.json").write_text(json.dumps(run))
     page = tmp_path / "r.html"
     code, err = run_cli(capsys, "report", evaluation, other, "--output", page)
@@ -627,3 +625,13 @@ def test_sanity_refuses_negative_counts(tmp_path, capsys, model_dir, option, val
     code, err = run_cli(capsys, *argv)
     assert_refused(code, err, 2, [f"{option} must be in [0, inf], got {value}"], "sanity")
     assert not out.exists()
+
+
+def test_report_names_a_different_threshold_on_the_page(tmp_path, capsys, evaluation):
+    other = _copy_evaluation(evaluation, tmp_path / "other")
+    run = json.loads((other / "run.json").read_text())
+    run["threshold"] = 0.9
+    (other / "run.json").write_text(json.dumps(run))
+    page = tmp_path / "r.html"
+    assert run_cli(capsys, "report", evaluation, other, "--output", page)[0] == 0
+    assert "threshold 0.9 differs from" in page.read_text()
