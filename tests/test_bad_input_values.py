@@ -260,6 +260,10 @@ def test_max_length_beyond_the_model_positions(tmp_path, capsys, model_dir):
     assert not out.exists()
     # a max_length within the limit cuts the same document and runs
     assert run_cli(capsys, *argv, "--methods", "random", "--max_length", "128")[0] == 0
+    sanity = ["sanity", "--model", model_dir, "--data_dir", data, "--output_dir", tmp_path / "s"]
+    code, err = run_cli(capsys, *sanity, "--max_length", "300")
+    assert_refused(code, err, 2, ["--max_length 300", "128 positions", "val.jsonl, example 1"], "sanity")
+    assert not (tmp_path / "s").exists()
 
     rows = [("the film was good " * 60, "pos"), ("bad", "neg")]
     train = write_csv(tmp_path / "long.csv", rows)
