@@ -194,6 +194,7 @@ SPEC_CASES = [
     ("negative seed", _set("seeds", [-1]), ["seeds: must be in [0, inf], got -1"]),
     ("warmup 2", _set("warmup", 2.0), ["warmup: must be in [0, 1), got 2.0"]),
     ("ig steps as float", _set("ig_steps", 2.5), ["ig_steps: 2.5 is not of type int"]),
+    ("comparisons as a number", _set("comparisons", 5), ["comparisons: 5 is not of type"]),
     (
         "synthetic count as text",
         _set("datasets", 0, "synthetic", "n_train", "64"),
