@@ -65,6 +65,17 @@ def resolve_device(device: str, state: Any = None) -> torch.device:
     return torch.device(device)
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, or a ValueError naming the file (json's own names only the line)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
 def check_tokenizer_files(folder: str | Path) -> None:
     """A model folder must hold its tokenizer's vocabulary: without one ``AutoTokenizer`` builds an empty
     tokenizer of the 5 special tokens, every word becomes [UNK], and every prediction and score is that of an
@@ -102,9 +113,13 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
 
     check_tokenizer_files(folder)
     config = Path(folder) / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    model_type = read_json_object(config).get("model_type") if config.is_file() else None
     kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    except Exception as exc:  # tokenizers' own errors (a damaged tokenizer.json) name no file
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{folder}: the tokenizer files cannot be read ({reason})") from exc
     if not kwargs and _byte_level_without_prefix_space(tokenizer):
         # GPT-2-style tokenizers (GPT-2, GPT-Neo, Phi, ...): without it a split word is encoded as if glued to
         # the previous one, unlike the same word in running text
@@ -210,6 +225,9 @@ def load_classifier(
     if is_adapter_folder(folder):
         model = load_adapter_classifier(folder)
     else:
+        config_path = Path(folder) / "config.json"
+        if config_path.is_file():
+            read_json_object(config_path)  # a damaged config.json named by its path
         model = AutoModelForSequenceClassification.from_pretrained(folder)
     return model.to(device).eval(), load_tokenizer(folder), folder
 

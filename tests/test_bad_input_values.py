@@ -640,3 +640,28 @@ def test_report_names_a_different_threshold_on_the_page(tmp_path, capsys, evalua
     page = tmp_path / "r.html"
     assert run_cli(capsys, "report", evaluation, other, "--output", page)[0] == 0
     assert "threshold 0.9 differs from" in page.read_text()
+
+
+def damaged_tokenizer_json(folder: Path) -> None:
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+
+
+def damaged_config(folder: Path) -> None:
+    (folder / "config.json").write_text("{not json")
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (damaged_tokenizer_json, ["the tokenizer files cannot be read"]),
+        (damaged_config, ["config.json: not valid JSON"]),
+    ],
+    ids=["damaged tokenizer.json", "damaged config.json"],
+)
+def test_damaged_model_files_are_named(tmp_path, capsys, model_dir, change, expected):
+    model = _copy_model(model_dir, tmp_path / "model")
+    change(model)
+    code, err = run_cli(
+        capsys, "explain", "--model", model, "--text", "good film", "--html", tmp_path / "e.html"
+    )
+    assert_refused(code, err, 1, [str(model), *expected], "explain")
