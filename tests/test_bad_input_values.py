@@ -665,3 +665,11 @@ def test_damaged_model_files_are_named(tmp_path, capsys, model_dir, change, expe
         capsys, "explain", "--model", model, "--text", "good film", "--html", tmp_path / "e.html"
     )
     assert_refused(code, err, 1, [str(model), *expected], "explain")
+
+
+def test_report_checks_the_probabilities_it_compares(tmp_path, capsys, evaluation):
+    other = _copy_evaluation(evaluation, tmp_path / "other")
+    _rewrite_results(other, lambda r: r["comprehensiveness_classification_scores"].update(POS=7.0))
+    code, err = run_cli(capsys, "report", evaluation, other, "--output", tmp_path / "r.html")
+    expected = ["results.jsonl, line 1, field 'comprehensiveness_classification_scores.POS'", "[0, 1]: 7.0"]
+    assert_refused(code, err, 1, expected, "report")
