@@ -673,3 +673,23 @@ def test_report_checks_the_probabilities_it_compares(tmp_path, capsys, evaluatio
     code, err = run_cli(capsys, "report", evaluation, other, "--output", tmp_path / "r.html")
     expected = ["results.jsonl, line 1, field 'comprehensiveness_classification_scores.POS'", "[0, 1]: 7.0"]
     assert_refused(code, err, 1, expected, "report")
+
+
+def test_a_validation_file_is_read_by_its_own_type(tmp_path):
+    from sgt_nlp.finetune_data import DataArguments, load_raw_splits
+
+    train = sentences_csv(tmp_path / "d")
+    val = tmp_path / "d" / "v.jsonl"
+    val.write_text("".join(json.dumps({"text": t, "label": " pos"}) + "\n" for t in ("good", "fun")))
+    data = DataArguments(train_file=str(train), validation_file=str(val))
+    _, validation, labels = load_raw_splits(data)
+    assert labels == ["neg", "pos"] and validation is not None and validation["text"] == ["good", "fun"]
+
+
+def test_a_json_lines_file_that_is_not_json_is_named(tmp_path, capsys, model_dir):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": \n')
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", path))
+    assert_refused(code, err, 1, [f"{path}: cannot be read as json"], "train")
+    assert not out.exists()
