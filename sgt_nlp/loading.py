@@ -215,7 +215,6 @@ def load_classifier(
     that evaluation sees exactly the trained function. ``device`` is a name or a ``torch.device``; ``auto``
     goes through :func:`resolve_device`.
     """
-    from transformers import AutoModelForSequenceClassification
 
     if isinstance(device, str):
         device = resolve_device(device)
@@ -228,8 +227,29 @@ def load_classifier(
         config_path = Path(folder) / "config.json"
         if config_path.is_file():
             read_json_object(config_path)  # a damaged config.json named by its path
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model = load_trained_weights(folder)
     return model.to(device).eval(), load_tokenizer(folder), folder
+
+
+def load_trained_weights(folder: str) -> nn.Module:
+    """The classifier of a folder whose weights cover every tensor: weights of another shape than
+    ``config.json`` says, or without some tensors (a base model without its classification head, which
+    ``from_pretrained`` initialises at random with a warning, so every prediction and score would be noise),
+    are errors naming the folder."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True)
+    except RuntimeError as exc:  # shapes that do not fit config.json
+        raise ValueError(f"{folder}: the weights do not fit its config.json ({exc})") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ValueError(
+            f"{folder}: the weights lack {shown}, which would be initialised at random; give a classifier "
+            "trained with its head (sgt-nlp train writes one)"
+        )
+    return model
 
 
 def position_limit(model: Any) -> int | None:

@@ -693,3 +693,36 @@ def test_a_json_lines_file_that_is_not_json_is_named(tmp_path, capsys, model_dir
     code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", path))
     assert_refused(code, err, 1, [f"{path}: cannot be read as json"], "train")
     assert not out.exists()
+
+
+def weights_without_head(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    kept = {k: v for k, v in weights.items() if not k.startswith("classifier")}
+    save_file(kept, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def weights_of_another_shape(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "NEG", "1": "POS", "2": "MIXED"}
+    config["label2id"] = {"NEG": 0, "POS": 1, "MIXED": 2}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (weights_without_head, ["the weights lack classifier.bias, classifier.weight", "at random"]),
+        (weights_of_another_shape, ["the weights do not fit its config.json"]),
+    ],
+    ids=["no classification head", "head of another size"],
+)
+def test_weights_that_do_not_make_the_classifier_are_refused(tmp_path, capsys, model_dir, change, expected):
+    """A base model's weights loaded with a random head (a warning, exit 0, every score noise)."""
+    model = _copy_model(model_dir, tmp_path / "model")
+    change(model)
+    code, err = run_cli(
+        capsys, "explain", "--model", model, "--text", "good film", "--html", tmp_path / "e.html"
+    )
+    assert_refused(code, err, 1, [str(model), *expected], "explain")
