@@ -135,17 +135,20 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
         files = {"train": data.train_file}
         if data.validation_file:
             files["validation"] = data.validation_file
-        suffix = Path(data.train_file).suffix.lower()
-        builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
-        if builder is None:
-            raise ValueError(
-                f"{data.train_file}: unsupported file type {suffix!r} (use .csv, .json or .jsonl)"
-            )
-        for path in files.values():
+        loaded = {}
+        for name, path in files.items():
+            suffix = Path(path).suffix.lower()
+            builder = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
+            if builder is None:
+                raise ValueError(f"{path}: unsupported file type {suffix!r} (use .csv, .json or .jsonl)")
             if not Path(path).is_file():
                 raise InputFileError(path, None, None, "file does not exist")
             read_utf8(Path(path))  # undecodable bytes: an error that names the line, not a pyarrow traceback
-        loaded = datasets.load_dataset(builder, data_files=files)
+            try:  # each file by its own type: a .jsonl validation file beside a .csv is read as JSON lines
+                loaded[name] = datasets.load_dataset(builder, data_files={"train": path})["train"]
+            except Exception as exc:  # datasets' build errors run to many lines and name no line
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InputFileError(path, None, None, f"cannot be read as {builder}: {reason}") from exc
         train, validation = loaded["train"], loaded.get("validation")
     for name, split in (("train", train), ("validation", validation)):
         if split is None:

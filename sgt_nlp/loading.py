@@ -65,6 +65,17 @@ def resolve_device(device: str, state: Any = None) -> torch.device:
     return torch.device(device)
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, or a ValueError naming the file (json's own names only the line)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
 def check_tokenizer_files(folder: str | Path) -> None:
     """A model folder must hold its tokenizer's vocabulary: without one ``AutoTokenizer`` builds an empty
     tokenizer of the 5 special tokens, every word becomes [UNK], and every prediction and score is that of an
@@ -102,9 +113,13 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
 
     check_tokenizer_files(folder)
     config = Path(folder) / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    model_type = read_json_object(config).get("model_type") if config.is_file() else None
     kwargs = {"add_prefix_space": True} if model_type in BYTE_LEVEL_MODEL_TYPES else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    except Exception as exc:  # tokenizers' own errors (a damaged tokenizer.json) name no file
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{folder}: the tokenizer files cannot be read ({reason})") from exc
     if not kwargs and _byte_level_without_prefix_space(tokenizer):
         # GPT-2-style tokenizers (GPT-2, GPT-Neo, Phi, ...): without it a split word is encoded as if glued to
         # the previous one, unlike the same word in running text
@@ -207,7 +222,6 @@ def load_classifier(
     that evaluation sees exactly the trained function. ``device`` is a name or a ``torch.device``; ``auto``
     goes through :func:`resolve_device`.
     """
-    from transformers import AutoModelForSequenceClassification
 
     if isinstance(device, str):
         device = resolve_device(device)
@@ -218,7 +232,10 @@ def load_classifier(
         model = load_adapter_classifier(folder)
     else:
         require_safetensors(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+        config_path = Path(folder) / "config.json"
+        if config_path.is_file():
+            read_json_object(config_path)  # a damaged config.json named by its path
+        model = load_trained_weights(folder)
     return model.to(device).eval(), load_tokenizer(folder), folder
 
 
@@ -243,6 +260,29 @@ def require_safetensors(folder: str | Path) -> None:
             "trust the file: model.save_pretrained(folder) writes model.safetensors"
         )
     raise ValueError(f"{folder}: no model weights (model.safetensors)")
+
+
+def load_trained_weights(folder: str) -> nn.Module:
+    """The classifier of a folder whose weights cover every tensor: weights of another shape than
+    ``config.json`` says, or without some tensors (a base model without its classification head, which
+    ``from_pretrained`` initialises at random with a warning, so every prediction and score would be noise),
+    are errors naming the folder."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            folder, output_loading_info=True, use_safetensors=True
+        )
+    except RuntimeError as exc:  # shapes that do not fit config.json
+        raise ValueError(f"{folder}: the weights do not fit its config.json ({exc})") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ValueError(
+            f"{folder}: the weights lack {shown}, which would be initialised at random; give a classifier "
+            "trained with its head (sgt-nlp train writes one)"
+        )
+    return model
 
 
 def position_limit(model: Any) -> int | None:

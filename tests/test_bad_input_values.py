@@ -194,6 +194,7 @@ SPEC_CASES = [
     ("negative seed", _set("seeds", [-1]), ["seeds: must be in [0, inf], got -1"]),
     ("warmup 2", _set("warmup", 2.0), ["warmup: must be in [0, 1), got 2.0"]),
     ("ig steps as float", _set("ig_steps", 2.5), ["ig_steps: 2.5 is not of type int"]),
+    ("comparisons as a number", _set("comparisons", 5), ["comparisons: 5 is not of type"]),
     (
         "synthetic count as text",
         _set("datasets", 0, "synthetic", "n_train", "64"),
@@ -260,6 +261,10 @@ def test_max_length_beyond_the_model_positions(tmp_path, capsys, model_dir):
     assert not out.exists()
     # a max_length within the limit cuts the same document and runs
     assert run_cli(capsys, *argv, "--methods", "random", "--max_length", "128")[0] == 0
+    sanity = ["sanity", "--model", model_dir, "--data_dir", data, "--output_dir", tmp_path / "s"]
+    code, err = run_cli(capsys, *sanity, "--max_length", "300")
+    assert_refused(code, err, 2, ["--max_length 300", "128 positions", "val.jsonl, example 1"], "sanity")
+    assert not (tmp_path / "s").exists()
 
     rows = [("the film was good " * 60, "pos"), ("bad", "neg")]
     train = write_csv(tmp_path / "long.csv", rows)
@@ -585,9 +590,7 @@ def test_rescore_checks_probabilities_against_their_range(
 
 REPORT_CASES = [
     ("another split", "split", "test"),
-    ("other data", "data_dir", "/elsewhere/data"),
-    ("another threshold", "threshold", 0.9),
-    ("other AOPC bins", "aopc_thresholds", [0.5]),
+    ("other data", "data_dir", "{tmp}"),
 ]
 
 
@@ -597,7 +600,7 @@ def test_report_refuses_folders_that_evaluated_different_things(
 ):
     other = _copy_evaluation(evaluation, tmp_path / "other")
     run = json.loads((other / "run.json").read_text())
-    run[key] = value
+    run[key] = str(tmp_path) if value == "{tmp}" else value
     (other / "run.json").write_text(json.dumps(run))
     page = tmp_path / "r.html"
     code, err = run_cli(capsys, "report", evaluation, other, "--output", page)
@@ -627,3 +630,99 @@ def test_sanity_refuses_negative_counts(tmp_path, capsys, model_dir, option, val
     code, err = run_cli(capsys, *argv)
     assert_refused(code, err, 2, [f"{option} must be in [0, inf], got {value}"], "sanity")
     assert not out.exists()
+
+
+def test_report_names_a_different_threshold_on_the_page(tmp_path, capsys, evaluation):
+    other = _copy_evaluation(evaluation, tmp_path / "other")
+    run = json.loads((other / "run.json").read_text())
+    run["threshold"] = 0.9
+    (other / "run.json").write_text(json.dumps(run))
+    page = tmp_path / "r.html"
+    assert run_cli(capsys, "report", evaluation, other, "--output", page)[0] == 0
+    assert "threshold 0.9 differs from" in page.read_text()
+
+
+def damaged_tokenizer_json(folder: Path) -> None:
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+
+
+def damaged_config(folder: Path) -> None:
+    (folder / "config.json").write_text("{not json")
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (damaged_tokenizer_json, ["the tokenizer files cannot be read"]),
+        (damaged_config, ["config.json: not valid JSON"]),
+    ],
+    ids=["damaged tokenizer.json", "damaged config.json"],
+)
+def test_damaged_model_files_are_named(tmp_path, capsys, model_dir, change, expected):
+    model = _copy_model(model_dir, tmp_path / "model")
+    change(model)
+    code, err = run_cli(
+        capsys, "explain", "--model", model, "--text", "good film", "--html", tmp_path / "e.html"
+    )
+    assert_refused(code, err, 1, [str(model), *expected], "explain")
+
+
+def test_report_checks_the_probabilities_it_compares(tmp_path, capsys, evaluation):
+    other = _copy_evaluation(evaluation, tmp_path / "other")
+    _rewrite_results(other, lambda r: r["comprehensiveness_classification_scores"].update(POS=7.0))
+    code, err = run_cli(capsys, "report", evaluation, other, "--output", tmp_path / "r.html")
+    expected = ["results.jsonl, line 1, field 'comprehensiveness_classification_scores.POS'", "[0, 1]: 7.0"]
+    assert_refused(code, err, 1, expected, "report")
+
+
+def test_a_validation_file_is_read_by_its_own_type(tmp_path):
+    from sgt_nlp.finetune_data import DataArguments, load_raw_splits
+
+    train = sentences_csv(tmp_path / "d")
+    val = tmp_path / "d" / "v.jsonl"
+    val.write_text("".join(json.dumps({"text": t, "label": " pos"}) + "\n" for t in ("good", "fun")))
+    data = DataArguments(train_file=str(train), validation_file=str(val))
+    _, validation, labels = load_raw_splits(data)
+    assert labels == ["neg", "pos"] and validation is not None and validation["text"] == ["good", "fun"]
+
+
+def test_a_json_lines_file_that_is_not_json_is_named(tmp_path, capsys, model_dir):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": \n')
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", path))
+    assert_refused(code, err, 1, [f"{path}: cannot be read as json"], "train")
+    assert not out.exists()
+
+
+def weights_without_head(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    kept = {k: v for k, v in weights.items() if not k.startswith("classifier")}
+    save_file(kept, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def weights_of_another_shape(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "NEG", "1": "POS", "2": "MIXED"}
+    config["label2id"] = {"NEG": 0, "POS": 1, "MIXED": 2}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (weights_without_head, ["the weights lack classifier.bias, classifier.weight", "at random"]),
+        (weights_of_another_shape, ["the weights do not fit its config.json"]),
+    ],
+    ids=["no classification head", "head of another size"],
+)
+def test_weights_that_do_not_make_the_classifier_are_refused(tmp_path, capsys, model_dir, change, expected):
+    """A base model's weights loaded with a random head (a warning, exit 0, every score noise)."""
+    model = _copy_model(model_dir, tmp_path / "model")
+    change(model)
+    code, err = run_cli(
+        capsys, "explain", "--model", model, "--text", "good film", "--html", tmp_path / "e.html"
+    )
+    assert_refused(code, err, 1, [str(model), *expected], "explain")

@@ -181,8 +181,9 @@ def _from_mapping(cls, raw: Any, where: str):
     for name in ("learning_rates", "seeds", "methods", "removals"):
         if name in values and isinstance(values[name], list):
             values[name] = tuple(values[name])
-    if "comparisons" in values:
-        values["comparisons"] = tuple(tuple(p) for p in values["comparisons"])
+    pairs = values.get("comparisons")
+    if isinstance(pairs, list) and all(isinstance(p, list) for p in pairs):  # else check_types names it
+        values["comparisons"] = tuple(tuple(p) for p in pairs)
     try:
         return cls(**values)
     except TypeError as exc:

@@ -104,26 +104,36 @@ def unique_names(runs: list[EvalRun]) -> None:
             run.name = f"{run.name} #{seen[run.name]}"
 
 
-#: what two evaluation folders of one report must share: their examples (data and split) and the fractions
-#: their comp/suff and AOPC numbers are taken at; otherwise the differences and the paired intervals compare
-#: numbers of different examples, or of different removal amounts, as if they were the same
-COMPARED_SETTINGS = ("data_dir", "split", "threshold", "aopc_thresholds")
+#: what two evaluation folders of one report must share: their examples (data and split); otherwise the
+#: differences and the paired intervals compare numbers of different examples as if they were the same
+COMPARED_SETTINGS = ("data_dir", "split")
+#: what they should share: the fractions their comp/suff and AOPC numbers are taken at (a folder evaluated on
+#: fewer examples has another default threshold); a difference is listed among the folder's problems
+WARNED_SETTINGS = ("threshold", "aopc_thresholds")
 
 
 def check_comparable(runs: list[EvalRun]) -> None:
-    """Refuse evaluation folders that did not evaluate the same examples in the same way, naming both
-    ``run.json`` files and the setting (one missing from a ``run.json`` is not compared)."""
+    """Refuse evaluation folders that did not evaluate the same examples, naming both ``run.json`` files and
+    the setting (one missing from a ``run.json``, or a data folder that no longer exists, is not compared);
+    list a different threshold or AOPC bins among the later folder's problems."""
     import os
 
     def setting(run: EvalRun, key: str) -> Any:
         value = run.run.get(key)
         if key == "data_dir" and isinstance(value, str):
-            # one folder reached through a link (the demo's seed0/data) is the same data
-            return os.path.realpath(value) if os.path.isdir(value) else os.path.normpath(value)
+            # the folder itself (a demo's seed<s>/data links to the data); not compared where it is gone
+            return os.path.realpath(value) if os.path.isdir(value) else None
         return list(value) if isinstance(value, (list, tuple)) else value
 
     first = runs[0]
     for other in runs[1:]:
+        for key in WARNED_SETTINGS:
+            a, b = setting(first, key), setting(other, key)
+            if a is not None and b is not None and a != b:
+                other.problems.append(
+                    f"{key} {b!r} differs from {a!r} of {first.name}: its differences against it compare "
+                    "numbers taken at different removal amounts"
+                )
         for key in COMPARED_SETTINGS:
             a, b = setting(first, key), setting(other, key)
             if a is not None and b is not None and a != b:

@@ -31,6 +31,25 @@ def _drop(full: Mapping[str, float], perturbed: Mapping[str, float], predicted: 
     return float(full[predicted]) - float(perturbed[predicted])
 
 
+def _check_probabilities(record: Mapping[str, object], where: str) -> None:
+    """Every probability a per-example drop is taken from is a number in [0, 1] (a results file edited or
+    written elsewhere would otherwise give differences and intervals of nonsense)."""
+    names = (
+        "classification_scores",
+        *(f"{m}_classification_scores" for m in ("comprehensiveness", "sufficiency")),
+    )
+    bins = record.get("thresholded_scores")
+    entries = [(f"thresholded_scores[{i}].", b) for i, b in enumerate(bins if isinstance(bins, list) else [])]
+    for prefix, entry in [("", record), *entries]:
+        for name in names:
+            scores = entry.get(name) if isinstance(entry, Mapping) else None
+            for label, p in scores.items() if isinstance(scores, Mapping) else ():
+                if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                    raise ValueError(
+                        f"{where}, field '{prefix}{name}.{label}': not a probability in [0, 1]: {p!r}"
+                    )
+
+
 def per_example_faithfulness(results_path: str | Path) -> dict[str, dict[str, float]]:
     """``{metric: {annotation_id: value}}`` for :data:`PER_EXAMPLE_METRICS`, from one results file.
 
@@ -38,10 +57,11 @@ def per_example_faithfulness(results_path: str | Path) -> dict[str, dict[str, fl
     its mean over the file is the summary's number.
     """
     values: dict[str, dict[str, float]] = {name: {} for name in PER_EXAMPLE_METRICS}
-    for line in Path(results_path).read_text(encoding="utf-8").splitlines():
+    for line_no, line in enumerate(Path(results_path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         record = json.loads(line)
+        _check_probabilities(record, f"{results_path}, line {line_no}")
         full = record.get("classification_scores")
         if not full:
             continue
