@@ -1,0 +1,309 @@
+"""Conservative propagation for transformers (Ali et al., ICML 2022): the detach rules as a context manager.
+
+Within :func:`conservative_rules` a Hugging Face classifier computes the same logits, but its backward pass
+treats two things as constants, as the relevance rules of Ali et al. prescribe:
+
+- the attention probabilities (the AH-rule): relevance flows through the values, never through the
+  query-key softmax;
+- the scale of every normalisation (the LN-rule): LayerNorm's ``1/sigma`` (the centering keeps its gradient)
+  and RMSNorm's ``1/rms(x)``.
+
+Gradient x input on the word embeddings of that backward pass is then the conservative relevance (LRP-0 on
+what remains). Both rules use transformers' own extension points, with no copied model code:
+
+- attention: a function registered in ``AttentionInterface`` (and ``eager_mask`` for it in
+  ``AttentionMaskInterface``, so the model builds additive float masks) computes eager attention, with the
+  probabilities detached; the model's configs name it as their ``_attn_implementation`` inside the block;
+- normalisation: a forward hook on every norm module returns the module's own output (the same values, bit
+  for bit) plus a zero-valued term whose gradient is the rule's.
+
+Everything is restored on exit, also when the block raises. A classifier whose attention does not go through
+the registry (DeBERTa-v2), or that holds a norm module of a kind the rules do not know, is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .saliency import classifier_of
+
+ATTENTION_NAME = "sgt_conservative"
+
+#: RMSNorm classes whose forward is ``x * rsqrt(mean(x**2) + eps)`` computed in float32, times the weight:
+#: class name -> (epsilon attribute, weight offset: Gemma multiplies by ``1 + weight``)
+RMS_NORMS: dict[str, tuple[str, float]] = {
+    "LlamaRMSNorm": ("variance_epsilon", 0.0),
+    "MistralRMSNorm": ("variance_epsilon", 0.0),
+    "Qwen2RMSNorm": ("variance_epsilon", 0.0),
+    "GemmaRMSNorm": ("eps", 1.0),
+}
+
+#: the gates of the models now inside a :func:`conservative_rules` block, by ``id`` of their configs
+_GATES: dict[int, RuleGate] = {}
+
+
+class ConservativeUnsupported(ValueError):
+    """The classifier cannot be explained by conservative propagation (and is not explained wrong)."""
+
+
+class RuleGate:
+    """Whether the backward pass follows the rules (constants stay constant) or the true gradient.
+
+    ``switched=False`` (explainers): always the rules, with real ``detach``. ``switched=True`` (the SGT
+    trainer's ``reuse`` pass, where one forward serves both the saliency and the loss): the rules only while
+    :meth:`rule_gradients` is open, the true gradient otherwise, through tensor hooks.
+    """
+
+    def __init__(self, switched: bool = False) -> None:
+        self.switched = switched
+        self.closed = not switched
+        self.attention_calls = 0
+
+    @contextlib.contextmanager
+    def rule_gradients(self) -> Iterator[None]:
+        """Within the block, backward passes follow the rules."""
+        before, self.closed = self.closed, True
+        try:
+            yield
+        finally:
+            self.closed = before
+
+    def constant(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` for the forward; a constant for a rule backward."""
+        if not self.switched:
+            return tensor.detach()
+        if tensor.requires_grad:
+            tensor.register_hook(self._zero_if_closed)
+        return tensor
+
+    def join(self, output: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:
+        """``output``'s values, with ``rule``'s gradient in a rule backward and ``output``'s otherwise."""
+        rule_part = rule - rule.detach()  # exactly zero, carries the rule's gradient
+        if not self.switched:
+            return output.detach() + rule_part
+        if output.requires_grad:
+            output.register_hook(self._zero_if_closed)
+        if rule_part.requires_grad:
+            rule_part.register_hook(self._zero_if_open)
+        return output + rule_part
+
+    def _zero_if_closed(self, grad: torch.Tensor) -> torch.Tensor | None:
+        return torch.zeros_like(grad) if self.closed else None
+
+    def _zero_if_open(self, grad: torch.Tensor) -> torch.Tensor | None:
+        return None if self.closed else torch.zeros_like(grad)
+
+
+# ---- attention ---------------------------------------------------------------------------------------------
+
+
+def conservative_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention (``softmax(q k^T * scaling + mask) v``, grouped key/value heads repeated) whose
+    probabilities are a constant of the rule backward. Registered as ``sgt_conservative``."""
+    gate = _GATES.get(id(getattr(module, "config", None)))
+    if gate is None:
+        raise RuntimeError(
+            f"the {ATTENTION_NAME!r} attention ran outside conservative_rules(), which alone selects it"
+        )
+    for name in ("softcap", "s_aux", "sinks"):
+        if kwargs.get(name) is not None:
+            raise ConservativeUnsupported(
+                f"{type(module).__name__} passes {name!r} to its attention function; the conservative "
+                "attention rule does not implement it"
+            )
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask[..., : key.shape[-2]]
+    low_precision = scores.dtype in (torch.float16, torch.bfloat16)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low_precision else None).to(query.dtype)
+    probs = F.dropout(probs, p=dropout, training=module.training)
+    probs = gate.constant(probs)
+    gate.attention_calls += 1
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+@functools.cache
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(ATTENTION_NAME, conservative_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
+
+
+# ---- normalisation -----------------------------------------------------------------------------------------
+
+
+def _layer_norm_rule(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(-len(module.normalized_shape), 0))
+    centered = x - x.mean(dim=dims, keepdim=True)
+    inverse = torch.rsqrt(x.var(dim=dims, unbiased=False, keepdim=True) + module.eps)
+    out = centered * inverse.detach()
+    if module.weight is not None:
+        out = out * module.weight
+    if module.bias is not None:
+        out = out + module.bias
+    return out
+
+
+def _rms_norm_rule(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    eps_name, offset = RMS_NORMS[type(module).__name__]
+    hidden = x.to(torch.float32)
+    inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + getattr(module, eps_name))
+    normed = hidden * inverse.detach()
+    weight = module.weight
+    if offset:  # Gemma: (x * (1 + w)) in float32, then cast
+        return (normed * (offset + weight.float())).type_as(x)
+    return weight * normed.to(x.dtype)
+
+
+def _torch_rms_norm_rule(module: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(-len(module.normalized_shape), 0))
+    eps = module.eps if module.eps is not None else torch.finfo(x.dtype).eps
+    inverse = torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
+    out = x * inverse.detach()
+    return out * module.weight if module.weight is not None else out
+
+
+def norm_rule(module: nn.Module) -> Callable[[nn.Module, torch.Tensor], torch.Tensor] | None:
+    """The rule function of a norm module the rules know, else None."""
+    if isinstance(module, nn.LayerNorm) and type(module).forward is nn.LayerNorm.forward:
+        return _layer_norm_rule  # type: ignore[return-value]
+    if isinstance(module, nn.RMSNorm) and type(module).forward is nn.RMSNorm.forward:
+        return _torch_rms_norm_rule  # type: ignore[return-value]
+    if type(module).__name__ in RMS_NORMS:
+        return _rms_norm_rule
+    return None
+
+
+def _is_norm(module: nn.Module) -> bool:
+    name = type(module).__name__.lower()
+    return "norm" in name or isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm)
+
+
+def _norm_hook(gate: RuleGate, rule: Callable, module: nn.Module, args: tuple, output: Any) -> torch.Tensor:
+    if not args or not isinstance(output, torch.Tensor):
+        raise ConservativeUnsupported(
+            f"{type(module).__name__} was called in a way the LN-rule cannot follow"
+        )
+    value = rule(module, args[0])
+    _check_rule_value(module, value, output)
+    return gate.join(output, value)
+
+
+def _check_rule_value(module: nn.Module, value: torch.Tensor, output: torch.Tensor) -> None:
+    """Refuse a norm whose forward is not what its rule assumes (a changed class, a subclass)."""
+    with torch.no_grad():
+        scale = float(output.detach().abs().max()) if output.numel() else 0.0
+        error = float((value.detach() - output.detach()).abs().max()) if output.numel() else 0.0
+    tolerance = max(1e-4, 16 * torch.finfo(output.dtype).eps) * (1.0 + scale)
+    if not error <= tolerance:
+        raise ConservativeUnsupported(
+            f"{type(module).__name__} computes something else than the normalisation its rule assumes "
+            f"(largest difference {error:.3g}); conservative propagation refuses to explain it"
+        )
+
+
+# ---- the context manager -----------------------------------------------------------------------------------
+
+
+def check_conservative(model: nn.Module) -> None:
+    """Raise :class:`ConservativeUnsupported` (a ``ValueError``) for a classifier the rules cannot follow."""
+    classifier = classifier_of(model)
+    name = type(classifier).__name__
+    if not getattr(type(classifier), "_supports_attention_backend", False):
+        raise ConservativeUnsupported(
+            f"{name}: its attention does not go through transformers' attention function registry "
+            "(AttentionInterface), so conservative propagation cannot hold its attention probabilities "
+            "constant. Supported: BERT, RoBERTa, DistilBERT, ALBERT, ELECTRA, ModernBERT, GPT-2, Llama, "
+            "Mistral, Gemma, Qwen2, Phi (not DeBERTa-v2)."
+        )
+    unknown = sorted({type(m).__name__ for m in classifier.modules() if _is_norm(m) and norm_rule(m) is None})
+    if unknown:
+        raise ConservativeUnsupported(
+            f"{name} holds normalisation modules the LN-rule does not know: {', '.join(unknown)} "
+            f"(known: nn.LayerNorm, nn.RMSNorm, {', '.join(RMS_NORMS)})"
+        )
+
+
+def _configs(classifier: nn.Module) -> list[Any]:
+    from transformers import PretrainedConfig
+
+    found: dict[int, Any] = {}
+    for module in classifier.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig):
+            found.setdefault(id(config), config)
+            for key in getattr(config, "sub_configs", {}):
+                sub = getattr(config, key, None)
+                if isinstance(sub, PretrainedConfig):
+                    found.setdefault(id(sub), sub)
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def conservative_rules(model: nn.Module, switched: bool = False) -> Iterator[RuleGate]:
+    """Within the block, the model's backward passes follow Ali et al.'s detach rules (attention
+    probabilities and normalisation scales constant); its forward gives the logits of eager attention.
+
+    ``switched=True`` applies the rules only inside ``gate.rule_gradients()`` (see :class:`RuleGate`).
+    Every forward must run at least one attention through the registry, else it raises. The attention
+    implementation of every config and all hooks are restored on exit, also after an error.
+    """
+    check_conservative(model)
+    _register()
+    classifier = classifier_of(model)
+    gate = RuleGate(switched)
+    configs = _configs(classifier)
+    saved = [(config, config.__dict__.get("_attn_implementation_internal")) for config in configs]
+    handles: list[Any] = []
+
+    def check_attention_ran(module: nn.Module, args: tuple, output: Any) -> None:
+        calls, gate.attention_calls = gate.attention_calls, 0
+        if calls == 0:
+            raise ConservativeUnsupported(
+                f"{type(module).__name__} ran no attention through the {ATTENTION_NAME!r} function; its "
+                "attention probabilities would not be held constant"
+            )
+
+    try:
+        for config in configs:
+            _GATES[id(config)] = gate
+            config.__dict__["_attn_implementation_internal"] = ATTENTION_NAME
+        for module in classifier.modules():
+            rule = norm_rule(module) if _is_norm(module) else None
+            if rule is not None:
+                handles.append(module.register_forward_hook(functools.partial(_norm_hook, gate, rule)))
+        handles.append(classifier.register_forward_hook(check_attention_ran))
+        yield gate
+    finally:
+        for handle in handles:
+            handle.remove()
+        for config, implementation in saved:
+            config.__dict__["_attn_implementation_internal"] = implementation
+            _GATES.pop(id(config), None)
