@@ -13,6 +13,7 @@ from .saliency import AGGREGATIONS, TARGET_OUTPUTS
 
 SALIENCY_TARGETS = ("label", "prediction")
 SALIENCY_PASSES = ("reuse", "eval")
+SALIENCY_METHODS = ("gradient", "conservative")
 
 
 @dataclass
@@ -79,6 +80,16 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
             "choices": list(TARGET_OUTPUTS),
         },
     )
+    sgt_saliency_method: str = field(
+        default="gradient",
+        metadata={
+            "help": "Which backward pass gives the saliency: 'gradient' (the plain gradient) or "
+            "'conservative' (conservative propagation, Ali et al. 2022: attention probabilities and "
+            "normalisation scales held constant in the backward; same single backward pass). Then "
+            "aggregated by sgt_saliency_aggregation ('grad_x_input'/'abs_grad_x_input' are its relevances).",
+            "choices": list(SALIENCY_METHODS),
+        },
+    )
     sgt_saliency_pass: str = field(
         default="reuse",
         metadata={
@@ -106,6 +117,7 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
             ("sgt_saliency_target", SALIENCY_TARGETS),
             ("sgt_saliency_output", TARGET_OUTPUTS),
             ("sgt_saliency_pass", SALIENCY_PASSES),
+            ("sgt_saliency_method", SALIENCY_METHODS),
         ):
             value = getattr(self, name)
             if value not in allowed:
