@@ -1,7 +1,8 @@
 """Time and peak memory of one training step: plain Trainer vs SaliencyGuidedTrainer (saliency selection with
-either saliency pass, and the random-selection control), side by side.
+either saliency pass, ranked by the gradient or by conservative propagation, and the random-selection
+control), side by side.
 
-    python scripts/bench_train_step.py [--steps 5] [--sizes tiny,minilm] [--device cpu|cuda]
+    python scripts/bench_train_step.py [--steps 5] [--sizes tiny,minilm] [--device cpu|cuda] [--variants ...]
 
 Each variant runs in its own subprocess so that its peak memory is its own: on CUDA the allocator's peak
 (``torch.cuda.max_memory_allocated``), on CPU the growth of the process's peak resident set over its
@@ -28,11 +29,14 @@ SIZES = {
 }
 # sgt_reuse / sgt_eval: saliency selection with either saliency pass; sgt_random: sgt_mask_selection="random",
 # the masked-consistency control (no saliency pass at all: clean and masked forwards only).
-VARIANTS = ("plain", "sgt_reuse", "sgt_eval", "sgt_random")
+# sgt_cons_reuse / sgt_cons_eval: the same with sgt_saliency_method="conservative".
+VARIANTS = ("plain", "sgt_reuse", "sgt_eval", "sgt_random", "sgt_cons_reuse", "sgt_cons_eval")
 SGT_VARIANT_ARGS = {
     "sgt_reuse": {"sgt_saliency_pass": "reuse"},
     "sgt_eval": {"sgt_saliency_pass": "eval"},
     "sgt_random": {"sgt_mask_selection": "random"},
+    "sgt_cons_reuse": {"sgt_saliency_pass": "reuse", "sgt_saliency_method": "conservative"},
+    "sgt_cons_eval": {"sgt_saliency_pass": "eval", "sgt_saliency_method": "conservative"},
 }
 
 
@@ -119,16 +123,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--sizes", default="tiny,minilm")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset (plain is always measured)"
+    )
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
         print(json.dumps(run_variant(args._child[0], args._child[1], args.steps, args.device)))
         return
 
+    variants = ["plain", *(v for v in args.variants.split(",") if v and v != "plain")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; allowed: {', '.join(VARIANTS)}")
     rows = []
     for size in args.sizes.split(","):
         results = {}
-        for variant in VARIANTS:
+        for variant in variants:
             cmd = [
                 sys.executable,
                 __file__,
@@ -148,7 +159,7 @@ def main() -> None:
             results[variant] = json.loads(out)
             print(f"  measured {size}/{variant}: {results[variant]}", file=sys.stderr)
         plain = results["plain"]
-        for variant in VARIANTS:
+        for variant in variants:
             r = results[variant]
             rows.append(
                 (
@@ -167,12 +178,12 @@ def main() -> None:
         f"shapes (layers, hidden, heads, ffn, batch, seq): {layers}"
     )
     print(
-        f"| {'size':<6} | {'variant':<10} | {'step s':>7} | {'x plain':>7} | "
+        f"| {'size':<6} | {'variant':<14} | {'step s':>7} | {'x plain':>7} | "
         f"{'peak MB':>8} | {'x plain':>7} |"
     )
-    print(f"|{'-' * 8}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|")
+    print(f"|{'-' * 8}|{'-' * 16}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|")
     for size, variant, sec, ratio, mb, mem_ratio in rows:
-        print(f"| {size:<6} | {variant:<10} | {sec:7.3f} | {ratio:7.2f} | {mb:8.1f} | {mem_ratio:7.2f} |")
+        print(f"| {size:<6} | {variant:<14} | {sec:7.3f} | {ratio:7.2f} | {mb:8.1f} | {mem_ratio:7.2f} |")
 
 
 if __name__ == "__main__":
