@@ -15,7 +15,8 @@ what remains). Both rules use transformers' own extension points, with no copied
   ``AttentionMaskInterface``, so the model builds additive float masks) computes eager attention, with the
   probabilities detached; the model's configs name it as their ``_attn_implementation`` inside the block;
 - normalisation: a forward hook on every norm module returns the module's own output (the same values, bit
-  for bit) plus a zero-valued term whose gradient is the rule's.
+  for bit) through an autograd function whose backward is the rule's gradient (checked once per block
+  against the module's output, so a norm that computes something else is refused).
 
 Everything is restored on exit, also when the block raises. A classifier whose attention does not go through
 the registry (DeBERTa-v2), or that holds a norm module of a kind the rules do not know, is refused.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -56,15 +57,17 @@ class ConservativeUnsupported(ValueError):
 class RuleGate:
     """Whether the backward pass follows the rules (constants stay constant) or the true gradient.
 
-    ``switched=False`` (explainers): always the rules, with real ``detach``. ``switched=True`` (the SGT
-    trainer's ``reuse`` pass, where one forward serves both the saliency and the loss): the rules only while
-    :meth:`rule_gradients` is open, the true gradient otherwise, through tensor hooks.
+    ``switched=False`` (explainers): always the rules. ``switched=True`` (the SGT trainer's ``reuse`` pass,
+    where one forward serves both the saliency and the loss): the rules only while :meth:`rule_gradients`
+    is open, the model's own gradient otherwise. Either way the backward computes only the gradient it
+    passes on (no zeros are propagated through the branch it does not take).
     """
 
     def __init__(self, switched: bool = False) -> None:
         self.switched = switched
         self.closed = not switched
         self.attention_calls = 0
+        self.checked: set[int] = set()
 
     @contextlib.contextmanager
     def rule_gradients(self) -> Iterator[None]:
@@ -79,26 +82,48 @@ class RuleGate:
         """``tensor`` for the forward; a constant for a rule backward."""
         if not self.switched:
             return tensor.detach()
-        if tensor.requires_grad:
-            tensor.register_hook(self._zero_if_closed)
-        return tensor
+        return _Constant.apply(self, tensor) if tensor.requires_grad else tensor
 
-    def join(self, output: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:
-        """``output``'s values, with ``rule``'s gradient in a rule backward and ``output``'s otherwise."""
-        rule_part = rule - rule.detach()  # exactly zero, carries the rule's gradient
-        if not self.switched:
-            return output.detach() + rule_part
-        if output.requires_grad:
-            output.register_hook(self._zero_if_closed)
-        if rule_part.requires_grad:
-            rule_part.register_hook(self._zero_if_open)
-        return output + rule_part
 
-    def _zero_if_closed(self, grad: torch.Tensor) -> torch.Tensor | None:
-        return torch.zeros_like(grad) if self.closed else None
+class _Constant(torch.autograd.Function):
+    """Identity whose backward passes nothing while its gate is closed."""
 
-    def _zero_if_open(self, grad: torch.Tensor) -> torch.Tensor | None:
-        return None if self.closed else torch.zeros_like(grad)
+    @staticmethod
+    def forward(ctx: Any, gate: RuleGate, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.gate = gate
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor | None]:
+        return None, None if ctx.gate.closed else grad
+
+
+class _NormRule(torch.autograd.Function):
+    """A norm module's own output; backward: the module's own gradient (gate open) or the LN-rule's
+    gradient of its input, weight and bias (gate closed), from ``rule.backward``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        gate: RuleGate,
+        rule: NormRule,
+        module: nn.Module,
+        output: torch.Tensor,
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        ctx.gate, ctx.rule, ctx.module = gate, rule, module
+        ctx.save_for_backward(x)
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        if not ctx.gate.closed:
+            return None, None, None, grad, None, None, None
+        (x,) = ctx.saved_tensors
+        grad_x, grad_weight, grad_bias = ctx.rule.backward(ctx.module, x, grad, ctx.needs_input_grad[5:])
+        return None, None, None, None, grad_x, grad_weight, grad_bias
 
 
 # ---- attention ---------------------------------------------------------------------------------------------
@@ -159,45 +184,105 @@ def _register() -> None:
 # ---- normalisation -----------------------------------------------------------------------------------------
 
 
-def _layer_norm_rule(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    dims = tuple(range(-len(module.normalized_shape), 0))
-    centered = x - x.mean(dim=dims, keepdim=True)
-    inverse = torch.rsqrt(x.var(dim=dims, unbiased=False, keepdim=True) + module.eps)
-    out = centered * inverse.detach()
-    if module.weight is not None:
-        out = out * module.weight
-    if module.bias is not None:
-        out = out + module.bias
-    return out
+def _leading_sum(tensor: torch.Tensor, dims: int) -> torch.Tensor:
+    return tensor.reshape(-1, *tensor.shape[tensor.dim() - dims :]).sum(0)
 
 
-def _rms_norm_rule(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    eps_name, offset = RMS_NORMS[type(module).__name__]
-    hidden = x.to(torch.float32)
-    inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + getattr(module, eps_name))
-    normed = hidden * inverse.detach()
-    weight = module.weight
-    if offset:  # Gemma: (x * (1 + w)) in float32, then cast
-        return (normed * (offset + weight.float())).type_as(x)
-    return weight * normed.to(x.dtype)
+class NormRule:
+    """The LN-rule of one kind of norm module: ``value`` recomputes the module's output (to check that the
+    module is what the rule assumes), ``backward`` is the gradient with the scale held constant."""
+
+    def value(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(
+        self, module: nn.Module, x: torch.Tensor, grad: torch.Tensor, needs: tuple[bool, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        raise NotImplementedError
 
 
-def _torch_rms_norm_rule(module: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
-    dims = tuple(range(-len(module.normalized_shape), 0))
-    eps = module.eps if module.eps is not None else torch.finfo(x.dtype).eps
-    inverse = torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
-    out = x * inverse.detach()
-    return out * module.weight if module.weight is not None else out
+class LayerNormRule(NormRule):
+    """``(x - mean) * inverse * w + b`` with ``inverse = 1/sqrt(var + eps)`` constant (centering kept):
+    nn.LayerNorm (its forward computes in the input's dtype)."""
+
+    def _centered(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        n = len(module.normalized_shape)
+        dims = tuple(range(-n, 0))
+        inverse = torch.rsqrt(x.var(dim=dims, unbiased=False, keepdim=True) + module.eps)
+        return x - x.mean(dim=dims, keepdim=True), inverse, n
+
+    def value(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        centered, inverse, _ = self._centered(module, x)
+        out = centered * inverse
+        out = out * module.weight if module.weight is not None else out
+        return out + module.bias if module.bias is not None else out
+
+    def backward(self, module, x, grad, needs):
+        centered, inverse, n = self._centered(module, x)
+        dims = tuple(range(-n, 0))
+        weighted = grad * module.weight if module.weight is not None else grad
+        grad_x = (weighted - weighted.mean(dim=dims, keepdim=True)) * inverse
+        grad_weight = _leading_sum(grad * centered * inverse, n) if needs[0] else None
+        grad_bias = _leading_sum(grad, n) if needs[1] else None
+        return grad_x, grad_weight, grad_bias
 
 
-def norm_rule(module: nn.Module) -> Callable[[nn.Module, torch.Tensor], torch.Tensor] | None:
-    """The rule function of a norm module the rules know, else None."""
+class TorchRMSNormRule(NormRule):
+    """``x * inverse * w`` with ``inverse = 1/sqrt(mean(x**2) + eps)`` constant: nn.RMSNorm."""
+
+    def _inverse(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        n = len(module.normalized_shape)
+        eps = module.eps if module.eps is not None else torch.finfo(x.dtype).eps
+        return torch.rsqrt(x.pow(2).mean(dim=tuple(range(-n, 0)), keepdim=True) + eps), n
+
+    def value(self, module, x):
+        inverse, _ = self._inverse(module, x)
+        return x * inverse * module.weight if module.weight is not None else x * inverse
+
+    def backward(self, module, x, grad, needs):
+        inverse, n = self._inverse(module, x)
+        weighted = grad * module.weight if module.weight is not None else grad
+        grad_weight = _leading_sum(grad * x * inverse, n) if needs[0] else None
+        return weighted * inverse, grad_weight, None
+
+
+class HFRMSNormRule(NormRule):
+    """Llama/Mistral/Qwen2 (``w * (x * inverse).to(dtype)``) and Gemma (``(x * inverse * (1 + w)).to(dtype)``)
+    RMSNorm, computed in float32 as their forwards do, with ``inverse`` constant."""
+
+    def _normed(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        eps_name, offset = RMS_NORMS[type(module).__name__]
+        hidden = x.to(torch.float32)
+        inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + getattr(module, eps_name))
+        return hidden, inverse, offset
+
+    def value(self, module, x):
+        hidden, inverse, offset = self._normed(module, x)
+        if offset:
+            return (hidden * inverse * (offset + module.weight.float())).type_as(x)
+        return module.weight * (hidden * inverse).to(x.dtype)
+
+    def backward(self, module, x, grad, needs):
+        hidden, inverse, offset = self._normed(module, x)
+        if offset:
+            grad_x = (grad.to(torch.float32) * (offset + module.weight.float()) * inverse).to(x.dtype)
+            grad_weight = _leading_sum(grad.float() * hidden * inverse, 1) if needs[0] else None
+        else:
+            grad_x = ((grad * module.weight).to(torch.float32) * inverse).to(x.dtype)
+            grad_weight = _leading_sum(grad * (hidden * inverse).to(x.dtype), 1) if needs[0] else None
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(module.weight.dtype)
+        return grad_x, grad_weight, None
+
+
+def norm_rule(module: nn.Module) -> NormRule | None:
+    """The rule of a norm module the rules know, else None."""
     if isinstance(module, nn.LayerNorm) and type(module).forward is nn.LayerNorm.forward:
-        return _layer_norm_rule  # type: ignore[return-value]
+        return LayerNormRule()
     if isinstance(module, nn.RMSNorm) and type(module).forward is nn.RMSNorm.forward:
-        return _torch_rms_norm_rule  # type: ignore[return-value]
+        return TorchRMSNormRule()
     if type(module).__name__ in RMS_NORMS:
-        return _rms_norm_rule
+        return HFRMSNormRule()
     return None
 
 
@@ -206,21 +291,26 @@ def _is_norm(module: nn.Module) -> bool:
     return "norm" in name or isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm)
 
 
-def _norm_hook(gate: RuleGate, rule: Callable, module: nn.Module, args: tuple, output: Any) -> torch.Tensor:
+def _norm_hook(gate: RuleGate, rule: NormRule, module: nn.Module, args: tuple, output: Any) -> Any:
     if not args or not isinstance(output, torch.Tensor):
         raise ConservativeUnsupported(
             f"{type(module).__name__} was called in a way the LN-rule cannot follow"
         )
-    value = rule(module, args[0])
-    _check_rule_value(module, value, output)
-    return gate.join(output, value)
+    x = args[0]
+    if id(module) not in gate.checked:  # once per module and block: the module is what its rule assumes
+        with torch.no_grad():
+            _check_rule_value(module, rule.value(module, x), output)
+        gate.checked.add(id(module))
+    if not torch.is_grad_enabled():
+        return None
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    return _NormRule.apply(gate, rule, module, output, x, weight, bias)
 
 
 def _check_rule_value(module: nn.Module, value: torch.Tensor, output: torch.Tensor) -> None:
     """Refuse a norm whose forward is not what its rule assumes (a changed class, a subclass)."""
-    with torch.no_grad():
-        scale = float(output.detach().abs().max()) if output.numel() else 0.0
-        error = float((value.detach() - output.detach()).abs().max()) if output.numel() else 0.0
+    scale = float(output.abs().max()) if output.numel() else 0.0
+    error = float((value - output).abs().max()) if output.numel() else 0.0
     tolerance = max(1e-4, 16 * torch.finfo(output.dtype).eps) * (1.0 + scale)
     if not error <= tolerance:
         raise ConservativeUnsupported(
