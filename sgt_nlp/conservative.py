@@ -192,11 +192,11 @@ class NormRule:
     """The LN-rule of one kind of norm module: ``value`` recomputes the module's output (to check that the
     module is what the rule assumes), ``backward`` is the gradient with the scale held constant."""
 
-    def value(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def value(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def backward(
-        self, module: nn.Module, x: torch.Tensor, grad: torch.Tensor, needs: tuple[bool, ...]
+        self, module: Any, x: torch.Tensor, grad: torch.Tensor, needs: tuple[bool, ...]
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         raise NotImplementedError
 
@@ -205,13 +205,13 @@ class LayerNormRule(NormRule):
     """``(x - mean) * inverse * w + b`` with ``inverse = 1/sqrt(var + eps)`` constant (centering kept):
     nn.LayerNorm (its forward computes in the input's dtype)."""
 
-    def _centered(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _centered(self, module: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         n = len(module.normalized_shape)
         dims = tuple(range(-n, 0))
         inverse = torch.rsqrt(x.var(dim=dims, unbiased=False, keepdim=True) + module.eps)
         return x - x.mean(dim=dims, keepdim=True), inverse, n
 
-    def value(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def value(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         centered, inverse, _ = self._centered(module, x)
         out = centered * inverse
         out = out * module.weight if module.weight is not None else out
@@ -230,7 +230,7 @@ class LayerNormRule(NormRule):
 class TorchRMSNormRule(NormRule):
     """``x * inverse * w`` with ``inverse = 1/sqrt(mean(x**2) + eps)`` constant: nn.RMSNorm."""
 
-    def _inverse(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _inverse(self, module: Any, x: torch.Tensor) -> tuple[torch.Tensor, int]:
         n = len(module.normalized_shape)
         eps = module.eps if module.eps is not None else torch.finfo(x.dtype).eps
         return torch.rsqrt(x.pow(2).mean(dim=tuple(range(-n, 0)), keepdim=True) + eps), n
@@ -250,7 +250,7 @@ class HFRMSNormRule(NormRule):
     """Llama/Mistral/Qwen2 (``w * (x * inverse).to(dtype)``) and Gemma (``(x * inverse * (1 + w)).to(dtype)``)
     RMSNorm, computed in float32 as their forwards do, with ``inverse`` constant."""
 
-    def _normed(self, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _normed(self, module: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
         eps_name, offset = RMS_NORMS[type(module).__name__]
         hidden = x.to(torch.float32)
         inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + getattr(module, eps_name))
