@@ -299,7 +299,7 @@ def _norm_hook(gate: RuleGate, rule: NormRule, module: nn.Module, args: tuple, o
     x = args[0]
     if id(module) not in gate.checked:  # once per module and block: the module is what its rule assumes
         with torch.no_grad():
-            _check_rule_value(module, rule.value(module, x), output)
+            _check_rule_value(module, rule.value(module, x), output, x.dtype)
         gate.checked.add(id(module))
     if not torch.is_grad_enabled():
         return None
@@ -307,11 +307,16 @@ def _norm_hook(gate: RuleGate, rule: NormRule, module: nn.Module, args: tuple, o
     return _NormRule.apply(gate, rule, module, output, x, weight, bias)
 
 
-def _check_rule_value(module: nn.Module, value: torch.Tensor, output: torch.Tensor) -> None:
+def _check_rule_value(
+    module: nn.Module, value: torch.Tensor, output: torch.Tensor, input_dtype: torch.dtype
+) -> None:
     """Refuse a norm whose forward is not what its rule assumes (a changed class, a subclass)."""
     scale = float(output.abs().max()) if output.numel() else 0.0
     error = float((value - output).abs().max()) if output.numel() else 0.0
-    tolerance = max(1e-4, 16 * torch.finfo(output.dtype).eps) * (1.0 + scale)
+    # the coarser of the input's and the output's precision (under autocast a LayerNorm reads bfloat16 and
+    # writes float32); a wrong formula is off by the size of the output itself
+    eps = max(torch.finfo(input_dtype).eps, torch.finfo(output.dtype).eps)
+    tolerance = max(1e-4, 16 * eps) * (1.0 + scale)
     if not error <= tolerance:
         raise ConservativeUnsupported(
             f"{type(module).__name__} computes something else than the normalisation its rule assumes "
@@ -370,6 +375,8 @@ def conservative_rules(model: nn.Module, switched: bool = False) -> Iterator[Rul
     classifier = classifier_of(model)
     gate = RuleGate(switched)
     configs = _configs(classifier)
+    if any(id(config) in _GATES for config in configs):
+        raise RuntimeError(f"{type(classifier).__name__} is already inside a conservative_rules() block")
     saved = [(config, config.__dict__.get("_attn_implementation_internal")) for config in configs]
     handles: list[Any] = []
 

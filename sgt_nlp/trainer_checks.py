@@ -65,6 +65,12 @@ def check_model(model: nn.Module, processing_class: Any, args: Any) -> None:
         )
     if getattr(args, "sgt_saliency_method", "gradient") == "conservative":
         check_conservative(model)
+        if getattr(args, "gradient_checkpointing", False):
+            raise ValueError(
+                "sgt_saliency_method='conservative' cannot run with gradient_checkpointing: the recomputed "
+                "forward of a checkpointed layer runs outside the conservative rules (another attention "
+                "function), so the saliency and the loss would be taken on different graphs"
+            )
     if args.sgt_saliency_aggregation == "signed_mean":
         logger.warning(
             "sgt_saliency_aggregation='signed_mean' is ~0 for every token of BERT-family models: the word "

@@ -95,3 +95,33 @@ def test_a_conservative_sgt_step_trains(tmp_path, family):
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert model.config._attn_implementation == "sdpa"
     assert trainer.state.log_history[0]["sgt_degenerate_saliency"] == 0
+
+
+def test_gradient_checkpointing_and_nested_rules_are_refused(tmp_path):
+    from tests.test_model_families import make_trainer
+
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        make_trainer(
+            tmp_path,
+            "bert",
+            tiny.tiny_model("bert"),
+            sgt_saliency_method="conservative",
+            gradient_checkpointing=True,
+        )
+    from sgt_nlp.conservative import conservative_rules
+
+    model = tiny.tiny_model("bert")
+    with conservative_rules(model), pytest.raises(RuntimeError, match="already inside"):
+        with conservative_rules(model):
+            pass
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_bf16_autocast_sgt_step_runs(tmp_path):
+    """Under autocast a LayerNorm reads bfloat16 and writes float32: the rule's check allows for it."""
+    from tests.test_model_families import make_trainer
+
+    model = tiny.tiny_model("bert", seed=13)
+    trainer = make_trainer(tmp_path, "bert", model, sgt_saliency_method="conservative", bf16=True)
+    trainer.train()
+    assert trainer.state.log_history[0]["sgt_degenerate_saliency"] == 0
