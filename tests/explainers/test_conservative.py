@@ -348,3 +348,18 @@ def test_unsupported_models_are_refused():
             inputs_of(tiny.encode_family("llama"))
         )
     assert_state(model, before)
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_runs_under_bfloat16_autocast(family):
+    """Autocast feeds a LayerNorm bfloat16 and gets float32 back; the rules follow and stay close."""
+    own = family == "llama"
+    model = tiny.tiny_family_model(family, seed=14) if own else tiny.tiny_model(family, seed=14)
+    batch = inputs_of((tiny.encode_family if own else tiny.encode)(family))
+    explainer = Conservative(model, tokenizer=tiny.family_tokenizer(family))
+    reference = explainer.attribute(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = explainer.attribute(batch)
+    assert torch.isfinite(low.scores).all()
+    for a, b in zip(low.per_example(), reference.per_example(), strict=True):
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.9
