@@ -377,7 +377,8 @@ def conservative_rules(model: nn.Module, switched: bool = False) -> Iterator[Rul
     configs = _configs(classifier)
     if any(id(config) in _GATES for config in configs):
         raise RuntimeError(f"{type(classifier).__name__} is already inside a conservative_rules() block")
-    saved = [(config, config.__dict__.get("_attn_implementation_internal")) for config in configs]
+    absent = object()
+    saved = [(config, config.__dict__.get("_attn_implementation_internal", absent)) for config in configs]
     handles: list[Any] = []
 
     def check_attention_ran(module: nn.Module, args: tuple, output: Any) -> None:
@@ -402,5 +403,8 @@ def conservative_rules(model: nn.Module, switched: bool = False) -> Iterator[Rul
         for handle in handles:
             handle.remove()
         for config, implementation in saved:
-            config.__dict__["_attn_implementation_internal"] = implementation
+            if implementation is absent:
+                config.__dict__.pop("_attn_implementation_internal", None)
+            else:
+                config.__dict__["_attn_implementation_internal"] = implementation
             _GATES.pop(id(config), None)
