@@ -14,6 +14,10 @@ Measured side by side in one run, on the same model and data:
   the floor does not count, so the floor is only reported for those two.
 The model is MiniLM-shaped (6 layers, hidden 384): the pretrained MiniLM when its PyPI package is installed,
 else a random-init BERT of that shape with a WordPiece vocabulary trained on the documents.
+
+``--cost_methods gradient,conservative`` adds a table of each explainer's own cost against gradient's (the
+``attribute`` calls alone on ``--max_examples`` rows of ``--max_length`` random ids, in batches of
+``--batch_size``, median of ``--repeats``); ``--only_cost`` skips the pipeline table.
 """
 
 from __future__ import annotations
@@ -133,6 +137,40 @@ def floor_seconds(
     return total
 
 
+def explainer_costs(
+    model_dir: str, methods: list[str], rows: int, length: int, batch_size: int, device: str, repeats: int
+) -> dict[str, float]:
+    """Seconds of each explainer's ``attribute`` calls over the same random batches (median of repeats)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from sgt_nlp.explainers import get_explainer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device).eval()
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.get_input_embeddings().num_embeddings
+    batches = [
+        {
+            "input_ids": torch.randint(
+                1000, vocab, (min(batch_size, rows - start), length), generator=generator
+            )
+        }
+        for start in range(0, rows, batch_size)
+    ]
+    explainers = {m: get_explainer(m, model) for m in methods}
+    for explainer in explainers.values():  # warm-up
+        explainer.attribute(batches[0])
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
+    for _ in range(repeats):
+        for method, explainer in explainers.items():  # interleaved: load drifts hit every method alike
+            start = time.perf_counter()
+            for batch in batches:
+                explainer.attribute(batch)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds[method].append(time.perf_counter() - start)
+    return {m: statistics.median(v) for m, v in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,6 +183,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=1, help="repeat each measurement and take the median")
+    parser.add_argument("--cost_methods", default="", help="e.g. gradient,conservative: explainer cost table")
+    parser.add_argument("--only_cost", action="store_true", help="only the explainer cost table")
     args = parser.parse_args()
 
     from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
@@ -156,6 +196,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir, description = build_model(data_dir, args.split, tmp / "model")
+        cost_methods = [m.strip() for m in args.cost_methods.split(",") if m.strip()]
+        if cost_methods:
+            if "gradient" not in cost_methods:
+                cost_methods.insert(0, "gradient")
+            costs = explainer_costs(
+                model_dir,
+                cost_methods,
+                args.max_examples,
+                args.max_length,
+                args.batch_size,
+                args.device,
+                max(args.repeats, 1),
+            )
+            print(f"model: {description}")
+            print(
+                f"device={args.device}; explainer cost, {args.max_examples} rows x {args.max_length} pieces, "
+                f"batch {args.batch_size}, median of {max(args.repeats, 1)}"
+            )
+            print(f"| {'method':<14} | {'seconds':>8} | {'x gradient':>10} |")
+            print(f"|{'-' * 16}|{'-' * 10}|{'-' * 12}|")
+            for method, sec in costs.items():
+                print(f"| {method:<14} | {sec:8.3f} | {sec / costs['gradient']:10.2f} |")
+        if args.only_cost:
+            return
 
         def timed(batch_size: int) -> tuple[float, dict]:
             runs = []

@@ -18,6 +18,8 @@ from .validation import UsageError, check_finite_fields, check_number
 
 SALIENCY_TARGETS = ("label", "prediction")
 SALIENCY_PASSES = ("reuse", "eval")
+SALIENCY_METHODS = ("gradient", "conservative")
+
 #: (TrainingArguments field, lowest, highest, highest excluded) of the numbers that have a range
 TRAINING_RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("learning_rate", 0.0, None, False),
@@ -45,6 +47,7 @@ SGT_CHOICES: dict[str, tuple[str, ...]] = {
     "sgt_saliency_target": SALIENCY_TARGETS,
     "sgt_saliency_output": TARGET_OUTPUTS,
     "sgt_saliency_pass": SALIENCY_PASSES,
+    "sgt_saliency_method": SALIENCY_METHODS,
 }
 SGT_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "sgt_mask_fraction": (0.0, 1.0, True),
@@ -127,6 +130,16 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
             "help": "Which output of the target class is differentiated: 'logit' (default; the authors' "
             "CIFAR and BIRD code), 'log_prob' (their MNIST code) or 'prob'.",
             "choices": list(TARGET_OUTPUTS),
+        },
+    )
+    sgt_saliency_method: str = field(
+        default="gradient",
+        metadata={
+            "help": "Which backward pass gives the saliency: 'gradient' (the plain gradient) or "
+            "'conservative' (conservative propagation, Ali et al. 2022: attention probabilities and "
+            "normalisation scales held constant in the backward; same single backward pass). Then "
+            "aggregated by sgt_saliency_aggregation ('grad_x_input'/'abs_grad_x_input' are its relevances).",
+            "choices": list(SALIENCY_METHODS),
         },
     )
     sgt_saliency_pass: str = field(

@@ -5,7 +5,8 @@
 1. :func:`prepare_batch`: the forward arguments and the maskable positions (never special or padding tokens);
 2. :func:`clean_pass`: the clean logits, the word embeddings and (unless the mask is drawn at random) the
    gradient of the target class's output with respect to them, from the training forward (``reuse``) or a
-   separate forward with dropout off (``eval``);
+   separate forward with dropout off (``eval``); ``sgt_saliency_method='conservative'`` takes it with the
+   detach rules of conservative propagation (under ``reuse`` for the saliency backward only);
 3. :func:`saliency_scores`: one score per token; rows whose scores are all zero or not finite are ranked at
    random instead, and counted;
 4. :func:`choose_mask` and :func:`mask_embeddings`: ``k = floor(fraction * n)`` positions per sequence
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import SaliencyGuidedTrainingArguments
+from .conservative import conservative_rules
 from .masking import (
     apply_mask,
     maskable_positions,
@@ -100,12 +102,26 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def saliency_rules(model: nn.Module, method: str, switched: bool = False) -> Any:
+    """The context of a saliency backward: none for ``gradient``; for ``conservative`` the detach rules of
+    :func:`sgt_nlp.conservative.conservative_rules` (``switched``: only inside ``gate.rule_gradients()``)."""
+    if method == "conservative":
+        return conservative_rules(model, switched=switched)
+    return contextlib.nullcontext(None)
+
+
 def eval_mode_saliency(
-    model: nn.Module, embeddings: torch.Tensor, batch: SGTBatch, target: str, output: str
+    model: nn.Module,
+    embeddings: torch.Tensor,
+    batch: SGTBatch,
+    target: str,
+    output: str,
+    method: str = "gradient",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(grads, detached logits)`` of a separate forward with dropout off (the authors' choice), taken on a
-    detached leaf copy of ``embeddings``; ``target`` is ``label`` (gold) or ``prediction``."""
-    with evaluation_mode(model):
+    detached leaf copy of ``embeddings``; ``target`` is ``label`` (gold) or ``prediction``; ``method`` the
+    saliency's backward (``gradient`` or ``conservative``)."""
+    with evaluation_mode(model), saliency_rules(model, method):
         grads, _, logits = embedding_gradients(
             model,
             {"input_ids": batch.input_ids},
@@ -145,6 +161,7 @@ def clean_pass(
     embedding = word_embedding_layer(unwrapped)
     needs_saliency = args.sgt_mask_selection != "random"
     target, output = args.sgt_saliency_target, args.sgt_saliency_output
+    method = args.sgt_saliency_method
     grads: torch.Tensor | None
     if not training:
         word_embeddings = embedding(batch.input_ids).detach()
@@ -153,18 +170,22 @@ def clean_pass(
                 unwrapped, word_embeddings, batch.forward_kwargs, batch.input_ids
             )
             return CleanPass(logits.detach(), word_embeddings, None)
-        grads, logits = eval_mode_saliency(unwrapped, word_embeddings, batch, target, output)
+        grads, logits = eval_mode_saliency(unwrapped, word_embeddings, batch, target, output, method)
         return CleanPass(logits, word_embeddings, grads)
     grads = None
     if needs_saliency and args.sgt_saliency_pass == "eval":
         with torch.no_grad():
             leaf_source = embedding(batch.input_ids)
-        grads, _ = eval_mode_saliency(unwrapped, leaf_source, batch, target, output)
-    logits, word_embeddings = forward_capturing_embeddings(
-        model, embedding, batch.model_inputs, batch.input_ids
-    )
-    if needs_saliency and args.sgt_saliency_pass == "reuse":
-        grads = reused_saliency(logits, word_embeddings, batch.labels, target, output)
+        grads, _ = eval_mode_saliency(unwrapped, leaf_source, batch, target, output, method)
+    reuse = needs_saliency and args.sgt_saliency_pass == "reuse"
+    # Under ``reuse`` the training forward serves both backwards: the rules apply to the saliency's only.
+    with saliency_rules(unwrapped, method if reuse else "gradient", switched=True) as gate:
+        logits, word_embeddings = forward_capturing_embeddings(
+            model, embedding, batch.model_inputs, batch.input_ids
+        )
+    if reuse:
+        with contextlib.nullcontext() if gate is None else gate.rule_gradients():
+            grads = reused_saliency(logits, word_embeddings, batch.labels, target, output)
     return CleanPass(logits, word_embeddings, grads)
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from transformers import TrainingArguments
 
+from .conservative import check_conservative
 from .saliency import check_embedding_forward, classifier_of, reads_last_token, word_embedding_layer
 
 if TYPE_CHECKING:
@@ -62,6 +63,14 @@ def check_model(model: nn.Module, processing_class: Any, args: Any) -> None:
             "sgt_mask_strategy='mask_token' needs a tokenizer with a mask token: pass "
             "processing_class=<tokenizer with mask_token> or choose another sgt_mask_strategy"
         )
+    if getattr(args, "sgt_saliency_method", "gradient") == "conservative":
+        check_conservative(model)
+        if getattr(args, "gradient_checkpointing", False):
+            raise ValueError(
+                "sgt_saliency_method='conservative' cannot run with gradient_checkpointing: the recomputed "
+                "forward of a checkpointed layer runs outside the conservative rules (another attention "
+                "function), so the saliency and the loss would be taken on different graphs"
+            )
     if args.sgt_saliency_aggregation == "signed_mean":
         logger.warning(
             "sgt_saliency_aggregation='signed_mean' is ~0 for every token of BERT-family models: the word "

@@ -203,6 +203,7 @@ def test_script_help_lists_sgt_options():
     for option in (
         "--sgt_mask_fraction",
         "--sgt_saliency_pass",
+        "--sgt_saliency_method",
         "--data_dir",
         "--max_length",
         "--learning_rate",

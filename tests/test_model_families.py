@@ -176,6 +176,7 @@ EXPLAINER_SETTINGS = {
     "integrated_gradients": {"n_steps": 4, "internal_batch_size": 8},
     "smoothgrad": {"n_samples": 2, "noise_std": 0.1},
     "occlusion": {"removal": "delete", "internal_batch_size": 16},
+    "conservative": {},
 }
 
 

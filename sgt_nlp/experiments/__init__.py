@@ -38,6 +38,7 @@ from .records import (
 )
 from .runner import Experiment
 from .spec import (
+    ALL_METHODS,
     DEFAULT_ARMS,
     METHODS,
     PRESETS,
@@ -71,6 +72,7 @@ __all__ = [
     "ALL_METRICS",
     "DEFAULT_ARMS",
     "FAITHFULNESS_METRICS",
+    "ALL_METHODS",
     "METHODS",
     "MIN_EMPTY_DROP",
     "NEGLIGIBLE",

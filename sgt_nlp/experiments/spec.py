@@ -14,6 +14,9 @@ from .spec_checks import SpecError, check_dataset_ranges, check_spec_ranges, che
 #: the explanation methods a spec can ask for; ``gradient_l2`` is the score the trainer shapes (``l2``),
 #: ``gradient`` is grad x input (the evaluation default), ``random`` is averaged over ``random_draws`` seeds
 METHODS = ("gradient_l2", "gradient", "integrated_gradients", "smoothgrad", "occlusion", "random")
+#: every method a spec may name: the default ones and ``conservative`` (conservative propagation's relevance,
+#: grad x input of the rule backward), which no preset evaluates unless its ``methods`` name it
+ALL_METHODS = (*METHODS, "conservative")
 REMOVALS = ("delete", "mask_token", "random_token")
 SOURCES = ("eraser", "sst2", "synthetic")
 TRUNCATIONS = ("head", "tail", "head_tail")
@@ -156,7 +159,7 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
             if arm not in spec.arms:
                 raise SpecError(f"{source}: comparisons[{i}]: {arm!r} is not an arm")
     for method in spec.methods:
-        _check_choice(f"{source}: methods", method, METHODS)
+        _check_choice(f"{source}: methods", method, ALL_METHODS)
     for removal in spec.removals:
         _check_choice(f"{source}: removals", removal, REMOVALS)
     _check_choice(f"{source}: mixed_precision", spec.mixed_precision, MIXED_PRECISION)
@@ -302,6 +305,7 @@ ABLATION_VARIANTS = (
     "sgt_fraction0.2",
     "sgt_kl0.3",
     "sgt_signed_mean",
+    "sgt_conservative",
 )
 
 PRESETS: dict[str, ExperimentSpec] = {
@@ -381,6 +385,12 @@ PRESETS: dict[str, ExperimentSpec] = {
             "sgt_fraction0.2": {"sgt_mask_fraction": 0.2},
             "sgt_kl0.3": {"sgt_mask_fraction": 0.5, "sgt_kl_weight": 0.3},
             "sgt_signed_mean": {"sgt_mask_fraction": 0.5, "sgt_saliency_aggregation": "signed_mean"},
+            # ranked by conservative propagation's relevance magnitude instead of the gradient's l2
+            "sgt_conservative": {
+                "sgt_mask_fraction": 0.5,
+                "sgt_saliency_method": "conservative",
+                "sgt_saliency_aggregation": "abs_grad_x_input",
+            },
         },
         seeds=(0, 1),
         methods=("gradient_l2", "gradient", "integrated_gradients", "random"),

@@ -127,7 +127,13 @@ def epochs_timed(epochs: float, start_step: int, max_steps: int) -> float:
 #: a method's explanation cost in gradients per example at the presets' settings (IG's 20 steps, SmoothGrad's
 #: 10 samples; occlusion's one forward per word is about 7 gradients on an SST-2 sentence): it orders the
 #: calls that run side by side, the longest first
-EXPLANATION_COST = {"integrated_gradients": 20.0, "smoothgrad": 10.0, "occlusion": 7.0, "gradient": 1.0}
+EXPLANATION_COST = {
+    "integrated_gradients": 20.0,
+    "smoothgrad": 10.0,
+    "occlusion": 7.0,
+    "gradient": 1.0,
+    "conservative": 1.0,
+}
 
 
 def evaluation_calls(

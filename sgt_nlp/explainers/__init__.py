@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from sgt_nlp.explainers.base import Attribution, Explainer
+from sgt_nlp.explainers.conservative import Conservative
 from sgt_nlp.explainers.gradient import Gradient
 from sgt_nlp.explainers.integrated_gradients import IntegratedGradients
 from sgt_nlp.explainers.occlusion import Occlusion
@@ -25,6 +26,7 @@ EXPLAINERS: dict[str, type[Explainer]] = {
     "smoothgrad": SmoothGrad,
     "occlusion": Occlusion,
     "random": Random,
+    "conservative": Conservative,
 }
 
 
@@ -45,6 +47,7 @@ def get_explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
 __all__ = [
     "EXPLAINERS",
     "Attribution",
+    "Conservative",
     "Explainer",
     "Gradient",
     "IntegratedGradients",

@@ -208,14 +208,16 @@ class Explainer(ABC):
 
     @contextlib.contextmanager
     def _explaining(self) -> Iterator[None]:
-        """Eval mode (no dropout: explanations must be deterministic) and autograd on, both restored after."""
-        was_training = self.model.training
+        """Eval mode (no dropout: explanations must be deterministic) and autograd on, both restored after
+        (each module's own mode: a model partly in eval mode comes back so)."""
+        modes = [(module, module.training) for module in self.model.modules()]
         self.model.eval()
         try:
             with torch.enable_grad():
                 yield
         finally:
-            self.model.train(was_training)
+            for module, training in modes:
+                module.training = training
 
     def _prepare(self, inputs: Inputs) -> dict[str, torch.Tensor]:
         """The model inputs (and a ``special_tokens_mask`` if any) on the model's device."""

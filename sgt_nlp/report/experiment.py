@@ -19,6 +19,7 @@ METHOD_TITLES = {
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",
     "random": "Random",
+    "conservative": "Conservative propagation",
 }
 #: the metrics of the headline table: the confidence-normalised ones, which compare models of different
 #: confidence fairly, and agreement with human rationales where a dataset has them

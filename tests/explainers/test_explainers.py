@@ -11,6 +11,7 @@ from torch import nn
 
 from sgt_nlp.explainers import (
     EXPLAINERS,
+    Conservative,
     Gradient,
     IntegratedGradients,
     Occlusion,
@@ -239,9 +240,17 @@ def test_eval_mode_is_used_and_restored_and_no_grad_is_overridden():
 
 def test_registry_and_setting_errors():
     model = model_for("bert")
-    assert set(EXPLAINERS) == {"gradient", "integrated_gradients", "smoothgrad", "occlusion", "random"}
+    assert set(EXPLAINERS) == {
+        "gradient",
+        "integrated_gradients",
+        "smoothgrad",
+        "occlusion",
+        "random",
+        "conservative",
+    }
     with pytest.raises(
-        ValueError, match="allowed: gradient, integrated_gradients, smoothgrad, occlusion, random"
+        ValueError,
+        match="allowed: gradient, integrated_gradients, smoothgrad, occlusion, random, conservative",
     ):
         get_explainer("lime", model)
     for make, pattern in [
@@ -342,7 +351,11 @@ def test_capabilities_describe_each_method():
     assert [n for n, c in EXPLAINERS.items() if c.has_convergence_delta] == ["integrated_gradients"]
     assert [n for n, c in EXPLAINERS.items() if c.groups_by_words] == ["occlusion"]
     assert [n for n, c in EXPLAINERS.items() if c.multiplies_by_inputs] == ["integrated_gradients"]
-    assert [n for n, c in EXPLAINERS.items() if "aggregation" in c.run_settings] == ["gradient", "smoothgrad"]
+    assert [n for n, c in EXPLAINERS.items() if "aggregation" in c.run_settings] == [
+        "gradient",
+        "smoothgrad",
+        "conservative",
+    ]
     assert Gradient.aggregations == SmoothGrad.aggregations == AGGREGATIONS
     assert IntegratedGradients.default_aggregations == ("sum", "abs_sum") and not Random.aggregations
     # signed: the signed gradient reductions, IG's sum, occlusion; never l2 or the uniform random baseline
@@ -353,6 +366,7 @@ def test_capabilities_describe_each_method():
     )
     assert IntegratedGradients.scores_signed() and not IntegratedGradients.scores_signed("abs_sum")
     assert Occlusion.scores_signed() and not Random.scores_signed()
+    assert Conservative.scores_signed() and not Conservative.scores_signed("abs_grad_x_input")
     run = {"aggregation": "l1", "n_steps": 7, "seed": 3, "internal_batch_size": 8, "removal": "delete"}
     assert IntegratedGradients.select_settings(run) == {"n_steps": 7, "internal_batch_size": 8}
     assert Random.select_settings(run) == {"seed": 3} and Gradient.select_settings({}) == {}
