@@ -423,6 +423,11 @@ def test_report_shows_every_removal_mode_and_marks_noise(two_evaluations, tmp_pa
     )  # two later models x two methods x two removal modes, never across modes
     for models, _, _, cells in delta_rows:
         verdicts = re.findall(r'data-verdict="(\w+)"', cells)
+        # comprehensiveness and sufficiency from three measures (no bounds.jsonl: NAOPC with all-order
+        # bounds not measured, named in the title; Random has no "minus Random")
+        three = re.findall(r'data-measures-verdict="([^"]+)" title="([^"]+)"', cells)
+        assert len(three) == 2 and all("naopc_bounds: not measured" in title for _, title in three)
         if models.startswith("again"):  # the same model again: every difference is 0, so all of it is noise
             assert verdicts and set(verdicts) == {"noise"}
+            assert {verdict for verdict, _ in three} == {"within noise"}
         assert "[" in cells  # faithfulness columns carry their bootstrap interval
