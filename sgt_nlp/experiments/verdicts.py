@@ -16,6 +16,7 @@ verdict that no single normaliser decides. Pure functions (no files, no models).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,25 +63,30 @@ def seed_interval(per_seed: Sequence[float], level: float = LEVEL) -> dict[str, 
     return {"mean": mean, "low": mean - half, "high": mean + half, "sd": sd, "seeds": float(len(values))}
 
 
-def t_detectable(sd: float, seeds: int, level: float = LEVEL, power: float = POWER) -> float:
-    """The true mean difference a two-sided one-sample t test over ``seeds`` seed means (sd ``sd``) detects
-    with probability ``power`` (noncentral t)."""
-    if seeds < 2 or not sd > 0:
-        return math.nan if seeds < 2 else 0.0
+@functools.lru_cache(maxsize=64)
+def _noncentrality(seeds: int, level: float, power: float) -> float:
+    """The noncentrality at which a two-sided one-sample t test over ``seeds`` values rejects with
+    probability ``power``."""
+    from scipy.optimize import brentq
+
     df = seeds - 1
     critical = stats.t.ppf(0.5 + level / 2, df)
 
-    def shortfall(delta: float) -> float:
-        shift = delta * math.sqrt(seeds) / sd
-        reached = stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift)
-        return float(reached - power)
+    def shortfall(shift: float) -> float:
+        return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) - power)
 
-    high = sd
+    high = 1.0
     while shortfall(high) < 0:
         high *= 2
-    from scipy.optimize import brentq
+    return float(brentq(shortfall, 0.0, high, xtol=1e-9))
 
-    return float(brentq(shortfall, 0.0, high, xtol=1e-6 * sd))
+
+def t_detectable(sd: float, seeds: int, level: float = LEVEL, power: float = POWER) -> float:
+    """The true mean difference a two-sided one-sample t test over ``seeds`` seed means (sd ``sd``) detects
+    with probability ``power`` (noncentral t); NaN with fewer than two seeds."""
+    if seeds < 2:
+        return math.nan
+    return _noncentrality(seeds, level, power) * sd / math.sqrt(seeds)
 
 
 def minimum_detectable_effect(
@@ -144,6 +150,9 @@ def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str,
             f"{treatment} beats {baseline}{note} but not random-mask ({vs_random_mask}): masking in general "
             "explains the gain"
         )
+    if random_mask == "better" and base not in ("worse", DEPENDS):
+        note = f" ({NOT_MEASURED})" if NOT_MEASURED in (vs_random_mask or "") else ""
+        return f"{treatment} beats random-mask{note} but not {baseline} ({vs_baseline})"
     if "worse" in (base, random_mask):
         pairs = ((baseline, base), ("random-mask", random_mask))
         which = [name for name, v in pairs if v == "worse"]

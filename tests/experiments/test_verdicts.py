@@ -77,7 +77,12 @@ def test_verdict_from_three_measures_needs_all_of_them():
         "sgt beats plain beyond the intervals (NAOPC with all-order bounds not measured)"
     )
     assert method_verdict("depends on normalisation", "better", "sgt", "plain") == "depends on normalisation"
-    assert method_verdict("within seed noise", "better", "sgt", "plain") == "within seed noise"
+    assert method_verdict("within seed noise", "better", "sgt", "plain") == (
+        "sgt beats random-mask but not plain (within seed noise)"
+    )
+    assert method_verdict("within noise", not_measured, "sgt", "plain") == (
+        "sgt beats random-mask (NAOPC with all-order bounds not measured) but not plain (within noise)"
+    )
 
 
 def test_minus_random_and_naopc_with_searched_bounds_per_example():
