@@ -46,6 +46,9 @@ class DatasetSpec:
     threshold: float | None = None  # comp/suff fraction (None: the mean human-rationale fraction)
     agreement: bool = True  # human rationales exist: report agreement metrics
     synthetic: dict[str, Any] = field(default_factory=dict)  # make_synthetic_eraser settings
+    #: with the spec's ``naopc_bounds`` beam/exact: search NAOPC's bounds for this many test examples (the
+    #: first of the seeded sample: the same examples in every run; None: all of them)
+    bounds_examples: int | None = None
 
 
 @dataclass
@@ -73,10 +76,10 @@ class ExperimentSpec:
     bootstrap_resamples: int = 2000
     #: NAOPC's per-example bounds: ``evaluated`` (the extremes over the evaluated orderings only), or
     #: ``beam``/``exact`` (searched over all orderings, Edin et al. 2025: the records then carry ``bounds``
-    #: and the verdicts their third measure); the search's beam width and how many test examples get bounds
+    #: and the verdicts their third measure), and the search's beam width (each dataset's
+    #: ``bounds_examples`` says how many test examples get bounds)
     naopc_bounds: str = "evaluated"
     bounds_beam_width: int = 2
-    bounds_examples: int | None = None
     #: (treatment, control) pairs; empty: every arm but the baseline and random_mask against both, then
     #: random_mask against the baseline
     comparisons: tuple[tuple[str, str], ...] = ()
@@ -155,8 +158,11 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
     if spec.eval_processes < 1:
         raise SpecError(f"{source}: eval_processes must be >= 1")
     _check_choice(f"{source}: naopc_bounds", spec.naopc_bounds, BOUND_SEARCHES)
-    if spec.bounds_beam_width < 1 or (spec.bounds_examples is not None and spec.bounds_examples < 1):
-        raise SpecError(f"{source}: bounds_beam_width and bounds_examples must be >= 1")
+    if spec.bounds_beam_width < 1:
+        raise SpecError(f"{source}: bounds_beam_width must be >= 1")
+    for i, d in enumerate(spec.datasets):
+        if d.bounds_examples is not None and d.bounds_examples < 1:
+            raise SpecError(f"{source}: datasets[{i}] ({d.name}).bounds_examples must be >= 1")
     return spec
 
 

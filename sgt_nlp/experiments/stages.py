@@ -169,7 +169,7 @@ def evaluation_calls(
     bounds: dict[str, Any] = dict(
         naopc_bounds=spec.naopc_bounds,
         bounds_beam_width=spec.bounds_beam_width,
-        bounds_max_examples=spec.bounds_examples,
+        bounds_max_examples=dataset.bounds_examples,
     )
     calls = [
         (

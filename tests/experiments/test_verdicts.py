@@ -142,8 +142,10 @@ def test_the_first_evaluation_call_searches_the_bounds_and_the_record_keeps_them
     from sgt_nlp.experiments.records import bound_columns
     from sgt_nlp.experiments.stages import evaluation_calls
 
-    spec = replace(PRESETS["smoke"], naopc_bounds="beam", bounds_beam_width=3, bounds_examples=5)
-    calls = evaluation_calls(spec, spec.datasets[0], tmp_path / "m", tmp_path / "d", tmp_path / "o", "x")
+    smoke = PRESETS["smoke"]
+    spec = replace(smoke, naopc_bounds="beam", bounds_beam_width=3)
+    dataset = replace(smoke.datasets[0], bounds_examples=5)
+    calls = evaluation_calls(spec, dataset, tmp_path / "m", tmp_path / "d", tmp_path / "o", "x")
     configs = [config for _, config in calls]
     assert (configs[0].naopc_bounds, configs[0].bounds_beam_width, configs[0].bounds_max_examples) == (
         "beam",
@@ -164,3 +166,13 @@ def test_the_first_evaluation_call_searches_the_bounds_and_the_record_keeps_them
     columns = bound_columns([{"aopc_bounds": line}, {"aopc_bounds": None}])
     assert columns["comprehensiveness_aopc_high"] == [0.9, None] and columns["search"] == ["beam", None]
     assert bound_columns([{"aopc_bounds": None}]) is None
+
+
+def test_the_bounds_spec_file_asks_for_five_seeds_and_a_movies_subsample():
+    from sgt_nlp.experiments import load_spec
+    from tests.toy_data import ROOT
+
+    spec = load_spec(ROOT / "specs" / "cpu_bounds.yaml")
+    assert spec.seeds == (0, 1, 2, 3, 4) and spec.naopc_bounds == "beam"
+    sizes = {d.name: d.bounds_examples for d in spec.datasets}
+    assert sizes == {"sst2": None, "movies": 40}
