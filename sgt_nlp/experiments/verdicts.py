@@ -73,7 +73,9 @@ def _noncentrality(seeds: int, level: float, power: float) -> float:
     critical = stats.t.ppf(0.5 + level / 2, df)
 
     def shortfall(shift: float) -> float:
-        return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) - power)
+        # the lower tail is negligible at these shifts, and scipy returns NaN for it at some of them
+        lower = float(np.nan_to_num(stats.nct.cdf(-critical, df, shift), nan=0.0))
+        return float(stats.nct.sf(critical, df, shift)) + lower - power
 
     high = 1.0
     while shortfall(high) < 0:

@@ -43,6 +43,11 @@ def test_minimum_detectable_effect_is_the_t_power_at_the_seed_sd_and_the_bootstr
     # bootstrap's
     narrow = {"mean": 0.0, "low": -0.01, "high": 0.01, "per_seed": [-0.1, 0.0, 0.1]}
     assert minimum_detectable_effect(narrow) == pytest.approx(0.3264, abs=1e-3)
+    # two seeds (the ablation): finite, where scipy's noncentral t has NaN tails; more seeds need less
+    from sgt_nlp.experiments.verdicts import t_detectable
+
+    two, three, five = (t_detectable(1.0, n) for n in (2, 3, 5))
+    assert np.isfinite(two) and two > three > five
 
 
 def test_the_call_rule_keeps_false_positives_near_5_percent_and_the_former_rule_did_not():
