@@ -79,6 +79,9 @@ def test_command_line_changes_the_demo_preset():
     default = demo_spec(parse_settings([]))
     assert default.arms["random_mask"]["sgt_mask_selection"] == "random" and default.model == "tiny"
     assert default.datasets[0].test_examples is None  # the full test split
+    assert default.naopc_bounds == "evaluated"  # the bound search is opt-in: 4-5x the quick demo's time
+    searched = demo_spec(parse_settings(["--naopc_bounds", "beam"]))
+    assert (searched.naopc_bounds, searched.bounds_beam_width) == ("beam", 1)
     quick = demo_spec(parse_settings(["--quick"]))
     assert quick.datasets[0].synthetic["n_train"] < default.datasets[0].synthetic["n_train"]
 
