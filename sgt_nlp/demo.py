@@ -17,13 +17,13 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import SaliencyGuidedTrainingArguments, check_sgt_setting
+from .demo_folder import publish_shortcuts, remove_demo_outputs
 from .experiments import (
     PRESETS,
     REMOVALS,
@@ -33,9 +33,9 @@ from .experiments import (
     SpecError,
     validate_spec,
 )
-from .experiments.spec import check_plain_name
-from .files import atomic_write_text, is_inside
-from .report.build import PLOT_FILES
+from .experiments.verdicts import MEASURES
+from .files import atomic_write_text
+from .metrics.verdict_rule import DEPENDS, NOT_MEASURED, normalisation_verdict
 from .report.experiment import METHOD_TITLES
 from .synthetic import TEMPLATE_NAMES
 from .validation import UsageError, check_finite_fields, check_number, check_positive, parse_seeds
@@ -45,13 +45,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: the demo's verdict reads comprehensiveness AOPC (faithfulness), its confidence-normalised NAOPC (a less
-#: confident model has a smaller AOPC for that reason alone) and AUPRC against the planted rationale
+#: the demo's verdict per method is comprehensiveness from three measures that must agree (raw AOPC, AOPC
+#: minus the same model's Random AOPC, NAOPC with all-order bounds: :mod:`sgt_nlp.experiments.verdicts`);
+#: NAOPC with evaluated bounds is shown, labelled, and AUPRC against the planted rationale beside it
 VERDICT_METRICS = (
-    ("comprehensiveness_aopc", "comprehensiveness AOPC"),
-    ("comprehensiveness_naopc", "comprehensiveness NAOPC"),
+    ("comprehensiveness_aopc", "AOPC"),
+    ("comprehensiveness_aopc_minus_random", "AOPC − Random"),
+    ("comprehensiveness_naopc_bounds", "NAOPC (all-order bounds)"),
+    ("comprehensiveness_naopc", "NAOPC (evaluated bounds, not deciding)"),
     ("auprc_visible", "AUPRC vs the rationale"),
 )
+#: the measures that decide (the others are shown)
+DECIDING = MEASURES["comprehensiveness"]
+WORDS = {"better": "helped", "worse": "hurt", DEPENDS: DEPENDS}
 
 #: the demo preset: the defaults of every option below that it sets
 DEMO = PRESETS["demo"]
@@ -119,6 +125,15 @@ class DemoSettings:
     )
     max_eval_examples: int | None = field(
         default=None, metadata={"help": "evaluate a seeded sample of N test examples (unset: all)"}
+    )
+    naopc_bounds: str = field(
+        default=DEMO.naopc_bounds,
+        metadata={
+            "choices": ["evaluated", "beam", "exact"],
+            "help": "NAOPC's all-order bounds, the verdict's third measure: evaluated (default: not "
+            "searched, the verdict says so) or beam (a greedy beam over all orderings of every test "
+            "example; the quick demo takes 4 to 5 times as long)",
+        },
     )
     no_random_mask: bool = field(default=False, metadata={"help": "leave out the random-mask control arm"})
     quick: bool = field(default=False, metadata={"help": "a tiny run (seconds) that exercises every step"})
@@ -191,6 +206,8 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
         seeds=parse_seeds("--seeds", args.seeds),
         removals=removals,
         model=args.model or "tiny",
+        naopc_bounds=args.naopc_bounds,
+        bounds_beam_width=1,  # greedy: the bounds are the demo's costliest part when searched
     )
     if args.quick:
         synthetic = dataset.synthetic if args.data_dir else {**QUICK_SYNTHETIC, "templates": args.templates}
@@ -205,9 +222,11 @@ def demo_spec(args: DemoSettings) -> ExperimentSpec:
 
 
 def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
-    """One plain sentence per method: for each verdict metric, did SGT help, by how much, with the paired 95 %
-    interval vs plain (and vs random-mask when it ran). "Helped"/"hurt" need the whole interval vs plain on
-    one side of 0; a gap whose interval covers 0 "made no difference beyond noise", however large it looks."""
+    """One line per method with one word for it: SGT ``helped`` / ``hurt`` comprehensiveness when raw AOPC,
+    AOPC − Random and NAOPC with all-order bounds all say so beyond their intervals against plain,
+    ``depends on normalisation`` when they differ, ``within noise`` when none is called; then the numbers
+    (paired 95 % intervals vs plain, the verdict vs random-mask when it ran), NAOPC with evaluated bounds
+    labelled as not deciding, and AUPRC against the rationale."""
     sentences = []
     for name, data in result["datasets"].items():
         comparisons = {(c["treatment"], c["control"]): c for c in data["comparisons"]}
@@ -220,25 +239,39 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
         accuracy = vs_plain["accuracy"]
         sentences.append(
             f"Accuracy: SGT {_signed(accuracy)} vs plain (test, {len(vs_plain['seeds'])} seed(s)); "
-            f"faithfulness below is under removal '{removal}', intervals are paired bootstrap 95 % over test "
-            + ("examples and seeds." if len(vs_plain["seeds"]) > 1 else "examples.")
+            f"faithfulness below is comprehensiveness under removal '{removal}', intervals are paired "
+            + (
+                "bootstrap 95 % over test examples and seeds."
+                if len(vs_plain["seeds"]) > 1
+                else "bootstrap 95 % over test examples."
+            )
         )
         for method in methods:
+            verdict = _verdict(vs_plain, removal, method)
             parts = []
             for metric, title in VERDICT_METRICS:
                 row = _row(vs_plain, removal, method, metric)
-                if row is None or math.isnan(row["difference"]["mean"]):
-                    continue
-                word = {"better": "helped", "worse": "hurt"}.get(
-                    row["outcome"], "made no difference beyond noise"
-                )
-                text = f"{title}: SGT {word} ({_signed(row['difference'])} vs plain"
-                other = _row(vs_random, removal, method, metric) if vs_random else None
-                if other is not None and not math.isnan(other["difference"]["mean"]):
-                    text += f", {_signed(other['difference'])} vs random-mask"
-                parts.append(text + ")")
-            sentences.append(f"{METHOD_TITLES.get(method, method)}: {'; '.join(parts)}.")
+                if row is not None and not math.isnan(row["difference"]["mean"]):
+                    parts.append(f"{title} {_signed(row['difference'])}")
+            text = f"{METHOD_TITLES.get(method, method)}: SGT {verdict} (vs plain: {', '.join(parts)}"
+            if vs_random is not None:
+                text += f"; vs random-mask: {_verdict(vs_random, removal, method)}"
+            sentences.append(text + ").")
     return sentences
+
+
+def _verdict(comparison: dict[str, Any], removal: str, method: str) -> str:
+    """``helped`` / ``hurt`` / ``depends on normalisation`` / ``within noise`` from the deciding measures."""
+    measures: dict[str, str | None] = {}
+    for metric in DECIDING:
+        if method == "random" and metric.endswith("_minus_random"):
+            continue  # Random minus its own Random AOPC is 0 by definition
+        row = _row(comparison, removal, method, metric)
+        measures[metric] = None if row is None else row["outcome"]
+    combined = normalisation_verdict(measures)
+    word, _, note = combined.partition(" (")
+    word = WORDS.get(word, "within noise" if word != "no data" else "no data")
+    return f"{word} ({NOT_MEASURED})" if NOT_MEASURED in note else word
 
 
 def _row(comparison: dict[str, Any], removal: str, method: str, metric: str) -> dict[str, Any] | None:
@@ -306,69 +339,6 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path, overwrite: bool = Fal
         "seconds": time.perf_counter() - started,
         "result": result,
     }
-
-
-#: what the demo writes at the top of its folder, besides one folder per dataset and seed<s>/
-DEMO_FILES = (
-    "spec.json",
-    "results.md",
-    "results.json",
-    "results.png",
-    "verdict.md",
-    "report.html",
-    "work",
-    *PLOT_FILES.values(),
-)
-
-
-def remove_demo_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
-    """Delete what a demo with the settings ``previous`` (its ``spec.json``) wrote into ``out``, and nothing
-    else: the files above, its datasets' record folders and its ``seed<s>`` link folders. Names are checked
-    as a spec's are (``spec.json`` is a file anyone could have edited), so nothing outside ``out`` goes."""
-    datasets = previous.get("datasets") or []
-    seeds = previous.get("seeds") or []
-    names: list[str] = []
-    for i, dataset in enumerate(datasets):
-        name = dataset.get("name") if isinstance(dataset, dict) else dataset
-        check_plain_name(f"{out / 'spec.json'}: datasets[{i}].name", name)
-        names.append(str(name))
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SpecError(f"{out / 'spec.json'}: seeds: integers needed, got {seeds!r}")
-    candidates = [*DEMO_FILES, *names, *(f"seed{s}" for s in seeds)]
-    removed = []
-    for name in candidates:
-        path = out / name
-        if not (path.exists() or path.is_symlink()) or not is_inside(path.parent, out):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        removed.append(name)
-    return removed
-
-
-def publish_shortcuts(out: Path, spec: ExperimentSpec, result: dict[str, Any]) -> None:
-    """Short names for what the README's next commands use: ``<out>/seed<s>/{data, initial_model, model_<arm>,
-    eval_<arm>}``, relative links into the runner's work folder."""
-    dataset = spec.datasets[0]
-    lr = result["datasets"][dataset.name]["learning_rate"]
-    if lr is None:
-        return
-    work = out / "work" / dataset.name
-    for seed in spec.seeds:
-        folder = out / f"seed{seed}"
-        folder.mkdir(parents=True, exist_ok=True)
-        targets = {"data": work / "data", "initial_model": work / f"tiny_seed{seed}"}
-        for arm in spec.arms:
-            run = work / f"{arm}_seed{seed}_lr{lr:g}"
-            targets[f"model_{arm}"], targets[f"eval_{arm}"] = run / "model", run / "eval" / "main"
-        for name, target in targets.items():
-            link = folder / name
-            if link.is_symlink():
-                link.unlink()
-            if target.exists() and not link.exists():
-                link.symlink_to(os.path.relpath(target, folder), target_is_directory=True)
 
 
 def make_parser() -> HfArgumentParser:

@@ -23,42 +23,54 @@ def row(method, metric, mean, low, high, outcome):
     }
 
 
-def test_sentences_say_helped_hurt_or_noise_with_the_interval():
+def test_one_word_per_method_from_three_measures_and_the_numbers_beside_it():
+    measures = (
+        "comprehensiveness_aopc",
+        "comprehensiveness_aopc_minus_random",
+        "comprehensiveness_naopc_bounds",
+    )
+
+    def three(method, outcomes, mean=0.05):
+        return [
+            row(method, m, mean, mean - 0.03, mean + 0.03, o) for m, o in zip(measures, outcomes, strict=True)
+        ]
+
     vs_plain = {
         "treatment": "sgt",
         "control": "plain",
         "seeds": [0, 1],
         "accuracy": interval(-0.01, -0.03, 0.01),
         "rows": [
-            row("gradient", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
+            *three("gradient", ["better"] * 3),
+            row(
+                "gradient", "comprehensiveness_naopc", -0.394, -0.5, -0.3, "worse"
+            ),  # labelled, never decides
             row("gradient", "auprc_visible", 0.01, -0.01, 0.03, "within noise"),
-            row("integrated_gradients", "comprehensiveness_aopc", -0.04, -0.06, -0.01, "worse"),
+            *three("integrated_gradients", ["worse", "worse", "better"], mean=-0.04),
+            *three("smoothgrad", ["worse", "worse", "worse"], mean=-0.04),
             row("random", "comprehensiveness_aopc", 0.010, -0.002, 0.020, "within noise"),
+            row("random", "comprehensiveness_naopc_bounds", 0.010, -0.002, 0.020, "within noise"),
+            row("occlusion", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),  # bounds not searched
         ],
     }
-    vs_random = {
-        **vs_plain,
-        "control": "random_mask",
-        "rows": [row("gradient", "comprehensiveness_aopc", 0.001, -0.02, 0.03, "within noise")],
-    }
+    vs_random = {**vs_plain, "control": "random_mask", "rows": three("gradient", ["within noise"] * 3)}
     result = {"datasets": {"synthetic": {"comparisons": [vs_plain, vs_random]}}}
     spec = demo_spec(parse_settings([]))
     sentences = method_sentences(result, spec)
     assert sentences[0].startswith("Accuracy: SGT -0.010 [-0.030, +0.010] vs plain (test, 2 seed(s))")
-    gradient, ig, random = sentences[1:]
+    gradient, ig, smoothgrad, random, occlusion = sentences[1:]
     assert gradient == (
-        "Gradient × input: comprehensiveness AOPC: SGT helped (+0.050 [+0.020, +0.080] vs "
-        "plain, +0.001 [-0.020, +0.030] vs random-mask); AUPRC vs the rationale: SGT made no "
-        "difference beyond noise (+0.010 [-0.010, +0.030] vs plain)."
+        "Gradient × input: SGT helped (vs plain: AOPC +0.050 [+0.020, +0.080], AOPC − Random +0.050 "
+        "[+0.020, +0.080], NAOPC (all-order bounds) +0.050 [+0.020, +0.080], NAOPC (evaluated bounds, not "
+        "deciding) -0.394 [-0.500, -0.300], AUPRC vs the rationale +0.010 [-0.010, +0.030]; vs random-mask: "
+        "within noise)."
     )
-    assert ig.startswith(
-        "Integrated Gradients: comprehensiveness AOPC: SGT hurt (-0.040 [-0.060, -0.010] vs plain"
-    )
-    # a 0.010 gap whose interval covers 0 is noise, not "more than one point"
-    assert random == (
-        "Random: comprehensiveness AOPC: SGT made no difference beyond noise "
-        "(+0.010 [-0.002, +0.020] vs plain)."
-    )
+    assert ig.startswith("Integrated Gradients: SGT depends on normalisation (vs plain: AOPC -0.040")
+    assert smoothgrad.startswith("SmoothGrad: SGT hurt (")
+    assert random.startswith("Random: SGT within noise (vs plain: AOPC +0.010 [-0.002, +0.020]")
+    assert occlusion.startswith("Occlusion: SGT helped (NAOPC with all-order bounds not measured) (")
+    for sentence in sentences[1:]:  # one word per method: never both
+        assert not ("helped" in sentence and "hurt" in sentence)
 
 
 def test_command_line_changes_the_demo_preset():
@@ -67,6 +79,9 @@ def test_command_line_changes_the_demo_preset():
     default = demo_spec(parse_settings([]))
     assert default.arms["random_mask"]["sgt_mask_selection"] == "random" and default.model == "tiny"
     assert default.datasets[0].test_examples is None  # the full test split
+    assert default.naopc_bounds == "evaluated"  # the bound search is opt-in: 4-5x the quick demo's time
+    searched = demo_spec(parse_settings(["--naopc_bounds", "beam"]))
+    assert (searched.naopc_bounds, searched.bounds_beam_width) == ("beam", 1)
     quick = demo_spec(parse_settings(["--quick"]))
     assert quick.datasets[0].synthetic["n_train"] < default.datasets[0].synthetic["n_train"]
 
@@ -87,7 +102,7 @@ def test_demo_on_given_data_and_model(tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert 'id="verdict"' in html and html.index('id="verdict"') < html.index('id="metrics"')
     verdict = (out / "verdict.md").read_text()
-    assert "Integrated Gradients: comprehensiveness AOPC: SGT" in verdict and "vs random-mask" in verdict
+    assert "Integrated Gradients: SGT " in verdict and "vs random-mask" in verdict
     assert (out / "seed0" / "model_sgt" / "config.json").is_file()  # the links the README's commands use
     assert (out / "seed0" / "eval_random_mask" / "summary.json").is_file()
     result = json.loads((out / "results.json").read_text())
@@ -134,5 +149,11 @@ def test_demo_verdict_metrics_are_registered_verdict_metrics_of_the_runner():
     from sgt_nlp.metrics.registry import direction
 
     keys = [key for key, _ in VERDICT_METRICS]
-    assert keys == ["comprehensiveness_aopc", "comprehensiveness_naopc", "auprc_visible"]
+    assert keys == [
+        "comprehensiveness_aopc",
+        "comprehensiveness_aopc_minus_random",
+        "comprehensiveness_naopc_bounds",
+        "comprehensiveness_naopc",
+        "auprc_visible",
+    ]
     assert set(keys) <= set(RUNNER_VERDICT_METRICS) and all(direction(key) == +1 for key in keys)

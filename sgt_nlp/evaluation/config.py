@@ -13,6 +13,7 @@ from typing import Any
 from ..eraser.align import TRUNCATIONS, WORD_AGGREGATIONS
 from ..explainers import EXPLAINERS, explainer_class
 from ..metrics import DEFAULT_AOPC_THRESHOLDS
+from ..metrics.aopc_bounds import BOUND_SEARCHES
 from ..saliency import AGGREGATIONS
 from ..validation import UsageError, check_finite_fields, check_number, check_positive
 
@@ -145,6 +146,27 @@ class EvaluationConfig:
             choices=TOKENS_TO_FLIP,
         ),
     )
+    naopc_bounds: str = field(
+        default="evaluated",
+        metadata=_cli(
+            "NAOPC's bounds per example: evaluated (default: the extremes over the evaluated orderings, "
+            "no extra passes; they depend on the methods compared), beam (the highest and lowest AOPC over "
+            "all orderings of the seen words by beam search, Edin et al. 2025) or exact (every ordering, for "
+            "inputs short enough, beam otherwise); beam and exact write bounds.jsonl",
+            choices=BOUND_SEARCHES,
+        ),
+    )
+    bounds_beam_width: int = field(
+        default=2,
+        metadata=_cli("beam width of --naopc_bounds beam (the best of widths 1..W; wider is never worse)"),
+    )
+    bounds_max_examples: int | None = field(
+        default=None,
+        metadata=_cli(
+            "search NAOPC's bounds for the first N evaluated examples only (the others have no all-order "
+            "NAOPC; default: all)"
+        ),
+    )
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=_HIDDEN)
     #: also write ``<method>/per_example.jsonl`` (what paired statistics need, one line per example) and run
     #: the empty input (every seen word removed) for confidence-normalised faithfulness (the experiment
@@ -163,6 +185,8 @@ class EvaluationConfig:
         check_positive("--max_examples", self.max_examples)  # 0 is not "all": leave it out for all
         check_positive("--ig_steps", self.ig_steps, allow_none=False)
         check_positive("--smoothgrad_samples", self.smoothgrad_samples, allow_none=False)
+        check_positive("--bounds_beam_width", self.bounds_beam_width, allow_none=False)
+        check_positive("--bounds_max_examples", self.bounds_max_examples)
         bad_bins = [t for t in self.aopc_thresholds if not 0 < t < 1]
         if not self.aopc_thresholds or bad_bins:
             raise UsageError(
@@ -179,6 +203,7 @@ class EvaluationConfig:
             ("truncation", TRUNCATIONS),
             ("tokens_to_flip", TOKENS_TO_FLIP),
             ("target", TARGETS),
+            ("naopc_bounds", BOUND_SEARCHES),
         ):
             value = getattr(self, name)
             if value not in allowed:

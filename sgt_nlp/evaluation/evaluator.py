@@ -18,6 +18,7 @@ from ..eraser.align import align_words, encode_words
 from ..explainers import get_explainer
 from ..metrics import removal_count, top_k_indices
 from ..saliency import embedding_forward_kwargs
+from .bounds import add_bounds
 from .config import MASKED_ACCURACY_FRACTIONS, EvaluationConfig
 from .perturbation import (
     example_seed,
@@ -139,6 +140,7 @@ class BatchEvaluator:
                     if explainer.has_convergence_delta and "delta" in attribution.extras:
                         result.convergence_delta = float(attribution.extras["delta"][b])
                     outputs[b].methods.setdefault(removal, {})[method] = result
+        add_bounds(self, batch, outputs)  # --naopc_bounds beam|exact: after every method, which seed it
         return outputs
 
     def _faithfulness(self, batch, kept_words, word_scores, full_probs, removal: str) -> list[MethodResult]:
@@ -155,7 +157,7 @@ class BatchEvaluator:
             if self.config.per_example and n:
                 key_set.add(("comp", n))  # the empty input: every seen word removed
             keys = sorted(key_set)
-            replacement = self._replacements(ex, n, removal)
+            replacement = self.replacements(ex, n, removal)
             slots = {}
             for key in keys:
                 slots[key] = len(inputs)
@@ -218,7 +220,8 @@ class BatchEvaluator:
             if int(p.argmax()) != int(full_probs[b].argmax()):
                 flipped[b].add(k)
 
-    def _replacements(self, ex: Example, n: int, removal: str) -> str | list[str] | None:
+    def replacements(self, ex: Example, n: int, removal: str) -> str | list[str] | None:
+        """What replaces the removed words of ``ex`` (n seen words) under ``removal``: None for delete."""
         if removal == "mask_token":
             return self.mask_word
         if removal == "random_token":

@@ -5,7 +5,8 @@ Per removal mode (the main one in ``output_dir``, each extra one in ``output_dir
 nesting, plus ``visible_only``: AUPRC, token and IOU F1 over the words the model saw, and
 ``evaluation_settings``), ``curves.json`` (AOPC points, masked-accuracy curve) and, with ``per_example``,
 ``per_example.jsonl``; beside them ``examples.jsonl`` (the first examples' words and scores),
-``summary.json``, ``summary.md`` and ``run.json``.
+``summary.json``, ``summary.md`` and ``run.json``; with ``--naopc_bounds beam|exact``, ``bounds.jsonl`` in
+``output_dir`` (every removal mode's lines).
 
 Hard rationales are the top ``round(threshold * n)`` of the ``n`` words the model saw; words the truncation
 dropped rank below every seen word in the soft scores.
@@ -36,6 +37,7 @@ from ..metrics import (
     token_prf,
 )
 from ..validation import UsageError, remove_outputs
+from .bounds import bounds_lines, bounds_summary, naopc_scores
 from .config import MASKED_ACCURACY_FRACTIONS
 from .records import EvaluationResult, Example
 from .summary import aopc_curve, summary_row, summary_table
@@ -43,7 +45,7 @@ from .summary import aopc_curve, summary_row, summary_table
 logger = logging.getLogger(__name__)
 
 #: what an evaluation writes at the top of its output folder (besides one folder per method)
-EVALUATION_FILES = ("run.json", "summary.json", "summary.md", "examples.jsonl")
+EVALUATION_FILES = ("run.json", "summary.json", "summary.md", "examples.jsonl", "bounds.jsonl")
 
 Key = tuple[str, str]  # (annotation_id, docid)
 
@@ -177,7 +179,11 @@ def method_scores(result: EvaluationResult, removal: str, method: str, found: Me
         },
     }
     seconds = float(sum(r.seconds for r in per_method))
+    scores["naopc"] = naopc_scores(result, removal, method)
     row = summary_row(summary_name(result), method, scores, curves, seconds)
+    for bounds, values in scores["naopc"].items():  # NAOPC with each kind of bounds, side by side
+        for name in ("comprehensiveness", "sufficiency"):
+            row[f"{name}_naopc_{bounds}"] = values[name]
     if explainer_class(method).has_convergence_delta:
         deltas = [abs(r.convergence_delta or 0.0) for r in per_method]
         row["ig_mean_abs_delta"] = float(np.mean(deltas)) if deltas else 0.0
@@ -218,6 +224,7 @@ def per_example_lines(result: EvaluationResult, removal: str, method: str, found
                     "comp_aopc_probs": [[float(v) for v in r.thresholded[t][0]] for t in thresholds],
                     "suff_aopc_probs": [[float(v) for v in r.thresholded[t][1]] for t in thresholds],
                     "tokens_to_flip": int(r.tokens_to_flip),
+                    "aopc_bounds": output.bounds.get(removal),
                     **agreement,
                 }
             )
@@ -336,9 +343,13 @@ def write_evaluation(
     rows = []
     for removal in config.removals:
         rows += write_removal(result, removal, config.output_dir_for(removal, base))
+    lines = bounds_lines(result)
+    if lines:
+        atomic_write_text(base / "bounds.jsonl", "".join(lines))
     run = run_info(result)
     run["seconds"] = result.seconds + (time.perf_counter() - began)
     for removal in config.removals:
         info = {**run, "removal": removal, "removals": list(config.removals)}
+        info["naopc_bounds"] = {"search": config.naopc_bounds, "cost": bounds_summary(result, removal)}
         atomic_write_text(config.output_dir_for(removal, base) / "run.json", json.dumps(info, indent=2))
     return rows

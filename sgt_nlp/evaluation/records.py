@@ -56,14 +56,16 @@ class MethodResult:
 
 @dataclass
 class ExampleOutput:
-    """One example's results: which words the model saw (``kept_words``, ``words_kept`` of them) and
-    ``methods[removal][method]``."""
+    """One example's results: which words the model saw (``kept_words``, ``words_kept`` of them),
+    ``methods[removal][method]`` and, when searched, ``bounds[removal]``."""
 
     index: int
     annotation_id: str
     words_kept: int
     kept_words: list[int]
     methods: dict[str, dict[str, MethodResult]] = field(default_factory=dict)
+    #: per removal mode, NAOPC's searched bounds (``--naopc_bounds beam|exact``; :mod:`.bounds`)
+    bounds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def result(self, removal: str, method: str) -> MethodResult:
         return self.methods[removal][method]

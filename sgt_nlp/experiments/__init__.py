@@ -9,8 +9,10 @@ protocols and the ablation). One job per module:
 - :mod:`.data` -- SST-2 as an ERASER folder, generated tasks, the tiny initial BERT, the fp16 model export;
 - :mod:`.records` -- run ids, atomic JSON records, the spec-change check, compact per-example evaluations;
 - :mod:`.runner` -- :class:`Experiment`: learning-rate choice, convergence gate, training, evaluation, resume;
-- :mod:`.statistics` -- pure per-example metrics, normalisations, :func:`paired_bootstrap`, verdicts and
+- :mod:`.statistics` -- pure per-example metrics, normalisations, :func:`paired_bootstrap` and
   :func:`aggregate`;
+- :mod:`.verdicts` -- the call rule (bootstrap and seed t interval), minimum detectable effects, the verdict
+  from three measures; :mod:`.simulation` -- the rule's false-positive rate and power by simulation;
 - :mod:`.cli` -- ``sgt-nlp experiment``'s options (a dataclass), ``make_parser()`` and ``main()``.
 
 The tables and the plot are rendered by :mod:`sgt_nlp.report.experiment`.
@@ -37,6 +39,7 @@ from .records import (
     write_json,
 )
 from .runner import Experiment
+from .simulation import simulate_call_rates
 from .spec import (
     ALL_METHODS,
     DEFAULT_ARMS,
@@ -56,14 +59,19 @@ from .statistics import (
     ALL_METRICS,
     FAITHFULNESS_METRICS,
     MIN_EMPTY_DROP,
-    NEGLIGIBLE,
     VERDICT_METRICS,
     aggregate,
     method_metrics,
-    method_verdict,
     min_max_normalise,
     paired_bootstrap,
     per_example_metrics,
+)
+from .verdicts import (
+    NEGLIGIBLE,
+    method_verdict,
+    minimum_detectable_effect,
+    normalisation_verdict,
+    seed_interval,
     verdict_words,
 )
 
@@ -96,12 +104,16 @@ __all__ = [
     "method_metrics",
     "method_verdict",
     "min_max_normalise",
+    "minimum_detectable_effect",
+    "normalisation_verdict",
     "paired_bootstrap",
     "per_example_metrics",
     "prepare_data",
     "read_json",
     "read_sst2_tsv",
     "run_id",
+    "seed_interval",
+    "simulate_call_rates",
     "spec_changes",
     "spec_from_dict",
     "spec_to_dict",

@@ -69,8 +69,12 @@ FREE_FIELDS = (
     "eval_processes",
     "record_version",
     "methods",
+    # NAOPC's searched bounds add a column; a record without them still serves every other metric, and its
+    # NAOPC with all-order bounds is reported as not measured
+    "naopc_bounds",
+    "bounds_beam_width",
 )
-FREE_DATASET_FIELDS = ("gate", "learning_rates")
+FREE_DATASET_FIELDS = ("gate", "learning_rates", "bounds_examples")
 
 
 def spec_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -143,6 +147,22 @@ def example_columns(lines: list[dict[str, Any]]) -> dict[str, list]:
         "words_kept": [int(e["words_kept"]) for e in lines],
         "aopc_thresholds": lines[0]["aopc_thresholds"] if lines else [],
     }
+
+
+def bound_columns(lines: list[dict[str, Any]]) -> dict[str, list] | None:
+    """The searched NAOPC bounds of one removal mode's ``per_example.jsonl`` lines as columns (None for an
+    example without them), or None when no example has them."""
+    found = [e.get("aopc_bounds") for e in lines]
+    if not any(found):
+        return None
+    keys = ("comprehensiveness_aopc_low", "comprehensiveness_aopc_high", "sufficiency_aopc_low")
+    columns: dict[str, list] = {
+        key: [None if f is None else round(float(f[key]), 6) for f in found]
+        for key in (*keys, "sufficiency_aopc_high")
+    }
+    columns["search"] = [None if f is None else f["search"] for f in found]
+    columns["model_passes"] = [None if f is None else int(f["model_passes"]) for f in found]
+    return columns
 
 
 def compact_ordering(lines: list[dict[str, Any]]) -> dict[str, list]:

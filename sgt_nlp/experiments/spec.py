@@ -52,6 +52,9 @@ class DatasetSpec:
     threshold: float | None = None  # comp/suff fraction (None: the mean human-rationale fraction)
     agreement: bool = True  # human rationales exist: report agreement metrics
     synthetic: dict[str, Any] = field(default_factory=dict)  # make_synthetic_eraser settings
+    #: with the spec's ``naopc_bounds`` beam/exact: search NAOPC's bounds for this many test examples (the
+    #: first of the seeded sample: the same examples in every run; None: all of them)
+    bounds_examples: int | None = None
 
 
 @dataclass
@@ -77,6 +80,12 @@ class ExperimentSpec:
     weight_decay: float = 0.01
     mixed_precision: str = "no"  # bf16/fp16 autocast in training (cuda only)
     bootstrap_resamples: int = 2000
+    #: NAOPC's per-example bounds: ``evaluated`` (the extremes over the evaluated orderings only), or
+    #: ``beam``/``exact`` (searched over all orderings, Edin et al. 2025: the records then carry ``bounds``
+    #: and the verdicts their third measure), and the search's beam width (each dataset's
+    #: ``bounds_examples`` says how many test examples get bounds)
+    naopc_bounds: str = "evaluated"
+    bounds_beam_width: int = 2
     #: (treatment, control) pairs; empty: every arm but the baseline and random_mask against both, then
     #: random_mask against the baseline
     comparisons: tuple[tuple[str, str], ...] = ()
@@ -115,6 +124,7 @@ def check_plain_name(where: str, name: Any) -> None:
 def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
     """Check every field a run depends on; the error names ``source`` and the field."""
     from ..config import SaliencyGuidedTrainingArguments
+    from ..metrics.aopc_bounds import BOUND_SEARCHES
 
     check_plain_name(f"{source}: name", spec.name)
     if not spec.datasets:
@@ -169,6 +179,12 @@ def validate_spec(spec: ExperimentSpec, source: str = "spec") -> ExperimentSpec:
         raise SpecError(f"{source}: random_draws must be >= 1")
     if spec.eval_processes < 1:
         raise SpecError(f"{source}: eval_processes must be >= 1")
+    _check_choice(f"{source}: naopc_bounds", spec.naopc_bounds, BOUND_SEARCHES)
+    if spec.bounds_beam_width < 1:
+        raise SpecError(f"{source}: bounds_beam_width must be >= 1")
+    for i, d in enumerate(spec.datasets):
+        if d.bounds_examples is not None and d.bounds_examples < 1:
+            raise SpecError(f"{source}: datasets[{i}] ({d.name}).bounds_examples must be >= 1")
     return spec
 
 
@@ -353,6 +369,9 @@ PRESETS: dict[str, ExperimentSpec] = {
         ig_steps=10,
         eval_batch_size=32,
         removals=("delete",),  # one removal mode: the demo must stay within minutes on two cores
+        # NAOPC's all-order bounds (the verdict's third measure) stay off: a greedy beam costs about 1,300
+        # model passes per synthetic example and makes the quick demo 4 to 5 times slower (sgt-nlp demo
+        # --naopc_bounds beam turns it on, at beam width 1)
     ),
     # a 2-core CPU, over several sessions: SST-2 (faithfulness) and ERASER movies (faithfulness + agreement)
     "cpu": ExperimentSpec(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .data import tiny_initial_model
-from .records import RECORD_VERSION, compact_ordering, example_columns
+from .records import RECORD_VERSION, bound_columns, compact_ordering, example_columns
 from .spec import DatasetSpec, ExperimentSpec
 
 if TYPE_CHECKING:  # the evaluation package is imported where it runs (it loads torch and transformers)
@@ -171,14 +171,24 @@ def evaluation_calls(
     # random-token replacements are keyed on the example, not on the call.
     split = spec.eval_processes > 1
     groups = {f"main_{m}": (m,) for m in shared} if split else ({"main": shared} if shared else {})
+    # NAOPC's searched bounds: once per run, in its first call (its methods' orderings seed the beam)
+    bounds: dict[str, Any] = dict(
+        naopc_bounds=spec.naopc_bounds,
+        bounds_beam_width=spec.bounds_beam_width,
+        bounds_max_examples=dataset.bounds_examples,
+    )
     calls = [
         (
             {m: m for m in group},
             EvaluationConfig(
-                output_dir=str(out / folder), methods=group, aggregation="grad_x_input", **common
+                output_dir=str(out / folder),
+                methods=group,
+                aggregation="grad_x_input",
+                **common,
+                **(bounds if i == 0 else {}),
             ),
         )
-        for folder, group in groups.items()
+        for i, (folder, group) in enumerate(groups.items())
     ]
     if "gradient_l2" in spec.methods:
         calls.append(
@@ -246,6 +256,7 @@ def evaluate_run(
     """Every ordering under every removal mode, as the compact columns of an ``eval.json.gz``, and the
     evaluations' seconds (resumed batches included)."""
     orderings: dict[str, dict[str, dict[str, list]]] = {removal: {} for removal in spec.removals}
+    bounds: dict[str, dict[str, list]] = {}
     examples = None
     seconds = 0.0
     calls = evaluation_calls(spec, dataset, model_dir, data_dir, out, name)
@@ -262,4 +273,10 @@ def evaluate_run(
                 if [e["annotation_id"] for e in lines] != examples["annotation_id"]:
                     raise ValueError(f"{folder / method}: other examples than the first evaluation")
                 orderings[removal][name] = compact_ordering(lines)
-    return {"examples": examples, "orderings": orderings, "seconds": seconds}
+                columns = bound_columns(lines)
+                if columns is not None:
+                    bounds[removal] = columns
+    record: dict[str, Any] = {"examples": examples, "orderings": orderings, "seconds": seconds}
+    if bounds:
+        record["bounds"] = bounds
+    return record

@@ -2,11 +2,13 @@
 outcomes and verdicts, aggregated over arms and seeds. Pure functions of the records (no files, no models).
 
 Per-example metrics of one model, ordering and removal mode, with ŷ the prediction on the full input and
-p = p(ŷ | x): comprehensiveness and sufficiency at the threshold, their AOPC over the bins, AOPC divided by
-the empty input's drop (Carton et al. 2020), and NAOPC with the bounds taken over the evaluated orderings
-(Edin et al. 2025). A treatment and a control are compared by the mean of per-example differences, pairing
-the two models of a seed on the same test example, resampling test examples and seeds
-(:func:`paired_bootstrap`).
+p = p(ŷ | x): comprehensiveness and sufficiency at the threshold, their AOPC over the bins, AOPC minus the
+same model's Random AOPC, AOPC divided by the empty input's drop (Carton et al. 2020), and NAOPC (Edin et
+al. 2025) with two kinds of bounds: searched over all orderings (the record's ``bounds``, from
+``--naopc_bounds beam|exact``) and taken over the evaluated orderings. A treatment and a control are
+compared by the mean of per-example differences, pairing the two models of a seed on the same test example,
+resampling test examples and seeds (:func:`paired_bootstrap`); when a difference is called, and the verdict
+from three measures, are in :mod:`.verdicts`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ import numpy as np
 
 from ..metrics.registry import oriented
 from .spec import ExperimentSpec
+from .verdicts import (
+    LABELLED,
+    MEASURES,
+    SINGLE_MEASURE,
+    minimum_detectable_effect,
+    seed_interval,
+    verdict_words,
+    verdicts,
+)
 
 #: per-example metrics, as ``(key, title, direction)`` from the metric registry (+1: higher is better)
 FAITHFULNESS_METRICS = oriented(
@@ -30,8 +41,12 @@ FAITHFULNESS_METRICS = oriented(
         "sufficiency",
         "comprehensiveness_aopc",
         "sufficiency_aopc",
+        "comprehensiveness_aopc_minus_random",
+        "sufficiency_aopc_minus_random",
         "comprehensiveness_aopc_vs_empty",
         "sufficiency_aopc_vs_empty",
+        "comprehensiveness_naopc_bounds",
+        "sufficiency_naopc_bounds",
         "comprehensiveness_naopc",
         "sufficiency_naopc",
     )
@@ -39,34 +54,36 @@ FAITHFULNESS_METRICS = oriented(
 #: agreement with human rationales over the words the model saw (datasets with rationales only)
 AGREEMENT_METRICS = oriented(("auprc_visible", "token_f1_visible"))
 ALL_METRICS = FAITHFULNESS_METRICS + AGREEMENT_METRICS
-#: metrics the one-line verdict per method is read from
+#: metrics the verdicts read (three measures per faithfulness metric, :data:`.verdicts.MEASURES`) and the
+#: evaluated-bounds NAOPC shown beside them: the panels of ``results.png``
 VERDICT_METRICS = (
-    "comprehensiveness_aopc",
-    "sufficiency_aopc",
-    "comprehensiveness_naopc",
-    "sufficiency_naopc",
-    "auprc_visible",
+    *(m for measures in MEASURES.values() for m in measures),
+    *LABELLED.values(),
+    *SINGLE_MEASURE,
 )
-#: a difference whose interval excludes 0 but whose size is below this is called negligible (not
-#: better/worse)
-NEGLIGIBLE = 0.0005
 #: an empty-input drop below this makes the "/ empty drop" normalisation undefined for that example
 MIN_EMPTY_DROP = 0.05
 
 #: how the intervals, outcomes and normalisations are defined: the note at the top of ``results.md``
 SCHEME = (
-    "Intervals: paired bootstrap 95 % percentile intervals of treatment − control, pairing the two models of "
-    "a seed on the same test example. Each resample draws test examples with replacement and seeds with "
-    "replacement (the multi-bootstrap of Sellam et al. 2022), so the interval covers both the test sample "
-    "and the training runs; with one seed it is the example bootstrap, and results.json also keeps the "
-    "examples-only interval (models held fixed). Outcome 'better'/'worse': the whole interval on one side of "
-    "0 in the metric's good direction (↑ higher is better, ↓ lower is better) and, with two or more seeds, "
-    "every seed's mean difference on that side too ('seeds disagree' otherwise; the 'per seed' column lists "
-    "them); with one seed, an outcome may be that seed's training, not the arm. 'comp/suff AOPC / empty "
-    "drop': AOPC divided by the example's drop when every seen word is removed (Carton et al. 2020), "
-    f"examples with a drop below {MIN_EMPTY_DROP} left out. 'NAOPC (evaluated bounds)': per-example min–max "
-    "normalisation of AOPC (Edin et al. 2025) with the bounds taken over the orderings evaluated for that "
-    "model (all methods and random draws), not over all orderings as in the paper."
+    "Intervals: paired bootstrap 95 % percentile intervals of treatment − control, pairing the two models"
+    " of a seed on the same test example. Each resample draws test examples with replacement and seeds "
+    "with replacement (the multi-bootstrap of Sellam et al. 2022), so the interval covers both the test "
+    "sample and the training runs; with one seed it is the example bootstrap, and results.json also keeps"
+    " the examples-only interval (models held fixed). 'seed t': the Student t 95 % interval over the "
+    "per-seed mean differences (seeds − 1 degrees of freedom). Outcome 'better'/'worse': the bootstrap "
+    "interval on one side of 0 in the metric's good direction (↑ higher is better, ↓ lower is better) "
+    "and, with two or more seeds, the seed t interval on that side too ('within seed noise' otherwise); "
+    "with one seed, an outcome may be that seed's training, not the arm. 'MDE': the smallest true "
+    "difference the rule detects with 80 % power (the larger of the bootstrap's and the seed t test's at "
+    "the observed seed sd). Verdicts: a faithfulness metric is 'better'/'worse' only when raw AOPC, AOPC "
+    "− Random (the same model's Random AOPC on the same example) and NAOPC with all-order bounds (the "
+    "lowest and highest AOPC over all orderings of the seen words, searched by `--naopc_bounds "
+    "beam|exact`, Edin et al. 2025) are all called that way; 'depends on normalisation' when they differ."
+    " 'NAOPC (evaluated bounds)': the bounds taken over the orderings evaluated for that model (all "
+    "methods and random draws); the normaliser is then one of the methods compared, so it is shown and "
+    "never decides. 'comp/suff AOPC / empty drop': AOPC divided by the example's drop when every seen "
+    f"word is removed (Carton et al. 2020), examples with a drop below {MIN_EMPTY_DROP} left out."
 )
 
 # ---- per-example metrics -----------------------------------------------------------------------------------
@@ -123,24 +140,35 @@ def min_max_normalise(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> 
 
 
 def method_metrics(
-    orderings: dict[str, dict[str, list]], labels: Sequence[int]
+    orderings: dict[str, dict[str, list]],
+    labels: Sequence[int],
+    bounds: dict[str, list[float]] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per-example metrics per reported method, for one run and one removal mode.
 
-    ``random`` is the per-example mean over its draws (``random``, ``random_draw1``, ...). NAOPC (Edin et al.
-    2025) normalises each example's AOPC by the lowest and highest AOPC of that example *among the orderings
-    evaluated for this model* (every method and every random draw): ``(AOPC - min) / (max - min)``, the same
-    for sufficiency (0 = the best ordering found, lower is better). The paper's bounds are the extremes over
-    all orderings (exact or by beam search); ours are those of the evaluated orderings, an inner
-    approximation.
+    ``random`` is the per-example mean over its draws (``random``, ``random_draw1``, ...); ``*_minus_random``
+    is a method's AOPC minus that mean (NaN for Random itself). NAOPC (Edin et al. 2025) normalises each
+    example's AOPC between a lowest and a highest AOPC, ``(AOPC - low) / (high - low)`` (0 = the worst
+    ordering for comprehensiveness, the best for sufficiency): ``*_naopc`` with the extremes *among the
+    orderings evaluated for this model* (every method and draw: the normaliser depends on the methods
+    compared), ``*_naopc_bounds`` with ``bounds`` (the record's searched extremes over all orderings,
+    widened to cover every evaluated ordering; NaN without them).
     """
     raw = {name: per_example_metrics(columns, labels) for name, columns in orderings.items()}
     for key in ("comprehensiveness_aopc", "sufficiency_aopc"):
         stacked = np.stack([m[key] for m in raw.values()])
         low, high = stacked.min(axis=0), stacked.max(axis=0)
-        normalised_key = key.replace("_aopc", "_naopc")
+        name = key.removesuffix("_aopc")
+        if bounds is not None and f"{key}_low" in bounds:
+            searched_low, searched_high = _column(bounds, f"{key}_low"), _column(bounds, f"{key}_high")
+            searched_low, searched_high = np.fmin(searched_low, low), np.fmax(searched_high, high)
+            missing = np.isnan(_column(bounds, f"{key}_low"))
+            searched_low[missing] = searched_high[missing] = np.nan
+        else:
+            searched_low = searched_high = np.full_like(low, np.nan)
         for metrics in raw.values():
-            metrics[normalised_key] = min_max_normalise(metrics[key], low, high)
+            metrics[f"{name}_naopc"] = min_max_normalise(metrics[key], low, high)
+            metrics[f"{name}_naopc_bounds"] = min_max_normalise(metrics[key], searched_low, searched_high)
     draws = [name for name in raw if name == "random" or name.startswith("random_draw")]
     methods = {name: metrics for name, metrics in raw.items() if name not in draws}
     if draws:
@@ -149,6 +177,12 @@ def method_metrics(
             methods["random"] = {
                 key: np.nanmean(np.stack([raw[d][key] for d in draws]), axis=0) for key in raw[draws[0]]
             }
+    for name, metrics in methods.items():
+        for key in ("comprehensiveness_aopc", "sufficiency_aopc"):
+            if draws and name != "random":
+                metrics[f"{key}_minus_random"] = metrics[key] - methods["random"][key]
+            else:
+                metrics[f"{key}_minus_random"] = np.full_like(metrics[key], np.nan)
     return methods
 
 
@@ -244,52 +278,6 @@ def paired_bootstrap(
     }
 
 
-def verdict_words(interval: dict[str, Any], direction: int) -> str:
-    """``better`` / ``worse`` when the whole interval (seeds and examples resampled) lies on one side of 0
-    (in the metric's good direction), ``negligible`` when it does but the mean difference is below
-    ``NEGLIGIBLE`` (the table's precision), else ``within noise``. With two or more seeds, ``better``/
-    ``worse`` also needs every seed's mean difference on that side (else ``seeds disagree``): with as few as
-    three seeds the seed resampling is coarse, and a difference that one seed's training produced should
-    not pass as an effect."""
-    if any(math.isnan(interval[k]) for k in ("low", "high")):
-        return "no data"
-    if abs(interval["mean"]) < NEGLIGIBLE and (interval["low"] > 0 or interval["high"] < 0):
-        return "negligible"
-    if direction * interval["low"] > 0 and direction * interval["high"] > 0:
-        outcome, side = "better", direction
-    elif direction * interval["low"] < 0 and direction * interval["high"] < 0:
-        outcome, side = "worse", -direction
-    else:
-        return "within noise"
-    per_seed = [d for d in interval.get("per_seed", []) if not math.isnan(d)]
-    if len(per_seed) >= 2 and not all(side * d > 0 for d in per_seed):
-        return "seeds disagree"
-    return outcome
-
-
-def method_verdict(vs_baseline: str, vs_random_mask: str | None, treatment: str, baseline: str) -> str:
-    """One phrase from the two comparisons of a treatment (e.g. SGT vs plain and vs random-mask)."""
-    if vs_random_mask is None:
-        return {
-            "better": f"{treatment} beats {baseline} beyond the interval",
-            "worse": f"{treatment} is worse than {baseline}",
-            "seeds disagree": "seeds disagree",
-        }.get(vs_baseline, "within noise")
-    if vs_baseline == "better" and vs_random_mask == "better":
-        return f"{treatment} beats {baseline} and random-mask beyond the interval"
-    if vs_baseline == "better":
-        return (
-            f"{treatment} beats {baseline} but not random-mask ("
-            + vs_random_mask
-            + "): masking in general explains the gain"
-        )
-    if "worse" in (vs_baseline, vs_random_mask):
-        pairs = ((baseline, vs_baseline), ("random-mask", vs_random_mask))
-        which = [name for name, v in pairs if v == "worse"]
-        return f"{treatment} is worse than {' and '.join(which)}"
-    return "seeds disagree" if vs_baseline == "seeds disagree" else "within noise"
-
-
 # ---- aggregation -------------------------------------------------------------------------------------------
 
 
@@ -299,8 +287,10 @@ def _run_metrics(record: dict[str, Any]) -> dict[str, dict[str, dict[str, np.nda
     if not evaluation:
         return None
     labels = evaluation["examples"]["label"]
+    bounds = evaluation.get("bounds") or {}
     return {
-        removal: method_metrics(orderings, labels) for removal, orderings in evaluation["orderings"].items()
+        removal: method_metrics(orderings, labels, bounds.get(removal))
+        for removal, orderings in evaluation["orderings"].items()
     }
 
 
@@ -383,6 +373,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
                     for key, title, direction in metric_keys:
                         t = np.stack([evaluated[(treatment, s)][removal][method][key] for s in seeds])
                         c = np.stack([evaluated[(control, s)][removal][method][key] for s in seeds])
+                        if not np.isfinite(t - c).any():  # not measured (bounds) or not defined (Random)
+                            continue
                         interval = paired_bootstrap(t - c, spec.bootstrap_resamples)
                         entry["rows"].append(
                             {
@@ -394,6 +386,8 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
                                 "treatment_mean": float(np.nanmean(t)) if np.isfinite(t).any() else None,
                                 "control_mean": float(np.nanmean(c)) if np.isfinite(c).any() else None,
                                 "difference": interval,
+                                "seed_interval": seed_interval(interval["per_seed"]),
+                                "mde": minimum_detectable_effect(interval),
                                 "outcome": verdict_words(interval, direction),
                             }
                         )
@@ -406,7 +400,7 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             "seeds_evaluated": seeds_evaluated,
             "arms": arms,
             "comparisons": comparisons,
-            "verdicts": verdicts(spec, comparisons),
+            "verdicts": verdicts(spec.baseline, comparisons),
             "missing": [
                 f"{arm}_seed{seed}"
                 for seed in spec.seeds
@@ -416,29 +410,3 @@ def aggregate(spec: ExperimentSpec, runs: dict[str, list[dict[str, Any]]]) -> di
             ],
         }
     return result
-
-
-def verdicts(spec: ExperimentSpec, comparisons: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Per treatment, method, removal and verdict metric: the phrase from its two comparisons."""
-    out = []
-    outcome = {
-        (c["treatment"], c["control"], r["removal"], r["method"], r["metric"]): r["outcome"]
-        for c in comparisons
-        for r in c["rows"]
-    }
-    treatments = list(dict.fromkeys(c["treatment"] for c in comparisons))
-    for treatment in treatments:
-        for (t, control, removal, method, metric), vs_baseline in outcome.items():
-            if t != treatment or control != spec.baseline or metric not in VERDICT_METRICS:
-                continue
-            vs_random = outcome.get((treatment, "random_mask", removal, method, metric))
-            out.append(
-                {
-                    "treatment": treatment,
-                    "removal": removal,
-                    "method": method,
-                    "metric": metric,
-                    "verdict": method_verdict(vs_baseline, vs_random, treatment, spec.baseline),
-                }
-            )
-    return out

@@ -93,6 +93,30 @@ _RECORDS: tuple[Metric, ...] = (
         "sufficiency AOPC normalised between the lowest and highest AOPC of the evaluated orders",
     ),
     Metric(
+        "comprehensiveness_aopc_minus_random",
+        "comp AOPC − Random",
+        +1,
+        "comprehensiveness AOPC minus the same model's Random AOPC on the same example",
+    ),
+    Metric(
+        "sufficiency_aopc_minus_random",
+        "suff AOPC − Random",
+        -1,
+        "sufficiency AOPC minus the same model's Random AOPC on the same example",
+    ),
+    Metric(
+        "comprehensiveness_naopc_bounds",
+        "comp NAOPC (all-order bounds)",
+        +1,
+        "comprehensiveness AOPC normalised between the lowest and highest AOPC over all orderings (searched)",
+    ),
+    Metric(
+        "sufficiency_naopc_bounds",
+        "suff NAOPC (all-order bounds)",
+        -1,
+        "sufficiency AOPC normalised between the lowest and highest AOPC over all orderings (searched)",
+    ),
+    Metric(
         "auprc", "AUPRC", +1, "area under the precision-recall curve of word scores vs the human rationale"
     ),
     Metric("average_precision", "AP", +1, "average precision of word scores vs the human rationale"),

@@ -21,9 +21,30 @@ METHOD_TITLES = {
     "random": "Random",
     "conservative": "Conservative propagation",
 }
-#: the metrics of the headline table: the confidence-normalised ones, which compare models of different
-#: confidence fairly, and agreement with human rationales where a dataset has them
-HEADLINE_METRICS = ("comprehensiveness_naopc", "sufficiency_naopc", "auprc_visible")
+#: the headline tables, one per faithfulness metric: the three measures a verdict reads (raw AOPC, AOPC −
+#: the model's Random AOPC, NAOPC with all-order bounds) and, labelled, NAOPC with evaluated bounds, which
+#: never decides; agreement with human rationales where a dataset has them
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "comprehensiveness": (
+        "comprehensiveness_aopc",
+        "comprehensiveness_aopc_minus_random",
+        "comprehensiveness_naopc_bounds",
+        "comprehensiveness_naopc",
+    ),
+    "sufficiency": (
+        "sufficiency_aopc",
+        "sufficiency_aopc_minus_random",
+        "sufficiency_naopc_bounds",
+        "sufficiency_naopc",
+    ),
+    "agreement": ("auprc_visible",),
+}
+#: how the verdict tables name a verdict metric
+VERDICT_TITLES = {
+    "comprehensiveness": "comp (3 measures) ↑",
+    "sufficiency": "suff (3 measures) ↓",
+    "auprc_visible": "AUPRC seen ↑",
+}
 
 
 def _fmt(value: list[float] | None, digits: int = 3) -> str:
@@ -41,6 +62,17 @@ def _interval(d: dict[str, float]) -> str:
 def _arrow(direction: int) -> str:
     """The metric's good direction: ↑ higher is better, ↓ lower is better."""
     return "↑" if direction > 0 else "↓"
+
+
+def _seed_t(row: dict[str, Any]) -> str:
+    """The t interval over the seed means, or - with one seed."""
+    t = row.get("seed_interval")
+    return "-" if not t else f"[{t['low']:+.3f}, {t['high']:+.3f}]"
+
+
+def _mde(row: dict[str, Any]) -> str:
+    value = row.get("mde")
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _per_seed(d: dict[str, Any]) -> str:
@@ -111,8 +143,9 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
             lines += [
                 f"### {t} − {c}",
                 "",
-                f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | per seed | outcome |",
-                "|---|---|---|---|---|---|---|---|",
+                f"| removal | method | metric | {c} | {t} | {t} − {c} [95 % CI] | seed t | per seed | MDE "
+                "| outcome |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for row in comparison["rows"]:
                 arrow = _arrow(row["direction"])
@@ -123,7 +156,9 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
                     "-" if row["control_mean"] is None else f"{row['control_mean']:.3f}",
                     "-" if row["treatment_mean"] is None else f"{row['treatment_mean']:.3f}",
                     _interval(row["difference"]),
+                    _seed_t(row),
                     _per_seed(row["difference"]),
+                    _mde(row),
                     row["outcome"],
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
@@ -132,40 +167,37 @@ def markdown(result: dict[str, Any], scheme: str = "") -> str:
 
 
 def headline_table(comparisons: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines: per treatment and removal, a row per method with each headline metric's difference
-    against every control (mean, interval, outcome): the numbers the verdicts are read from, in one place."""
-    cells: dict[tuple[str, str, str, str, str], str] = {}
-    titles: dict[str, str] = {}
-    for comparison in comparisons:
-        for row in comparison["rows"]:
-            if row["metric"] not in HEADLINE_METRICS:
-                continue
-            key = (
-                comparison["treatment"],
-                row["removal"],
-                row["method"],
-                row["metric"],
-                comparison["control"],
-            )
-            cells[key] = f"{_interval(row['difference'])} {row['outcome']}"
-            titles[row["metric"]] = f"{row['title']} {_arrow(row['direction'])}"
+    """Markdown lines: per comparison, removal and faithfulness metric, a row per method with the difference
+    [95 % CI] and outcome of each measure the verdict reads, and NAOPC with evaluated bounds (labelled: it
+    never decides); a measure not in the records shows as -."""
     lines = []
-    for treatment in dict.fromkeys(k[0] for k in cells):
-        controls = list(dict.fromkeys(c["control"] for c in comparisons if c["treatment"] == treatment))
-        for removal in dict.fromkeys(k[1] for k in cells if k[0] == treatment):
-            mine = [k for k in cells if k[0] == treatment and k[1] == removal]
-            metrics = [m for m in HEADLINE_METRICS if any(k[3] == m for k in mine)]
-            columns = [(m, c) for m in metrics for c in controls]
-            lines += [
-                f"### Headline: {treatment}, removal `{removal}` (difference [95 % CI] and outcome)",
-                "",
-                "| method | " + " | ".join(f"{titles[m]}: {treatment} − {c}" for m, c in columns) + " |",
-                "|---|" + "---|" * len(columns),
-            ]
-            for method in dict.fromkeys(k[2] for k in mine):
-                row = [cells.get((treatment, removal, method, m, c), "-") for m, c in columns]
-                lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(row) + " |")
-            lines.append("")
+    for comparison in comparisons:
+        t, c = comparison["treatment"], comparison["control"]
+        rows = {(r["removal"], r["method"], r["metric"]): r for r in comparison["rows"]}
+        for removal in dict.fromkeys(r["removal"] for r in comparison["rows"]):
+            for family, metrics in HEADLINE_METRICS.items():
+                present = [m for m in metrics if any(k[0] == removal and k[2] == m for k in rows)]
+                if not present:
+                    continue
+                titles = {}
+                for m in metrics:
+                    row = next((r for k, r in rows.items() if k[2] == m), None)
+                    titles[m] = f"{row['title']} {_arrow(row['direction'])}" if row else m
+                lines += [
+                    f"### Headline: {t} − {c}, {family}, removal `{removal}` (difference [95 % CI], outcome)",
+                    "",
+                    "| method | " + " | ".join(titles[m] for m in metrics) + " |",
+                    "|---|" + "---|" * len(metrics),
+                ]
+                for method in dict.fromkeys(k[1] for k in rows if k[0] == removal):
+                    cells = []
+                    for m in metrics:
+                        row = rows.get((removal, method, m))
+                        cells.append(
+                            "-" if row is None else f"{_interval(row['difference'])} {row['outcome']}"
+                        )
+                    lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(cells) + " |")
+                lines.append("")
     return lines
 
 
@@ -181,15 +213,23 @@ def seed_mismatch(comparisons: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def verdict_table(verdicts: list[dict[str, str]], titles: dict[str, tuple[str, int]]) -> list[str]:
-    """Markdown lines: per treatment, a row per method and a column per (verdict metric, removal);
-    ``titles`` maps a metric to its (title, direction), as :func:`metric_titles` gives."""
+def verdict_table(verdicts: list[dict[str, Any]], titles: dict[str, tuple[str, int]]) -> list[str]:
+    """Markdown lines: per treatment, a row per method and a column per (verdict metric, removal): the
+    faithfulness metrics from their three measures, agreement from its own row; ``titles`` maps a metric to
+    its (title, direction), as :func:`metric_titles` gives."""
     lines = []
     for treatment in dict.fromkeys(v["treatment"] for v in verdicts):
         mine = [v for v in verdicts if v["treatment"] == treatment]
         columns = list(dict.fromkeys((v["metric"], v["removal"]) for v in mine))
         cells = {(v["method"], v["metric"], v["removal"]): v["verdict"] for v in mine}
-        headers = [f"{titles[m][0]} ({r})" for m, r in columns]
+
+        def heading(metric: str) -> str:
+            if metric in VERDICT_TITLES:
+                return VERDICT_TITLES[metric]
+            title, direction = titles.get(metric, (metric, 1))
+            return f"{title} {_arrow(direction)}"
+
+        headers = [f"{heading(m)} ({r})" for m, r in columns]
         lines += [
             f"### Verdicts: {treatment}",
             "",

@@ -1,4 +1,5 @@
-"""Is a difference between two evaluations more than noise? Paired bootstrap over shared examples.
+"""Is a difference between two evaluations more than noise? Paired bootstrap over shared examples, and the
+verdict from three measures of a faithfulness metric (raw AOPC, minus Random, NAOPC with all-order bounds).
 
 Comprehensiveness, sufficiency and their AOPCs are means over examples of a per-example drop in the
 predicted class's probability (``sgt_nlp.metrics.faithfulness``), and every ``results.jsonl`` holds the
@@ -111,3 +112,68 @@ def compare(
     if low > 0 or high < 0:
         return ("better" if (low > 0) == (sign > 0) else "worse"), (low, high), len(shared)
     return "noise", (low, high), len(shared)
+
+
+# ---- the verdict from three measures (sgt_nlp.metrics.verdict_rule) ----------------------------------------
+
+#: the two faithfulness metrics whose differences get a verdict from three measures, with their direction
+VERDICT_FAMILIES = (("comprehensiveness", +1), ("sufficiency", -1))
+
+
+def read_bounds(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """``{removal: {annotation_id: bounds line}}`` from an evaluation's ``bounds.jsonl`` (empty without one:
+    the run did not search NAOPC's all-order bounds)."""
+    path = Path(path)
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    if not path.is_file():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            found.setdefault(record["removal"], {})[record["annotation_id"]] = record
+    return found
+
+
+def measures(
+    aopc: Mapping[str, float], random_aopc: Mapping[str, float] | None, bounds: Mapping[str, dict], name: str
+) -> dict[str, dict[str, float] | None]:
+    """Per annotation, the three measures of one metric (``name``: comprehensiveness or sufficiency) of one
+    model and method: raw AOPC, AOPC minus the model's Random AOPC (None without Random), NAOPC with the
+    all-order bounds of ``bounds.jsonl`` (None without them; examples whose bounds coincide are left out)."""
+    minus = (
+        None if random_aopc is None else {k: v - random_aopc[k] for k, v in aopc.items() if k in random_aopc}
+    )
+    naopc = None
+    if bounds:
+        naopc = {}
+        for k, v in aopc.items():
+            line = bounds.get(k)
+            if line is None:
+                continue
+            low, high = line[f"{name}_aopc_low"], line[f"{name}_aopc_high"]
+            if high - low > 1e-9:
+                naopc[k] = (v - low) / (high - low)
+    return {"aopc": dict(aopc), "aopc_minus_random": minus, "naopc_bounds": naopc}
+
+
+def three_measure_verdict(
+    base: Mapping[str, Mapping[str, float] | None], other: Mapping[str, Mapping[str, float] | None], sign: int
+) -> tuple[str, dict[str, tuple[str, tuple[float, float] | None, float | None]]]:
+    """The verdict on ``other - base`` from :func:`measures` of both models, and per measure its outcome,
+    interval and mean difference (None where either model lacks the measure)."""
+    from ..metrics.verdict_rule import normalisation_verdict
+
+    outcomes: dict[str, str | None] = {}
+    shown: dict[str, tuple[str, tuple[float, float] | None, float | None]] = {}
+    for key in ("aopc", "aopc_minus_random", "naopc_bounds"):
+        a, b = base.get(key), other.get(key)
+        if a is None or b is None:
+            outcomes[f"x_{key}"] = None
+            shown[key] = ("not measured", None, None)
+            continue
+        verdict, interval, _ = compare(a, b, sign)
+        shared = sorted(a.keys() & b.keys())
+        mean = float(np.mean([b[k] - a[k] for k in shared])) if shared else None
+        outcomes[f"x_{key}"] = {"noise": "within noise", "unknown": None}.get(verdict, verdict)
+        shown[key] = (outcomes[f"x_{key}"] or "not measured", interval, mean)
+    return normalisation_verdict(outcomes), shown

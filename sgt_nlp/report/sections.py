@@ -10,7 +10,16 @@ from pathlib import Path
 
 from .eval_runs import EvalRun
 from .heatmap import render_heatmap_legend, render_html_heatmap
-from .noise import NOISE_THRESHOLD, PER_EXAMPLE_METRICS, compare, per_example_faithfulness
+from .noise import (
+    NOISE_THRESHOLD,
+    PER_EXAMPLE_METRICS,
+    VERDICT_FAMILIES,
+    compare,
+    measures,
+    per_example_faithfulness,
+    read_bounds,
+    three_measure_verdict,
+)
 from .plots import Series, line_plot_png
 
 METRIC_COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -128,6 +137,7 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
                         cells.append("<td>–</td>")
                         continue
                     cells.append(_delta_cell(key, vb - va, sign, paths, values_of))
+                cells += _verdict_cells(base, other, method, removal, values_of)
                 rows.append(
                     f'<tr><th scope="row">{escape(other.name)} − {escape(base.name)}</th>'
                     f'<td class="method">{escape(method)}</td>'
@@ -136,6 +146,7 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
     if not rows:
         return ""
     header = "".join(f"<th>{escape(label)}</th>" for _, label, _ in keys)
+    header += "".join(f"<th>{name} verdict (3 measures)</th>" for name, _ in VERDICT_FAMILIES)
     bootstrapped = ", ".join(label for key, label, _ in keys if key in PER_EXAMPLE_METRICS)
     return (
         f"<h3>Differences against {escape(base.name)}</h3>"
@@ -144,7 +155,11 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
         f"{escape(bootstrapped)}: paired bootstrap over the examples both folders share (per-example values "
         "from their results.jsonl, 2000 resamples); a difference counts when its 95% interval, shown beside "
         "it, excludes 0. Other columns are not stored per example: a difference below "
-        f"{NOISE_THRESHOLD} counts as noise. Rows compare the same removal mode only.</p>"
+        f"{NOISE_THRESHOLD} counts as noise. Rows compare the same removal mode only. The verdict columns "
+        "call a faithfulness difference better or worse only when raw AOPC, AOPC minus the same model's "
+        "Random AOPC and NAOPC with all-order bounds (bounds.jsonl, evaluate --naopc_bounds beam) all say "
+        "so beyond their intervals, and 'depends on normalisation' when they differ (hover for the three "
+        "numbers).</p>"
         f'<table id="delta-table" class="metrics"><thead><tr><th>Models</th><th>Method</th><th>Removal</th>'
         f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
@@ -172,6 +187,39 @@ def _delta_cell(key: str, delta: float, sign: int, paths: tuple[Path | None, Pat
         f'<td class="{verdict}" data-metric="{escape(key)}" data-verdict="{verdict}" title="{escape(title)}">'
         f"{mark}{delta:+.3f}{interval}</td>"
     )
+
+
+def _verdict_cells(base: EvalRun, other: EvalRun, method: str, removal: str, values_of) -> list[str]:
+    """The verdict from three measures per faithfulness metric for one row (– without per-example
+    results)."""
+    cells = []
+    for name, sign in VERDICT_FAMILIES:
+        of_run = []
+        for run in (base, other):
+            path, random_path = run.results.get((method, removal)), run.results.get(("random", removal))
+            if path is None:
+                break
+            random_aopc = None
+            if random_path is not None and method != "random":
+                random_aopc = values_of(random_path).get(f"{name}_aopc", {})
+            bounds = read_bounds(run.path / "bounds.jsonl").get(removal, {})
+            of_run.append(measures(values_of(path).get(f"{name}_aopc", {}), random_aopc, bounds, name))
+        if len(of_run) < 2:
+            cells.append("<td>–</td>")
+            continue
+        verdict, shown = three_measure_verdict(of_run[0], of_run[1], sign)
+        title = "; ".join(
+            f"{key}: {word}"
+            + ("" if mean is None else f" {mean:+.3f}")
+            + ("" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]")
+            for key, (word, interval, mean) in shown.items()
+        )
+        css = {"better": "better", "worse": "worse"}.get(verdict.split(" (")[0], "noise")
+        cells.append(
+            f'<td class="{css}" data-measures-verdict="{escape(verdict)}" title="{escape(title)}">'
+            f"{escape(verdict)}</td>"
+        )
+    return cells
 
 
 def _direction(delta: float, sign: int) -> str:

@@ -21,6 +21,7 @@ from sgt_nlp.experiments import (
     per_example_metrics,
     read_json,
     read_sst2_tsv,
+    seed_interval,
     spec_from_dict,
     verdict_words,
     write_sst2_as_eraser,
@@ -88,19 +89,24 @@ def test_bootstrap_reports_each_seeds_mean_difference():
     assert result["per_seed"][:2] == [2.0, -1.0] and np.isnan(result["per_seed"][2])
 
 
-def test_verdict_needs_every_seed_on_the_side_of_the_interval():
-    """With 2+ seeds, one seed's opposite sign voids the verdict; one seed alone (or a missing seed) does
-    not. The examples-only interval (models held fixed) misses such a seed; resampling seeds catches it."""
+def test_verdict_needs_the_seed_t_interval_on_the_side_of_the_bootstrap_interval():
+    """With 2+ seeds a call needs the Student t interval over the seed means to exclude 0 too; one seed alone
+    (or a missing seed) leaves the bootstrap to decide. The examples-only interval (models held fixed) misses
+    a seed that disagrees; the seed interval catches it."""
     interval = {"mean": 0.02, "low": 0.01, "high": 0.03}
-    assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, +1) == "seeds disagree"
-    assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, -1) == "seeds disagree"
-    assert verdict_words({**interval, "per_seed": [0.05, 0.01, np.nan]}, +1) == "better"
-    assert verdict_words({**interval, "per_seed": [0.05, 0.01]}, -1) == "worse"
+    assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, +1) == "within seed noise"
+    assert verdict_words({**interval, "per_seed": [0.05, -0.01]}, -1) == "within seed noise"
+    # two seeds of the same sign: t with 1 degree of freedom (12.7) still covers 0
+    assert verdict_words({**interval, "per_seed": [0.05, 0.01, np.nan]}, +1) == "within seed noise"
+    assert verdict_words({**interval, "per_seed": [0.021, 0.02, 0.019]}, +1) == "better"
+    assert verdict_words({**interval, "per_seed": [0.021, 0.02, 0.019]}, -1) == "worse"
     assert verdict_words({**interval, "per_seed": [0.02]}, +1) == "better"
-    assert method_verdict("seeds disagree", "better", "sgt", "plain") == "seeds disagree"
+    assert seed_interval([0.02]) is None
+    t = seed_interval([0.1, 0.2, 0.3])
+    assert t["low"] == pytest.approx(0.2 - 4.302653 * 0.1 / np.sqrt(3), abs=1e-5)
     bootstrap = paired_bootstrap(np.array([[0.5, 0.6, 0.4], [-0.01, -0.02, 0.0]]), resamples=500)
     examples_only = {**bootstrap, "low": bootstrap["examples_low"], "high": bootstrap["examples_high"]}
-    assert examples_only["low"] > 0 and verdict_words(examples_only, +1) == "seeds disagree"
+    assert examples_only["low"] > 0 and verdict_words(examples_only, +1) == "within seed noise"
     assert bootstrap["low"] < 0 < bootstrap["high"] and verdict_words(bootstrap, +1) == "within noise"
 
 
@@ -116,7 +122,7 @@ def test_verdict_words_read_the_interval_in_the_metric_direction():
     assert verdict_words({"mean": 0.01, "low": -0.01, "high": 0.03}, +1) == "within noise"
     assert verdict_words({"mean": 0.0002, "low": 0.0001, "high": 0.0003}, +1) == "negligible"
     assert method_verdict("better", "better", "sgt", "plain") == (
-        "sgt beats plain and random-mask beyond the interval"
+        "sgt beats plain and random-mask beyond the intervals"
     )
     assert "masking in general" in method_verdict("better", "within noise", "sgt", "plain")
     assert method_verdict("within noise", "worse", "sgt", "plain") == "sgt is worse than random-mask"
@@ -124,9 +130,9 @@ def test_verdict_words_read_the_interval_in_the_metric_direction():
     # one control (e.g. random-mask against plain): its outcome, seeds that disagree included
     assert (
         method_verdict("better", None, "random_mask", "plain")
-        == "random_mask beats plain beyond the interval"
+        == "random_mask beats plain beyond the intervals"
     )
-    assert method_verdict("seeds disagree", None, "random_mask", "plain") == "seeds disagree"
+    assert method_verdict("within seed noise", None, "random_mask", "plain") == "within seed noise"
 
 
 # ---- per-example metrics -----------------------------------------------------------------------------------
@@ -581,12 +587,16 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     text = markdown({"spec": "mine", "datasets": {"d": data}}, "the scheme")
     assert text.startswith("# Experiment `mine`\n\nthe scheme\n")
     assert "Learning rate 0.001 (chosen on plain validation, seed 3)" in text
-    assert "| method | suff AOPC (delete) |" in text
+    assert "| method | suff AOPC ↓ (delete) |" in text
     assert "| Gradient (l2, the trained score) | within noise |" in text
-    assert "| suff AOPC ↓ | 0.120 | 0.100 | -0.020 [-0.030, -0.010] | - | better |" in text  # per seed: 1
+    row["mde"] = 0.014
+    text = markdown({"spec": "mine", "datasets": {"d": data}}, "the scheme")
+    # seed t and per seed: - with one seed; the minimum detectable effect
+    assert "| suff AOPC ↓ | 0.120 | 0.100 | -0.020 [-0.030, -0.010] | - | - | 0.014 | better |" in text
     interval["per_seed"] = [-0.03, float("nan")]
+    row["seed_interval"] = {"low": -0.05, "high": 0.01}
     two_seeds = markdown({"spec": "mine", "datasets": {"d": data}})
-    assert "| -0.020 [-0.030, -0.010] | -0.030, - | better |" in two_seeds
+    assert "| -0.020 [-0.030, -0.010] | [-0.050, +0.010] | -0.030, - | 0.014 | better |" in two_seeds
     assert "| plain | 0.900 ± 0.000 | - | - | [3] |" in text
     assert "different seeds" not in text
     # a second comparison of the same treatment over other seeds is flagged above the verdicts
@@ -598,20 +608,24 @@ def test_result_tables_read_titles_and_directions_from_the_rows():
     )
 
 
-def test_headline_table_puts_each_controls_difference_of_the_normalised_metrics_side_by_side():
+def test_headline_table_shows_the_three_measures_and_the_labelled_naopc_per_comparison():
     from sgt_nlp.report.experiment import headline_table
+
+    titles = {
+        "comprehensiveness_aopc": "comp AOPC",
+        "comprehensiveness_aopc_minus_random": "comp AOPC − Random",
+        "comprehensiveness_naopc": "comp NAOPC (evaluated bounds)",
+        "sufficiency_aopc": "suff AOPC",
+    }
 
     def row(removal, metric, mean, outcome, method="gradient"):
         interval = {"mean": mean, "low": mean - 0.01, "high": mean + 0.01}
-        title, direction = {"comprehensiveness_naopc": ("comp NAOPC", 1), "sufficiency_aopc": ("suff", -1)}[
-            metric
-        ]
         return {
             "removal": removal,
             "method": method,
             "metric": metric,
-            "title": title,
-            "direction": direction,
+            "title": titles[metric],
+            "direction": -1 if metric.startswith("suff") else 1,
             "difference": interval,
             "outcome": outcome,
         }
@@ -621,21 +635,33 @@ def test_headline_table_puts_each_controls_difference_of_the_normalised_metrics_
             "treatment": "sgt",
             "control": "plain",
             "rows": [
-                row("delete", "comprehensiveness_naopc", 0.2, "better"),
-                row("delete", "sufficiency_aopc", -0.1, "better"),  # not a headline metric
-                row("random_token", "comprehensiveness_naopc", 0.05, "better", method="random"),
+                row("delete", "comprehensiveness_aopc", 0.2, "better"),
+                row("delete", "comprehensiveness_aopc_minus_random", 0.1, "better"),
+                row("delete", "comprehensiveness_naopc", -0.05, "worse"),
+                row("delete", "sufficiency_aopc", -0.1, "better"),
+                row("delete", "comprehensiveness_aopc", 0.0, "within noise", method="random"),
             ],
         },
         {
             "treatment": "sgt",
             "control": "random_mask",
-            "rows": [row("delete", "comprehensiveness_naopc", -0.03, "worse")],
+            "rows": [row("delete", "comprehensiveness_aopc", -0.03, "worse")],
         },
     ]
     lines = headline_table(comparisons)
-    assert lines[0] == "### Headline: sgt, removal `delete` (difference [95 % CI] and outcome)"
-    assert lines[2] == "| method | comp NAOPC ↑: sgt − plain | comp NAOPC ↑: sgt − random_mask |"
-    assert lines[4] == "| Gradient × input | +0.200 [+0.190, +0.210] better | -0.030 [-0.040, -0.020] worse |"
-    assert "### Headline: sgt, removal `random_token` (difference [95 % CI] and outcome)" in lines
-    assert lines[-2] == "| Random | +0.050 [+0.040, +0.060] better | - |"
-    assert not any("suff" in line for line in lines)
+    assert (
+        lines[0]
+        == "### Headline: sgt − plain, comprehensiveness, removal `delete` (difference [95 % CI], outcome)"
+    )
+    # NAOPC with all-order bounds not in the records: its column is named by its key and shows -
+    assert lines[2] == (
+        "| method | comp AOPC ↑ | comp AOPC − Random ↑ | comprehensiveness_naopc_bounds | "
+        "comp NAOPC (evaluated bounds) ↑ |"
+    )
+    assert lines[4] == (
+        "| Gradient × input | +0.200 [+0.190, +0.210] better | +0.100 [+0.090, +0.110] better | - | "
+        "-0.050 [-0.060, -0.040] worse |"
+    )
+    assert lines[5] == "| Random | +0.000 [-0.010, +0.010] within noise | - | - | - |"
+    assert "### Headline: sgt − plain, sufficiency, removal `delete` (difference [95 % CI], outcome)" in lines
+    assert any(line.startswith("### Headline: sgt − random_mask, comprehensiveness") for line in lines)

@@ -423,6 +423,51 @@ def test_report_shows_every_removal_mode_and_marks_noise(two_evaluations, tmp_pa
     )  # two later models x two methods x two removal modes, never across modes
     for models, _, _, cells in delta_rows:
         verdicts = re.findall(r'data-verdict="(\w+)"', cells)
+        # comprehensiveness and sufficiency from three measures (no bounds.jsonl: NAOPC with all-order
+        # bounds not measured, named in the title; Random has no "minus Random")
+        three = re.findall(r'data-measures-verdict="([^"]+)" title="([^"]+)"', cells)
+        assert len(three) == 2 and all("naopc_bounds: not measured" in title for _, title in three)
         if models.startswith("again"):  # the same model again: every difference is 0, so all of it is noise
             assert verdicts and set(verdicts) == {"noise"}
+            assert {verdict for verdict, _ in three} == {"within noise"}
         assert "[" in cells  # faithfulness columns carry their bootstrap interval
+
+
+def test_three_measure_verdict_of_two_evaluations_reads_bounds_jsonl(tmp_path):
+    """Per annotation: raw AOPC, minus the model's Random AOPC, NAOPC with bounds.jsonl's all-order bounds;
+    the verdict needs all three, and a normaliser that flips one measure makes it 'depends on
+    normalisation'."""
+    import numpy as np
+
+    from sgt_nlp.report.noise import measures, read_bounds, three_measure_verdict
+
+    ids = [f"a{i}" for i in range(40)]
+    path = tmp_path / "bounds.jsonl"
+    lines = [
+        {
+            "annotation_id": a,
+            "removal": "delete",
+            "comprehensiveness_aopc_low": 0.0,
+            "comprehensiveness_aopc_high": 1.0,
+            "sufficiency_aopc_low": 0.0,
+            "sufficiency_aopc_high": 1.0,
+        }
+        for a in ids
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    bounds = read_bounds(path)["delete"]
+    rng = np.random.default_rng(0)
+    base_aopc = {a: 0.3 + 0.01 * rng.normal() for a in ids}
+    random_aopc = {a: 0.1 for a in ids}
+    base = measures(base_aopc, random_aopc, bounds, "comprehensiveness")
+    better = measures({a: v + 0.2 for a, v in base_aopc.items()}, random_aopc, bounds, "comprehensiveness")
+    verdict, shown = three_measure_verdict(base, better, +1)
+    assert verdict == "better" and shown["naopc_bounds"][0] == "better"
+    # the other model's bounds are wider: its NAOPC falls although its AOPC rises
+    wide = {a: {**line, "comprehensiveness_aopc_high": 3.0} for a, line in bounds.items()}
+    flipped = measures({a: v + 0.2 for a, v in base_aopc.items()}, random_aopc, wide, "comprehensiveness")
+    assert three_measure_verdict(base, flipped, +1)[0] == "depends on normalisation"
+    without = measures(base_aopc, random_aopc, {}, "comprehensiveness")
+    assert three_measure_verdict(without, {**better, "naopc_bounds": None}, +1)[0] == (
+        "better (NAOPC with all-order bounds not measured)"
+    )
