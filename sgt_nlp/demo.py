@@ -217,6 +217,82 @@ def method_sentences(result: dict[str, Any], spec: ExperimentSpec) -> list[str]:
     return sentences
 
 
+#: what a method's verdict sentence (:func:`method_sentences`) can say SGT did, as :func:`bottom_line`
+#: reads it (in the order the bottom line lists them)
+VERDICT_WORDS = {
+    "depends on normalisation": "its result depends on the normalisation (AOPC and NAOPC disagree)",
+    "mixed": "one measure improved and another got worse",
+    "helped": "at least one measure improved beyond noise and none got worse",
+    "hurt": "at least one measure got worse beyond noise and none improved",
+    "noise": "no difference beyond noise",
+}
+
+
+def method_outcome(sentence_body: str) -> str:
+    """The key of :data:`VERDICT_WORDS` that a method's verdict sentence states (``unclear`` if none)."""
+    if "depends on normalisation" in sentence_body:
+        return "depends on normalisation"
+    helped, hurt = "helped" in sentence_body, "hurt" in sentence_body
+    if helped and hurt:
+        return "mixed"
+    if helped or hurt:
+        return "helped" if helped else "hurt"
+    return "noise" if "noise" in sentence_body else "unclear"
+
+
+def bottom_line(result: dict[str, Any], sentences: list[str]) -> str:
+    """The verdict in one paragraph of plain words, for the top of the report and the terminal.
+
+    It is read from ``sentences``, the output of :func:`method_sentences` (the demo's verdict rule), never
+    recomputed, so that it says what the verdict says. Random is left out (its scores are noise by design:
+    the floor, not an explanation). Accuracy is quoted with its interval, from the same comparison.
+    """
+    groups: dict[str, list[str]] = {}
+    for sentence in sentences:
+        name, _, body = sentence.partition(": ")
+        if (
+            name == "Accuracy"
+            or not body
+            or name == METHOD_TITLES["random"]
+            or body.startswith("no comparison")
+        ):
+            continue
+        groups.setdefault(method_outcome(body), []).append(name)
+    if not groups:
+        return (
+            "No comparison could be made (no seed passed the accuracy gate or finished); see the table below."
+        )
+    order = [*VERDICT_WORDS, "unclear"]
+    parts = "; ".join(
+        f"for {_and(groups[o])}, {VERDICT_WORDS.get(o, 'see its verdict line')}" for o in order if o in groups
+    )
+    text = (
+        "Did saliency-guided training (SGT) make the explanations better than plain fine-tuning (more "
+        "faithful: comprehensiveness AOPC and NAOPC; closer to the rationale: AUPRC)? "
+        f"{parts[0].upper()}{parts[1:]}."
+    )
+    for data in result["datasets"].values():
+        vs_plain = next(
+            (c for c in data["comparisons"] if (c["treatment"], c["control"]) == ("sgt", "plain")), None
+        )
+        if vs_plain is not None and vs_plain.get("accuracy"):
+            accuracy = vs_plain["accuracy"]
+            text += (
+                f" Test accuracy: SGT minus plain {100 * accuracy['mean']:+.1f} points (95 % interval "
+                f"{100 * accuracy['low']:+.1f} to {100 * accuracy['high']:+.1f})."
+            )
+            break
+    return text + (
+        " Each line of the verdict below gives the numbers, against plain and against random-mask (the same "
+        "share of words masked at random): a gain that random-mask shares comes from masking in general, not "
+        "from the saliency ranking."
+    )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _row(comparison: dict[str, Any], removal: str, method: str, metric: str) -> dict[str, Any] | None:
     return next(
         (
@@ -235,6 +311,7 @@ def _signed(interval: dict[str, float]) -> str:
 def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
     """Train, evaluate, compare; writes ``results.{md,json,png}``, ``verdict.md`` and ``report.html``."""
     from .report import build_report
+    from .report.eval_runs import load_eval_dir, merge_methods
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(output_dir)
@@ -256,18 +333,24 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path) -> dict[str, Any]:
         experiment = Experiment(spec, out, out / "work", keep_models=True)
         result = experiment.run()
     sentences = method_sentences(result, spec)
+    line = bottom_line(result, sentences)
     publish_shortcuts(out, spec, result)
     (out / "verdict.md").write_text("\n".join(f"- {s}" for s in sentences) + "\n")
     dataset = spec.datasets[0]
     lr = result["datasets"][dataset.name]["learning_rate"]
     seed = spec.seeds[0]
-    eval_dirs = [
-        out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval" / "main" for arm in spec.arms
-    ]
-    eval_dirs = [d for d in eval_dirs if (d / "summary.json").is_file()]
-    report = build_report(eval_dirs, out / "report.html", verdict=sentences) if eval_dirs else None
+    runs = []
+    for arm in spec.arms:
+        evaluation = out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval"
+        if (evaluation / "main" / "summary.json").is_file():
+            run = load_eval_dir(evaluation / "main")
+            if (evaluation / "gradient_l2" / "summary.json").is_file():  # the verdict names it: its rows too
+                merge_methods(run, load_eval_dir(evaluation / "gradient_l2"), {"gradient": "gradient_l2"})
+            runs.append(run)
+    report = build_report(runs, out / "report.html", verdict=sentences, bottom_line=line) if runs else None
     return {
         "verdict": sentences,
+        "bottom_line": line,
         "report": report,
         "table": experiment.results_path.read_text(),
         "table_path": experiment.results_path,
@@ -332,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         task = spec.datasets[0].synthetic
         print("\n" + describe(SyntheticConfig(**task)))
     print("\n" + arms_table(result["result"]))
+    print("\nBottom line: " + result["bottom_line"])
     print("\nVerdict:\n" + "\n".join(f"- {s}" for s in result["verdict"]))
     print(f"\nevery metric with its interval: {result['table_path']}")
     print(f"report: {result['report']}  ({math.ceil(result['seconds'])} s)")

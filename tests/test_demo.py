@@ -136,3 +136,37 @@ def test_demo_verdict_metrics_are_registered_verdict_metrics_of_the_runner():
     keys = [key for key, _ in VERDICT_METRICS]
     assert keys == ["comprehensiveness_aopc", "comprehensiveness_naopc", "auprc_visible"]
     assert set(keys) <= set(RUNNER_VERDICT_METRICS) and all(direction(key) == +1 for key in keys)
+
+
+def test_bottom_line_reads_the_verdict_sentences():
+    """The bottom line says, per method, what method_sentences says (Random, the floor, left out), and quotes
+    the accuracy difference in points with its interval."""
+    from sgt_nlp.demo import bottom_line, method_outcome
+
+    vs_plain = {
+        "treatment": "sgt",
+        "control": "plain",
+        "seeds": [0],
+        "accuracy": interval(-0.005, -0.02, 0.01),
+        "rows": [
+            row("gradient_l2", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
+            row("gradient", "comprehensiveness_aopc", -0.04, -0.06, -0.01, "worse"),
+            row("gradient", "auprc_visible", 0.04, 0.01, 0.06, "better"),
+            row("integrated_gradients", "comprehensiveness_aopc", 0.01, -0.01, 0.03, "within noise"),
+            row("random", "comprehensiveness_aopc", 0.05, 0.02, 0.08, "better"),
+        ],
+    }
+    result = {"datasets": {"synthetic": {"comparisons": [vs_plain]}}}
+    sentences = method_sentences(result, demo_spec(parse_settings([])))
+    line = bottom_line(result, sentences)
+    assert "for Gradient (l2, the trained score), at least one measure improved beyond noise" in line
+    assert "Gradient × input, one measure improved and another got worse" in line
+    assert "for Integrated Gradients, no difference beyond noise" in line
+    assert "Random" not in line.split("Test accuracy")[0]
+    assert "Test accuracy: SGT minus plain -0.5 points (95 % interval -2.0 to +1.0)" in line
+    # the outcome words of the verdict rule, including the one the rule may give a method as a whole
+    assert method_outcome("comprehensiveness AOPC: SGT depends on normalisation (...)") == (
+        "depends on normalisation"
+    )
+    assert method_outcome("SGT made no difference beyond noise (...)") == "noise"
+    assert method_outcome("SGT was within noise (...)") == "noise"

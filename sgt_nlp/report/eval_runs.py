@@ -102,3 +102,29 @@ def unique_names(runs: list[EvalRun]) -> None:
         seen[run.name] = seen.get(run.name, 0) + 1
         if seen[run.name] > 1:
             run.name = f"{run.name} #{seen[run.name]}"
+
+
+def merge_methods(run: EvalRun, other: EvalRun, rename: dict[str, str]) -> EvalRun:
+    """``run`` with the methods of ``other`` (another evaluation of the same model and examples) added under
+    new names: rows, curves, per-example files and heatmap scores. The experiment runner evaluates the
+    ``l2`` gradient in a folder of its own (``gradient`` renamed ``gradient_l2``), and a verdict that names it
+    needs its rows on the page."""
+    for row in other.summary:
+        method = row.get("method")
+        if method in rename:
+            run.summary.append({**row, "method": rename[method]})
+    for (method, removal), path in other.results.items():
+        if method in rename:
+            run.results[(rename[method], removal)] = path
+    for method, curves in other.curves.items():
+        if method in rename:
+            run.curves[rename[method]] = curves
+    scores = {ex.get("annotation_id"): ex.get("scores") or {} for ex in other.examples}
+    for example in run.examples:
+        extra = scores.get(example.get("annotation_id"), {})
+        for method, new in rename.items():
+            if method in extra:
+                example.setdefault("scores", {})[new] = extra[method]
+    listed = list(run.run.get("methods") or [])
+    run.run["methods"] = [new for new in rename.values() if new not in listed] + listed
+    return run
