@@ -360,7 +360,7 @@ def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods
     for method in methods:
         for run in runs:
             rec = records[run.name]
-            title = f"{run.name} · {method}"
+            title = f"{run.name} · {run_method_title(runs, method)}"
             scores = (rec or {}).get("scores", {}).get(method)
             words = (rec or {}).get("words") or []
             if rec is None or scores is None or len(scores) != len(words):
