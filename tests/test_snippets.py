@@ -15,6 +15,7 @@ import csv
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -106,6 +107,14 @@ def test_the_readme_is_a_front_page():
     # every page of the guide the README links to exists (docs/security.md is the lead's to write)
     for link in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (ROOT / link).is_file() or link == "docs/security.md", link
+
+
+def test_every_block_of_the_front_page_and_the_guide_names_its_language():
+    """An unnamed fence would escape the runner: the README and the guide's pages name every block's
+    language (the reference pages' unnamed blocks are file trees and records of past runs)."""
+    guide = ("index", "training", "models", "evaluation", "experiments_guide", "benchmarks")
+    for page in [README, *(ROOT / "docs" / f"{name}.md" for name in guide)]:
+        assert all(b.language for b in blocks(page)), [b.where for b in blocks(page) if not b.language]
 
 
 def test_every_guide_page_is_listed_in_the_index():
@@ -247,3 +256,23 @@ def test_the_demo_report_has_a_bottom_line_and_defines_what_it_shows(demo):
     assert 'id="plot-masked-accuracy"' not in page and "Masked-acc." not in table
     assert "no data in the evaluation folders" not in page
     assert not (demo / "masked_accuracy.png").exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_demo_report_fits_1400_px_in_headless_chromium(demo, tmp_path):
+    from tests.report.test_report import _chromium_command
+    from tests.report.test_report_reads import LAYOUT_PROBE
+
+    probe = tmp_path / "probe.html"
+    probe.write_text((demo / "report.html").read_text(encoding="utf-8").replace("</body>", LAYOUT_PROBE))
+    done = subprocess.run(
+        [*_chromium_command(tmp_path / "profile"), "--window-size=1400,1000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    overflowing = re.search(r'data-overflowing="([^"]*)"', done.stdout)
+    width = re.search(r'data-page-width="(\d+)"', done.stdout)
+    assert overflowing and width, "the probe did not run"
+    assert overflowing.group(1).replace("&quot;", '"') == "[]" and int(width.group(1)) <= 1400
