@@ -78,6 +78,8 @@ ul.problems { margin: 0.3rem 0 0; padding-left: 1.1rem; color: #b35900; }
 .plots figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 8px;
                 padding: 0.5rem; }
 .plots img { width: 100%; height: auto; display: block; }
+#sanity img { max-width: 100%; height: auto; } #sanity table { font-size: 0.82rem; }
+#sanity .legend { color: var(--muted); font-size: 0.84rem; }
 .plots figcaption { font-size: 0.82rem; color: var(--muted); padding: 0.3rem 0.4rem 0; }
 .example { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 0.4rem 1rem 1rem;
            margin-bottom: 1.2rem; }

@@ -138,11 +138,10 @@ window.addEventListener('load', () => {
 </script></body>"""
 
 
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
-def test_tables_fit_1400_px_in_headless_chromium(demo_like, tmp_path):
-    """The page itself has no script; a copy with a probe measures every table's box at 1400 px."""
+def _probe(page: str, tmp_path: Path) -> tuple[list[str], int]:
+    """The ids of the tables wider than their box, and the page's width, at a 1400 px window."""
     probe = tmp_path / "probe.html"
-    probe.write_text(demo_like["html"].replace("</body>", LAYOUT_PROBE))
+    probe.write_text(page.replace("</body>", LAYOUT_PROBE))
     done = subprocess.run(
         [*_chromium_command(tmp_path / "profile"), "--window-size=1400,1000", "--dump-dom", probe.as_uri()],
         capture_output=True,
@@ -153,5 +152,23 @@ def test_tables_fit_1400_px_in_headless_chromium(demo_like, tmp_path):
     overflowing = re.search(r'data-overflowing="([^"]*)"', done.stdout)
     width = re.search(r'data-page-width="(\d+)"', done.stdout)
     assert overflowing and width, "the probe did not run"
-    assert json.loads(overflowing.group(1).replace("&quot;", '"')) == []
-    assert int(width.group(1)) <= 1400
+    return json.loads(overflowing.group(1).replace("&quot;", '"')), int(width.group(1))
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+def test_tables_fit_1400_px_in_headless_chromium(demo_like, tmp_path):
+    """The page itself has no script; a copy with a probe measures every table's box at 1400 px."""
+    overflowing, width = _probe(demo_like["html"], tmp_path)
+    assert overflowing == [] and width <= 1400
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+def test_the_sanity_section_fits_1400_px_too(demo_like, tmp_path):
+    from tests.sanity.test_sanity_io import _result
+
+    root = demo_like["path"].parent.parent
+    folders = [root / "main" / f"eval_{name}" for name in ("plain", "sgt")]
+    page = build_report(folders, tmp_path / "r.html", sanity={"sanity": _result()}).read_text()
+    assert 'id="sanity"' in page and "<p class='legend'>" in page
+    overflowing, width = _probe(page, tmp_path)
+    assert overflowing == [] and width <= 1400
