@@ -117,6 +117,24 @@ def test_every_block_of_the_front_page_and_the_guide_names_its_language():
         assert all(b.language for b in blocks(page)), [b.where for b in blocks(page) if not b.language]
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped (not - and _), spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_between_the_pages_point_at_existing_pages_and_headings():
+    for page in [README, *(ROOT / "docs").glob("*.md")]:
+        for target, anchor in re.findall(
+            r"\]\(([\w./-]*\.md)(?:#([^)]+))?\)", page.read_text(encoding="utf-8")
+        ):
+            linked = (page.parent / target).resolve()
+            if linked.name == "security.md" and not linked.is_file():
+                continue  # the lead writes docs/security.md
+            assert linked.is_file(), f"{page.name} links to {target}"
+            assert not anchor or anchor in _anchors(linked), f"{page.name} links to {target}#{anchor}"
+
+
 def test_every_guide_page_is_listed_in_the_index():
     index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
     for page in (ROOT / "docs").glob("*.md"):
