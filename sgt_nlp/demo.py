@@ -230,7 +230,7 @@ VERDICT_WORDS = {
 
 def method_outcome(sentence_body: str) -> str:
     """The key of :data:`VERDICT_WORDS` that a method's verdict sentence states (``unclear`` if none)."""
-    if "depends on normalisation" in sentence_body:
+    if "depends on" in sentence_body and "normali" in sentence_body:  # -isation or -ization, "the"
         return "depends on normalisation"
     helped, hurt = "helped" in sentence_body, "hurt" in sentence_body
     if helped and hurt:

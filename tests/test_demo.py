@@ -168,5 +168,6 @@ def test_bottom_line_reads_the_verdict_sentences():
     assert method_outcome("comprehensiveness AOPC: SGT depends on normalisation (...)") == (
         "depends on normalisation"
     )
+    assert method_outcome("SGT's effect depends on the normalization (...)") == "depends on normalisation"
     assert method_outcome("SGT made no difference beyond noise (...)") == "noise"
     assert method_outcome("SGT was within noise (...)") == "noise"
