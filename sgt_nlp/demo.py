@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import SaliencyGuidedTrainingArguments, check_sgt_setting
 from .demo_folder import publish_shortcuts, remove_demo_outputs
+from .demo_text import bottom_line
 from .experiments import (
     PRESETS,
     REMOVALS,
@@ -295,6 +296,7 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path, overwrite: bool = Fal
     A folder holding this demo with the same settings is resumed; one holding a demo with other settings is
     refused unless ``overwrite``, which deletes only what the demo writes (:func:`remove_demo_outputs`)."""
     from .report import build_report
+    from .report.eval_runs import load_eval_dir, merge_methods
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(output_dir)
@@ -321,18 +323,24 @@ def run_demo(spec: ExperimentSpec, output_dir: str | Path, overwrite: bool = Fal
         experiment = Experiment(spec, out, out / "work", keep_models=True)
         result = experiment.run()
     sentences = method_sentences(result, spec)
+    line = bottom_line(result, sentences)
     publish_shortcuts(out, spec, result)
     atomic_write_text(out / "verdict.md", "\n".join(f"- {s}" for s in sentences) + "\n")
     dataset = spec.datasets[0]
     lr = result["datasets"][dataset.name]["learning_rate"]
     seed = spec.seeds[0]
-    eval_dirs = [
-        out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval" / "main" for arm in spec.arms
-    ]
-    eval_dirs = [d for d in eval_dirs if (d / "summary.json").is_file()]
-    report = build_report(eval_dirs, out / "report.html", verdict=sentences) if eval_dirs else None
+    runs = []
+    for arm in spec.arms:
+        evaluation = out / "work" / dataset.name / f"{arm}_seed{seed}_lr{lr:g}" / "eval"
+        if (evaluation / "main" / "summary.json").is_file():
+            run = load_eval_dir(evaluation / "main")
+            if (evaluation / "gradient_l2" / "summary.json").is_file():  # the verdict names it: its rows too
+                merge_methods(run, load_eval_dir(evaluation / "gradient_l2"), {"gradient": "gradient_l2"})
+            runs.append(run)
+    report = build_report(runs, out / "report.html", verdict=sentences, bottom_line=line) if runs else None
     return {
         "verdict": sentences,
+        "bottom_line": line,
         "report": report,
         "table": experiment.results_path.read_text(),
         "table_path": experiment.results_path,
@@ -377,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         task = spec.datasets[0].synthetic
         print("\n" + describe(SyntheticConfig(**task)))
     print("\n" + arms_table(result["result"]))
+    print("\nBottom line: " + result["bottom_line"])
     print("\nVerdict:\n" + "\n".join(f"- {s}" for s in result["verdict"]))
     print(f"\nevery metric with its interval: {result['table_path']}")
     print(f"report: {result['report']}  ({math.ceil(result['seconds'])} s)")

@@ -157,3 +157,46 @@ def test_demo_verdict_metrics_are_registered_verdict_metrics_of_the_runner():
         "auprc_visible",
     ]
     assert set(keys) <= set(RUNNER_VERDICT_METRICS) and all(direction(key) == +1 for key in keys)
+
+
+def test_bottom_line_reads_the_verdict_sentences():
+    """The bottom line says, per method, the one word method_sentences gives it against plain (Random, the
+    floor, left out; the word against random-mask never leaks in), and quotes the accuracy difference in
+    points with its interval."""
+    from sgt_nlp.demo_text import bottom_line, method_outcome
+
+    def measures(method, outcomes):
+        names = (
+            "comprehensiveness_aopc",
+            "comprehensiveness_aopc_minus_random",
+            "comprehensiveness_naopc_bounds",
+        )
+        return [row(method, m, 0.05, 0.02, 0.08, o) for m, o in zip(names, outcomes, strict=True)]
+
+    better, worse, noise = ("better",) * 3, ("worse",) * 3, ("within noise",) * 3
+    vs_plain = {
+        "treatment": "sgt",
+        "control": "plain",
+        "seeds": [0],
+        "accuracy": interval(-0.005, -0.02, 0.01),
+        "rows": [
+            *measures("gradient_l2", better),
+            *measures("gradient", ("better", "within noise", "better")),
+            *measures("integrated_gradients", noise),
+            *measures("smoothgrad", worse),
+            *measures("random", better),
+        ],
+    }
+    vs_random = {**vs_plain, "control": "random_mask", "rows": measures("integrated_gradients", better)}
+    result = {"datasets": {"synthetic": {"comparisons": [vs_plain, vs_random]}}}
+    sentences = method_sentences(result, demo_spec(parse_settings([])))
+    line = bottom_line(result, sentences)
+    assert "for Gradient (l2, the trained score), more faithful on every measure, beyond noise" in line
+    assert "Gradient × input, the measures disagree: the answer depends on how AOPC is normalised" in line
+    assert "for Integrated Gradients, no difference beyond noise" in line
+    assert "SmoothGrad, less faithful on every measure, beyond noise" in line
+    assert "for Random" not in line and "Random," not in line
+    assert "Test accuracy: SGT minus plain -0.5 points (95 % interval -2.0 to +1.0)" in line
+    assert method_outcome("SGT depends on normalisation (vs plain: ...)") == "depends on normalisation"
+    assert method_outcome("SGT helped (NAOPC with all-order bounds not measured) (vs plain: ...)") == "helped"
+    assert method_outcome("SGT within noise (vs plain: ...; vs random-mask: helped)") == "noise"

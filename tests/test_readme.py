@@ -1,17 +1,13 @@
-"""Every command in the README runs (so that it cannot go stale), and the CLI help matches it.
+"""The README's first two commands are the ones CI runs, every dependency is bounded, and every option the
+README and the user guide (docs/) pass to a subcommand is in that subcommand's --help.
 
-The commands of the README's ```bash blocks run in order in a scratch folder, with one substitution: the
-install-and-demo line becomes ``sgt-nlp demo --quick`` (the package is already installed here, and the full
-demo is run by .ci/run, which runs the README's first command as written in a brand-new virtual environment).
+That every command of the README and docs/ runs is tests/test_snippets.py's job (in a scratch folder, after
+``sgt-nlp demo --quick``; .ci/run runs the README's first command in full, in a new virtual environment).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
-import shutil
-import subprocess
 
 import pytest
 
@@ -52,47 +48,6 @@ def test_every_dependency_has_an_upper_bound():
     assert requirements and not unbounded, unbounded
 
 
-def _prepare(command: str) -> list[str] | None:
-    if command.startswith("pip install"):
-        return shlex.split("sgt-nlp demo --quick")
-    if command.startswith("python -m pytest"):
-        return None  # this is the suite itself
-    if command.startswith("accelerate launch") and shutil.which("accelerate") is None:
-        pytest.skip("accelerate launcher not on PATH")
-    if command.startswith("torchrun") and shutil.which("torchrun") is None:
-        pytest.skip("torchrun not on PATH")
-    args = shlex.split(command)
-    return [str(ROOT / a) if a.startswith(("scripts/", "sgt_nlp/")) else a for a in args]
-
-
-@pytest.mark.skipif(shutil.which("sgt-nlp") is None, reason="the sgt-nlp console script is not installed")
-def test_every_readme_command_runs(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    ran = []
-    for command in readme_commands():
-        args = _prepare(command)
-        if args is None:
-            continue
-        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-        ran.append(args[0] if args[0] != "sgt-nlp" else f"sgt-nlp {args[1]}")
-    assert {
-        "sgt-nlp demo",
-        "sgt-nlp train",
-        "sgt-nlp evaluate",
-        "sgt-nlp rescore",
-        "sgt-nlp report",
-        "sgt-nlp explain",
-        "sgt-nlp sanity",
-    } <= set(ran)
-    assert (tmp_path / "sgt_demo" / "report.html").is_file()
-    assert (tmp_path / "runs" / "report.html").is_file()
-    assert (tmp_path / "runs" / "eval_sgt" / "gradient" / "results.jsonl").is_file()
-    assert (tmp_path / "runs" / "sgt" / "README.md").is_file()
-    with_sanity = (tmp_path / "runs" / "report_with_sanity.html").read_text()
-    assert 'id="sanity"' in with_sanity and 'id="metrics-table"' in with_sanity
-
-
 @pytest.mark.parametrize(
     "subcommand", ["demo", "experiment", "train", "evaluate", "rescore", "explain", "report", "sanity"]
 )
@@ -103,7 +58,9 @@ def test_help_of_every_subcommand_names_its_options(subcommand, capsys):
         main([subcommand, "--help"])
     assert done.value.code == 0
     help_text = capsys.readouterr().out
-    readme = README.read_text()
-    for option in re.findall(rf"sgt-nlp {subcommand} ([^\n`]*)", readme):
-        for flag in re.findall(r"(--[a-z_]+)", option):
-            assert flag in help_text, f"README uses {flag} with 'sgt-nlp {subcommand}' but --help lacks it"
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for option in re.findall(rf"sgt-nlp {subcommand} ([^\n`]*)", page.read_text(encoding="utf-8")):
+            for flag in re.findall(r"(--[a-z_]+)", option):
+                assert flag in help_text, (
+                    f"{page.name} uses {flag} with 'sgt-nlp {subcommand}' but --help lacks it"
+                )

@@ -27,6 +27,7 @@ from sgt_nlp.eraser.results import (
     result_record,
     write_results,
 )
+from sgt_nlp.eraser.tables import table_to_eraser
 from sgt_nlp.eraser.verify import verify_results
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "read_results",
     "result_record",
     "select_kept_words",
+    "table_to_eraser",
     "to_hf_dataset",
     "verify_results",
     "write_results",

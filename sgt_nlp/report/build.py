@@ -15,6 +15,7 @@ from typing import Any
 
 from ..files import atomic_write_bytes, atomic_write_text
 from .eval_runs import EvalRun, check_comparable, load_eval_dir, unique_names
+from .glossary import VERDICT_TERMS, glossary_html
 from .heatmap import HEATMAP_CSS
 from .sanity_page import sanity_section
 from .sections import (
@@ -25,8 +26,11 @@ from .sections import (
     example_section,
     metrics_table,
     plots,
+    removals_of,
+    run_method_title,
     runs_table,
     shared_examples,
+    shown_columns,
 )
 
 __all__ = ["METRIC_COLUMNS", "PLOT_FILES", "EvalRun", "build_report", "load_eval_dir"]
@@ -47,8 +51,7 @@ h2 { font-size: 1.25rem; margin: 2.2rem 0 0.6rem; border-bottom: 2px solid var(-
 h3 { font-size: 1.02rem; margin: 1.2rem 0 0.4rem; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1rem 1.2rem;
         box-shadow: 0 1px 2px rgba(0,0,0,0.03); }
-.howto { columns: 2 28rem; column-gap: 2rem; }
-.howto p { margin: 0 0 0.6rem; break-inside: avoid; }
+.howto p { margin: 0 0 0.6rem; }
 .hint { color: var(--muted); font-size: 0.88rem; margin: 0.2rem 0 0.6rem; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; background: #fff; font-size: 0.9rem; }
@@ -56,18 +59,28 @@ th, td { padding: 0.42rem 0.6rem; border-bottom: 1px solid var(--line); text-ali
          vertical-align: top; }
 table.metrics td { text-align: right; font-variant-numeric: tabular-nums; }
 table.metrics td.method { text-align: left; color: var(--muted); }
-thead th { background: #eef1f5; font-weight: 600; white-space: nowrap; position: sticky; top: 0; }
+thead th { background: #eef1f5; font-weight: 600; position: sticky; top: 0; }
+table.metrics { font-size: 0.84rem; } table.metrics th, table.metrics td { padding: 0.36rem 0.45rem; }
+table.metrics thead th { white-space: normal; vertical-align: bottom; }
+table.metrics td { white-space: nowrap; }
 th .dir { color: var(--muted); font-weight: 400; }
 tr.group-start > * { border-top: 2px solid #c9ced8; }
 td.best { font-weight: 700; color: #0b5394; }
 td.better { color: #1a7f37; font-weight: 600; } td.worse { color: #c0392b; font-weight: 600; }
-td.noise { color: #888; } .ci { font-size: 0.8em; color: #666; font-weight: normal; }
+td.noise { color: #888; } .ci { display: block; font-size: 0.78em; color: #666; font-weight: normal; }
+#bottom-line .card { border-left: 5px solid var(--accent); font-size: 1.05rem; }
+#bottom-line p { margin: 0; }
+dl.glossary { display: grid; grid-template-columns: minmax(11rem, max-content) 1fr; gap: 0.25rem 1rem;
+              margin: 0 0 0.8rem; font-size: 0.9rem; }
+dl.glossary dt { font-weight: 600; } dl.glossary dd { margin: 0; }
 table.runs { font-size: 0.82rem; } table.runs code { font-size: 0.78rem; word-break: break-all; }
 ul.problems { margin: 0.3rem 0 0; padding-left: 1.1rem; color: #b35900; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 1rem; }
 .plots figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 8px;
                 padding: 0.5rem; }
 .plots img { width: 100%; height: auto; display: block; }
+#sanity img { max-width: 100%; height: auto; } #sanity table { font-size: 0.82rem; }
+#sanity .legend { color: var(--muted); font-size: 0.84rem; }
 .plots figcaption { font-size: 0.82rem; color: var(--muted); padding: 0.3rem 0.4rem 0; }
 .example { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 0.4rem 1rem 1rem;
            margin-bottom: 1.2rem; }
@@ -85,46 +98,46 @@ footer { color: var(--muted); font-size: 0.8rem; margin-top: 3rem; }
 """
 
 HOW_TO_READ = """
-<p><b>Faithfulness</b> asks whether the words an explanation ranks highest are the ones the model actually
-uses. <b>Comprehensiveness</b> (higher is better) is the drop in the predicted class's probability when the
-top-ranked words are removed; <b>sufficiency</b> (lower is better) is the drop when only they are kept. The
-<b>AOPC</b> columns average these over the bins plotted below (top 1%, 5%, 10%, 20%, 50% of the words).</p>
-<p><b>Agreement with the human rationale</b>: <b>AUPRC</b> ranks every word by its score against the human
-rationale; <b>token F1</b> and <b>IOU F1</b> compare the top-ranked words (as many as the threshold allows)
-with it. <b>Random</b> is the floor every method should clear; bold marks the best model for each method.</p>
-<p><b>Masked accuracy</b> removes each example's top-k% salient words and re-measures accuracy: the faster it
-falls, the more the explanation found what the model relies on (its mean is the last column, lower is
-better).</p>
+<p><b>Faithfulness</b> (comprehensiveness, sufficiency, AOPC) asks whether the words an explanation ranks
+highest are the ones the model actually uses; <b>agreement</b> (AUPRC, token and IOU F1) whether they are the
+words a human marked. ↑ higher is better, ↓ lower is better; bold marks the best model for each method.</p>
+"""
+
+HEATMAPS = """
 <p><b>Heatmaps</b>: each word is coloured by its score, normalised per example. Signed methods use
 <span style="color:#ca0020;font-weight:600">red</span> for evidence for the predicted class and
 <span style="color:#0571b0;font-weight:600">blue</span> against it; positive-only methods run from white to
-red.
-<u><b>Underlined</b></u> words are the human rationale. Hover a word for its raw score.</p>
+red. <u><b>Underlined</b></u> words are the human rationale. Hover a word for its raw score.</p>
 """
 
 
 def build_report(
-    eval_dirs: Sequence[str | Path],
+    eval_dirs: Sequence[str | Path | EvalRun],
     output: str | Path,
     max_examples: int = 6,
     title: str = "Saliency evaluation report",
     sanity: Mapping[str, Any] | None = None,
     verdict: Sequence[str] = (),
+    bottom_line: str = "",
 ) -> Path:
-    """Write the HTML report and its three PNG plots; return the HTML path.
+    """Write the HTML report and its PNG plots; return the HTML path.
+
+    ``eval_dirs``: evaluation folders, or :class:`EvalRun` s already read (e.g. with methods merged in by
+    :func:`~sgt_nlp.report.eval_runs.merge_methods`).
 
     ``sanity``: sanity-check results by name (e.g. the folder name; each a ``SanityResult`` or its dict,
     as ``sgt_nlp.sanity.load_sanity`` reads it), shown in a "Sanity checks" section.
 
     ``verdict``: sentences shown first, in a "Verdict" section (``sgt-nlp demo`` puts its per-method verdicts
-    with their bootstrap intervals there).
+    with their bootstrap intervals there); ``bottom_line``: one paragraph in plain words above it (the demo's
+    :func:`sgt_nlp.demo.bottom_line`, drawn from the same verdict).
 
     ``output`` is the HTML file (``*.html``) or a folder (then ``report.html`` inside it); the PNGs
-    (:data:`PLOT_FILES`) go beside the HTML.
+    (:data:`PLOT_FILES`, those with data) go beside the HTML.
     """
     if not eval_dirs:
         raise ValueError("build_report needs at least one evaluation folder")
-    runs = [load_eval_dir(d) for d in eval_dirs]
+    runs = [d if isinstance(d, EvalRun) else load_eval_dir(d) for d in eval_dirs]
     check_comparable(runs)
     unique_names(runs)
     methods = list(dict.fromkeys(m for run in runs for m in run.methods))
@@ -139,14 +152,23 @@ def build_report(
         "aopc_sufficiency": "Sufficiency per bin: one line per model × method.",
         "masked_accuracy": "Accuracy after removing the top-k% salient words (k = 0…90).",
     }
-    for key, png in images.items():
-        atomic_write_bytes(html_path.parent / PLOT_FILES[key], png)
+    for key, name in PLOT_FILES.items():
+        if key not in images:  # no data for this panel: no panel, and no stale file from an earlier report
+            (html_path.parent / name).unlink(missing_ok=True)
+            continue
+        png = images[key]
+        atomic_write_bytes(html_path.parent / name, png)
         encoded = base64.b64encode(png).decode("ascii")
         figures.append(
             f'<figure id="plot-{key.replace("_", "-")}"><img alt="{escape(captions[key])}" '
             f'src="data:image/png;base64,{encoded}"><figcaption>{escape(captions[key])} '
-            f"(<code>{escape(PLOT_FILES[key])}</code>)</figcaption></figure>"
+            f"(<code>{escape(name)}</code>)</figcaption></figure>"
         )
+    curves_html = (
+        f'<section id="curves"><h2>Curves</h2><div class="plots">{"".join(figures)}</div></section>'
+        if figures
+        else ""
+    )
 
     sanity_html = sanity_block(sanity)
 
@@ -158,12 +180,31 @@ def build_report(
 
     models = ", ".join(run.name for run in runs)
     datasets = sorted({f"{run.run.get('data_dir', '?')} ({run.run.get('split', '?')})" for run in runs})
-    subtitle = f"Models: {models} · methods: {', '.join(methods)} · data: {'; '.join(datasets)}"
-    verdict_html = ""
+    titles = ", ".join(run_method_title(runs, method) for method in methods)
+    subtitle = f"Models: {models} · methods: {titles} · data: {'; '.join(datasets)}"
+    top_html = ""
+    if bottom_line:
+        top_html += (
+            '<section id="bottom-line"><h2>Bottom line</h2>'
+            f'<div class="card"><p>{escape(bottom_line)}</p></div></section>\n'
+        )
     if verdict:
         items = "".join(f"<li>{escape(sentence)}</li>" for sentence in verdict)
-        verdict_html = (
+        top_html += (
             f'<section id="verdict"><h2>Verdict</h2><div class="card"><ul>{items}</ul></div></section>\n'
+        )
+    terms = ["method", *methods, *(key for key, _, _ in shown_columns(runs))]
+    if len(removals_of(runs)) > 1:
+        terms.append("removal")
+    if verdict or bottom_line:
+        terms += VERDICT_TERMS
+    if len(runs) > 1:
+        terms += ["interval", "noise"]
+    removal_note = ""
+    if len(removals_of(runs)) == 1:
+        removal_note = (
+            f" Removed words are replaced by <code>{escape(removals_of(runs)[0])}</code> in every row "
+            "(delete: the word is dropped, as ERASER does)."
         )
     page = f"""<!DOCTYPE html>
 <html lang="en">
@@ -177,15 +218,15 @@ def build_report(
 <header class="top"><div class="inner"><h1 id="report-title">{escape(title)}</h1>
 <p>{escape(subtitle)}</p></div></header>
 <main>
-{verdict_html}<section id="how-to-read"><h2>How to read this</h2>
-<div class="card howto">{HOW_TO_READ}</div></section>
+{top_html}<section id="how-to-read"><h2>How to read this</h2>
+<div class="card howto">{HOW_TO_READ}{glossary_html(terms)}{HEATMAPS}</div></section>
 <section id="metrics"><h2>Metrics</h2>
 <p class="hint">One row per model × method; ↑ higher is better, ↓ lower is better. Accuracy and macro F1 do
-not depend on the method.</p>
+not depend on the method.{removal_note}</p>
 <div class="table-wrap">{metrics_table(runs, methods)}</div>
 <div class="table-wrap">{delta_table(runs, methods)}</div>
 </section>
-<section id="curves"><h2>Curves</h2><div class="plots">{"".join(figures)}</div></section>
+{curves_html}
 <section id="examples"><h2>Examples</h2>
 <p class="hint">The same examples for every model; columns are models, rows methods.</p>
 {examples_html}

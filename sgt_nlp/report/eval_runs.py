@@ -142,3 +142,29 @@ def check_comparable(runs: list[EvalRun]) -> None:
                     f"{where}: {key} {b!r} differs from {a!r} in {first.path / 'run.json'}; a report "
                     "compares models on the same examples, evaluated the same way"
                 )
+
+
+def merge_methods(run: EvalRun, other: EvalRun, rename: dict[str, str]) -> EvalRun:
+    """``run`` with the methods of ``other`` (another evaluation of the same model and examples) added under
+    new names: rows, curves, per-example files and heatmap scores. The experiment runner evaluates the
+    ``l2`` gradient in a folder of its own (``gradient`` renamed ``gradient_l2``), and a verdict that names it
+    needs its rows on the page."""
+    for row in other.summary:
+        method = row.get("method")
+        if method in rename:
+            run.summary.append({**row, "method": rename[method]})
+    for (method, removal), path in other.results.items():
+        if method in rename:
+            run.results[(rename[method], removal)] = path
+    for method, curves in other.curves.items():
+        if method in rename:
+            run.curves[rename[method]] = curves
+    scores = {ex.get("annotation_id"): ex.get("scores") or {} for ex in other.examples}
+    for example in run.examples:
+        extra = scores.get(example.get("annotation_id"), {})
+        for method, new in rename.items():
+            if method in extra:
+                example.setdefault("scores", {})[new] = extra[method]
+    listed = list(run.run.get("methods") or [])
+    run.run["methods"] = [new for new in rename.values() if new not in listed] + listed
+    return run

@@ -92,22 +92,34 @@ def _yes(flag: bool) -> str:
 # ---- terminal ----------------------------------------------------------------------------------------------
 
 
+#: what the verdict tables' columns measure, one line (below the terminal and HTML tables)
+LEGEND = (
+    "ρ: Spearman rank correlation between two saliency maps of the same text (1 = same word ranking), mean "
+    "over examples; |·|: of the absolute scores. fp32~fp64: the map against itself computed in float64 "
+    "(low = rounding noise). vs other class: the predicted class's map against another class's "
+    "(low = the map tells classes apart: good). after top rand.: against the map after the head and top "
+    "layer are re-drawn; all rand.: after every layer is (low = the map depends on what the model "
+    "learned: good)."
+)
+
+
 def summary_table(result: Any) -> str:
-    """The verdict table printed in the terminal."""
+    """The verdict table printed in the terminal, with its legend."""
     header = (
-        f"{'method':<32} {'signed':<6} {'fp64 ρ':>7} {'class ρ':>7} {'class ρ|·|':>10} {'class top10':>11} "
-        f"{'class verdict':<13} {'rand ρ|·|':>9} {'all ρ|·|':>8} {'rand verdict':<12}"
+        f"{'method':<32} {'signed':<6} {'fp32~fp64 ρ':>11} {'ρ vs other class':>16} "
+        f"{'ρ|·| vs other class':>19} {'top-10% shared':>14} {'class verdict':<13} "
+        f"{'ρ|·| after top rand.':>20} {'ρ|·| all rand.':>14} {'rand. verdict':<13}"
     )
     lines = [header, "-" * len(header)]
     for r in verdict_rows(result):
         lines.append(
-            f"{r.label:<32} {_yes(r.signed):<6} {number(r.precision_rho, missing='-'):>7} "
-            f"{number(r.class_rho, missing='-'):>7} {number(r.class_rho_abs, missing='-'):>10} "
-            f"{number(r.class_top10, missing='-'):>11} {r.class_verdict:<13} "
-            f"{number(r.randomization_rho, missing='-'):>9} {number(r.all_randomised_rho, missing='-'):>8} "
-            f"{r.randomization_verdict or '-':<12}"
+            f"{r.label:<32} {_yes(r.signed):<6} {number(r.precision_rho, missing='-'):>11} "
+            f"{number(r.class_rho, missing='-'):>16} {number(r.class_rho_abs, missing='-'):>19} "
+            f"{number(r.class_top10, missing='-'):>14} {r.class_verdict:<13} "
+            f"{number(r.randomization_rho, missing='-'):>20} {number(r.all_randomised_rho, missing='-'):>14} "
+            f"{r.randomization_verdict or '-':<13}"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", LEGEND])
 
 
 def stage_table(result: Any, mode: str = "cascading") -> str:
@@ -162,11 +174,12 @@ def _verdict(text: str) -> str:
 
 def verdict_table_html(result: Any) -> str:
     """The verdict table: precision, class sensitivity (every measure), randomisation after head + top
-    layer."""
+    layer; the legend below it says what each column measures."""
     head = (
-        "<tr><th class='name'>method</th><th>signed</th><th>fp32 vs fp64 ρ</th><th>class ρ</th>"
-        "<th>class ρ |·|</th><th>class τ</th><th>class top-10%</th><th>excluded</th><th>class verdict</th>"
-        "<th>ρ |·| after head + top layer</th><th>ρ |·| all randomised</th>"
+        "<tr><th class='name'>method</th><th>signed</th><th>ρ fp32 vs fp64 map</th>"
+        "<th>ρ vs other class</th><th>ρ |·| vs other class</th><th>τ vs other class</th>"
+        "<th>top-10% words shared with other class</th><th>pairs excluded</th><th>class verdict</th>"
+        "<th>ρ |·| after head + top layer re-drawn</th><th>ρ |·| after all layers re-drawn</th>"
         "<th>randomisation verdict</th></tr>"
     )
     rows = []
@@ -178,7 +191,16 @@ def verdict_table_html(result: Any) -> str:
             f"{_cell(r.randomization_rho)}{_cell(r.all_randomised_rho)}"
             f"{_verdict(r.randomization_verdict or '–')}</tr>"
         )
-    return f"<table>{head}{''.join(rows)}</table>"
+    legend = (
+        "<p class='legend'>ρ: Spearman rank correlation between two saliency maps of the same text (1 = the "
+        "same word ranking), mean over examples; |·|: of the absolute scores; τ: Kendall's τ. fp32 vs fp64: "
+        "the map against itself in double precision (low = rounding noise). vs other class: the predicted "
+        "class's map against another class's (low = the map tells the classes apart: good). Re-drawn: "
+        "against the map of the same model with those layers re-initialised (low = the map depends on what "
+        "the model learned: good). Excluded: pairs without a ranking (constant maps), left out of the means."
+        "</p>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>{legend}"
 
 
 def stage_table_html(result: Any, modes: Sequence[str] = ("cascading", "independent")) -> str:

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from .eval_runs import EvalRun
+from .experiment import METHOD_TITLES
 from .heatmap import render_heatmap_legend, render_html_heatmap
 from .noise import (
     NOISE_THRESHOLD,
@@ -56,18 +57,52 @@ def escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def method_title(method: str, aggregation: object = None) -> str:
+    """The method's name as the verdict writes it; ``gradient`` under another aggregation than
+    grad × input is named by it."""
+    if method == "gradient" and aggregation not in (None, "grad_x_input"):
+        return f"Gradient ({aggregation})"
+    return METHOD_TITLES.get(method, method)
+
+
+def run_method_title(runs: list[EvalRun], method: str) -> str:
+    return method_title(method, next((run.run.get("aggregation") for run in runs), None))
+
+
+def shown_columns(runs: list[EvalRun]) -> tuple[tuple[str, str, int], ...]:
+    """The metric columns with a value in at least one row (an all-dash column is left out)."""
+    rows = [row for run in runs for row in run.summary]
+    return tuple(c for c in METRIC_COLUMNS if any(_number(row.get(c[0])) is not None for row in rows))
+
+
+def removals_of(runs: list[EvalRun]) -> list[str]:
+    return list(dict.fromkeys(r for run in runs for r in run.removals))
+
+
+def _head(key: str, label: str, sign: int | None = None) -> str:
+    arrow = "" if sign is None else f' <span class="dir">{"↑" if sign > 0 else "↓"}</span>'
+    better = "" if sign is None else f' title="{"higher" if sign > 0 else "lower"} is better"'
+    return f'<th scope="col" data-term="{escape(key)}"{better}>{escape(label)}{arrow}</th>'
+
+
+def _method_cell(runs: list[EvalRun], method: str) -> str:
+    return (
+        f'<td class="method" data-term="{escape(method)}" title="{escape(method)}">'
+        f"{escape(run_method_title(runs, method))}</td>"
+    )
+
+
 # ------------------------------------------------------------------------------------------------ sections
 
 
 def metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
-    """Rows grouped by method; within a method the best value of each column is bold (when models differ)."""
-    header = "".join(
-        f'<th scope="col" title="{"higher" if sign > 0 else "lower"} is better">{escape(label)} '
-        f'<span class="dir">{"↑" if sign > 0 else "↓"}</span></th>'
-        for _, label, sign in METRIC_COLUMNS
-    )
+    """Rows grouped by method; within a method the best value of each column is bold (when models differ).
+    Columns without a value in any row are left out, and the removal column when every row has the same."""
+    columns = shown_columns(runs)
+    header = "".join(_head(key, label, sign) for key, label, sign in columns)
     body = []
-    removals = list(dict.fromkeys(r for run in runs for r in run.removals))
+    removals = removals_of(runs)
+    several = len(removals) > 1
     for method, removal in [(m, r) for m in methods for r in removals]:
         rows = [
             (run, row)
@@ -77,28 +112,29 @@ def metrics_table(runs: list[EvalRun], methods: list[str]) -> str:
         ]
         best: dict[str, float] = {}
         if len(rows) > 1:
-            for key, _, sign in METRIC_COLUMNS:
+            for key, _, sign in columns:
                 values = [v for _, row in rows if (v := _number(row.get(key))) is not None]
                 if len(set(values)) > 1:
                     best[key] = max(values) if sign > 0 else min(values)
         for i, (run, row) in enumerate(rows):
             cells = []
-            for key, _, _ in METRIC_COLUMNS:
+            for key, _, _ in columns:
                 value = _number(row.get(key))
                 bold = ' class="best"' if value is not None and best.get(key) == value else ""
                 data = "" if value is None else f' data-value="{value!r}"'
                 cells.append(f'<td data-metric="{escape(key)}"{data}{bold}>{_fmt(value)}</td>')
             group = ' class="group-start"' if i == 0 else ""
+            removal_cell = f'<td class="removal">{escape(removal)}</td>' if several else ""
             body.append(
                 f'<tr{group} data-model="{escape(run.name)}" data-method="{escape(method)}" '
                 f'data-removal="{escape(removal)}">'
-                f'<th scope="row">{escape(run.name)}</th><td class="method">{escape(method)}</td>'
-                f'<td class="removal">{escape(removal)}</td>{"".join(cells)}</tr>'
+                f'<th scope="row">{escape(run.name)}</th>{_method_cell(runs, method)}'
+                f"{removal_cell}{''.join(cells)}</tr>"
             )
+    removal_head = _head("removal", "Removal") if several else ""
     return (
         '<table id="metrics-table" class="metrics"><thead><tr><th scope="col">Model</th>'
-        '<th scope="col">Method</th>'
-        f'<th scope="col" title="how removed words are replaced for comp/suff/AOPC">Removal</th>{header}'
+        f"{_head('method', 'Method')}{removal_head}{header}"
         f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -108,7 +144,8 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
     if len(runs) < 2:
         return ""
     base = runs[0]
-    keys = [c for c in METRIC_COLUMNS if c[0] != "macro_f1"]
+    keys = [c for c in shown_columns(runs) if c[0] != "macro_f1"]
+    several = len(removals_of(runs)) > 1
     rows = []
     per_example: dict[Path, dict[str, dict[str, float]]] = {}
 
@@ -138,15 +175,16 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
                         continue
                     cells.append(_delta_cell(key, vb - va, sign, paths, values_of))
                 cells += _verdict_cells(base, other, method, removal, values_of)
+                removal_cell = f'<td class="removal">{escape(removal)}</td>' if several else ""
                 rows.append(
                     f'<tr><th scope="row">{escape(other.name)} − {escape(base.name)}</th>'
-                    f'<td class="method">{escape(method)}</td>'
-                    f'<td class="removal">{escape(removal)}</td>{"".join(cells)}</tr>'
+                    f"{_method_cell(runs, method)}{removal_cell}{''.join(cells)}</tr>"
                 )
     if not rows:
         return ""
-    header = "".join(f"<th>{escape(label)}</th>" for _, label, _ in keys)
-    header += "".join(f"<th>{name} verdict (3 measures)</th>" for name, _ in VERDICT_FAMILIES)
+    header = "".join(_head(key, label) for key, label, _ in keys)
+    removal_head = _head("removal", "Removal") if several else ""
+    header += "".join(f'<th scope="col">{name} verdict (3 measures)</th>' for name, _ in VERDICT_FAMILIES)
     bootstrapped = ", ".join(label for key, label, _ in keys if key in PER_EXAMPLE_METRICS)
     return (
         f"<h3>Differences against {escape(base.name)}</h3>"
@@ -160,8 +198,9 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
         "Random AOPC and NAOPC with all-order bounds (bounds.jsonl, evaluate --naopc_bounds beam) all say "
         "so beyond their intervals, and 'depends on normalisation' when they differ (hover for the three "
         "numbers).</p>"
-        f'<table id="delta-table" class="metrics"><thead><tr><th>Models</th><th>Method</th><th>Removal</th>'
-        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<table id="delta-table" class="metrics"><thead><tr><th scope="col">Models</th>'
+        f"{_head('method', 'Method')}{removal_head}{header}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -172,7 +211,7 @@ def _delta_cell(key: str, delta: float, sign: int, paths: tuple[Path | None, Pat
         base_values, other_values = values_of(paths[0]).get(key, {}), values_of(paths[1]).get(key, {})
         verdict, bounds, shared = compare(base_values, other_values, sign)
         if bounds is not None:
-            interval = f' <span class="ci">[{bounds[0]:+.3f}, {bounds[1]:+.3f}]</span>'
+            interval = f'<span class="ci">[{bounds[0]:+.3f}, {bounds[1]:+.3f}]</span>'
             title = f"95% paired-bootstrap interval over {shared} shared examples"
         else:
             verdict, title = (
@@ -289,31 +328,50 @@ def _curve_series(runs: list[EvalRun], methods: list[str], kind: str) -> list[Se
     return series
 
 
+#: the curve panels: (key, curve kind, title, x label, y label, note, y limits)
+PANELS: tuple[tuple[str, str, str, str, str, str, tuple[float, float] | None], ...] = (
+    (
+        "aopc_comprehensiveness",
+        "comprehensiveness",
+        "AOPC: comprehensiveness per bin (higher is better)",
+        "top-k% most salient words removed",
+        "drop in p(predicted class)",
+        "Removing the words a faithful explanation ranks first should hurt the prediction most.",
+        None,
+    ),
+    (
+        "aopc_sufficiency",
+        "sufficiency",
+        "AOPC: sufficiency per bin (lower is better)",
+        "top-k% most salient words kept (the rest removed)",
+        "drop in p(predicted class)",
+        "Keeping only the words a faithful explanation ranks first should preserve the prediction.",
+        None,
+    ),
+    (
+        "masked_accuracy",
+        "masked_accuracy",
+        "Accuracy as the most salient words are removed",
+        "top-k% most salient words removed",
+        "accuracy",
+        "A faithful explanation makes accuracy fall fast; Random is the reference.",
+        (0.0, 1.02),
+    ),
+)
+
+
 def plots(runs: list[EvalRun], methods: list[str]) -> dict[str, bytes]:
-    return {
-        "aopc_comprehensiveness": line_plot_png(
-            _curve_series(runs, methods, "comprehensiveness"),
-            "AOPC: comprehensiveness per bin (higher is better)",
-            "top-k% most salient words removed",
-            "drop in p(predicted class)",
-            note="Removing the words a faithful explanation ranks first should hurt the prediction most.",
-        ),
-        "aopc_sufficiency": line_plot_png(
-            _curve_series(runs, methods, "sufficiency"),
-            "AOPC: sufficiency per bin (lower is better)",
-            "top-k% most salient words kept (the rest removed)",
-            "drop in p(predicted class)",
-            note="Keeping only the words a faithful explanation ranks first should preserve the prediction.",
-        ),
-        "masked_accuracy": line_plot_png(
-            _curve_series(runs, methods, "masked_accuracy"),
-            "Accuracy as the most salient words are removed",
-            "top-k% most salient words removed",
-            "accuracy",
-            note="A faithful explanation makes accuracy fall fast; Random is the reference.",
-            ylim=(0.0, 1.02),
-        ),
-    }
+    """The curve panels that have data (an evaluation without the masked-accuracy curve, as the experiment
+    runner's, has no masked-accuracy panel rather than an empty one)."""
+    images = {}
+    for key, kind, title, xlabel, ylabel, note, ylim in PANELS:
+        series = [
+            Series(s.model, run_method_title(runs, s.method), s.x, s.y)
+            for s in _curve_series(runs, methods, kind)
+        ]
+        if series:
+            images[key] = line_plot_png(series, title, xlabel, ylabel, note=note, ylim=ylim)
+    return images
 
 
 def shared_examples(runs: list[EvalRun], limit: int) -> list[str]:
@@ -350,7 +408,7 @@ def example_section(index: int, annotation_id: str, runs: list[EvalRun], methods
     for method in methods:
         for run in runs:
             rec = records[run.name]
-            title = f"{run.name} · {method}"
+            title = f"{run.name} · {run_method_title(runs, method)}"
             scores = (rec or {}).get("scores", {}).get(method)
             words = (rec or {}).get("words") or []
             if rec is None or scores is None or len(scores) != len(words):

@@ -414,7 +414,7 @@ def test_report_shows_every_removal_mode_and_marks_noise(two_evaluations, tmp_pa
     }
     delta = page.split('id="delta-table"')[1].split("</table>")[0]
     delta_rows = re.findall(
-        r"<tr><th scope=\"row\">(.*?)</th><td class=\"method\">(\w+)</td>"
+        r"<tr><th scope=\"row\">(.*?)</th><td class=\"method\" data-term=\"(\w+)\"[^>]*>[^<]*</td>"
         r"<td class=\"removal\">(\w+)</td>(.*?)</tr>",
         delta,
     )

@@ -109,3 +109,17 @@ def test_one_verdict_row_feeds_the_terminal_html_and_markdown_tables():
         markdown_table({"m": result}).splitlines()[2]
         == "| m | `gradient/l2` | no | -0.250 | sensitive | – | degenerate |"
     )
+
+
+def test_verdict_tables_say_what_each_column_measures():
+    from sgt_nlp.report.sanity_tables import LEGEND
+
+    result = _result(class_rho=-0.25, top=math.nan)
+    terminal = summary_table(result)
+    header = terminal.splitlines()[0]
+    for head in ("fp32~fp64 ρ", "ρ vs other class", "ρ|·| vs other class", "ρ|·| after top rand."):
+        assert head in header
+    assert terminal.splitlines()[-1] == LEGEND and "Spearman" in LEGEND
+    page = verdict_table_html(result)
+    assert "<th>ρ vs other class</th>" in page and "<th>ρ |·| after head + top layer re-drawn</th>" in page
+    assert "<p class='legend'>ρ: Spearman rank correlation" in page
