@@ -1,13 +1,19 @@
 """Time and peak memory of one training step: plain Trainer vs SaliencyGuidedTrainer (saliency selection with
-either saliency pass, and the random-selection control), side by side.
+either saliency pass, and the random-selection control), side by side; with ``--bf16``, fp32 against bf16.
 
     python scripts/bench_train_step.py [--steps 5] [--sizes tiny,minilm] [--device cpu|cuda]
+    python scripts/bench_train_step.py --bf16 [--bf16_variants plain,sgt_reuse,sgt_eval] [--sizes minilm]
 
 Each variant runs in its own subprocess so that its peak memory is its own: on CUDA the allocator's peak
 (``torch.cuda.max_memory_allocated``), on CPU the growth of the process's peak resident set over its
 resident set before the first step (model and batch built; gradients, optimiser state and activations not
 yet). A step is ``Trainer.training_step`` (forward, SGT work, backward) plus the optimiser step, timed after
 warm-up; the table gives the median. Ratios are against the plain Trainer measured in the same run.
+
+``--bf16`` measures each variant's step in fp32 and in bf16 (``TrainingArguments(bf16=True)``: accelerate's
+autocast around the model's forward, as ``sgt-nlp train --bf16`` runs it) in ONE process, alternating fp32 and
+bf16 steps on two copies of the same model, so that other work on the machine slows both alike; the speed-up
+is the median of the per-pair ratios. No memory column there (the two copies share one process).
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, float]:
+def build_step(size: str, variant: str, steps: int, device: str, bf16: bool = False):
+    """The step function of one variant (a trainer on a fresh seeded model) and whether it runs on CUDA."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
@@ -60,7 +67,11 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
     )
     model = BertForSequenceClassification(config)
     common = dict(
-        output_dir="/tmp/bench_train_step", report_to=[], use_cpu=device == "cpu", disable_tqdm=True
+        output_dir="/tmp/bench_train_step",
+        report_to=[],
+        use_cpu=device == "cpu",
+        disable_tqdm=True,
+        bf16=bf16,
     )
     if variant == "plain":
         trainer = Trainer(model=model, args=TrainingArguments(**common))
@@ -72,6 +83,8 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
         1  # set by train(); the loop below calls training_step directly
     )
     model = trainer.model.to(trainer.args.device)
+    if bf16:  # what Trainer.train() does: accelerate wraps the forward in its autocast (the stock bf16 path)
+        model = trainer.accelerator.prepare_model(model)
     ids = torch.randint(1000, 30000, (batch, seq))
     ids[:, 0], ids[:, -1] = 101, 102
     lengths = torch.linspace(seq // 2, seq, batch).long()
@@ -88,7 +101,13 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
 
-    cuda = trainer.args.device.type == "cuda"
+    return step, trainer.args.device.type == "cuda"
+
+
+def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, float]:
+    import torch
+
+    step, cuda = build_step(size, variant, steps, device)
     # The memory baseline is taken before the first step: weights and batch are in, gradients, optimiser
     # state and activations are not, so the peak covers everything a step adds.
     if cuda:
@@ -112,6 +131,57 @@ def run_variant(size: str, variant: str, steps: int, device: str) -> dict[str, f
     return {"median_s": statistics.median(times), "peak_mb": peak / 2**20}
 
 
+def run_pair(size: str, variant: str, steps: int, device: str) -> dict[str, float]:
+    """fp32 and bf16 steps of one variant alternated in this process (two copies of the same seeded model)."""
+    import torch
+
+    fp32, cuda = build_step(size, variant, steps, device)
+    bf16, _ = build_step(size, variant, steps, device, bf16=True)
+    fp32(), bf16()  # warm-up
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for i in range(steps):
+        # alternate which goes first, so that neither always follows the other
+        for name, step in (
+            (("fp32", fp32), ("bf16", bf16)) if i % 2 == 0 else (("bf16", bf16), ("fp32", fp32))
+        ):
+            start = time.perf_counter()
+            step()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(times["fp32"], times["bf16"], strict=True)]
+    return {
+        "fp32_s": statistics.median(times["fp32"]),
+        "bf16_s": statistics.median(times["bf16"]),
+        "speedup": statistics.median(ratios),
+        "speedup_min": min(ratios),
+        "speedup_max": max(ratios),
+    }
+
+
+def bf16_table(args: argparse.Namespace) -> None:
+    rows = []
+    for size in args.sizes.split(","):
+        for variant in args.bf16_variants.split(","):
+            cmd = [sys.executable, __file__, "--steps", str(args.steps), "--device", args.device]
+            cmd += ["--_pair", size, variant] + (["--threads", str(args.threads)] if args.threads else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+            result = json.loads(out.splitlines()[-1])
+            print(f"  measured {size}/{variant}: {result}", file=sys.stderr)
+            rows.append((size, variant, result))
+    layers = {s: SIZES[s] for s in args.sizes.split(",")}
+    print(
+        f"device={args.device}; steps={args.steps} per precision, fp32 and bf16 alternated in one process "
+        f"(median); torch threads={args.threads or 'default'} of {os.cpu_count()} cores; "
+        f"shapes (layers, hidden, heads, ffn, batch, seq): {layers}"
+    )
+    print(f"| {'size':<6} | {'variant':<10} | {'fp32 s':>7} | {'bf16 s':>7} | {'speed-up (min-max)':>18} |")
+    print(f"|{'-' * 8}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 20}|")
+    for size, variant, r in rows:
+        spread = f"{r['speedup']:.2f} ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
+        print(f"| {size:<6} | {variant:<10} | {r['fp32_s']:7.3f} | {r['bf16_s']:7.3f} | {spread:>18} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,10 +189,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--sizes", default="tiny,minilm")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--bf16", action="store_true", help="fp32 against bf16 steps, interleaved")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--bf16_variants", default="plain,sgt_reuse,sgt_eval")
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_pair", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args._child:
         print(json.dumps(run_variant(args._child[0], args._child[1], args.steps, args.device)))
+        return
+    if args._pair:
+        print(json.dumps(run_pair(args._pair[0], args._pair[1], args.steps, args.device)))
+        return
+    if args.bf16:
+        bf16_table(args)
         return
 
     rows = []

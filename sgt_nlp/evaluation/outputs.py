@@ -34,6 +34,7 @@ from ..metrics import (
     soft_token_metrics,
     token_prf,
 )
+from ..precision import precision_name
 from ..validation import remove_outputs
 from .config import MASKED_ACCURACY_FRACTIONS
 from .records import EvaluationResult, Example
@@ -163,6 +164,7 @@ def method_scores(result: EvaluationResult, removal: str, method: str, found: Me
             "max_length": config.max_length,
             "truncation": config.truncation,
             "target": config.target,
+            "precision": precision_name(config.bf16),
         }
     )
     fractions = list(MASKED_ACCURACY_FRACTIONS) if config.masked_accuracy_curve else []
@@ -267,6 +269,7 @@ def run_info(result: EvaluationResult) -> dict[str, Any]:
         "truncation": result.truncation,
         "rationale_coverage": result.rationale_coverage,
         "sgt_settings": result.sgt_settings,
+        "precision": precision_name(config.bf16),  # of the model passes; accumulations are float32
         "processes": result.processes,
         "seconds": result.seconds,
         "forward_passes": result.forward_passes,
