@@ -31,6 +31,8 @@ SIZES = {
     # name: (layers, hidden, heads, intermediate, batch, seq_len)
     "tiny": (2, 128, 2, 512, 8, 128),
     "minilm": (6, 384, 12, 1536, 8, 256),
+    # the same model on SST-2-like short inputs (as many tokens per batch as minilm's 8 x 256)
+    "minilm_short": (6, 384, 12, 1536, 32, 64),
 }
 # sgt_reuse / sgt_eval: saliency selection with either saliency pass; sgt_random: sgt_mask_selection="random",
 # the masked-consistency control (no saliency pass at all: clean and masked forwards only).
@@ -159,6 +161,57 @@ def run_pair(size: str, variant: str, steps: int, device: str) -> dict[str, floa
     }
 
 
+#: op groups of the ``--profile`` table: which parts of a step bf16 speeds up (first match wins)
+OP_GROUPS = (
+    ("embedding backward", ("embedding_dense_backward", "embedding_backward")),
+    ("attention (sdpa/softmax)", ("scaled_dot_product", "softmax", "_flash_attention")),
+    ("matmul (linear/bmm)", ("addmm", "aten::mm", "bmm", "matmul", "linear", "mkldnn")),
+    ("layer_norm", ("layer_norm",)),
+    ("gelu/tanh", ("gelu", "tanh")),
+    ("optimizer", ("_foreach", "adam", "lerp", "addcdiv", "addcmul", "sqrt")),
+    ("dtype casts", ("aten::to", "_to_copy", "copy_")),
+)
+
+
+def profile_pair(size: str, variant: str, device: str) -> dict[str, dict[str, float]]:
+    """Self CPU seconds of two fp32 and two bf16 steps, summed per :data:`OP_GROUPS` group."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out: dict[str, dict[str, float]] = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        step, _ = build_step(size, variant, 2, device, bf16=bf16)
+        step()  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+            step()
+        groups: dict[str, float] = {}
+        for event in prof.key_averages():
+            key = event.key.lower()
+            group = next((g for g, names in OP_GROUPS if any(n.lower() in key for n in names)), "other")
+            groups[group] = groups.get(group, 0.0) + event.self_cpu_time_total / 1e6
+        out[name] = groups
+    return out
+
+
+def profile_table(args: argparse.Namespace) -> None:
+    for size in args.sizes.split(","):
+        for variant in args.bf16_variants.split(","):
+            cmd = [sys.executable, __file__, "--device", args.device, "--_profile", size, variant]
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+            r = json.loads(out.splitlines()[-1])
+            print(f"{size}/{variant}: self CPU seconds of two steps per op group (torch.profiler)")
+            print(f"| {'op group':<26} | {'fp32 s':>7} | {'bf16 s':>7} | {'speed-up':>8} |")
+            print(f"|{'-' * 28}|{'-' * 9}|{'-' * 9}|{'-' * 10}|")
+            names = [g for g, _ in OP_GROUPS] + ["other"]
+            for g in names:
+                a, b = r["fp32"].get(g, 0.0), r["bf16"].get(g, 0.0)
+                ratio = f"{a / b:8.2f}" if b > 0 else "       -"
+                print(f"| {g:<26} | {a:7.3f} | {b:7.3f} | {ratio} |")
+            a, b = sum(r["fp32"].values()), sum(r["bf16"].values())
+            print(f"| {'total':<26} | {a:7.3f} | {b:7.3f} | {a / b:8.2f} |")
+
+
 def bf16_table(args: argparse.Namespace) -> None:
     rows = []
     for size in args.sizes.split(","):
@@ -194,6 +247,8 @@ def main() -> None:
     parser.add_argument("--bf16_variants", default="plain,sgt_reuse,sgt_eval")
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_pair", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help="with --bf16: op-group times of one step each")
+    parser.add_argument("--_profile", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -204,6 +259,12 @@ def main() -> None:
         return
     if args._pair:
         print(json.dumps(run_pair(args._pair[0], args._pair[1], args.steps, args.device)))
+        return
+    if args._profile:
+        print(json.dumps(profile_pair(args._profile[0], args._profile[1], args.device)))
+        return
+    if args.bf16 and args.profile:
+        profile_table(args)
         return
     if args.bf16:
         bf16_table(args)

@@ -49,7 +49,7 @@ def train(data_dir: Path, out: Path, bf16: bool, args: argparse.Namespace) -> di
     training_args = SaliencyGuidedTrainingArguments(
         output_dir=str(out),
         num_train_epochs=args.epochs,
-        learning_rate=5e-5,
+        learning_rate=args.learning_rate,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64,
         warmup_steps=0.1,
@@ -128,10 +128,12 @@ def compare(fp32, bf16, removal: str, method: str) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    settings = report["settings"]
     lines = [
-        f"SST-2, pretrained MiniLM fine-tuned with SGT in fp32 ({report['settings']['train_examples']} "
-        f"training sentences, {report['settings']['epochs']} epochs, max_length "
-        f"{report['settings']['max_length']}), evaluated on {report['settings']['eval_examples']} test "
+        f"SST-2, pretrained MiniLM fine-tuned with SGT in fp32 ({settings['train_examples']} "
+        f"training sentences, {settings['epochs']} epochs, batch {settings['batch_size']}, "
+        f"learning rate {settings['learning_rate']:g}, max_length "
+        f"{settings['max_length']}), evaluated on {settings['eval_examples']} test "
         "sentences in fp32 and in bf16 (the same examples). Differences are bf16 - fp32, per example; "
         "intervals are 95% example-bootstrap.",
         "",
@@ -178,7 +180,8 @@ def main() -> None:
     parser.add_argument("--dev_examples", type=int, default=200)
     parser.add_argument("--eval_examples", type=int, default=80)
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--max_length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=",".join(METHODS))

@@ -94,6 +94,12 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.bf16 and not self.use_cpu:
+            from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+            # TrainingArguments refuses bf16 without a bf16 GPU unless use_cpu is set; with no such GPU the
+            # run is on the CPU anyway, where autocast runs bf16 (refused at training if not native there)
+            self.use_cpu = not (is_torch_bf16_gpu_available() or is_torch_xla_available())
         super().__post_init__()
         if not 0.0 <= self.sgt_mask_fraction < 1.0:
             raise ValueError(f"sgt_mask_fraction must be in [0, 1), got {self.sgt_mask_fraction!r}")

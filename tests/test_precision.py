@@ -240,3 +240,27 @@ def test_the_spec_mixed_precision_reaches_training_and_every_evaluation_call(tmp
             replace(spec, mixed_precision=mixed), dataset, tmp_path, tmp_path, tmp_path, "x"
         )
         assert calls and all(config.bf16 is expected for _, config in calls)
+
+
+def test_one_option_name_in_every_command():
+    from sgt_nlp.demo import DemoSettings, demo_spec
+    from sgt_nlp.evaluation import config_from_args
+    from sgt_nlp.explain import make_parser as explain_parser
+    from sgt_nlp.finetune import parse_args
+    from sgt_nlp.sanity.cli import make_parser as sanity_parser
+
+    assert demo_spec(DemoSettings()).mixed_precision == "no"
+    assert demo_spec(DemoSettings(bf16=True)).mixed_precision == "bf16"
+    assert config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o", "--bf16"]).bf16
+    assert not config_from_args(["--model", "m", "--data_dir", "d", "--output_dir", "o"]).bf16
+    (sanity,) = sanity_parser().parse_args_into_dataclasses(
+        ["--model", "m", "--data_dir", "d", "--output_dir", "o", "--bf16"]
+    )
+    assert sanity.to_config().bf16
+    (explain,) = explain_parser().parse_args_into_dataclasses(["--model", "m", "--text", "t", "--bf16"])
+    assert explain.bf16
+    training = parse_args(
+        ["--model_name_or_path", "m", "--train_file", "t.csv", "--output_dir", "o", "--bf16"]
+    )[2]
+    assert training.bf16  # without --use_cpu too: on a machine without a bf16 GPU it trains on the CPU
+    assert training.use_cpu or torch.cuda.is_available()
