@@ -189,6 +189,8 @@ def profile_pair(size: str, variant: str, device: str) -> dict[str, dict[str, fl
             key = event.key.lower()
             group = next((g for g, names in OP_GROUPS if any(n.lower() in key for n in names)), "other")
             groups[group] = groups.get(group, 0.0) + event.self_cpu_time_total / 1e6
+            if group == "other":  # the largest of them are listed under the table
+                groups[f"other: {event.key}"] = event.self_cpu_time_total / 1e6
         out[name] = groups
     return out
 
@@ -208,8 +210,14 @@ def profile_table(args: argparse.Namespace) -> None:
                 a, b = r["fp32"].get(g, 0.0), r["bf16"].get(g, 0.0)
                 ratio = f"{a / b:8.2f}" if b > 0 else "       -"
                 print(f"| {g:<26} | {a:7.3f} | {b:7.3f} | {ratio} |")
-            a, b = sum(r["fp32"].values()), sum(r["bf16"].values())
+            total = {p: sum(v for k, v in r[p].items() if not k.startswith("other: ")) for p in r}
+            a, b = total["fp32"], total["bf16"]
             print(f"| {'total':<26} | {a:7.3f} | {b:7.3f} | {a / b:8.2f} |")
+            others = sorted((k for k in r["fp32"] if k.startswith("other: ")), key=lambda k: -r["fp32"][k])
+            print(
+                "largest 'other' ops (fp32 s / bf16 s): "
+                + ", ".join(f"{k[7:]} {r['fp32'][k]:.3f}/{r['bf16'].get(k, 0.0):.3f}" for k in others[:6])
+            )
 
 
 def bf16_table(args: argparse.Namespace) -> None:

@@ -17,8 +17,9 @@ The machine's 2 cores were shared with other work, so the seconds are indicative
 (``scripts/bench_train_step.py`` and ``scripts/bench_eval.py`` time fp32 and bf16 interleaved).
 
 ``--stage`` splits the work so that parts can run side by side (models and partial results in ``--work``):
-``train --precisions fp32``, then ``train --precisions bf16`` beside ``evaluate`` (which needs the fp32
-model), then ``report``; ``all`` (the default) runs them in turn.
+``train --precisions fp32`` beside ``train --precisions bf16``, then ``evaluate --precisions fp32`` beside
+``evaluate --precisions bf16`` (both evaluate the fp32-trained model), then ``report``; ``all`` (the default)
+runs them in turn.
 """
 
 from __future__ import annotations
@@ -205,8 +206,10 @@ def main() -> None:
                 (work / f"training_{name}.json").write_text(json.dumps(record))
                 print(name, "training:", json.dumps(record), flush=True)
         if args.stage in ("all", "evaluate"):
-            (work / "evaluation.json").write_text(json.dumps(evaluate(data_folder(args, work), work, args)))
+            for name in args.precisions.split(","):
+                evaluate(data_folder(args, work), work, args, name)
         if args.stage in ("all", "report"):
+            (work / "evaluation.json").write_text(json.dumps(compare_all(work, args)))
             report = {
                 "settings": vars(args) | {"torch": torch.__version__, "threads": torch.get_num_threads()},
                 "training": {
@@ -226,8 +229,11 @@ def data_folder(args: argparse.Namespace, work: Path) -> Path:
     return write_sst2_as_eraser(args.sst2, work / "data", args.train_examples, seed=args.seed)
 
 
-def evaluate(data_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The fp32-trained model evaluated in fp32 and in bf16 on the same test sentences, compared."""
+def evaluate(data_dir: Path, work: Path, args: argparse.Namespace, name: str) -> None:
+    """The fp32-trained model evaluated in precision ``name`` (``work/eval_<name>.pkl``: the result and its
+    seconds); the two precisions can run side by side."""
+    import pickle
+
     import torch
 
     from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
@@ -235,26 +241,36 @@ def evaluate(data_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, 
 
     removals = args.removals.split(",")
     model, tokenizer, _ = load_classifier(str(work / "model_fp32"), torch.device("cpu"))
+    bf16 = name == "bf16"
+    config = EvaluationConfig(
+        data_dir=str(data_dir),
+        split="test",
+        methods=tuple(args.methods.split(",")),
+        removal=removals[0],
+        extra_removals=tuple(removals[1:]),
+        max_length=args.max_length,
+        max_examples=args.eval_examples,
+        sample="random",
+        batch_size=32,
+        masked_accuracy_curve=False,
+        threshold=0.2,  # SST-2 has no human rationales (the runner's SST-2 setting)
+        bf16=bf16,
+    )
+    started = time.perf_counter()
+    result = evaluate_rationales(model, tokenizer, data_dir, config)
+    seconds = time.perf_counter() - started
+    print(name, f"evaluation: {seconds:.0f} s", flush=True)
+    (work / f"eval_{name}.pkl").write_bytes(pickle.dumps((result, seconds)))
+
+
+def compare_all(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The two evaluations compared per method and removal mode."""
+    import pickle
+
+    removals = args.removals.split(",")
     results, seconds = {}, {}
-    for name, bf16 in (("fp32", False), ("bf16", True)):
-        config = EvaluationConfig(
-            data_dir=str(data_dir),
-            split="test",
-            methods=tuple(args.methods.split(",")),
-            removal=removals[0],
-            extra_removals=tuple(removals[1:]),
-            max_length=args.max_length,
-            max_examples=args.eval_examples,
-            sample="random",
-            batch_size=32,
-            masked_accuracy_curve=False,
-            threshold=0.2,  # SST-2 has no human rationales (the runner's SST-2 setting)
-            bf16=bf16,
-        )
-        started = time.perf_counter()
-        results[name] = evaluate_rationales(model, tokenizer, data_dir, config)
-        seconds[name] = time.perf_counter() - started
-        print(name, f"evaluation: {seconds[name]:.0f} s", flush=True)
+    for name in ("fp32", "bf16"):
+        results[name], seconds[name] = pickle.loads((work / f"eval_{name}.pkl").read_bytes())
     rows = [
         compare(results["fp32"], results["bf16"], removal, method)
         for removal in removals
