@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
 from .validation import UsageError
-
-#: what records say: the precision of the model passes
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 def precision_name(bf16: bool) -> str:
@@ -99,8 +95,3 @@ def full_precision(target: torch.nn.Module | str | torch.device) -> Iterator[Non
     device = device_of(target) if isinstance(target, torch.nn.Module) else torch.device(target)
     with torch.autocast(device.type, enabled=False):
         yield
-
-
-def settings(bf16: bool) -> dict[str, Any]:
-    """The record entry: ``{"precision": "bf16" | "fp32"}``."""
-    return {"precision": precision_name(bf16)}
