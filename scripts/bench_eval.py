@@ -18,6 +18,12 @@ else a random-init BERT of that shape with a WordPiece vocabulary trained on the
 ``--cost_methods gradient,conservative`` adds a table of each explainer's own cost against gradient's (the
 ``attribute`` calls alone on ``--max_examples`` rows of ``--max_length`` random ids, in batches of
 ``--batch_size``, median of ``--repeats``); ``--only_cost`` skips the pipeline table.
+
+``--bf16`` instead times every method of ``--methods`` in fp32 and with ``EvaluationConfig(bf16=True)``,
+on the same model and examples, alternating the two precisions (``--repeats`` rounds; the order flips each
+round) so that other work on the machine slows both alike. Each run is split into the explainer's passes and
+the faithfulness passes (every perturbed input: ``BatchEvaluator.probabilities``); the table gives the medians
+and the speed-up fp32 / bf16 of each part and of the whole.
 """
 
 from __future__ import annotations
@@ -171,6 +177,81 @@ def explainer_costs(
     return {m: statistics.median(v) for m, v in seconds.items()}
 
 
+def bf16_comparison(model_dir: str, args: argparse.Namespace, methods: list[str]) -> list[dict]:
+    """Per method: explain and faithfulness seconds in fp32 and bf16, alternated, medians over repeats."""
+    from sgt_nlp.eraser import load_split
+    from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
+    from sgt_nlp.evaluation.evaluator import BatchEvaluator
+    from sgt_nlp.loading import load_classifier
+
+    model, tokenizer, _ = load_classifier(model_dir, torch.device(args.device))
+    split = load_split(args.data_dir, args.split)
+    spent = {"probabilities": 0.0}
+    original = BatchEvaluator.probabilities
+
+    def timed_probabilities(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return original(self, *a, **k)
+        finally:
+            spent["probabilities"] += time.perf_counter() - start
+
+    BatchEvaluator.probabilities = timed_probabilities  # type: ignore[method-assign]
+    rows = []
+    try:
+        for method in methods:
+            times: dict[str, dict[str, list[float]]] = {
+                p: {"explain": [], "passes": []} for p in ("fp32", "bf16")
+            }
+            for repeat in range(args.repeats):
+                order = (False, True) if repeat % 2 == 0 else (True, False)
+                for bf16 in order:
+                    config = EvaluationConfig(
+                        data_dir=args.data_dir,
+                        split=args.split,
+                        methods=(method,),
+                        max_examples=args.max_examples,
+                        max_length=args.max_length,
+                        batch_size=args.batch_size,
+                        bf16=bf16,
+                    )
+                    stats: dict = {}
+                    spent["probabilities"] = 0.0
+                    evaluate_rationales(model, tokenizer, split, config, stats)
+                    name = "bf16" if bf16 else "fp32"
+                    times[name]["explain"].append(stats["explain_seconds"] - spent["probabilities"])
+                    times[name]["passes"].append(spent["probabilities"])
+            med = {p: {k: statistics.median(v) for k, v in parts.items()} for p, parts in times.items()}
+            rows.append(
+                {"method": method, **{f"{p}_{k}": v for p, parts in med.items() for k, v in parts.items()}}
+            )
+            print(f"  measured {method}: {rows[-1]}", file=sys.stderr)
+    finally:
+        BatchEvaluator.probabilities = original  # type: ignore[method-assign]
+    return rows
+
+
+def print_bf16(rows: list[dict], args: argparse.Namespace, description: str) -> None:
+    print(f"model: {description}")
+    print(
+        f"device={args.device}; {args.max_examples} examples of {args.data_dir} ({args.split}), "
+        f"max_length={args.max_length}, batch_size={args.batch_size}; fp32 and bf16 alternated, "
+        f"median of {args.repeats} runs each; torch threads={torch.get_num_threads()}"
+    )
+    print(
+        f"| {'method':<20} | {'explain fp32':>12} | {'bf16':>6} | {'x':>5} | {'faithfulness fp32':>17} | "
+        f"{'bf16':>6} | {'x':>5} | {'total x':>7} |"
+    )
+    print(f"|{'-' * 22}|{'-' * 14}|{'-' * 8}|{'-' * 7}|{'-' * 19}|{'-' * 8}|{'-' * 7}|{'-' * 9}|")
+    for r in rows:
+        total = (r["fp32_explain"] + r["fp32_passes"]) / (r["bf16_explain"] + r["bf16_passes"])
+        print(
+            f"| {r['method']:<20} | {r['fp32_explain']:12.2f} | {r['bf16_explain']:6.2f} | "
+            f"{r['fp32_explain'] / r['bf16_explain']:5.2f} | {r['fp32_passes']:17.2f} | "
+            f"{r['bf16_passes']:6.2f} | {r['fp32_passes'] / r['bf16_passes']:5.2f} | {total:7.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,7 +266,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="repeat each measurement and take the median")
     parser.add_argument("--cost_methods", default="", help="e.g. gradient,conservative: explainer cost table")
     parser.add_argument("--only_cost", action="store_true", help="only the explainer cost table")
+    parser.add_argument("--bf16", action="store_true", help="each method in fp32 and bf16, alternated")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from sgt_nlp.evaluation import EvaluationConfig, evaluate_folder
 
@@ -219,6 +304,9 @@ def main() -> None:
             for method, sec in costs.items():
                 print(f"| {method:<14} | {sec:8.3f} | {sec / costs['gradient']:10.2f} |")
         if args.only_cost:
+            return
+        if args.bf16:
+            print_bf16(bf16_comparison(model_dir, args, methods), args, description)
             return
 
         def timed(batch_size: int) -> tuple[float, dict]:

@@ -162,6 +162,12 @@ class SaliencyGuidedTrainingArguments(TrainingArguments):
         check_finite_fields(self)
         for name, low, high, high_open in TRAINING_RANGES:
             check_number(f"--{name}", getattr(self, name), low=low, high=high, high_open=high_open)
+        if self.bf16 and not self.use_cpu:
+            from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+            # TrainingArguments refuses bf16 without a bf16 GPU unless use_cpu is set; with no such GPU the
+            # run is on the CPU anyway, where autocast runs bf16 (refused at training if not native there)
+            self.use_cpu = not (is_torch_bf16_gpu_available() or is_torch_xla_available())
         super().__post_init__()
         for name in SGT_CHOICES | SGT_RANGES:
             check_sgt_setting(name, getattr(self, name), f"--{name}")

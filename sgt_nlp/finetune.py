@@ -33,6 +33,7 @@ from .loading import (
     resolve_model_path,
 )
 from .model_card import write_model_card
+from .precision import check_bf16
 from .validation import (
     UsageError,
     check_finite_fields,
@@ -154,6 +155,11 @@ def classification_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     }
 
 
+def training_precision(args: SaliencyGuidedTrainingArguments) -> str:
+    """What the model card and the runner's records say about the training passes: bf16, fp16 or fp32."""
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+
+
 # ---- entry point ------------------------------------------------------------------------------------------
 
 
@@ -250,6 +256,8 @@ def _train(
 
     from .trainer import SaliencyGuidedTrainer
 
+    if training_args.bf16:  # stock autocast on any device; an emulated bf16 CPU is refused, not slowed down
+        check_bf16(training_args.device)
     set_seed(training_args.seed)
     path = resolve_model_path(model_args.model_name_or_path)
     require_safetensors(path)
@@ -322,6 +330,7 @@ def _train(
                 **training_args.sgt_settings(),
                 "max_length": model_args.max_length,
                 "truncation": data_args.truncation,
+                "precision": training_precision(training_args),
                 **lora_settings,
             },
             train_metrics=result.metrics,

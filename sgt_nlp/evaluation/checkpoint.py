@@ -59,6 +59,8 @@ def fingerprint(
     """What a checkpoint must match to be resumed: settings (not the folder names), weights, examples,
     batches and the comp/suff threshold."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NAMING_FIELDS}
+    if not settings.get("bf16"):
+        settings.pop("bf16", None)  # fp32 checkpoints written before the bf16 option keep their fingerprint
     return {
         "version": CHECKPOINT_VERSION,
         "settings": json.loads(json.dumps(settings, sort_keys=True, default=str)),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..distributed import close_process_group
+from ..precision import precision_name
 from ..validation import UsageError, output_dir_claim, parse_name_list
 from .config import REMOVALS, EvaluationConfig
 from .rescore import rescore_output
@@ -35,7 +36,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
     """One ``--<field>`` per dataclass field whose metadata has a ``help`` (``cli=False`` hides a field).
 
     Metadata: ``required``; ``choices``; ``flag``: the name of a ``--no_...`` switch that sets a True default
-    to False; ``list``: a comma-separated tuple (the allowed names, or ``float`` for numbers), whose default
+    to False; ``switch``: ``--<field>`` sets a False default to True; ``list``: a comma-separated tuple
+    (the allowed names, or ``float`` for numbers), whose default
     is shown joined with commas.
     """
     hints = typing.get_type_hints(config_class)
@@ -51,6 +53,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             parser.add_argument(
                 f"--{meta['flag']}", dest=f.name, action="store_false", default=default, help=meta["help"]
             )
+            continue
+        if meta.get("switch"):
+            parser.add_argument(f"--{f.name}", action="store_true", default=default, help=meta["help"])
             continue
         kwargs: dict[str, Any] = {"help": meta["help"]}
         if meta.get("required"):
@@ -173,7 +178,8 @@ def _print_summary(config: EvaluationConfig, rows: list[dict[str, Any]], update_
 
         description = (
             f"`sgt-nlp evaluate` on `{config.data_dir}` ({config.split}, {run['examples']} "
-            f"examples), removal `{config.removal}`, max_length {config.max_length} "
+            f"examples), removal `{config.removal}`, {precision_name(config.bf16)} model passes, "
+            f"max_length {config.max_length} "
             f"({config.truncation} truncation)."
         )
         if add_evaluation_to_model_card(config.model, table, description):

@@ -17,6 +17,7 @@ import torch
 from ..eraser.align import align_words, encode_words
 from ..explainers import get_explainer
 from ..metrics import removal_count, top_k_indices
+from ..precision import autocast
 from ..saliency import embedding_forward_kwargs
 from .bounds import add_bounds
 from .config import MASKED_ACCURACY_FRACTIONS, EvaluationConfig
@@ -85,7 +86,8 @@ class BatchEvaluator:
             encoding = self._encode(words, queries)
             # the explainers' padding-aware positions, so perturbed and full inputs see the same positions
             encoding.update(embedding_forward_kwargs(self.model, encoding))
-            logits = self.model(**encoding).logits.float()
+            with autocast(self.model, self.config.bf16):  # --bf16: the pass in bf16, the rest in fp32
+                logits = self.model(**encoding).logits.float()
             out[chunk] = torch.softmax(logits, dim=-1).cpu().numpy()
             self.forward_passes += len(chunk)
             self.forward_lengths.extend(int(n) for n in encoding["attention_mask"].sum(dim=1).tolist())
@@ -124,7 +126,10 @@ class BatchEvaluator:
         for method, explainer in self.explainers.items():
             start = time.perf_counter()
             target = gold if self.config.target == "gold" else None
-            attribution = explainer.attribute(encoding, target, word_ids=alignment.word_index.to(self.device))
+            with autocast(self.model, self.config.bf16):  # the explainers accumulate in float32
+                attribution = explainer.attribute(
+                    encoding, target, word_ids=alignment.word_index.to(self.device)
+                )
             word_scores = alignment.aggregate_to_lists(attribution.scores, self.config.word_aggregation)
             full_probs = torch.softmax(attribution.logits.float(), dim=-1).cpu().numpy()
             explained = time.perf_counter()

@@ -36,6 +36,7 @@ from ..metrics import (
     soft_token_metrics,
     token_prf,
 )
+from ..precision import precision_name
 from ..validation import UsageError, remove_outputs
 from .bounds import bounds_lines, bounds_summary, naopc_scores
 from .config import MASKED_ACCURACY_FRACTIONS
@@ -166,6 +167,7 @@ def method_scores(result: EvaluationResult, removal: str, method: str, found: Me
             "max_length": config.max_length,
             "truncation": config.truncation,
             "target": config.target,
+            "precision": precision_name(config.bf16),
         }
     )
     fractions = list(MASKED_ACCURACY_FRACTIONS) if config.masked_accuracy_curve else []
@@ -275,6 +277,7 @@ def run_info(result: EvaluationResult) -> dict[str, Any]:
         "truncation": result.truncation,
         "rationale_coverage": result.rationale_coverage,
         "sgt_settings": result.sgt_settings,
+        "precision": precision_name(config.bf16),  # of the model passes; accumulations are float32
         "processes": result.processes,
         "seconds": result.seconds,
         "forward_passes": result.forward_passes,

@@ -28,6 +28,7 @@ from ..loading import (
     read_sgt_settings,
     resolve_device,
 )
+from ..precision import check_bf16
 from ..validation import (
     UsageError,
     check_device,
@@ -100,6 +101,8 @@ def evaluate_rationales(
     already holds are not run again, so an interrupted evaluation resumes (:mod:`.checkpoint`).
     """
     started = time.perf_counter()
+    if config.bf16:
+        check_bf16(_model_device(model))  # an emulated bf16 would be slower than fp32: refused, not run
     state = _process_state(config)
     is_main = state is None or state.is_main_process
     split = data if isinstance(data, ERASERSplit) else load_split(data, config.split)
@@ -218,6 +221,8 @@ def evaluate_folder(
         raise UsageError("evaluate_folder needs config.model and config.data_dir (folders)")
     check_device(config.device)
     state = _process_state(config)
+    if config.bf16:
+        check_bf16(resolve_device(config.device, state))  # before the model is loaded
     split = load_split(config.data_dir, config.split)  # bad data fails here, before the model is loaded
     model, tokenizer, folder = load_classifier(config.model, resolve_device(config.device, state))
     loading = time.perf_counter() - started

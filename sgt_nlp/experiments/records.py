@@ -184,3 +184,27 @@ def compact_ordering(lines: list[dict[str, Any]]) -> dict[str, list]:
         "auprc_visible": [e["auprc_visible"] for e in lines],
         "token_f1_visible": [e["token_f1_visible"] for e in lines],
     }
+
+
+def record_precision(record: dict[str, Any]) -> str:
+    """The precision a training or evaluation record was made in; ``fp32`` for records written before
+    precision was recorded (the runner trained and evaluated in fp32 on CPUs then)."""
+    return str(record.get("precision", "fp32"))
+
+
+def check_precisions(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Refuse to compare, on one dataset, runs whose training or evaluation records differ in precision:
+    bf16 and fp32 numbers are not one protocol (the difference would be read as an effect of the arm)."""
+    for dataset, records in runs.items():
+        for stage in ("training", "evaluation"):
+            found: dict[str, list[str]] = {}
+            for record in records:
+                if record.get(stage) is not None:
+                    found.setdefault(record_precision(record[stage]), []).append(record["run"])
+            if len(found) > 1:
+                listing = "; ".join(f"{p}: {', '.join(sorted(set(r)))}" for p, r in sorted(found.items()))
+                raise ValueError(
+                    f"{dataset}: {stage} records of different precision ({listing}) cannot be compared "
+                    "as one protocol; run them again in one precision (another --output_dir, or delete "
+                    "the records of the other one)"
+                )

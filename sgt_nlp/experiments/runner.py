@@ -36,7 +36,16 @@ from typing import Any
 from ..files import is_inside
 from .data import SHARED_DATA, prepare_data
 from .output import record_spec, recorded_seeds, results_stem, write_results
-from .records import RECORD_VERSION, missing_methods, read_json, run_id, select_orderings, write_json
+from .records import (
+    RECORD_VERSION,
+    check_precisions,
+    missing_methods,
+    read_json,
+    record_precision,
+    run_id,
+    select_orderings,
+    write_json,
+)
 from .spec import DatasetSpec, ExperimentSpec, SpecError
 from .stages import evaluate_run, train_run
 from .statistics import aggregate
@@ -175,7 +184,7 @@ class Experiment:
         """Refuses records made with other settings, runs what is missing, aggregates, writes the results."""
         import torch
 
-        if torch.cuda.is_available():  # TF32 matmuls for the fp32 evaluation passes
+        if torch.cuda.is_available():  # TF32 matmuls for fp32 passes (mixed_precision no)
             torch.backends.cuda.matmul.allow_tf32 = True
         self.out.mkdir(parents=True, exist_ok=True)
         record_spec(self.out, self.spec, write=not self.only_finished)
@@ -196,6 +205,7 @@ class Experiment:
                 logger.error("dataset %s left out: %s", dataset.name, skipped[dataset.name])
                 continue
             runs[dataset.name] = self.run_dataset(dataset)
+        check_precisions(runs)  # bf16 and fp32 records are never compared as one protocol
         result = aggregate(replace(self.spec, seeds=self.table_seeds), runs)
         for name, reason in skipped.items():
             result["datasets"][name]["skipped"] = reason
@@ -396,6 +406,8 @@ class Experiment:
         raw = evaluate_run(replace(self.spec, methods=missing), dataset, data_dir, model_dir, folder, arm)
         seconds = raw.pop("seconds")  # what the evaluations cost, including batches of an earlier session
         if record is not None:
+            if raw.pop("precision") != record_precision(record):
+                raise ValueError(f"{path}: the added methods were evaluated in another precision")
             if raw["examples"]["annotation_id"] != record["examples"]["annotation_id"]:
                 raise ValueError(f"{path}: the added methods were evaluated on other test examples")
             for removal, orderings in raw["orderings"].items():

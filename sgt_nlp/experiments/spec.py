@@ -78,7 +78,9 @@ class ExperimentSpec:
     eval_processes: int = 1
     warmup: float = 0.1
     weight_decay: float = 0.01
-    mixed_precision: str = "no"  # bf16/fp16 autocast in training (cuda only)
+    #: bf16: autocast in training and in every evaluation pass, on CPU or GPU (records say "precision"); fp16:
+    #: in training, on a GPU only; no: fp32
+    mixed_precision: str = "no"
     bootstrap_resamples: int = 2000
     #: NAOPC's per-example bounds: ``evaluated`` (the extremes over the evaluated orderings only), or
     #: ``beam``/``exact`` (searched over all orderings, Edin et al. 2025: the records then carry ``bounds``
@@ -378,7 +380,8 @@ PRESETS: dict[str, ExperimentSpec] = {
         name="cpu", datasets=(SST2, MOVIES_CPU), seeds=(0, 1, 2), ig_steps=20, smoothgrad_samples=10
     ),
     # one H200, one command under 10 minutes (an estimate: not run here): movies at 512 pieces, one learning
-    # rate, bf16 training; the model is an fp16 MiniLM folder carried to the machine (``--export_model``).
+    # rate, bf16 training and evaluation; the model is an fp16 MiniLM folder carried to the machine
+    # (``--export_model``).
     # Occlusion (about 450 passes of 512 pieces per review) is left out to fit; add it with a spec when time
     # allows.
     "gpu": ExperimentSpec(

@@ -33,7 +33,7 @@ def train_run(
 
     from ..config import SaliencyGuidedTrainingArguments
     from ..eraser import load_split
-    from ..finetune import DataArguments, ModelArguments, RunArguments, run_training
+    from ..finetune import DataArguments, ModelArguments, RunArguments, run_training, training_precision
 
     model = spec.model
     if model == "tiny":
@@ -61,7 +61,7 @@ def train_run(
         report_to=[],
         dataloader_num_workers=0,
         use_cpu=not cuda,
-        bf16=cuda and spec.mixed_precision == "bf16",
+        bf16=spec.mixed_precision == "bf16",  # CPU autocast too (refused where bf16 is not native)
         fp16=cuda and spec.mixed_precision == "fp16",
         resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None,
         **spec.arms[arm],
@@ -113,6 +113,7 @@ def train_run(
         "seconds_per_epoch": (runtime / timed) if runtime and timed else None,
         "resumed_from": str(checkpoints[-1].name) if checkpoints else None,
         "device": "cuda" if cuda else "cpu",
+        "precision": training_precision(args),
     }
 
 
@@ -161,6 +162,7 @@ def evaluation_calls(
         masked_accuracy_curve=False,
         per_example=True,
         model_name=name,
+        bf16=spec.mixed_precision == "bf16",
     )
     if dataset.truncation != "head":
         common["truncation"] = dataset.truncation
@@ -276,7 +278,13 @@ def evaluate_run(
                 columns = bound_columns(lines)
                 if columns is not None:
                     bounds[removal] = columns
-    record: dict[str, Any] = {"examples": examples, "orderings": orderings, "seconds": seconds}
+    precision = "bf16" if spec.mixed_precision == "bf16" else "fp32"
+    record: dict[str, Any] = {
+        "examples": examples,
+        "orderings": orderings,
+        "seconds": seconds,
+        "precision": precision,
+    }
     if bounds:
         record["bounds"] = bounds
     return record

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..explainers import Explainer
+from ..precision import autocast, check_bf16, device_of, full_precision, precision_name
 from ..saliency import TARGET_OUTPUTS
 from .measures import (
     INSENSITIVE_THRESHOLD,
@@ -94,7 +95,8 @@ def precision_check(
 ) -> dict[str, float | int | str]:
     """Spearman of the float32 map against the float64 map of the same class: rounding noise disagrees."""
     double = copy.deepcopy(model).double().eval()
-    maps, _ = explain(spec.build(double, tokenizer, target_output), batches, targets)
+    with full_precision(double):  # the reference: float64, whatever precision the run's passes use
+        maps, _ = explain(spec.build(double, tokenizer, target_output), batches, targets)
     rows = [similarities(a, b) for a, b in zip(originals[: len(maps)], maps, strict=True)]
     mean = summarize(rows)["spearman"]["mean"]
     scale = float(np.median([np.abs(m).max() if m.size else 0.0 for m in originals]))
@@ -165,6 +167,8 @@ class SanityConfig:
     seed: int = 0
     precision_examples: int = 16
     max_stages: int | None = None
+    #: every model pass under bf16 autocast (the float64 reference of the precision check stays float64)
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.max_stages is not None and self.max_stages < 1:
@@ -186,8 +190,23 @@ def run_sanity_checks(
     """All checks for every method on pre-encoded batches (right padded); the model is never changed.
 
     ``labels`` (gold classes, ``[N]`` over all batches) give the accuracy at each randomisation stage; the
-    agreement with the original predictions is always reported.
+    agreement with the original predictions is always reported. ``config.bf16`` runs every pass under bf16
+    autocast (refused on a device without native bf16).
     """
+    if config.bf16:
+        check_bf16(device_of(model))
+    with autocast(model, config.bf16):
+        return _run_checks(model, tokenizer, batches, config, labels, progress)
+
+
+def _run_checks(
+    model: nn.Module,
+    tokenizer: Any,
+    batches: Sequence[Batch],
+    config: SanityConfig,
+    labels: torch.Tensor | None,
+    progress: bool,
+) -> SanityResult:
     model = merged_adapter(model).eval()
     # nn.Module.__getattr__ is typed Tensor | Module; the config of a transformers model
     num_labels = int(model.config.num_labels)  # type: ignore[union-attr, arg-type]
@@ -256,6 +275,7 @@ def run_sanity_checks(
             "target_output": config.target_output,
             "seed": config.seed,
             "max_stages": config.max_stages,
+            "precision": precision_name(config.bf16),
             "precision_examples": _count_examples(batches[:n_precision]),
             "insensitive_threshold": INSENSITIVE_THRESHOLD,
             "sensitive_threshold": SENSITIVE_THRESHOLD,

@@ -75,6 +75,11 @@ class SanityArguments:
         "randomise only the first N stages from the top (the verdict needs head, pooler and the "
         "top layer: 3 for BERT); None: all",
     )
+    bf16: bool = _from_config(
+        "bf16",
+        "run the model's passes under bf16 autocast (faster on CPUs with AVX512-BF16 or AMX and on GPUs; "
+        "the float64 check then measures bf16's rounding). Default: fp32",
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
