@@ -63,6 +63,8 @@ thead th { background: #eef1f5; font-weight: 600; position: sticky; top: 0; }
 table.metrics { font-size: 0.84rem; } table.metrics th, table.metrics td { padding: 0.36rem 0.45rem; }
 table.metrics thead th { white-space: normal; vertical-align: bottom; }
 table.metrics td { white-space: nowrap; }
+#delta-table td[data-measures-verdict] { white-space: normal; min-width: 4.5rem; }
+#delta-table { font-size: 0.8rem; } #delta-table th, #delta-table td { padding: 0.32rem 0.35rem; }
 th .dir { color: var(--muted); font-weight: 400; }
 tr.group-start > * { border-top: 2px solid #c9ced8; }
 td.best { font-weight: 700; color: #0b5394; }

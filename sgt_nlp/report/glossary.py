@@ -35,8 +35,16 @@ TERMS: dict[str, tuple[str, str]] = {
     ),
     "naopc": (
         "NAOPC ↑ (normalised AOPC)",
-        "AOPC rescaled per example between the worst (0) and best (1) word ordering evaluated for that "
-        "model, so that a confident and a hesitant model compare fairly (Edin et al. 2025).",
+        "AOPC rescaled per example between the worst (0) and best (1) word ordering: of all orderings "
+        "(all-order bounds; Edin et al. 2025) or, labelled and never deciding, of the evaluated methods'.",
+    ),
+    "aopc_minus_random": (
+        "AOPC − Random",
+        "a method's AOPC minus the same model's Random AOPC: what the explanation adds over chance.",
+    ),
+    "depends": (
+        "depends on normalisation",
+        "raw AOPC, AOPC − Random and NAOPC disagree, so no better or worse is called (the verdict's rule).",
     ),
     "auprc": (
         "AUPRC ↑",
@@ -85,7 +93,15 @@ TERMS: dict[str, tuple[str, str]] = {
 }
 
 #: the verdict's metrics and the terms that define them
-VERDICT_TERMS = ("comprehensiveness_aopc", "naopc", "auprc", "interval", "noise")
+VERDICT_TERMS = (
+    "comprehensiveness_aopc",
+    "naopc",
+    "aopc_minus_random",
+    "depends",
+    "auprc",
+    "interval",
+    "noise",
+)
 
 
 def glossary_html(terms: Iterable[str]) -> str:

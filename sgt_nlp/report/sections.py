@@ -8,6 +8,7 @@ import html
 import math
 from pathlib import Path
 
+from ..metrics.verdict_rule import NOT_MEASURED
 from .eval_runs import EvalRun
 from .experiment import METHOD_TITLES
 from .heatmap import render_heatmap_legend, render_html_heatmap
@@ -184,7 +185,7 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
         return ""
     header = "".join(_head(key, label) for key, label, _ in keys)
     removal_head = _head("removal", "Removal") if several else ""
-    header += "".join(f'<th scope="col">{name} verdict (3 measures)</th>' for name, _ in VERDICT_FAMILIES)
+    header += "".join(f'<th scope="col">{name.capitalize()} verdict</th>' for name, _ in VERDICT_FAMILIES)
     bootstrapped = ", ".join(label for key, label, _ in keys if key in PER_EXAMPLE_METRICS)
     return (
         f"<h3>Differences against {escape(base.name)}</h3>"
@@ -197,7 +198,7 @@ def delta_table(runs: list[EvalRun], methods: list[str]) -> str:
         "call a faithfulness difference better or worse only when raw AOPC, AOPC minus the same model's "
         "Random AOPC and NAOPC with all-order bounds (bounds.jsonl, evaluate --naopc_bounds beam) all say "
         "so beyond their intervals, and 'depends on normalisation' when they differ (hover for the three "
-        "numbers).</p>"
+        "numbers; * NAOPC with all-order bounds not measured: the folders have no bounds.jsonl).</p>"
         f'<table id="delta-table" class="metrics"><thead><tr><th scope="col">Models</th>'
         f"{_head('method', 'Method')}{removal_head}{header}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -253,10 +254,12 @@ def _verdict_cells(base: EvalRun, other: EvalRun, method: str, removal: str, val
             + ("" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]")
             for key, (word, interval, mean) in shown.items()
         )
-        css = {"better": "better", "worse": "worse"}.get(verdict.split(" (")[0], "noise")
+        word = verdict.split(" (")[0]
+        css = {"better": "better", "worse": "worse"}.get(word, "noise")
+        shown_word = word + ("*" if NOT_MEASURED in verdict else "")  # * is explained under the table
         cells.append(
             f'<td class="{css}" data-measures-verdict="{escape(verdict)}" title="{escape(title)}">'
-            f"{escape(verdict)}</td>"
+            f"{escape(shown_word)}</td>"
         )
     return cells
 
