@@ -143,7 +143,11 @@ def load_raw_splits(data: DataArguments) -> tuple[Dataset, Dataset | None, list[
                 raise ValueError(f"{path}: unsupported file type {suffix!r} (use .csv, .json or .jsonl)")
             if not Path(path).is_file():
                 raise InputFileError(path, None, None, "file does not exist")
-            read_utf8(Path(path))  # undecodable bytes: an error that names the line, not a pyarrow traceback
+            text = read_utf8(
+                Path(path)
+            )  # undecodable bytes: an error that names the line, not a pyarrow traceback
+            if builder == "json":
+                _check_json(Path(path), text)
             try:  # each file by its own type: a .jsonl validation file beside a .csv is read as JSON lines
                 loaded[name] = datasets.load_dataset(builder, data_files={"train": path})["train"]
             except Exception as exc:  # datasets' build errors run to many lines and name no line
@@ -193,6 +197,23 @@ def split_source(data: DataArguments, split: str) -> str:
     return str(
         Path(data.data_dir) / f"{data.train_split if split == 'train' else data.validation_split}.jsonl"
     )
+
+
+def _check_json(path: Path, text: str) -> None:
+    """A JSON array, or JSON lines, that parses: an error naming the line (datasets' own error logs a
+    traceback and names no line)."""
+    import json
+
+    array = text.lstrip().startswith("[")
+    for number, line in [(1, text)] if array else enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(
+                path, exc.lineno if array else number, None, f"not valid JSON ({exc.msg})"
+            ) from None
 
 
 def _annotation(source: str, names: list[str], row: int) -> str:

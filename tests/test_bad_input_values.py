@@ -691,7 +691,7 @@ def test_a_json_lines_file_that_is_not_json_is_named(tmp_path, capsys, model_dir
     path.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": \n')
     out = tmp_path / "out"
     code, err = run_cli(capsys, *train_args(model_dir, out, "--train_file", path))
-    assert_refused(code, err, 1, [f"{path}: cannot be read as json"], "train")
+    assert_refused(code, err, 1, [f"{path}, line 2: not valid JSON (Expecting value)"], "train")
     assert not out.exists()
 
 
