@@ -10,7 +10,6 @@ from typing import Any
 
 from .experiments import ExperimentSpec, SpecError
 from .experiments.spec import check_plain_name
-from .files import is_inside
 from .report.build import PLOT_FILES
 
 #: what the demo writes at the top of its folder, besides one folder per dataset and seed<s>/
@@ -43,7 +42,7 @@ def remove_demo_outputs(out: Path, previous: dict[str, Any]) -> list[str]:
     removed = []
     for name in candidates:
         path = out / name
-        if not (path.exists() or path.is_symlink()) or not is_inside(path.parent, out):
+        if not (path.exists() or path.is_symlink()):  # names are plain: path is directly in out
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

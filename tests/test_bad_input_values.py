@@ -14,6 +14,7 @@ import pytest
 
 from sgt_nlp import cli
 from tests import tiny
+from tests.test_bad_input import train_args
 from tests.toy_data import write_csv, write_eraser
 
 
@@ -39,30 +40,6 @@ def assert_refused(code: int, err: str, status: int, expected: list[str], comman
     assert line.startswith(f"sgt-nlp {command}: error: ") and "Traceback" not in err
     for words in expected:
         assert words in line, line
-
-
-def train_args(model: Path, out: Path, *extra) -> list[str]:
-    return [
-        "train",
-        "--model_name_or_path",
-        model,
-        "--output_dir",
-        out,
-        "--report_to",
-        "none",
-        "--use_cpu",
-        "--num_train_epochs",
-        "1",
-        "--per_device_train_batch_size",
-        "4",
-        "--max_length",
-        "32",
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "no",
-        *extra,
-    ]
 
 
 def sentences_csv(folder: Path) -> Path:

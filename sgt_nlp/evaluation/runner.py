@@ -60,12 +60,6 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def sgt_settings_of(folder: str | Path) -> dict[str, Any] | None:
-    """The SGT settings a trained model folder records (JSON only: :func:`~sgt_nlp.loading.read_sgt_settings`;
-    the pickled ``training_args.bin`` is never read)."""
-    return read_sgt_settings(folder)
-
-
 def _process_state(config: EvaluationConfig):
     """accelerate's ``PartialState`` when started with several processes, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -232,7 +226,7 @@ def evaluate_folder(
     result = dataclasses.replace(
         result,
         model_name=config.model_name or Path(folder).name,
-        sgt_settings=sgt_settings_of(folder),
+        sgt_settings=read_sgt_settings(folder),  # JSON only: training_args.bin is never read
         seconds=loading + result.seconds,  # result.seconds counts the batches resumed from the checkpoint
     )
     return write_evaluation(result, claim=claim)

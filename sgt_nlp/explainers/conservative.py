@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 from sgt_nlp.conservative import check_conservative, conservative_rules
-from sgt_nlp.explainers.base import Explainer
-from sgt_nlp.explainers.gradient import check_aggregation
-from sgt_nlp.saliency import AGGREGATIONS, SIGNED_AGGREGATIONS, aggregate_token_saliency, embedding_gradients
+from sgt_nlp.explainers.gradient import Gradient
+from sgt_nlp.saliency import embedding_gradients
 
 
-class Conservative(Explainer):
+class Conservative(Gradient):
     """Relevance by conservative propagation: within :func:`sgt_nlp.conservative.conservative_rules` the
     backward pass holds every attention probability and every LayerNorm/RMSNorm scale constant (the AH- and
     LN-rules), and the per-token relevance is gradient x input on the word embeddings (``grad_x_input``, the
@@ -26,11 +25,8 @@ class Conservative(Explainer):
     """
 
     name = "conservative"
-    aggregations = AGGREGATIONS
     default_aggregation = "grad_x_input"
     default_aggregations = ("grad_x_input", "abs_grad_x_input")
-    signed_aggregations = SIGNED_AGGREGATIONS
-    run_settings = ("aggregation",)
 
     def __init__(
         self,
@@ -41,12 +37,10 @@ class Conservative(Explainer):
         tokenizer: Any = None,
         special_ids: Iterable[int] | None = None,
     ) -> None:
-        super().__init__(model, target_output, tokenizer=tokenizer, special_ids=special_ids)
+        super().__init__(
+            model, target_output, aggregation=aggregation, tokenizer=tokenizer, special_ids=special_ids
+        )
         check_conservative(model)
-        self.aggregation = check_aggregation(aggregation)
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "aggregation": self.aggregation}
 
     def gradients(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None
@@ -54,11 +48,3 @@ class Conservative(Explainer):
         """``(grads [B,T,D], embeddings [B,T,D], logits [B,C])`` of the rule backward."""
         with conservative_rules(self.model):
             return embedding_gradients(self.model, inputs, target, self.target_output)
-
-    def _attribute(
-        self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        grads, embeddings, logits = self.gradients(inputs, target)
-        if target is None:
-            target = logits.argmax(dim=-1)
-        return aggregate_token_saliency(grads, embeddings, self.aggregation), logits, target, {}

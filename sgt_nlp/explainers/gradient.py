@@ -50,10 +50,16 @@ class Gradient(Explainer):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "aggregation": self.aggregation}
 
+    def gradients(
+        self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(grads [B,T,D], embeddings [B,T,D], logits [B,C])``; a subclass changes only this backward."""
+        return embedding_gradients(self.model, inputs, target, self.target_output)
+
     def _attribute(
         self, inputs: dict[str, torch.Tensor], target: torch.Tensor | None, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        grads, embeddings, logits = embedding_gradients(self.model, inputs, target, self.target_output)
+        grads, embeddings, logits = self.gradients(inputs, target)
         if target is None:
             target = logits.argmax(dim=-1)
         return aggregate_token_saliency(grads, embeddings, self.aggregation), logits, target, {}

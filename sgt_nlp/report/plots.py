@@ -49,26 +49,13 @@ def line_plot_png(
     models = list(dict.fromkeys(s.model for s in series))
     methods = list(dict.fromkeys(s.method for s in series))
     with plt.rc_context({"font.size": 11.5, "axes.titlesize": 12.5, "legend.fontsize": 10}):
-        return _render(series, models, methods, title, xlabel, ylabel, note, ylim)
-
-
-def _render(
-    series: Sequence[Series],
-    models: list[str],
-    methods: list[str],
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    note: str | None,
-    ylim: tuple[float, float] | None,
-) -> bytes:
-    fig = figure(series, models, methods, title, xlabel, ylabel, note, ylim)
-    try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", metadata={"Software": None})
-        return buffer.getvalue()
-    finally:
-        plt.close(fig)
+        fig = figure(series, models, methods, title, xlabel, ylabel, note, ylim)
+        try:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", metadata={"Software": None})
+            return buffer.getvalue()
+        finally:
+            plt.close(fig)
 
 
 def figure(
