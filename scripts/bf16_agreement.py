@@ -97,23 +97,24 @@ def example_bootstrap(d: np.ndarray, resamples: int = 2000, seed: int = 0) -> tu
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def compare(fp32, bf16, removal: str, method: str) -> dict[str, Any]:
+def compare(fp32: dict[str, Any], bf16: dict[str, Any], removal: str, method: str) -> dict[str, Any]:
     """Paired per-example comparison of one method and removal mode in two evaluation results."""
     from scipy.stats import spearmanr
 
     rows: dict[str, list[float]] = {"comp": [], "suff": []}
     agree, rhos = [], []
-    for a_out, b_out in zip(fp32.outputs, bf16.outputs, strict=True):
-        a, b = a_out.result(removal, method), b_out.result(removal, method)
-        pa, pb = int(np.argmax(a.probs)), int(np.argmax(b.probs))
+    for a_out, b_out in zip(fp32["outputs"], bf16["outputs"], strict=True):
+        a, b = a_out[removal][method], b_out[removal][method]
+        pa, pb = int(np.argmax(a["probs"])), int(np.argmax(b["probs"]))
         agree.append(pa == pb)
-        ts = sorted(a.thresholded)
+        ts = sorted(a["thresholded"], key=float)
         for k, part in (("comp", 0), ("suff", 1)):
-            va = aopc(a.probs, [a.thresholded[t][part] for t in ts], pa)
-            vb = aopc(b.probs, [b.thresholded[t][part] for t in ts], pb)
+            va = aopc(np.asarray(a["probs"]), [np.asarray(a["thresholded"][t][part]) for t in ts], pa)
+            vb = aopc(np.asarray(b["probs"]), [np.asarray(b["thresholded"][t][part]) for t in ts], pb)
             rows[k].append(vb - va)
-        if len(a.word_scores) >= 3 and np.ptp(a.word_scores) > 0 and np.ptp(b.word_scores) > 0:
-            rhos.append(float(spearmanr(a.word_scores, b.word_scores).statistic))
+        wa, wb = np.asarray(a["word_scores"]), np.asarray(b["word_scores"])
+        if len(wa) >= 3 and np.ptp(wa) > 0 and np.ptp(wb) > 0:
+            rhos.append(float(spearmanr(wa, wb).statistic))
     out: dict[str, Any] = {"method": method, "removal": removal, "examples": len(agree)}
     for k, d in rows.items():
         diffs = np.asarray(d)
@@ -123,8 +124,8 @@ def compare(fp32, bf16, removal: str, method: str) -> dict[str, Any]:
     out["spearman_median"] = float(np.median(rhos)) if rhos else None
     out["spearman_p10"] = float(np.quantile(rhos, 0.1)) if rhos else None
     out["spearman_examples"] = len(rhos)
-    out["seconds_fp32"] = float(sum(o.result(removal, method).seconds for o in fp32.outputs))
-    out["seconds_bf16"] = float(sum(o.result(removal, method).seconds for o in bf16.outputs))
+    out["seconds_fp32"] = float(sum(o[removal][method]["seconds"] for o in fp32["outputs"]))
+    out["seconds_bf16"] = float(sum(o[removal][method]["seconds"] for o in bf16["outputs"]))
     return out
 
 
@@ -176,7 +177,7 @@ def main() -> None:
     )
     parser.add_argument("--stage", default="all", choices=("all", "train", "evaluate", "report"))
     parser.add_argument("--precisions", default="fp32,bf16", help="which trainings --stage train runs")
-    parser.add_argument("--sst2", default=str(ROOT.parent.parent / "shared" / "data" / "sst2"))
+    parser.add_argument("--sst2", default=str(ROOT.parent / "shared" / "data" / "sst2"))
     parser.add_argument("--train_examples", type=int, default=400)
     parser.add_argument("--dev_examples", type=int, default=200)
     parser.add_argument("--eval_examples", type=int, default=80)
@@ -230,10 +231,8 @@ def data_folder(args: argparse.Namespace, work: Path) -> Path:
 
 
 def evaluate(data_dir: Path, work: Path, args: argparse.Namespace, name: str) -> None:
-    """The fp32-trained model evaluated in precision ``name`` (``work/eval_<name>.pkl``: the result and its
-    seconds); the two precisions can run side by side."""
-    import pickle
-
+    """The fp32-trained model evaluated in precision ``name`` (``work/eval_<name>.json``: what the comparison
+    reads of each example's results, and the seconds); the two precisions can run side by side."""
     import torch
 
     from sgt_nlp.evaluation import EvaluationConfig, evaluate_rationales
@@ -260,17 +259,35 @@ def evaluate(data_dir: Path, work: Path, args: argparse.Namespace, name: str) ->
     result = evaluate_rationales(model, tokenizer, data_dir, config)
     seconds = time.perf_counter() - started
     print(name, f"evaluation: {seconds:.0f} s", flush=True)
-    (work / f"eval_{name}.pkl").write_bytes(pickle.dumps((result, seconds)))
+    staged = {"seconds": seconds, "labels": [int(e.label) for e in result.examples], "outputs": []}
+    for output in result.outputs:
+        staged["outputs"].append(
+            {
+                removal: {method: _staged_method(output.result(removal, method)) for method in config.methods}
+                for removal in removals
+            }
+        )
+    (work / f"eval_{name}.json").write_text(json.dumps(staged))
+
+
+def _staged_method(result: Any) -> dict[str, Any]:
+    """What :func:`compare` reads of one method's result, as JSON (the staging never uses pickles)."""
+    return {
+        "probs": np.asarray(result.probs, dtype=float).tolist(),
+        "thresholded": {
+            repr(float(t)): [np.asarray(part, dtype=float).tolist() for part in parts[:2]]
+            for t, parts in result.thresholded.items()
+        },
+        "word_scores": np.asarray(result.word_scores, dtype=float).tolist(),
+        "seconds": float(result.seconds),
+    }
 
 
 def compare_all(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The two evaluations compared per method and removal mode."""
-    import pickle
-
     removals = args.removals.split(",")
-    results, seconds = {}, {}
-    for name in ("fp32", "bf16"):
-        results[name], seconds[name] = pickle.loads((work / f"eval_{name}.pkl").read_bytes())
+    results = {name: json.loads((work / f"eval_{name}.json").read_text()) for name in ("fp32", "bf16")}
+    seconds = {name: r["seconds"] for name, r in results.items()}
     rows = [
         compare(results["fp32"], results["bf16"], removal, method)
         for removal in removals
@@ -280,8 +297,8 @@ def compare_all(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         name: float(
             np.mean(
                 [
-                    int(np.argmax(o.result(removals[0], "random").probs)) == e.label
-                    for o, e in zip(r.outputs, r.examples, strict=True)
+                    int(np.argmax(o[removals[0]]["random"]["probs"])) == label
+                    for o, label in zip(r["outputs"], r["labels"], strict=True)
                 ]
             )
         )

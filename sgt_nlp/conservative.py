@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import model_configs
 from .saliency import classifier_of
 
 ATTENTION_NAME = "sgt_conservative"
@@ -346,21 +347,6 @@ def check_conservative(model: nn.Module) -> None:
         )
 
 
-def _configs(classifier: nn.Module) -> list[Any]:
-    from transformers import PretrainedConfig
-
-    found: dict[int, Any] = {}
-    for module in classifier.modules():
-        config = getattr(module, "config", None)
-        if isinstance(config, PretrainedConfig):
-            found.setdefault(id(config), config)
-            for key in getattr(config, "sub_configs", {}):
-                sub = getattr(config, key, None)
-                if isinstance(sub, PretrainedConfig):
-                    found.setdefault(id(sub), sub)
-    return list(found.values())
-
-
 @contextlib.contextmanager
 def conservative_rules(model: nn.Module, switched: bool = False) -> Iterator[RuleGate]:
     """Within the block, the model's backward passes follow Ali et al.'s detach rules (attention
@@ -374,7 +360,7 @@ def conservative_rules(model: nn.Module, switched: bool = False) -> Iterator[Rul
     _register()
     classifier = classifier_of(model)
     gate = RuleGate(switched)
-    configs = _configs(classifier)
+    configs = model_configs(classifier)
     if any(id(config) in _GATES for config in configs):
         raise RuntimeError(f"{type(classifier).__name__} is already inside a conservative_rules() block")
     absent = object()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from typing import Any
@@ -14,6 +15,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from . import objective
 from .config import SaliencyGuidedTrainingArguments, write_sgt_settings
 from .masking import never_drawn_ids, special_ids_of
+from .precision import device_of, fp32_attention
 from .saliency import embedding_forward_kwargs, word_embedding_layer
 from .trainer_checks import check_datasets, check_gradient_checkpointing, check_model
 
@@ -110,7 +112,14 @@ class SaliencyGuidedTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        """The SGT loss of one batch (the steps are the functions of :mod:`sgt_nlp.objective`)."""
+        """The SGT loss of one batch (the steps are the functions of :mod:`sgt_nlp.objective`). Under ``bf16``
+        on a CPU, sdpa attention runs in float32 (:func:`sgt_nlp.precision.fp32_attention`: faster there)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        on_cpu_bf16 = self.args.bf16 and device_of(unwrapped).type == "cpu"
+        with fp32_attention(unwrapped) if on_cpu_bf16 else contextlib.nullcontext():
+            return self._compute_loss(model, inputs, return_outputs)
+
+    def _compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool):
         args: SaliencyGuidedTrainingArguments = self.args
         training = model.training
         inputs = dict(inputs)

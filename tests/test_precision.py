@@ -75,6 +75,65 @@ def test_autocast_is_nothing_when_off_and_bf16_matmuls_when_on():
             assert layer(x).dtype == torch.float32
 
 
+def _family_model_and_batch(family: str):
+    if family in tiny.FAMILIES:
+        model, batch = tiny.tiny_model(family, seed=1), tiny.encode(family)
+    else:
+        model, batch = tiny.tiny_family_model(family, seed=1), tiny.encode_family(family)
+    return model.eval(), {k: v for k, v in batch.items() if k != "labels"}
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "deberta-v2", "gpt2", "llama", "modernbert"])
+def test_cpu_bf16_runs_sdpa_attention_in_float32_and_restores_the_implementation(family, monkeypatch):
+    """On a CPU, ``autocast(model, True)`` swaps the sdpa attention for ``sgt_nlp_sdpa_fp32`` (float32
+    query/key/value, autocast off inside); in fp32 that function is sdpa bit for bit; eager attention
+    (DeBERTa-v2's own) is left alone; the configs name their implementation again after the block."""
+    from transformers.integrations import sdpa_attention
+
+    model, batch = _family_model_and_batch(family)
+    before = {id(c): c._attn_implementation for c in precision.model_configs(model)}
+    uses_sdpa = "sdpa" in before.values()
+    reference = model(**batch).logits.detach()
+    with precision.fp32_attention(model):
+        assert model(**batch).logits.equal(reference)  # fp32 in, the same sdpa call: bit for bit
+    seen: list[torch.dtype] = []
+    real = sdpa_attention.sdpa_attention_forward
+
+    def spy(module, query, *args, **kwargs):
+        seen.append(query.dtype)
+        assert not torch.is_autocast_enabled("cpu")
+        return real(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", spy)
+    with precision.autocast(model, True):
+        logits = model(**batch).logits.float()
+        if uses_sdpa:
+            assert {c._attn_implementation for c in precision.model_configs(model)} >= {
+                precision.FP32_ATTENTION
+            }
+    assert seen == ([torch.float32] * len(seen)) and (len(seen) > 0) == uses_sdpa
+    assert torch.allclose(logits, reference, atol=0.02 * float(reference.abs().max()) + 1e-3)
+    assert {id(c): c._attn_implementation for c in precision.model_configs(model)} == before
+    with pytest.raises(RuntimeError, match="boom"), precision.autocast(model, True):
+        raise RuntimeError("boom")
+    assert {id(c): c._attn_implementation for c in precision.model_configs(model)} == before
+
+
+def test_fp32_attention_leaves_a_model_inside_conservative_rules_to_them():
+    """Conservative propagation names its own attention inside its block, within a bf16 pass too; both
+    blocks restore sdpa on exit."""
+    from sgt_nlp.conservative import ATTENTION_NAME, conservative_rules
+
+    model, batch = _family_model_and_batch("bert")
+    with precision.autocast(model, True):
+        assert model.config._attn_implementation == precision.FP32_ATTENTION
+        with conservative_rules(model):
+            assert model.config._attn_implementation == ATTENTION_NAME
+            model(**batch)
+        assert model.config._attn_implementation == precision.FP32_ATTENTION
+    assert model.config._attn_implementation == "sdpa"
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_bf16_scores_equal_fp32_within_tolerance_and_accumulate_in_float32(method):
     model = tiny.tiny_model("bert", seed=3).eval()

@@ -421,6 +421,33 @@ def test_bf16_trains_with_finite_loss(tmp_path):
     assert not torch.equal(before["classifier.weight"], trainer.model.classifier.weight)
 
 
+@pytest.mark.parametrize("saliency_pass", ["reuse", "eval"])
+def test_bf16_on_cpu_runs_every_sgt_attention_in_float32(tmp_path, monkeypatch, saliency_pass):
+    """Under bf16 on a CPU each pass of an SGT step (clean, eval-mode saliency, masked) and of its evaluation
+    gets float32 query/key/value in sdpa attention (faster there than oneDNN's bf16 kernels); the model
+    names sdpa again after training."""
+    from transformers.integrations import sdpa_attention
+
+    seen: list[torch.dtype] = []
+    real = sdpa_attention.sdpa_attention_forward
+
+    def spy(module, query, *args, **kwargs):
+        seen.append(query.dtype)
+        return real(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", spy)
+    trainer = make_trainer(tmp_path, bf16=True, sgt_saliency_pass=saliency_pass)
+    trainer.train()
+    trained = len(seen)
+    trainer.evaluate()
+    layers = trainer.model.config.num_hidden_layers
+    steps = trainer.state.global_step
+    passes = 3 if saliency_pass == "eval" else 2  # the eval-mode saliency forward, clean, masked
+    assert trained == steps * passes * layers and len(seen) > trained
+    assert set(seen) == {torch.float32}
+    assert trainer.model.config._attn_implementation == "sdpa"
+
+
 def test_degenerate_saliency_is_replaced_and_counted(tmp_path, monkeypatch):
     """fp16 underflow gives all-zero or non-finite gradients: those rows are masked at random and counted."""
     trainer = make_trainer(tmp_path)
