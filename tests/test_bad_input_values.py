@@ -7,6 +7,7 @@ right result. The conventions are tests/test_bad_input.py's."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -609,14 +610,25 @@ def test_sanity_refuses_negative_counts(tmp_path, capsys, model_dir, option, val
     assert not out.exists()
 
 
-def test_report_names_a_different_threshold_on_the_page(tmp_path, capsys, evaluation):
+@pytest.mark.parametrize(
+    "key,value,why",
+    [
+        ("threshold", 0.9, "different removal amounts"),
+        ("max_length", 7, "saw different words"),
+        ("truncation_mode", "tail", "saw different words"),
+        ("precision", "bf16", "two protocols"),
+    ],
+)
+def test_report_names_a_different_setting_on_the_page(tmp_path, capsys, evaluation, key, value, why):
     other = _copy_evaluation(evaluation, tmp_path / "other")
     run = json.loads((other / "run.json").read_text())
-    run["threshold"] = 0.9
+    assert key in run and run[key] != value
+    run[key] = value
     (other / "run.json").write_text(json.dumps(run))
     page = tmp_path / "r.html"
     assert run_cli(capsys, "report", evaluation, other, "--output", page)[0] == 0
-    assert "threshold 0.9 differs from" in page.read_text()
+    text = html.unescape(page.read_text())
+    assert f"{key} {value!r} differs from" in text and why in text
 
 
 def damaged_tokenizer_json(folder: Path) -> None:

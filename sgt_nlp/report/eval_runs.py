@@ -107,15 +107,26 @@ def unique_names(runs: list[EvalRun]) -> None:
 #: what two evaluation folders of one report must share: their examples (data and split); otherwise the
 #: differences and the paired intervals compare numbers of different examples as if they were the same
 COMPARED_SETTINGS = ("data_dir", "split")
-#: what they should share: the fractions their comp/suff and AOPC numbers are taken at (a folder evaluated on
-#: fewer examples has another default threshold); a difference is listed among the folder's problems
-WARNED_SETTINGS = ("threshold", "aopc_thresholds")
+_AMOUNTS = "its differences against it compare numbers taken at different removal amounts"
+_INPUTS = "its differences against it compare models that saw different words of each document"
+#: what they should share, and why: the fractions their comp/suff and AOPC numbers are taken at (a folder
+#: evaluated on fewer examples has another default threshold), the words the models saw, and the precision
+#: of the passes; a difference is listed among the later folder's problems (the README's own report pairs
+#: two thresholds, and two models may need different lengths)
+WARNED_SETTINGS = {
+    "threshold": _AMOUNTS,
+    "aopc_thresholds": _AMOUNTS,
+    "max_length": _INPUTS,
+    "truncation_mode": _INPUTS,
+    "precision": "fp32 and bf16 passes are two protocols (docs/bf16.md); compare runs of one precision",
+}
 
 
 def check_comparable(runs: list[EvalRun]) -> None:
     """Refuse evaluation folders that did not evaluate the same examples, naming both ``run.json`` files and
     the setting (one missing from a ``run.json``, or a data folder that no longer exists, is not compared);
-    list a different threshold or AOPC bins among the later folder's problems."""
+    list a different threshold, AOPC bins, max_length, truncation or precision among the later folder's
+    problems."""
     import os
 
     def setting(run: EvalRun, key: str) -> Any:
@@ -127,13 +138,10 @@ def check_comparable(runs: list[EvalRun]) -> None:
 
     first = runs[0]
     for other in runs[1:]:
-        for key in WARNED_SETTINGS:
+        for key, why in WARNED_SETTINGS.items():
             a, b = setting(first, key), setting(other, key)
             if a is not None and b is not None and a != b:
-                other.problems.append(
-                    f"{key} {b!r} differs from {a!r} of {first.name}: its differences against it compare "
-                    "numbers taken at different removal amounts"
-                )
+                other.problems.append(f"{key} {b!r} differs from {a!r} of {first.name}: {why}")
         for key in COMPARED_SETTINGS:
             a, b = setting(first, key), setting(other, key)
             if a is not None and b is not None and a != b:
