@@ -566,6 +566,34 @@ def test_rescore_checks_probabilities_against_their_range(
     assert (folder / "random" / "scores.json").read_text() == before
 
 
+RUN_JSON_CASES = [
+    ("threshold above 1", "threshold", 5, "a fraction in (0, 1) is needed, got 5"),
+    ("threshold NaN", "threshold", float("nan"), "got nan"),
+    ("threshold a string", "threshold", "0.2", "got '0.2'"),
+    (
+        "a negative AOPC bin",
+        "aopc_thresholds",
+        [0.1, -0.5],
+        "fractions in (0, 1) are needed, got [0.1, -0.5]",
+    ),
+    ("no AOPC bins", "aopc_thresholds", [], "got []"),
+]
+
+
+@pytest.mark.parametrize("case,key,value,expected", RUN_JSON_CASES, ids=[c[0] for c in RUN_JSON_CASES])
+def test_rescore_checks_the_removal_amounts_of_run_json(
+    tmp_path, capsys, evaluation, case, key, value, expected
+):
+    folder = _copy_evaluation(evaluation, tmp_path / "eval")
+    run = json.loads((folder / "run.json").read_text())
+    run[key] = value
+    (folder / "run.json").write_text(json.dumps(run))
+    before = (folder / "random" / "scores.json").read_text()
+    code, err = run_cli(capsys, "rescore", folder)
+    assert_refused(code, err, 1, [f"{folder / 'run.json'}, field '{key}'", expected], "rescore")
+    assert (folder / "random" / "scores.json").read_text() == before
+
+
 REPORT_CASES = [
     ("another split", "split", "test"),
     ("other data", "data_dir", "{tmp}"),

@@ -26,6 +26,10 @@ RESCORED_SECTIONS = (
 )
 
 
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
 def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[dict[str, Any]]:
     """Score an evaluation folder again from its saved ``results.jsonl`` files, without the model.
 
@@ -45,6 +49,12 @@ def rescore_output(output_dir: str | Path, data_dir: str | None = None) -> list[
         if not isinstance(run.get(field_name), list):
             got = run.get(field_name)
             raise ValueError(f"{run_path}, field '{field_name}': a list is needed, got {got!r}")
+    # the removal amounts every score is taken at, as `evaluate` accepts them: fractions in (0, 1)
+    bins, threshold = run["aopc_thresholds"], run.get("threshold")
+    if not bins or not all(_is_fraction(t) for t in bins):
+        raise ValueError(f"{run_path}, field 'aopc_thresholds': fractions in (0, 1) are needed, got {bins!r}")
+    if not _is_fraction(threshold):
+        raise ValueError(f"{run_path}, field 'threshold': a fraction in (0, 1) is needed, got {threshold!r}")
     for method in run["methods"]:  # each names a folder that rescoring rewrites: it must be one inside out
         plain = isinstance(method, str) and PLAIN_NAME.fullmatch(method)
         if not plain or not is_inside(out / method, out):
