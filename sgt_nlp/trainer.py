@@ -117,9 +117,11 @@ class SaliencyGuidedTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         on_cpu_bf16 = self.args.bf16 and device_of(unwrapped).type == "cpu"
         with fp32_attention(unwrapped) if on_cpu_bf16 else contextlib.nullcontext():
-            return self._compute_loss(model, inputs, return_outputs)
+            return self._compute_loss(model, unwrapped, inputs, return_outputs)
 
-    def _compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool):
+    def _compute_loss(
+        self, model: nn.Module, unwrapped: nn.Module, inputs: dict[str, Any], return_outputs: bool
+    ):
         args: SaliencyGuidedTrainingArguments = self.args
         training = model.training
         inputs = dict(inputs)
@@ -127,11 +129,10 @@ class SaliencyGuidedTrainer(Trainer):
         if inputs.get("labels") is None:
             raise ValueError(f"the batch has no 'labels' (keys: {', '.join(inputs)}); SGT needs gold labels")
         if args.sgt_mask_fraction == 0:
-            return self._plain_loss(model, inputs, return_outputs)
+            return self._plain_loss(model, unwrapped, inputs, return_outputs)
         if "input_ids" not in inputs:
             raise ValueError("SGT needs 'input_ids' in the batch to find special tokens and embed tokens")
 
-        unwrapped = self.accelerator.unwrap_model(model)
         batch = objective.prepare_batch(unwrapped, inputs, self._special_ids, special_tokens_mask)
         clean = objective.clean_pass(model, unwrapped, batch, args, training)
         generator = self._mask_generator(training)
@@ -167,12 +168,14 @@ class SaliencyGuidedTrainer(Trainer):
         )
         return (loss, SequenceClassifierOutput(loss=loss, logits=clean.logits)) if return_outputs else loss
 
-    def _plain_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool):
+    def _plain_loss(
+        self, model: nn.Module, unwrapped: nn.Module, inputs: dict[str, Any], return_outputs: bool
+    ):
         """Plain fine-tuning, as ``Trainer.compute_loss`` computes it at one accumulation step (with the
         padding-aware positions every forward here uses: decoders under left padding need them). In evaluation
         nothing is masked either: no saliency or masked pass, and no eval_masked_accuracy."""
         if "input_ids" in inputs:
-            inputs.update(embedding_forward_kwargs(self.accelerator.unwrap_model(model), inputs))
+            inputs.update(embedding_forward_kwargs(unwrapped, inputs))
         outputs = model(**inputs)
         self._record("train" if model.training else "eval", {"task_loss": outputs.loss.detach()})
         return (outputs.loss, outputs) if return_outputs else outputs.loss
